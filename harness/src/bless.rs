@@ -1,0 +1,626 @@
+//! `sockspec bless`: write what a kernel did into its OS's expectation file.
+//!
+//! Bless edits the TOML in place (toml_edit), keeping comments, order and
+//! every entry it has no reason to touch:
+//!
+//! - an observed entry that already gives the observed outcome gets the
+//!   release added to its `seen_on`;
+//! - an observed entry that selects exactly the same tests is edited in place;
+//! - otherwise a new observed entry is added after the case's last entry,
+//!   selecting as many of the tests that share the new outcomes as one `where`
+//!   can, and always fewer tests than the entry it overrides (so it wins);
+//! - when the overridden observation was made on another kernel series, the
+//!   new entry is limited to this series (`kernel = "=6.1"`) and both stay;
+//! - documented entries are never edited: an observation that disagrees gets
+//!   its own entry, whose `why` records the disagreement;
+//! - observed entries (or outcomes) that no test resolves to any more are removed.
+//!
+//! The result is reloaded and validated before bless reports success; on any
+//! error the file is restored.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
+
+use crate::Suite;
+use crate::error::Error;
+use crate::expect::{Entry, Provenance, group_tests, version_numbers};
+use crate::load::EXPECTED_DIR;
+use crate::model::{OsFamily, ParamValue, Test};
+use crate::outcome::Outcome;
+use crate::results::{TestRecord, Verdict};
+
+/// What one test did, for bless.
+#[derive(Clone, Debug)]
+pub struct Observation {
+    pub test: Arc<Test>,
+    pub outcomes: Vec<(String, Outcome)>,
+}
+
+/// What bless did to one file.
+#[derive(Debug, Default)]
+pub struct Summary {
+    pub path: PathBuf,
+    pub confirmed: usize,
+    pub changed: usize,
+    pub added: usize,
+    pub removed: usize,
+}
+
+impl std::fmt::Display for Summary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}: {} outcome(s) confirmed, {} entr(y/ies) changed, {} added, {} removed",
+            self.path.display(),
+            self.confirmed,
+            self.changed,
+            self.added,
+            self.removed
+        )
+    }
+}
+
+/// Is this environment a CI? Bless refuses there: CI checks expectations, it
+/// never writes them.
+pub fn on_ci() -> bool {
+    std::env::var_os("CI").is_some_and(|v| !v.is_empty())
+}
+
+/// Turns result records into observations; records that must not be blessed
+/// come back with the reason.
+pub fn observations(
+    suite: &Suite,
+    records: &[TestRecord],
+) -> (Vec<Observation>, Vec<(String, String)>) {
+    let mut out = Vec::new();
+    let mut refused = Vec::new();
+    for r in records {
+        let Some(test) = suite.test(&r.name) else {
+            refused.push((r.name.clone(), "no such test in these cases".into()));
+            continue;
+        };
+        let why = match r.verdict {
+            Verdict::Skip => Some(format!("skipped: {}", r.reason.as_deref().unwrap_or(""))),
+            Verdict::Error => Some(format!("no verdict: {}", r.reason.as_deref().unwrap_or(""))),
+            Verdict::Intermittent => Some(
+                "outcomes varied between runs; an intermittent outcome is never blessed".into(),
+            ),
+            _ if r.problem.is_some() => Some(format!(
+                "{}: {}",
+                r.problem.as_deref().unwrap_or(""),
+                r.reason.as_deref().unwrap_or("")
+            )),
+            _ => None,
+        };
+        if let Some(why) = why {
+            refused.push((r.name.clone(), why));
+            continue;
+        }
+        let mut outcomes = Vec::new();
+        for s in &r.steps {
+            let (Some(label), Ok(o)) = (&s.label, s.outcome.parse::<Outcome>()) else {
+                continue;
+            };
+            if o != Outcome::NotRun {
+                outcomes.push((label.clone(), o));
+            }
+        }
+        out.push(Observation {
+            test: test.clone(),
+            outcomes,
+        });
+    }
+    (out, refused)
+}
+
+/// The kernel series a release belongs to, as a range: `=6.1` on Linux and
+/// the BSDs, the full build on Windows (every Windows is 10.0).
+fn series(os: OsFamily, release: &str) -> String {
+    let nums = version_numbers(release);
+    let keep = match os {
+        OsFamily::Windows | OsFamily::Wine => 3,
+        _ => 2,
+    };
+    let parts: Vec<String> = nums.iter().take(keep).map(u64::to_string).collect();
+    format!("={}", parts.join("."))
+}
+
+fn same_series(os: OsFamily, a: &str, b: &str) -> bool {
+    series(os, a) == series(os, b)
+}
+
+/// A test whose outcomes need a new observed entry.
+struct Pending {
+    test: Arc<Test>,
+    outcomes: BTreeMap<String, Outcome>,
+    /// The new entry may select at most this many tests.
+    max_selected: usize,
+    notes: BTreeSet<String>,
+}
+
+/// Writes `obs` (made on `os` `release`) into `os`'s expectation file.
+pub fn bless(
+    suite: &Suite,
+    os: OsFamily,
+    release: &str,
+    obs: &[Observation],
+) -> Result<Summary, Error> {
+    let path = suite.root.join(EXPECTED_DIR).join(format!("{os}.toml"));
+    let original = match std::fs::read_to_string(&path) {
+        Ok(t) => Some(t),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => return Err(Error::io(&path, e)),
+    };
+    let text = original.clone().unwrap_or_else(|| header(os));
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let file = suite.expectations.for_os(os);
+    let entries: &[Entry] = file.map(|f| f.entries.as_slice()).unwrap_or_default();
+    let index_of = |e: &Entry| {
+        entries
+            .iter()
+            .position(|x| std::ptr::eq(x, e))
+            .expect("entry of this file")
+    };
+    let mut summary = Summary {
+        path: path.clone(),
+        ..Summary::default()
+    };
+
+    let mut confirm: BTreeSet<usize> = BTreeSet::new();
+    let mut edits: BTreeMap<usize, BTreeMap<String, Outcome>> = BTreeMap::new();
+    // (case, kernel range) → test name → pending
+    let mut pending: BTreeMap<(String, Option<String>), BTreeMap<String, Pending>> =
+        BTreeMap::new();
+    for o in obs {
+        for (label, outcome) in &o.outcomes {
+            let top = file.and_then(|f| f.resolve(&o.test, label, Some(release)));
+            let (kernel, max_selected, note) = match top {
+                Some(a) if matches!(a.entry.provenance, Provenance::Observed { .. }) => {
+                    let Provenance::Observed { seen_on } = &a.entry.provenance else {
+                        unreachable!()
+                    };
+                    if a.outcome == outcome {
+                        confirm.insert(index_of(a.entry));
+                        continue;
+                    }
+                    if seen_on.iter().any(|r| same_series(os, r, release)) {
+                        if a.entry.selected == 1 {
+                            edits
+                                .entry(index_of(a.entry))
+                                .or_default()
+                                .insert(label.clone(), outcome.clone());
+                            continue;
+                        }
+                        (
+                            a.entry.kernel.as_ref().map(|k| k.text.clone()),
+                            a.entry.selected - 1,
+                            format!("was {} (observed on {})", a.outcome, seen_on.join(", ")),
+                        )
+                    } else {
+                        let max = if a.entry.kernel.is_none() {
+                            a.entry.selected
+                        } else {
+                            a.entry.selected - 1
+                        };
+                        (
+                            Some(series(os, release)),
+                            max,
+                            format!(
+                                "differs from {} observed on {}",
+                                a.outcome,
+                                seen_on.join(", ")
+                            ),
+                        )
+                    }
+                }
+                Some(a) => {
+                    let Provenance::Documented { cite, .. } = &a.entry.provenance else {
+                        unreachable!()
+                    };
+                    let note = if a.outcome == outcome {
+                        format!("agrees with the documented {} ({cite})", a.outcome)
+                    } else {
+                        format!(
+                            "the run disagrees with the documented {} ({cite}, {}:{})",
+                            a.outcome,
+                            a.entry
+                                .at
+                                .file
+                                .file_name()
+                                .map(|f| f.to_string_lossy())
+                                .unwrap_or_default(),
+                            a.entry.at.line
+                        )
+                    };
+                    (None, usize::MAX, note)
+                }
+                None => (None, usize::MAX, String::new()),
+            };
+            let p = pending
+                .entry((o.test.case.id.clone(), kernel))
+                .or_default()
+                .entry(o.test.name.clone())
+                .or_insert_with(|| Pending {
+                    test: o.test.clone(),
+                    outcomes: BTreeMap::new(),
+                    max_selected: usize::MAX,
+                    notes: BTreeSet::new(),
+                });
+            p.outcomes.insert(label.clone(), outcome.clone());
+            p.max_selected = p.max_selected.min(max_selected);
+            if !note.is_empty() {
+                p.notes.insert(format!("{label}: {note}"));
+            }
+        }
+    }
+
+    // Group pending tests by identical outcomes and find selectors for them.
+    let by_case = group_tests(&suite.tests);
+    let mut new_entries: Vec<(String, Table)> = Vec::new();
+    for ((case_id, kernel), tests) in pending {
+        let all = by_case.get(&case_id).cloned().unwrap_or_default();
+        let mut groups: BTreeMap<Vec<(String, String)>, Vec<&Pending>> = BTreeMap::new();
+        for p in tests.values() {
+            let key = p
+                .outcomes
+                .iter()
+                .map(|(l, o)| (l.clone(), o.to_string()))
+                .collect();
+            groups.entry(key).or_default().push(p);
+        }
+        for group in groups.values() {
+            let max = group
+                .iter()
+                .map(|p| p.max_selected)
+                .min()
+                .unwrap_or(usize::MAX);
+            let members: Vec<&Arc<Test>> = group.iter().map(|p| &p.test).collect();
+            let outcomes = &group[0].outcomes;
+            let mut notes: BTreeSet<&String> = BTreeSet::new();
+            for p in group {
+                notes.extend(&p.notes);
+            }
+            for select in cover(&members, &all, max) {
+                let set: BTreeSet<&str> = all
+                    .iter()
+                    .filter(|t| selects(&select, t))
+                    .map(|t| t.name.as_str())
+                    .collect();
+                // An observed entry with the same selection and range: edit it.
+                let same = entries.iter().position(|e| {
+                    matches!(e.provenance, Provenance::Observed { .. })
+                        && e.case == case_id
+                        && e.kernel.as_ref().map(|k| &k.text) == kernel.as_ref()
+                        && all
+                            .iter()
+                            .filter(|t| e.selects(t))
+                            .map(|t| t.name.as_str())
+                            .collect::<BTreeSet<_>>()
+                            == set
+                });
+                if let Some(i) = same {
+                    edits.entry(i).or_default().extend(outcomes.clone());
+                    continue;
+                }
+                new_entries.push((
+                    case_id.clone(),
+                    new_entry(
+                        &members[0].case,
+                        &select,
+                        kernel.as_deref(),
+                        outcomes,
+                        os,
+                        release,
+                        &notes,
+                    ),
+                ));
+            }
+        }
+    }
+
+    // Apply: in-place edits and confirmations first, insertions last.
+    let array = expect_array(&mut doc)?;
+    for (i, outcomes) in &edits {
+        let t = array
+            .get_mut(*i)
+            .ok_or_else(|| Error::Other("expectation index out of range".into()))?;
+        let outs = t
+            .entry("outcomes")
+            .or_insert(Item::Value(Value::InlineTable(InlineTable::new())))
+            .as_inline_table_mut()
+            .ok_or_else(|| {
+                Error::Other(format!(
+                    "{}: `outcomes` is not an inline table",
+                    path.display()
+                ))
+            })?;
+        for (l, o) in outcomes {
+            outs.insert(l, o.to_string().into());
+        }
+        outs.fmt();
+        t["seen_on"] = value(Array::from_iter([release]));
+        summary.changed += 1;
+    }
+    for i in confirm.difference(&edits.keys().copied().collect()) {
+        if let Some(t) = array.get_mut(*i)
+            && let Some(seen) = t.get_mut("seen_on").and_then(Item::as_array_mut)
+        {
+            if !seen.iter().any(|v| v.as_str() == Some(release)) {
+                seen.push(release);
+            }
+            summary.confirmed += 1;
+        }
+    }
+    // Insert each new entry after the last entry of its case (or at the end),
+    // keeping the new entries' order.
+    let mut inserts: Vec<(usize, usize, Table)> = Vec::new();
+    for (n, (case_id, table)) in new_entries.into_iter().enumerate() {
+        let after = (0..array.len()).rev().find(|i| {
+            array
+                .get(*i)
+                .and_then(|t| t.get("case"))
+                .and_then(Item::as_str)
+                == Some(case_id.as_str())
+        });
+        inserts.push((after.map_or(array.len(), |i| i + 1), n, table));
+    }
+    summary.added = inserts.len();
+    inserts.sort_by_key(|(at, n, _)| std::cmp::Reverse((*at, *n)));
+    for (at, _, table) in inserts {
+        array.insert(at, table);
+    }
+    let written = doc.to_string();
+    std::fs::create_dir_all(suite.root.join(EXPECTED_DIR)).map_err(|e| Error::io(&path, e))?;
+    std::fs::write(&path, &written).map_err(|e| Error::io(&path, e))?;
+
+    // Validate, then drop observed entries nothing resolves to any more.
+    let result = Suite::load(&suite.root)
+        .map_err(Error::from)
+        .and_then(|reloaded| prune(&reloaded, os, &path, &mut summary));
+    if let Err(e) = result {
+        match &original {
+            Some(t) => std::fs::write(&path, t).map_err(|e| Error::io(&path, e))?,
+            None => std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?,
+        }
+        return Err(Error::Other(format!(
+            "bless would leave {} invalid, so it was left as it was:\n{e}",
+            path.display()
+        )));
+    }
+    Ok(summary)
+}
+
+fn expect_array(doc: &mut DocumentMut) -> Result<&mut toml_edit::ArrayOfTables, Error> {
+    doc.entry("expect")
+        .or_insert(Item::ArrayOfTables(toml_edit::ArrayOfTables::new()))
+        .as_array_of_tables_mut()
+        .ok_or_else(|| Error::Other("`expect` must be an array of tables ([[expect]])".into()))
+}
+
+/// Removes unranged observed outcomes that no test resolves to (they are all
+/// overridden), and entries left with none.
+fn prune(
+    suite: &Suite,
+    os: OsFamily,
+    path: &std::path::Path,
+    summary: &mut Summary,
+) -> Result<(), Error> {
+    let Some(file) = suite.expectations.for_os(os) else {
+        return Ok(());
+    };
+    let by_case = group_tests(&suite.tests);
+    let mut dead: BTreeMap<usize, Vec<String>> = BTreeMap::new();
+    for (i, e) in file.entries.iter().enumerate() {
+        if e.kernel.is_some() || !matches!(e.provenance, Provenance::Observed { .. }) {
+            continue;
+        }
+        let tests = by_case.get(&e.case).map(Vec::as_slice).unwrap_or_default();
+        for (label, _) in &e.outcomes {
+            let used = tests.iter().any(|t| {
+                e.selects(t)
+                    && file
+                        .resolve(t, label, None)
+                        .is_some_and(|a| std::ptr::eq(a.entry, e))
+            });
+            if !used {
+                dead.entry(i).or_default().push(label.clone());
+            }
+        }
+    }
+    if dead.is_empty() {
+        return Ok(());
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut doc: DocumentMut = text
+        .parse()
+        .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
+    let array = expect_array(&mut doc)?;
+    let mut remove = Vec::new();
+    for (i, labels) in &dead {
+        let all_dead = labels.len() == file.entries[*i].outcomes.len();
+        if all_dead {
+            remove.push(*i);
+        } else if let Some(outs) = array
+            .get_mut(*i)
+            .and_then(|t| t.get_mut("outcomes"))
+            .and_then(Item::as_inline_table_mut)
+        {
+            for l in labels {
+                outs.remove(l);
+            }
+            outs.fmt();
+        }
+    }
+    for i in remove.iter().rev() {
+        array.remove(*i);
+    }
+    summary.removed += remove.len();
+    std::fs::write(path, doc.to_string()).map_err(|e| Error::io(path, e))?;
+    Suite::load(&suite.root).map(|_| ()).map_err(Error::from)
+}
+
+fn header(os: OsFamily) -> String {
+    format!(
+        "# Expectations for {os}: what each checked step does there, and how we know.\n\
+         # Observed entries are written by `sockspec bless` from real runs; documented\n\
+         # entries cite their source. Format: README.md, \"Expectation files\".\n\
+         os = \"{os}\"\n"
+    )
+}
+
+type Selector = Vec<(String, Vec<String>)>;
+
+fn selects(sel: &Selector, t: &Test) -> bool {
+    sel.iter()
+        .all(|(k, labels)| t.param(k).is_some_and(|v| labels.iter().any(|l| l == v)))
+}
+
+/// Selectors that together pick exactly `members` out of `all`, each picking
+/// at most `max` tests. Constrains only parameters that vary outside the
+/// group, and splits the group when one selector cannot fit it.
+fn cover(members: &[&Arc<Test>], all: &[Arc<Test>], max: usize) -> Vec<Selector> {
+    let Some(first) = members.first() else {
+        return Vec::new();
+    };
+    let axes = &first.case.grid;
+    let mut sel: Selector = Vec::new();
+    for (name, values) in axes {
+        let used: BTreeSet<&str> = members.iter().filter_map(|t| t.param(name)).collect();
+        if used.len() < values.len() {
+            // Keep the axis's order.
+            let labels = values
+                .iter()
+                .filter(|v| used.contains(v.label.as_str()))
+                .map(|v| v.label.clone())
+                .collect();
+            sel.push((name.clone(), labels));
+        }
+    }
+    let picked = all.iter().filter(|t| selects(&sel, t)).count();
+    if picked == members.len() && picked <= max {
+        return vec![sel];
+    }
+    if members.len() == 1 {
+        // The exact test: every parameter.
+        return vec![
+            first
+                .params
+                .iter()
+                .map(|(k, v)| (k.clone(), vec![v.clone()]))
+                .collect(),
+        ];
+    }
+    // Split on the axis with the most distinct values among the members.
+    let split = axes
+        .iter()
+        .map(|(name, _)| {
+            let n = members
+                .iter()
+                .filter_map(|t| t.param(name))
+                .collect::<BTreeSet<_>>()
+                .len();
+            (n, name)
+        })
+        .filter(|(n, _)| *n > 1)
+        .max_by_key(|(n, _)| *n)
+        .map(|(_, name)| name.clone())
+        .expect("two different tests differ in some parameter");
+    let mut parts: BTreeMap<String, Vec<&Arc<Test>>> = BTreeMap::new();
+    for t in members {
+        parts
+            .entry(t.param(&split).unwrap_or_default().to_string())
+            .or_default()
+            .push(t);
+    }
+    // Follow the axis order for stable output.
+    let order: Vec<&ParamValue> = axes
+        .iter()
+        .find(|(n, _)| *n == split)
+        .map(|(_, v)| v.iter().collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for v in order {
+        if let Some(part) = parts.get(&v.label) {
+            out.extend(cover(part, all, max));
+        }
+    }
+    out
+}
+
+/// The TOML value that names a label in `where`: the grid's own scalar when
+/// it reads the same, else the label.
+fn label_value(axis: &[ParamValue], label: &str) -> Value {
+    let scalar = axis
+        .iter()
+        .find(|p| p.label == label)
+        .and_then(|p| match &p.value {
+            toml::Value::Boolean(b) if b.to_string() == label => Some(Value::from(*b)),
+            toml::Value::Integer(i) if i.to_string() == label => Some(Value::from(*i)),
+            _ => None,
+        });
+    scalar.unwrap_or_else(|| Value::from(label))
+}
+
+fn new_entry(
+    case: &crate::model::Case,
+    select: &Selector,
+    kernel: Option<&str>,
+    outcomes: &BTreeMap<String, Outcome>,
+    os: OsFamily,
+    release: &str,
+    notes: &BTreeSet<&String>,
+) -> Table {
+    let mut t = Table::new();
+    t.decor_mut().set_prefix("\n");
+    let grid = &case.grid;
+    t["case"] = value(&case.id);
+    if !select.is_empty() {
+        let mut w = InlineTable::new();
+        for (k, labels) in select {
+            let axis = grid
+                .iter()
+                .find(|(n, _)| n == k)
+                .map(|(_, v)| v.as_slice())
+                .unwrap_or_default();
+            let v = if labels.len() == 1 {
+                label_value(axis, &labels[0])
+            } else {
+                Value::Array(labels.iter().map(|l| label_value(axis, l)).collect())
+            };
+            w.insert(k, v);
+        }
+        t["where"] = Item::Value(Value::InlineTable(w));
+    }
+    if let Some(k) = kernel {
+        t["kernel"] = value(k);
+    }
+    let mut o = InlineTable::new();
+    // In the order the case checks them.
+    for (l, _) in &case.checks {
+        if let Some(v) = outcomes.get(l) {
+            o.insert(l, v.to_string().into());
+        }
+    }
+    t["outcomes"] = Item::Value(Value::InlineTable(o));
+    t["source"] = value("observed");
+    t["seen_on"] = value(Array::from_iter([release]));
+    let why = if notes.is_empty() {
+        format!("blessed from a run on {os} {release}")
+    } else {
+        format!(
+            "blessed from a run on {os} {release}; {}",
+            notes
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join("; ")
+        )
+    };
+    t["why"] = value(why);
+    t
+}

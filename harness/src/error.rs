@@ -1,0 +1,171 @@
+//! Errors of the harness library. Input errors always name file, line and column.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::model::Location;
+
+/// Something wrong in a case or expectation file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct InputError {
+    pub file: Arc<PathBuf>,
+    /// 1-based line and column; `None` when the problem is the whole file.
+    pub pos: Option<(usize, usize)>,
+    pub msg: String,
+    /// What to do about it.
+    pub help: Option<String>,
+}
+
+impl InputError {
+    pub fn at(loc: &Location, msg: impl Into<String>) -> Self {
+        InputError {
+            file: loc.file.clone(),
+            pos: Some((loc.line, loc.col)),
+            msg: msg.into(),
+            help: None,
+        }
+    }
+
+    pub fn file(file: &Path, msg: impl Into<String>) -> Self {
+        InputError {
+            file: Arc::new(file.to_path_buf()),
+            pos: None,
+            msg: msg.into(),
+            help: None,
+        }
+    }
+
+    pub fn help(mut self, help: impl Into<String>) -> Self {
+        self.help = Some(help.into());
+        self
+    }
+}
+
+impl fmt::Display for InputError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.pos {
+            Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.msg)?,
+            None => write!(f, "{}: {}", self.file.display(), self.msg)?,
+        }
+        if let Some(help) = &self.help {
+            write!(f, "\n  help: {help}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Every problem found in the input, sorted by file and position.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct InputErrors(pub Vec<InputError>);
+
+impl InputErrors {
+    pub fn finish(mut errors: Vec<InputError>) -> Result<(), InputErrors> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        errors.sort();
+        errors.dedup();
+        Err(InputErrors(errors))
+    }
+}
+
+impl fmt::Display for InputErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {e}")?;
+        }
+        if self.0.len() > 1 {
+            write!(f, "\n{} errors", self.0.len())?;
+        }
+        Ok(())
+    }
+}
+
+/// Errors of the harness outside the input files.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Input(#[from] InputErrors),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
+    #[error("{path}: not a sockspec results file: {msg}")]
+    Results { path: PathBuf, msg: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+impl Error {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Maps byte offsets of one file to 1-based line and column.
+pub struct LineIndex {
+    file: Arc<PathBuf>,
+    starts: Vec<usize>,
+    text: Arc<str>,
+}
+
+impl LineIndex {
+    pub fn new(file: Arc<PathBuf>, text: &str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex {
+            file,
+            starts,
+            text: Arc::from(text),
+        }
+    }
+
+    pub fn file(&self) -> &Arc<PathBuf> {
+        &self.file
+    }
+
+    pub fn loc(&self, offset: usize) -> Location {
+        let line = self.starts.partition_point(|&s| s <= offset).max(1);
+        let start = self.starts[line - 1];
+        let end = offset.min(self.text.len());
+        let col = self
+            .text
+            .get(start..end)
+            .map_or(1, |s| s.chars().count() + 1);
+        Location {
+            file: self.file.clone(),
+            line,
+            col,
+        }
+    }
+
+    pub fn err(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> InputError {
+        InputError::at(&self.loc(span.start), msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn line_and_column() {
+        let idx = LineIndex::new(Arc::new("f.toml".into()), "ab\ncdé\nx");
+        assert_eq!((idx.loc(0).line, idx.loc(0).col), (1, 1));
+        assert_eq!((idx.loc(4).line, idx.loc(4).col), (2, 2));
+        // Columns count characters, not bytes.
+        assert_eq!((idx.loc(7).line, idx.loc(7).col), (2, 4));
+        assert_eq!((idx.loc(8).line, idx.loc(8).col), (3, 1));
+    }
+}

@@ -1,0 +1,176 @@
+//! Stage 3: execute tests on real sockets.
+//!
+//! A test runs as one or more *attempts*. An attempt is re-run (up to
+//! [`MAX_ATTEMPTS`]) only when something outside the kernel behaviour under
+//! test got in its way: a port-setup step failed, or a port collided with
+//! another test (see [`ports`]). Each attempt runs on its own thread so that a
+//! step the kernel never lets finish cannot hold the run: at the deadline the
+//! thread is abandoned, its ports are kept out of use, and the test times out.
+
+pub mod engine;
+pub mod ports;
+
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::model::{Need, Test};
+use crate::outcome::Outcome;
+use ports::{PortBook, ScopeId};
+
+/// How often an attempt may be re-run after port trouble.
+pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Extra time past a test's deadline before its thread is declared hung.
+const GRACE: Duration = Duration::from_secs(2);
+
+/// One step as it happened.
+#[derive(Clone, Debug)]
+pub struct StepResult {
+    pub index: usize,
+    pub kind: &'static str,
+    pub label: Option<String>,
+    pub sock: Option<String>,
+    pub outcome: Outcome,
+    /// The OS's own error code, when the outcome is an error.
+    pub raw: Option<i32>,
+    pub detail: Option<String>,
+    pub took: Duration,
+}
+
+/// Why a test has no kernel verdict.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Problem {
+    /// An unchecked step (setup) failed.
+    Setup { step: usize, msg: String },
+    /// A `require` was not met: the test could not show what it claims.
+    Precondition { step: usize, msg: String },
+    /// The harness could not do its part (read the kernel's table, ...).
+    Harness(String),
+    /// The attempt did not finish by its deadline and was abandoned.
+    Hung,
+    /// The machine lacks something the test needs (found out at run time).
+    Unavailable(String),
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Problem::Setup { step, msg } => write!(f, "setup step {} failed: {msg}", step + 1),
+            Problem::Precondition { step, msg } => {
+                write!(f, "precondition of step {} not met: {msg}", step + 1)
+            }
+            Problem::Harness(m) => write!(f, "harness error: {m}"),
+            Problem::Hung => {
+                f.write_str("the test did not finish by its deadline; its thread was abandoned")
+            }
+            Problem::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
+pub struct AttemptResult {
+    pub steps: Vec<StepResult>,
+    pub problem: Option<Problem>,
+    /// Set when the attempt must be re-run, with the reason.
+    pub retry: Option<String>,
+}
+
+/// A test's run: the last attempt's steps, and how it got there.
+#[derive(Clone, Debug)]
+pub struct Observed {
+    pub steps: Vec<StepResult>,
+    pub problem: Option<Problem>,
+    pub attempts: u32,
+    /// Why earlier attempts were re-run.
+    pub retries: Vec<String>,
+    pub took: Duration,
+}
+
+/// Where tests run: the port book and the calling thread's isolation scope.
+#[derive(Clone)]
+pub struct Env {
+    pub book: Arc<PortBook>,
+    pub scope: ScopeId,
+}
+
+/// Runs one test to completion (all its attempts).
+pub fn run_test(test: &Arc<Test>, env: &Env) -> Observed {
+    let started = Instant::now();
+    let mut retries = Vec::new();
+    if test.needs.contains(&Need::Ipv6Multicast)
+        && let Err(why) = crate::sys::prepare_v6_multicast()
+    {
+        return Observed {
+            steps: Vec::new(),
+            problem: Some(Problem::Unavailable(why)),
+            attempts: 0,
+            retries,
+            took: started.elapsed(),
+        };
+    }
+    for attempt in 1..=MAX_ATTEMPTS {
+        let r = run_attempt(test, env);
+        match r.retry {
+            Some(why) if attempt < MAX_ATTEMPTS => retries.push(why),
+            Some(why) => {
+                retries.push(why.clone());
+                return Observed {
+                    steps: r.steps,
+                    problem: Some(Problem::Harness(format!(
+                        "gave up after {MAX_ATTEMPTS} attempts with port trouble: {why}"
+                    ))),
+                    attempts: attempt,
+                    retries,
+                    took: started.elapsed(),
+                };
+            }
+            None => {
+                return Observed {
+                    steps: r.steps,
+                    problem: r.problem,
+                    attempts: attempt,
+                    retries,
+                    took: started.elapsed(),
+                };
+            }
+        }
+    }
+    unreachable!("the loop returns on its last attempt")
+}
+
+fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
+    let (tx, rx) = mpsc::channel();
+    let mut claims = env.book.begin(env.scope);
+    let attempt_id = claims.attempt;
+    let deadline = Instant::now() + test.case.deadline;
+    let t = test.clone();
+    // A thread spawned here shares this thread's network namespace.
+    let spawned = std::thread::Builder::new()
+        .name("sockspec-attempt".into())
+        .spawn(move || {
+            let mut r = engine::attempt(&t, &mut claims, deadline);
+            if r.retry.is_none() && claims.disturbed() {
+                r.retry = Some("another test collided with one of this test's ports".into());
+            }
+            let _ = tx.send(r);
+        });
+    if let Err(e) = spawned {
+        return AttemptResult {
+            steps: Vec::new(),
+            problem: Some(Problem::Harness(format!("cannot start a thread: {e}"))),
+            retry: None,
+        };
+    }
+    match rx.recv_timeout(test.case.deadline + GRACE) {
+        Ok(r) => r,
+        Err(_) => {
+            env.book.abandon(env.scope, attempt_id);
+            AttemptResult {
+                steps: Vec::new(),
+                problem: Some(Problem::Hung),
+                retry: None,
+            }
+        }
+    }
+}

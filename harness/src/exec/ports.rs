@@ -1,0 +1,273 @@
+//! Ports for tests, without collisions.
+//!
+//! Case files never name port numbers. A test either lets the kernel choose
+//! (port 0, or a connect's implicit bind) or asks for a *lease* (`"@p"`): a
+//! port the kernel handed to wildcard probe sockets in both families and both
+//! protocols, which proves nothing on the machine holds it, and which is then
+//! released for the test to bind.
+//!
+//! Every port any socket of a test attempt ends up on is *claimed* in the
+//! run-wide [`PortBook`]. If two attempts in one isolation scope ever hold the
+//! same port (a connect elsewhere picked a leased port between lease and
+//! bind, say), the later one fails its claim and both are re-run: collisions
+//! can happen in the kernel but never reach a reported outcome. With a
+//! network namespace per worker (Linux, root) each scope has one attempt at a
+//! time and no other process in it, so they cannot happen at all.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Identifies an isolation scope: one per network namespace, 0 for the host.
+pub type ScopeId = u64;
+
+static NEXT_SCOPE: AtomicU64 = AtomicU64::new(1);
+
+/// A fresh scope id for a new network namespace.
+pub fn new_scope() -> ScopeId {
+    NEXT_SCOPE.fetch_add(1, Ordering::Relaxed)
+}
+
+#[derive(Default)]
+struct Inner {
+    owners: HashMap<(ScopeId, u16), u64>,
+    disturbed: HashSet<u64>,
+    /// Ports held by attempts that never finished (hung and abandoned).
+    poisoned: HashSet<(ScopeId, u16)>,
+}
+
+/// Which attempt holds which port, across the whole run.
+#[derive(Default)]
+pub struct PortBook {
+    inner: Mutex<Inner>,
+    next_attempt: AtomicU64,
+}
+
+/// The ports one attempt holds. Dropping it releases them.
+pub struct Claims {
+    book: Arc<PortBook>,
+    pub scope: ScopeId,
+    pub attempt: u64,
+    ports: BTreeSet<u16>,
+}
+
+/// Another attempt in this scope holds the port.
+#[derive(Debug)]
+pub struct Collision(pub u16);
+
+impl PortBook {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn begin(self: &Arc<Self>, scope: ScopeId) -> Claims {
+        Claims {
+            book: self.clone(),
+            scope,
+            attempt: self.next_attempt.fetch_add(1, Ordering::Relaxed),
+            ports: BTreeSet::new(),
+        }
+    }
+
+    /// Keeps an attempt's ports out of use for the rest of the run: it hung,
+    /// and its sockets may still be open.
+    pub fn abandon(&self, scope: ScopeId, attempt: u64) {
+        let mut inner = self.lock();
+        let held: Vec<(ScopeId, u16)> = inner
+            .owners
+            .iter()
+            .filter(|(k, a)| k.0 == scope && **a == attempt)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in held {
+            inner.owners.remove(&k);
+            inner.poisoned.insert(k);
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding the lock leaves consistent data (plain inserts).
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Claims {
+    /// Claims `port` for this attempt; fails if another attempt in the scope
+    /// holds it, and marks that attempt disturbed so it re-runs too.
+    pub fn claim(&mut self, port: u16) -> Result<(), Collision> {
+        if port == 0 || self.ports.contains(&port) {
+            return Ok(());
+        }
+        let mut inner = self.book.lock();
+        let key = (self.scope, port);
+        if inner.poisoned.contains(&key) {
+            return Err(Collision(port));
+        }
+        match inner.owners.get(&key) {
+            Some(&other) if other != self.attempt => {
+                inner.disturbed.insert(other);
+                Err(Collision(port))
+            }
+            _ => {
+                inner.owners.insert(key, self.attempt);
+                self.ports.insert(port);
+                Ok(())
+            }
+        }
+    }
+
+    pub fn holds(&self, port: u16) -> bool {
+        self.ports.contains(&port)
+    }
+
+    /// Whether another attempt collided with one of ours.
+    pub fn disturbed(&self) -> bool {
+        self.book.lock().disturbed.contains(&self.attempt)
+    }
+}
+
+impl Drop for Claims {
+    fn drop(&mut self) {
+        let mut inner = self.book.lock();
+        for p in &self.ports {
+            if inner.owners.get(&(self.scope, *p)) == Some(&self.attempt) {
+                inner.owners.remove(&(self.scope, *p));
+            }
+        }
+        inner.disturbed.remove(&self.attempt);
+    }
+}
+
+/// Whether this machine has IPv6 at all (some CI containers do not).
+pub fn have_ipv6() -> bool {
+    static V6: OnceLock<bool> = OnceLock::new();
+    *V6.get_or_init(|| {
+        Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
+            .and_then(|s| s.bind(&SocketAddr::from((Ipv6Addr::LOCALHOST, 0)).into()))
+            .is_ok()
+    })
+}
+
+/// A port that nothing holds, in either family or protocol, claimed for the attempt.
+pub fn lease(claims: &mut Claims) -> io::Result<u16> {
+    let mut last = None;
+    for _ in 0..64 {
+        match probe() {
+            Ok(Some(p)) => match claims.claim(p) {
+                Ok(()) => return Ok(p),
+                Err(_) => last = Some(format!("port {p} is held by another test")),
+            },
+            Ok(None) => last = Some("probe ports kept colliding".to_string()),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free port after 64 tries: {}", last.unwrap_or_default()),
+    ))
+}
+
+/// Binds wildcard probes with no reuse options: a wildcard bind without
+/// options conflicts with anything on the port (listening, connected, TIME_WAIT),
+/// so success on all four means the port is clear.
+fn probe() -> io::Result<Option<u16>> {
+    let v6 = have_ipv6();
+    let first_domain = if v6 { Domain::IPV6 } else { Domain::IPV4 };
+    let first = Socket::new(first_domain, Type::STREAM, Some(Protocol::TCP))?;
+    let any: SocketAddr = if v6 {
+        first.set_only_v6(true)?;
+        (Ipv6Addr::UNSPECIFIED, 0).into()
+    } else {
+        (Ipv4Addr::UNSPECIFIED, 0).into()
+    };
+    first.bind(&any.into())?;
+    let port = first
+        .local_addr()?
+        .as_socket()
+        .map(|a| a.port())
+        .ok_or_else(|| io::Error::other("probe has no port"))?;
+    let mut holders = vec![first];
+    let mut plan: Vec<(Domain, Type, Protocol, SocketAddr)> = vec![
+        (
+            Domain::IPV4,
+            Type::STREAM,
+            Protocol::TCP,
+            (Ipv4Addr::UNSPECIFIED, port).into(),
+        ),
+        (
+            Domain::IPV4,
+            Type::DGRAM,
+            Protocol::UDP,
+            (Ipv4Addr::UNSPECIFIED, port).into(),
+        ),
+    ];
+    if v6 {
+        plan.push((
+            Domain::IPV6,
+            Type::DGRAM,
+            Protocol::UDP,
+            (Ipv6Addr::UNSPECIFIED, port).into(),
+        ));
+    }
+    for (domain, ty, proto, addr) in plan {
+        let s = Socket::new(domain, ty, Some(proto))?;
+        if domain == Domain::IPV6 {
+            s.set_only_v6(true)?;
+        }
+        if s.bind(&addr.into()).is_err() {
+            return Ok(None);
+        }
+        holders.push(s);
+    }
+    Ok(Some(port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn collisions_disturb_the_holder() {
+        let book = Arc::new(PortBook::new());
+        let mut a = book.begin(0);
+        let mut b = book.begin(0);
+        a.claim(4000).unwrap();
+        assert!(b.claim(4000).is_err());
+        assert!(a.disturbed());
+        assert!(!b.disturbed());
+        // Another scope (namespace) does not collide.
+        let mut c = book.begin(7);
+        c.claim(4000).unwrap();
+        drop(a);
+        b.claim(4000).unwrap();
+    }
+
+    #[test]
+    fn abandoned_ports_stay_taken() {
+        let book = Arc::new(PortBook::new());
+        let mut a = book.begin(0);
+        a.claim(4001).unwrap();
+        book.abandon(0, a.attempt);
+        drop(a);
+        let mut b = book.begin(0);
+        assert!(b.claim(4001).is_err());
+    }
+
+    #[test]
+    fn leased_ports_are_free_everywhere() {
+        let book = Arc::new(PortBook::new());
+        let mut c = book.begin(0);
+        let p = lease(&mut c).unwrap();
+        assert!(c.holds(p));
+        // Free for a plain wildcard bind in both protocols.
+        for ty in [Type::STREAM, Type::DGRAM] {
+            let s = Socket::new(Domain::IPV4, ty, None).unwrap();
+            s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, p)).into())
+                .unwrap();
+        }
+    }
+}

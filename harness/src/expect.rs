@@ -1,0 +1,730 @@
+//! Per-OS expectation files (`cases/expected/<os>.toml`): what each checked
+//! step should do on that OS, and where that knowledge comes from.
+//!
+//! Resolution, for one test and one check label: among the file's entries for
+//! the test's case whose `where` selects the test, whose `kernel` range (if
+//! any) holds the running release, and which give an outcome for the label,
+//! `observed` entries beat `documented` ones; then the more specific entry
+//! wins, the one that selects fewer of the case's tests; then one limited to a
+//! kernel range. Equal candidates that disagree are an input error.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+use crate::error::{InputError, LineIndex};
+use crate::load::{EXPECTED_DIR, selector_labels, toml_error};
+use crate::model::{Case, Location, OsFamily, Test};
+use crate::outcome::Outcome;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Provenance {
+    /// Blessed from real runs on these releases.
+    Observed { seen_on: Vec<String> },
+    /// From a document: `cite` names it (a key of semantics.md, a man page, ...).
+    Documented {
+        cite: String,
+        confidence: Option<String>,
+    },
+}
+
+impl Provenance {
+    pub fn label(&self) -> &'static str {
+        match self {
+            Provenance::Observed { .. } => "observed",
+            Provenance::Documented { .. } => "documented",
+        }
+    }
+
+    pub fn summary(&self) -> String {
+        match self {
+            Provenance::Observed { seen_on } => format!("observed on {}", seen_on.join(", ")),
+            Provenance::Documented { cite, confidence } => match confidence {
+                Some(c) => format!("documented: {cite} [{c}]"),
+                None => format!("documented: {cite}"),
+            },
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub at: Location,
+    pub case: String,
+    /// Parameter → labels it selects.
+    pub select: Vec<(String, Vec<String>)>,
+    pub kernel: Option<VersionRange>,
+    pub outcomes: Vec<(String, Outcome)>,
+    pub provenance: Provenance,
+    pub why: Option<String>,
+    /// How many of the case's tests `select` picks (its specificity).
+    pub selected: usize,
+}
+
+impl Entry {
+    pub fn selects(&self, test: &Test) -> bool {
+        self.case == test.case.id
+            && self
+                .select
+                .iter()
+                .all(|(k, labels)| test.param(k).is_some_and(|v| labels.iter().any(|l| l == v)))
+    }
+
+    pub fn outcome(&self, label: &str) -> Option<&Outcome> {
+        self.outcomes
+            .iter()
+            .find(|(l, _)| l == label)
+            .map(|(_, o)| o)
+    }
+
+    /// Higher ranks win.
+    pub fn rank(&self) -> (bool, std::cmp::Reverse<usize>, bool) {
+        (
+            matches!(self.provenance, Provenance::Observed { .. }),
+            std::cmp::Reverse(self.selected),
+            self.kernel.is_some(),
+        )
+    }
+}
+
+/// A version range such as `>=6.1, <6.2`, compared on the leading numeric
+/// components of a release (`6.18.44-fc-v769` is 6.18.44). Kernel releases are
+/// not semver (a suffix is not a pre-release), hence no semver crate.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct VersionRange {
+    pub text: String,
+    preds: Vec<(Cmp, Vec<u64>)>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Cmp {
+    Ge,
+    Gt,
+    Le,
+    Lt,
+    Eq,
+}
+
+/// The numeric components a release starts with.
+pub fn version_numbers(release: &str) -> Vec<u64> {
+    release
+        .split(|c: char| !c.is_ascii_digit() && c != '.')
+        .next()
+        .unwrap_or("")
+        .split('.')
+        .map_while(|p| p.parse().ok())
+        .collect()
+}
+
+fn cmp_versions(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
+    let n = a.len().max(b.len());
+    for i in 0..n {
+        let (x, y) = (
+            a.get(i).copied().unwrap_or(0),
+            b.get(i).copied().unwrap_or(0),
+        );
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    std::cmp::Ordering::Equal
+}
+
+impl VersionRange {
+    pub fn parse(s: &str) -> Result<VersionRange, String> {
+        let mut preds = Vec::new();
+        for part in s.split(',') {
+            let part = part.trim();
+            let (cmp, rest) = if let Some(r) = part.strip_prefix(">=") {
+                (Cmp::Ge, r)
+            } else if let Some(r) = part.strip_prefix("<=") {
+                (Cmp::Le, r)
+            } else if let Some(r) = part.strip_prefix('>') {
+                (Cmp::Gt, r)
+            } else if let Some(r) = part.strip_prefix('<') {
+                (Cmp::Lt, r)
+            } else if let Some(r) = part.strip_prefix('=') {
+                (Cmp::Eq, r)
+            } else {
+                return Err(format!("`{part}` needs a comparison: >=, >, <=, < or ="));
+            };
+            let v = rest.trim();
+            let nums = version_numbers(v);
+            if nums.is_empty() || v.split('.').count() != nums.len() {
+                return Err(format!("`{v}` is not a version like 6.1 or 10.0.22631"));
+            }
+            preds.push((cmp, nums));
+        }
+        Ok(VersionRange {
+            text: s.to_string(),
+            preds,
+        })
+    }
+
+    pub fn contains(&self, release: &str) -> bool {
+        let v = version_numbers(release);
+        self.preds.iter().all(|(c, bound)| {
+            let o = cmp_versions(&v, bound);
+            match c {
+                Cmp::Ge => o.is_ge(),
+                Cmp::Gt => o.is_gt(),
+                Cmp::Le => o.is_le(),
+                Cmp::Lt => o.is_lt(),
+                // `=6.1` holds 6.1.x: compare only the given components.
+                Cmp::Eq => v.len() >= bound.len() && v[..bound.len()] == bound[..],
+            }
+        })
+    }
+}
+
+/// One OS's file.
+#[derive(Debug)]
+pub struct ExpectFile {
+    pub os: OsFamily,
+    pub path: Arc<PathBuf>,
+    pub entries: Vec<Entry>,
+    by_case: HashMap<String, Vec<usize>>,
+}
+
+/// The expectation that applies to one step.
+#[derive(Clone, Copy, Debug)]
+pub struct Applied<'a> {
+    pub entry: &'a Entry,
+    pub outcome: &'a Outcome,
+}
+
+impl ExpectFile {
+    /// The expectation for `label` of `test`. `release` is the OS release the
+    /// test ran on; `None` considers only entries without a kernel range.
+    pub fn resolve<'a>(
+        &'a self,
+        test: &Test,
+        label: &str,
+        release: Option<&str>,
+    ) -> Option<Applied<'a>> {
+        self.candidates(test, label, release).into_iter().next()
+    }
+
+    /// Every entry that gives `label` for `test`, best first.
+    pub fn candidates<'a>(
+        &'a self,
+        test: &Test,
+        label: &str,
+        release: Option<&str>,
+    ) -> Vec<Applied<'a>> {
+        let mut out: Vec<Applied<'a>> = self
+            .by_case
+            .get(&test.case.id)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.entries[*i])
+            .filter(|e| e.selects(test))
+            .filter(|e| match (&e.kernel, release) {
+                (None, _) => true,
+                (Some(r), Some(rel)) => r.contains(rel),
+                (Some(_), None) => false,
+            })
+            .filter_map(|e| {
+                e.outcome(label)
+                    .map(|outcome| Applied { entry: e, outcome })
+            })
+            .collect();
+        // Stable sort: among equals, the earlier entry in the file comes first.
+        out.sort_by_key(|a| std::cmp::Reverse(a.entry.rank()));
+        out
+    }
+
+    /// Entries with a kernel range that give `label` for `test` (for explain).
+    pub fn ranged<'a>(&'a self, test: &Test, label: &str) -> Vec<Applied<'a>> {
+        self.by_case
+            .get(&test.case.id)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.entries[*i])
+            .filter(|e| e.kernel.is_some() && e.selects(test))
+            .filter_map(|e| {
+                e.outcome(label)
+                    .map(|outcome| Applied { entry: e, outcome })
+            })
+            .collect()
+    }
+}
+
+/// Every OS's expectations.
+#[derive(Debug, Default)]
+pub struct Expectations {
+    pub files: BTreeMap<OsFamily, ExpectFile>,
+}
+
+impl Expectations {
+    pub fn for_os(&self, os: OsFamily) -> Option<&ExpectFile> {
+        self.files.get(&os)
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawFile {
+    #[serde(default)]
+    os: Option<Spanned<String>>,
+    #[serde(default)]
+    expect: Vec<Spanned<RawEntry>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEntry {
+    case: Spanned<String>,
+    #[serde(default, rename = "where")]
+    select: Option<IndexMap<String, Spanned<Value>>>,
+    #[serde(default)]
+    kernel: Option<Spanned<String>>,
+    outcomes: Spanned<IndexMap<String, Spanned<String>>>,
+    source: Spanned<String>,
+    #[serde(default)]
+    seen_on: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    cite: Option<Spanned<String>>,
+    #[serde(default)]
+    confidence: Option<Spanned<String>>,
+    #[serde(default)]
+    why: Option<Spanned<String>>,
+}
+
+/// Confidence tags, as in semantics.md.
+pub const CONFIDENCE: &[(&str, &str)] = &[
+    ("D", "documented by the vendor"),
+    ("S", "read in kernel source, a selftest or a commit message"),
+    ("E", "observed by the author of the source on a real kernel"),
+    ("T", "a third party's claim"),
+];
+
+/// Loads every `expected/<os>.toml` under `root` and checks it against `tests`.
+pub fn load_all(
+    root: &Path,
+    cases: &[Arc<Case>],
+    tests: &[Arc<Test>],
+    errors: &mut Vec<InputError>,
+) -> Expectations {
+    let dir = root.join(EXPECTED_DIR);
+    let mut out = Expectations::default();
+    let Ok(read) = std::fs::read_dir(&dir) else {
+        return out;
+    };
+    let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    let by_case = group_tests(tests);
+    for path in paths {
+        if path.extension().is_none_or(|e| e != "toml") {
+            continue;
+        }
+        let stem = path
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let Some(os) = OsFamily::from_name(&stem) else {
+            errors.push(
+                InputError::file(&path, format!("`{stem}` is not an OS family"))
+                    .help("name expectation files linux.toml, macos.toml, windows.toml, freebsd.toml, openbsd.toml, netbsd.toml, illumos.toml or wine.toml"),
+            );
+            continue;
+        };
+        if let Some(f) = load_file(&path, os, cases, &by_case, errors) {
+            out.files.insert(os, f);
+        }
+    }
+    out
+}
+
+pub fn group_tests(tests: &[Arc<Test>]) -> HashMap<String, Vec<Arc<Test>>> {
+    let mut by_case: HashMap<String, Vec<Arc<Test>>> = HashMap::new();
+    for t in tests {
+        by_case
+            .entry(t.case.id.clone())
+            .or_default()
+            .push(t.clone());
+    }
+    by_case
+}
+
+/// Loads and checks one expectation file.
+pub fn load_file(
+    path: &Path,
+    os: OsFamily,
+    cases: &[Arc<Case>],
+    by_case: &HashMap<String, Vec<Arc<Test>>>,
+    errors: &mut Vec<InputError>,
+) -> Option<ExpectFile> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(InputError::file(path, format!("cannot read: {e}")));
+            return None;
+        }
+    };
+    let index = LineIndex::new(Arc::new(path.to_path_buf()), &text);
+    let raw: RawFile = match toml::from_str(&text) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(
+                toml_error(&index, &e)
+                    .help("see \"Expectation files\" in README.md for the fields an entry takes"),
+            );
+            return None;
+        }
+    };
+    let before = errors.len();
+    if let Some(declared) = &raw.os
+        && declared.get_ref() != os.as_str()
+    {
+        errors.push(index.err(
+            declared.span(),
+            format!(
+                "this file is for `{os}` (its name) but says os = \"{}\"",
+                declared.get_ref()
+            ),
+        ));
+    }
+    let mut entries = Vec::new();
+    for raw in raw.expect {
+        let at = index.loc(raw.span().start);
+        if let Some(e) = parse_entry(&index, at, raw.into_inner(), os, cases, by_case, errors) {
+            entries.push(e);
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    let mut file_by_case: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, e) in entries.iter().enumerate() {
+        file_by_case.entry(e.case.clone()).or_default().push(i);
+    }
+    let file = ExpectFile {
+        os,
+        path: index.file().clone(),
+        entries,
+        by_case: file_by_case,
+    };
+    check_ambiguity(&file, by_case, errors);
+    (errors.len() == before).then_some(file)
+}
+
+fn parse_entry(
+    index: &LineIndex,
+    at: Location,
+    raw: RawEntry,
+    os: OsFamily,
+    cases: &[Arc<Case>],
+    by_case: &HashMap<String, Vec<Arc<Test>>>,
+    errors: &mut Vec<InputError>,
+) -> Option<Entry> {
+    let before = errors.len();
+    let case_id = raw.case.get_ref().clone();
+    let Some(case) = cases.iter().find(|c| c.id == case_id) else {
+        let topic = case_id.split("::").next().unwrap_or("");
+        let near: Vec<&str> = cases
+            .iter()
+            .filter(|c| c.topic == topic)
+            .map(|c| c.id.as_str())
+            .collect();
+        let mut e = index.err(raw.case.span(), format!("no case is named `{case_id}`"));
+        if !near.is_empty() {
+            e = e.help(format!("cases in `{topic}`: {}", near.join(", ")));
+        }
+        errors.push(e);
+        return None;
+    };
+    let mut select = Vec::new();
+    for (name, v) in raw.select.unwrap_or_default() {
+        let Some((_, axis)) = case.grid.iter().find(|(n, _)| *n == name) else {
+            let params: Vec<&str> = case.grid.iter().map(|(n, _)| n.as_str()).collect();
+            errors.push(
+                index
+                    .err(
+                        v.span(),
+                        format!("`{name}` is not a parameter of `{case_id}`"),
+                    )
+                    .help(if params.is_empty() {
+                        "this case has no grid: leave `where` out".to_string()
+                    } else {
+                        format!("its parameters: {}", params.join(", "))
+                    }),
+            );
+            continue;
+        };
+        match selector_labels(v.get_ref(), axis) {
+            Ok(labels) => select.push((name, labels)),
+            Err(msg) => errors.push(index.err(v.span(), format!("`where.{name}`: {msg}"))),
+        }
+    }
+    let kernel = raw
+        .kernel
+        .and_then(|k| match VersionRange::parse(k.get_ref()) {
+            Ok(r) => Some(r),
+            Err(msg) => {
+                errors.push(
+                    index
+                        .err(k.span(), format!("`kernel`: {msg}"))
+                        .help("e.g. kernel = \">=6.1, <6.2\""),
+                );
+                None
+            }
+        });
+    let provenance = match raw.source.get_ref().as_str() {
+        "observed" => {
+            if raw.cite.is_some() || raw.confidence.is_some() {
+                errors.push(InputError::at(
+                    &at,
+                    "an observed entry takes `seen_on`, not `cite`/`confidence`",
+                ));
+            }
+            match raw.seen_on {
+                Some(s) if !s.get_ref().is_empty() => Provenance::Observed {
+                    seen_on: s.into_inner(),
+                },
+                _ => {
+                    errors.push(
+                        InputError::at(
+                            &at,
+                            "an observed entry needs `seen_on`: the releases it was observed on",
+                        )
+                        .help("observed entries are written by `sockspec bless`, not by hand"),
+                    );
+                    Provenance::Observed { seen_on: vec![] }
+                }
+            }
+        }
+        "documented" => {
+            if raw.seen_on.is_some() {
+                errors.push(InputError::at(
+                    &at,
+                    "a documented entry takes `cite`, not `seen_on`",
+                ));
+            }
+            let confidence = raw.confidence.and_then(|c| {
+                if CONFIDENCE.iter().any(|(k, _)| k == c.get_ref()) {
+                    Some(c.into_inner())
+                } else {
+                    errors.push(index.err(
+                        c.span(),
+                        "`confidence` is one of D, S, E, T (as in semantics.md)",
+                    ));
+                    None
+                }
+            });
+            match raw.cite {
+                Some(c) if !c.get_ref().trim().is_empty() => Provenance::Documented {
+                    cite: c.into_inner(),
+                    confidence,
+                },
+                _ => {
+                    errors.push(
+                        InputError::at(&at, "a documented entry needs `cite`")
+                            .help("cite a key of semantics.md (\"semantics.md F2\"), a man page or a vendor page"),
+                    );
+                    Provenance::Documented {
+                        cite: String::new(),
+                        confidence,
+                    }
+                }
+            }
+        }
+        other => {
+            errors.push(index.err(
+                raw.source.span(),
+                format!("`source` is \"observed\" or \"documented\", not \"{other}\""),
+            ));
+            return None;
+        }
+    };
+    let why = raw.why.map(Spanned::into_inner);
+    if matches!(provenance, Provenance::Documented { .. })
+        && why.as_deref().is_none_or(|w| w.trim().is_empty())
+    {
+        errors.push(InputError::at(
+            &at,
+            "a documented entry needs a short `why`",
+        ));
+    }
+
+    let all = by_case.get(&case_id).map(Vec::as_slice).unwrap_or_default();
+    let probe = Entry {
+        at: at.clone(),
+        case: case_id.clone(),
+        select: select.clone(),
+        kernel: None,
+        outcomes: Vec::new(),
+        provenance: provenance.clone(),
+        why: None,
+        selected: 0,
+    };
+    let selected: Vec<&Arc<Test>> = all.iter().filter(|t| probe.selects(t)).collect();
+    let runnable: Vec<&Arc<Test>> = selected
+        .iter()
+        .copied()
+        .filter(|t| t.not_applicable(os).is_none())
+        .collect();
+    if errors.len() == before {
+        if selected.is_empty() {
+            errors.push(
+                InputError::at(&at, format!("this entry selects no test of `{case_id}`"))
+                    .help("check `where`: the values must be combinations the grid produces"),
+            );
+        } else if runnable.is_empty() {
+            let why = selected[0].not_applicable(os).unwrap_or_default();
+            errors.push(InputError::at(
+                &at,
+                format!("this entry selects only tests that cannot run on {os} ({why})"),
+            ));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for (label, value) in raw.outcomes.into_inner() {
+        if !case.checks.iter().any(|(l, _)| *l == label) {
+            let checks: Vec<&str> = case.checks.iter().map(|(l, _)| l.as_str()).collect();
+            errors.push(
+                index
+                    .err(
+                        value.span(),
+                        format!("`{case_id}` has no checked step `{label}`"),
+                    )
+                    .help(format!("its checked steps: {}", checks.join(", "))),
+            );
+            continue;
+        }
+        let outcome: Outcome = match value.get_ref().parse() {
+            Ok(o) => o,
+            Err(e) => {
+                errors.push(index.err(value.span(), e.to_string()));
+                continue;
+            }
+        };
+        if matches!(outcome, Outcome::NotRun) {
+            errors.push(index.err(
+                value.span(),
+                "`not_run` is observed, never expected: leave the step out",
+            ));
+            continue;
+        }
+        let steps: Vec<_> = runnable
+            .iter()
+            .filter_map(|t| {
+                t.steps
+                    .iter()
+                    .find(|s| s.check.as_deref() == Some(label.as_str()))
+            })
+            .collect();
+        if steps.is_empty() && !runnable.is_empty() {
+            errors.push(index.err(
+                value.span(),
+                format!("step `{label}` does not occur in the tests this entry selects"),
+            ));
+            continue;
+        }
+        if let Some(s) = steps.iter().find(|s| !s.action.accepts(&outcome)) {
+            errors.push(index.err(
+                value.span(),
+                format!(
+                    "a `{}` step cannot have the outcome `{outcome}`",
+                    s.action.kind()
+                ),
+            ));
+            continue;
+        }
+        outcomes.push((label, outcome));
+    }
+    if outcomes.is_empty() && errors.len() == before {
+        errors.push(InputError::at(&at, "this entry gives no outcomes"));
+    }
+    (errors.len() == before).then_some(Entry {
+        at,
+        case: case_id,
+        select,
+        kernel,
+        outcomes,
+        provenance,
+        why,
+        selected: selected.len(),
+    })
+}
+
+fn check_ambiguity(
+    file: &ExpectFile,
+    by_case: &HashMap<String, Vec<Arc<Test>>>,
+    errors: &mut Vec<InputError>,
+) {
+    for (case_id, idxs) in &file.by_case {
+        if idxs.len() < 2 {
+            continue;
+        }
+        let mut reported = std::collections::HashSet::new();
+        for t in by_case.get(case_id).into_iter().flatten() {
+            for step in t.steps.iter().filter(|s| s.check.is_some()) {
+                let label = step.check.as_deref().unwrap_or_default();
+                let cands: Vec<&Entry> = idxs
+                    .iter()
+                    .map(|i| &file.entries[*i])
+                    .filter(|e| e.selects(t) && e.outcome(label).is_some())
+                    .collect();
+                for (i, a) in cands.iter().enumerate() {
+                    for b in &cands[i + 1..] {
+                        let same_range = a.kernel.as_ref().map(|k| &k.text)
+                            == b.kernel.as_ref().map(|k| &k.text);
+                        if a.rank() == b.rank()
+                            && same_range
+                            && a.outcome(label) != b.outcome(label)
+                            && reported.insert((a.at.line, b.at.line))
+                        {
+                            errors.push(
+                                InputError::at(
+                                    &b.at,
+                                    format!(
+                                        "this entry and the one at line {} both give `{label}` for {} with equal precedence, but disagree",
+                                        a.at.line, t.name
+                                    ),
+                                )
+                                .help("make one of them more specific (`where`, `kernel`), or merge them"),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_ranges() {
+        let r = VersionRange::parse(">=6.1, <6.2").unwrap();
+        assert!(r.contains("6.1.0-56-cloud-amd64"));
+        assert!(r.contains("6.1.158"));
+        assert!(!r.contains("6.2"));
+        assert!(!r.contains("6.12.1"));
+        assert!(!r.contains("5.15"));
+        let e = VersionRange::parse("=6.1").unwrap();
+        assert!(e.contains("6.1.4"));
+        assert!(!e.contains("6.10"));
+        assert!(
+            VersionRange::parse(">=3.9")
+                .unwrap()
+                .contains("6.18.44-fc-v769")
+        );
+        assert!(VersionRange::parse("6.1").is_err());
+        assert!(VersionRange::parse(">=six").is_err());
+    }
+
+    #[test]
+    fn release_numbers() {
+        assert_eq!(version_numbers("6.18.44-fc-v769"), vec![6, 18, 44]);
+        assert_eq!(version_numbers("10.0.22631"), vec![10, 0, 22631]);
+        assert_eq!(version_numbers("14.1-RELEASE"), vec![14, 1]);
+    }
+}

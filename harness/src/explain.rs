@@ -1,0 +1,134 @@
+//! `sockspec explain TEST`: a test's steps, and every OS's expectation for each
+//! checked step side by side, with provenance and why.
+
+use std::fmt::Write as _;
+
+use crate::Suite;
+use crate::judge::describe_step;
+use crate::model::{OsFamily, Test};
+
+/// The expectation of one OS for one label, as one line, or why there is none.
+pub fn cell(suite: &Suite, test: &Test, os: OsFamily, label: &str) -> String {
+    if let Some(why) = test.not_applicable(os) {
+        return format!("— ({why})");
+    }
+    match suite
+        .expectations
+        .for_os(os)
+        .and_then(|f| f.resolve(test, label, None))
+    {
+        Some(a) => a.outcome.to_string(),
+        None => "(no expectation)".into(),
+    }
+}
+
+pub fn explain(suite: &Suite, test: &Test) -> String {
+    let mut out = String::new();
+    let case = &test.case;
+    let _ = writeln!(out, "{}\n  {}", test.name, case.title);
+    let _ = writeln!(out, "  case file: {}", case.file.display());
+    let _ = writeln!(out, "  source: {}", case.source.join("; "));
+    if let Some(claim) = &case.claim {
+        let _ = writeln!(out, "  claim: {claim}");
+    }
+    if !test.params.is_empty() {
+        let p: Vec<String> = test
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect();
+        let _ = writeln!(out, "  parameters: {}", p.join(" "));
+    }
+    let _ = writeln!(out, "  deadline: {} ms", case.deadline.as_millis());
+    let _ = writeln!(out, "\nsteps:");
+    for s in &test.steps {
+        let line = describe_step(s);
+        let mut tags = Vec::new();
+        if let Some(l) = &s.check {
+            tags.push(format!("check {l}"));
+        }
+        if let Some(r) = &s.require {
+            tags.push(format!("requires {r}"));
+        }
+        let tags = if tags.is_empty() {
+            String::new()
+        } else {
+            format!("  [{}]", tags.join(", "))
+        };
+        let _ = writeln!(
+            out,
+            "  {:>2}  {line:<48}{tags}   line {}",
+            s.index + 1,
+            s.at.line
+        );
+    }
+    for s in test.steps.iter().filter(|s| s.check.is_some()) {
+        let label = s.check.as_deref().unwrap_or_default();
+        let _ = writeln!(out, "\nexpectations for `{label}` ({}):", describe_step(s));
+        for os in OsFamily::ALL {
+            if let Some(why) = test.not_applicable(*os) {
+                let _ = writeln!(out, "  {:<8} —  cannot run there: {why}", os.as_str());
+                continue;
+            }
+            let Some(file) = suite.expectations.for_os(*os) else {
+                let _ = writeln!(out, "  {:<8} (no expectation file)", os.as_str());
+                continue;
+            };
+            match file.resolve(test, label, None) {
+                Some(a) => {
+                    let _ = writeln!(
+                        out,
+                        "  {:<8} {:<14} {}   {}:{}",
+                        os.as_str(),
+                        a.outcome.to_string(),
+                        a.entry.provenance.summary(),
+                        a.entry.at.file.display(),
+                        a.entry.at.line
+                    );
+                    if let Some(w) = &a.entry.why {
+                        let _ = writeln!(out, "  {:<8} why: {w}", "");
+                    }
+                    // Lower-precedence entries that disagree: the record of a
+                    // document the run overruled.
+                    for other in file.candidates(test, label, None).iter().skip(1) {
+                        if other.outcome != a.outcome {
+                            let _ = writeln!(
+                                out,
+                                "  {:<8} overrules {} ({}, line {})",
+                                "",
+                                other.outcome,
+                                other.entry.provenance.summary(),
+                                other.entry.at.line
+                            );
+                        }
+                    }
+                }
+                None => {
+                    let _ = writeln!(out, "  {:<8} (no expectation)", os.as_str());
+                }
+            }
+            for r in file.ranged(test, label) {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {:<14} on kernel {}: {}   line {}",
+                    "",
+                    r.outcome.to_string(),
+                    r.entry
+                        .kernel
+                        .as_ref()
+                        .map(|k| k.text.as_str())
+                        .unwrap_or(""),
+                    r.entry.provenance.summary(),
+                    r.entry.at.line
+                );
+            }
+        }
+        // Wine is an emulation: say where it parts from documented Windows.
+        let win = cell(suite, test, OsFamily::Windows, label);
+        let wine = cell(suite, test, OsFamily::Wine, label);
+        if !win.starts_with('(') && !wine.starts_with('(') && win != wine {
+            let _ = writeln!(out, "  note: Wine ({wine}) differs from Windows ({win})");
+        }
+    }
+    out
+}

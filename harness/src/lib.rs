@@ -1,0 +1,139 @@
+//! sockspec: what real kernels do with socket address reuse and teardown.
+//!
+//! The stages, each in its own module:
+//! [`load`] case files → [`expand`] parameter grids into tests → [`exec`]ute
+//! them on real sockets → [`judge`] against the per-OS [`expect`]ations →
+//! [`report`]. OS differences live in [`sys`] only; reporters see only
+//! [`results`].
+
+pub mod bless;
+pub mod error;
+pub mod exec;
+pub mod expand;
+pub mod expect;
+pub mod explain;
+pub mod judge;
+pub mod load;
+pub mod model;
+pub mod outcome;
+pub mod report;
+pub mod results;
+pub mod run;
+pub mod sys;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use error::{InputError, InputErrors};
+use expect::Expectations;
+use model::{Case, Need, OsFamily, Test};
+
+/// The machine we run on.
+#[derive(Clone, Debug)]
+pub struct Platform {
+    pub os: OsFamily,
+    pub release: String,
+    pub detail: String,
+    pub arch: &'static str,
+    pub privileged: bool,
+}
+
+impl Platform {
+    pub fn current() -> Platform {
+        Platform {
+            os: sys::os_family(),
+            release: sys::os_release(),
+            detail: sys::os_detail(),
+            arch: std::env::consts::ARCH,
+            privileged: sys::is_privileged(),
+        }
+    }
+}
+
+/// All cases, their tests, and every OS's expectations.
+pub struct Suite {
+    pub root: PathBuf,
+    pub cases: Vec<Arc<Case>>,
+    pub tests: Vec<Arc<Test>>,
+    pub expectations: Expectations,
+}
+
+impl Suite {
+    /// The cases directory: `$SOCKSPEC_CASES`, else `./cases`, else the one
+    /// beside the crate's sources.
+    pub fn default_root() -> PathBuf {
+        if let Some(dir) = std::env::var_os("SOCKSPEC_CASES") {
+            return PathBuf::from(dir);
+        }
+        let here = PathBuf::from("cases");
+        if here.is_dir() {
+            return here;
+        }
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .join("cases")
+    }
+
+    /// Loads, expands and checks everything under `root`; every problem found
+    /// is reported, not just the first.
+    pub fn load(root: &Path) -> Result<Suite, InputErrors> {
+        let mut errors = Vec::new();
+        let files = match load::case_files(root) {
+            Ok(f) => f,
+            Err(e) => return Err(InputErrors(vec![e])),
+        };
+        if files.is_empty() {
+            return Err(InputErrors(vec![
+                InputError::file(root, "no case files found")
+                    .help("case files live in <cases>/<topic>/<case>.toml"),
+            ]));
+        }
+        let loaded: Vec<_> = files
+            .iter()
+            .filter_map(|f| load::load_case(root, f, &mut errors))
+            .collect();
+        let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, &mut errors)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let cases: Vec<Arc<Case>> = loaded.iter().map(|l| l.case.clone()).collect();
+        let expectations = expect::load_all(root, &cases, &tests, &mut errors);
+        InputErrors::finish(errors)?;
+        Ok(Suite {
+            root: root.to_path_buf(),
+            cases,
+            tests,
+            expectations,
+        })
+    }
+
+    pub fn test(&self, name: &str) -> Option<&Arc<Test>> {
+        self.tests.iter().find(|t| t.name == name)
+    }
+
+    /// Why `test` cannot run on this machine, if it cannot.
+    pub fn skip_reason(&self, test: &Test, platform: &Platform) -> Option<String> {
+        if let Some(why) = test.not_applicable(platform.os) {
+            return Some(why);
+        }
+        for need in &test.needs {
+            match need {
+                Need::Root if !platform.privileged => {
+                    return Some(format!(
+                        "needs {} (another user, or a network namespace of its own)",
+                        if platform.os == OsFamily::Windows {
+                            "Administrator"
+                        } else {
+                            "root"
+                        }
+                    ));
+                }
+                Need::Actors if !sys::ACTORS => {
+                    return Some(format!("actors are not supported on {}", platform.os));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}

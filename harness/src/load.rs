@@ -1,0 +1,622 @@
+//! Stage 1: find and parse case files. Structure is checked here (known
+//! fields, known step kinds, required fields); values that may hold parameters
+//! are resolved and checked per test in [`crate::expand`].
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use indexmap::IndexMap;
+use serde::Deserialize;
+use toml::{Spanned, Value};
+
+use crate::error::{InputError, LineIndex};
+use crate::model::{Case, Location, OsFamily, ParamValue};
+use crate::outcome::is_ident;
+
+/// The directory under the cases root that holds expectation files.
+pub const EXPECTED_DIR: &str = "expected";
+
+/// Default deadline of a test; a case overrides it with `deadline_ms`.
+pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
+
+/// A case file, parsed, with its step templates still holding parameters.
+pub struct LoadedCase {
+    pub case: Arc<Case>,
+    pub steps: Vec<StepTemplate>,
+    pub excludes: Vec<Exclude>,
+    pub grid_at: Option<Location>,
+}
+
+/// One step as written, before parameters are bound.
+pub struct StepTemplate {
+    pub index: usize,
+    pub at: Location,
+    pub kind: &'static str,
+    /// Field name, where it is written, and its raw value.
+    pub fields: Vec<(&'static str, Location, Value)>,
+}
+
+impl StepTemplate {
+    pub fn field(&self, name: &str) -> Option<(&Location, &Value)> {
+        self.fields
+            .iter()
+            .find(|(n, _, _)| *n == name)
+            .map(|(_, l, v)| (l, v))
+    }
+}
+
+/// One `[[exclude]]` entry: parameter → the labels it excludes.
+pub struct Exclude {
+    pub at: Location,
+    pub select: Vec<(String, Vec<String>)>,
+}
+
+macro_rules! raw_step {
+    ($($field:ident $(as $rename:literal)?),* $(,)?) => {
+        #[derive(Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct RawStep {
+            $(
+                $(#[serde(rename = $rename)])?
+                #[serde(default)]
+                $field: Option<Spanned<Value>>,
+            )*
+        }
+
+        impl RawStep {
+            fn into_fields(self) -> Vec<(&'static str, Spanned<Value>)> {
+                let mut out = Vec::new();
+                $(
+                    if let Some(v) = self.$field {
+                        out.push((raw_step!(@name $field $($rename)?), v));
+                    }
+                )*
+                out
+            }
+        }
+    };
+    (@name $field:ident $rename:literal) => { $rename };
+    (@name $field:ident) => { stringify!($field) };
+}
+
+raw_step!(
+    action as "do",
+    name,
+    sock,
+    actor,
+    ty as "type",
+    family,
+    opts,
+    opt,
+    value,
+    iface,
+    addr,
+    port,
+    backlog,
+    bytes,
+    to_addr,
+    to_port,
+    how,
+    bands,
+    want,
+    wait_ms,
+    receivers,
+    listeners,
+    count,
+    observe,
+    a,
+    b,
+    ms,
+    user,
+    to,
+    check,
+    require,
+    when,
+);
+
+/// Fields every step may carry.
+const COMMON: &[&str] = &["do", "check", "require", "when"];
+
+/// Step kinds: (name, required fields, optional fields).
+pub const KINDS: &[(&str, &[&str], &[&str])] = &[
+    ("socket", &["name", "type", "family"], &["opts", "actor"]),
+    ("setopt", &["sock", "opt", "value"], &["iface"]),
+    ("getopt", &["sock", "opt"], &[]),
+    ("bind", &["sock", "addr", "port"], &[]),
+    ("listen", &["sock"], &["backlog"]),
+    ("connect", &["sock", "addr", "port"], &[]),
+    ("accept", &["sock", "name"], &[]),
+    ("send", &["sock"], &["bytes", "to_addr", "to_port"]),
+    ("recv", &["sock"], &["wait_ms"]),
+    ("shutdown", &["sock", "how"], &[]),
+    ("close", &["sock"], &["bands"]),
+    ("tcp_state", &["sock"], &["want", "wait_ms"]),
+    (
+        "fanout",
+        &["sock", "addr", "port", "receivers"],
+        &["count", "observe", "wait_ms"],
+    ),
+    ("spread", &["addr", "port", "listeners"], &["count"]),
+    ("same_port", &["a", "b"], &[]),
+    ("sleep", &["ms"], &[]),
+    ("spawn", &["actor"], &["user"]),
+    ("pass", &["sock", "to"], &[]),
+    ("kill", &["actor"], &[]),
+    ("exit", &["actor"], &[]),
+];
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawCase {
+    title: Spanned<String>,
+    source: Spanned<Value>,
+    #[serde(default)]
+    claim: Option<String>,
+    #[serde(default)]
+    deadline_ms: Option<Spanned<u64>>,
+    #[serde(default)]
+    only: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    requires: Option<Vec<Spanned<String>>>,
+    steps: Spanned<Vec<Spanned<RawStep>>>,
+    #[serde(default)]
+    grid: Option<Spanned<IndexMap<String, Spanned<Value>>>>,
+    #[serde(default)]
+    exclude: Vec<Spanned<IndexMap<String, Spanned<Value>>>>,
+}
+
+/// Every case file under `root`, sorted, skipping the expectation directory.
+pub fn case_files(root: &Path) -> Result<Vec<PathBuf>, InputError> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                if dir == root && path.file_name().is_some_and(|n| n == EXPECTED_DIR) {
+                    continue;
+                }
+                walk(&path, root, out)?;
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out).map_err(|e| {
+        InputError::file(root, format!("cannot read the cases directory: {e}"))
+            .help("pass the directory that holds the case topics with --cases DIR")
+    })?;
+    out.sort();
+    Ok(out)
+}
+
+/// `topic::name` for a case file, from its path under the cases root.
+fn case_id(root: &Path, file: &Path) -> Result<(String, String), InputError> {
+    let rel = file.strip_prefix(root).unwrap_or(file);
+    let parts: Vec<String> = rel
+        .with_extension("")
+        .components()
+        .map(|c| c.as_os_str().to_string_lossy().into_owned())
+        .collect();
+    if parts.len() < 2 {
+        return Err(InputError::file(
+            file,
+            "a case file must live in a topic directory (cases/<topic>/<case>.toml)",
+        ));
+    }
+    if let Some(bad) = parts.iter().find(|p| !is_ident(p)) {
+        return Err(
+            InputError::file(file, format!("`{bad}` cannot be part of a test name")).help(
+                "name topic directories and case files with lower-case letters, digits and `_`",
+            ),
+        );
+    }
+    let topic = parts[..parts.len() - 1].join("::");
+    Ok((topic, parts.join("::")))
+}
+
+/// A toml error with its position.
+pub fn toml_error(index: &LineIndex, e: &toml::de::Error) -> InputError {
+    let msg = e.message().trim().to_string();
+    match e.span() {
+        Some(span) => index.err(span, msg),
+        None => InputError::file(index.file(), msg),
+    }
+}
+
+/// Parse one case file. Errors are pushed to `errors`; `None` if it is unusable.
+pub fn load_case(root: &Path, file: &Path, errors: &mut Vec<InputError>) -> Option<LoadedCase> {
+    let (topic, id) = match case_id(root, file) {
+        Ok(x) => x,
+        Err(e) => {
+            errors.push(e);
+            return None;
+        }
+    };
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(InputError::file(file, format!("cannot read: {e}")));
+            return None;
+        }
+    };
+    let index = LineIndex::new(Arc::new(file.to_path_buf()), &text);
+    let raw: RawCase =
+        match toml::from_str(&text) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(toml_error(&index, &e).help(
+                    "see \"Case files\" in README.md for the fields a case and its steps take",
+                ));
+                return None;
+            }
+        };
+    let before = errors.len();
+
+    let title = raw.title.get_ref().trim().to_string();
+    if title.is_empty() || title.contains('\n') {
+        errors.push(index.err(raw.title.span(), "`title` must be one non-empty line"));
+    }
+    let source = match raw.source.get_ref() {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) if a.iter().all(Value::is_str) && !a.is_empty() => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            errors.push(
+                index
+                    .err(
+                        raw.source.span(),
+                        "`source` must be a string or a non-empty list of strings",
+                    )
+                    .help("cite a seed (seeds/001_....txt), a key of semantics.md, a man page or a selftest"),
+            );
+            Vec::new()
+        }
+    };
+    let deadline = match raw.deadline_ms {
+        Some(d) if *d.get_ref() == 0 || *d.get_ref() > 120_000 => {
+            errors.push(index.err(d.span(), "`deadline_ms` must be between 1 and 120000"));
+            DEFAULT_DEADLINE
+        }
+        Some(d) => Duration::from_millis(*d.get_ref()),
+        None => DEFAULT_DEADLINE,
+    };
+    let only = raw.only.map(|list| {
+        list.iter()
+            .filter_map(|s| match OsFamily::from_name(s.get_ref()) {
+                Some(f) => Some(f),
+                None => {
+                    errors.push(index.err(s.span(), format!("unknown OS family `{}`", s.get_ref())).help(
+                        "use linux, macos, windows, freebsd, openbsd, netbsd, illumos or wine",
+                    ));
+                    None
+                }
+            })
+            .collect::<Vec<_>>()
+    });
+    let mut requires_root = false;
+    for r in raw.requires.iter().flatten() {
+        match r.get_ref().as_str() {
+            "root" => requires_root = true,
+            other => errors.push(
+                index
+                    .err(r.span(), format!("unknown requirement `{other}`"))
+                    .help("the only requirement a case states itself is `root`; others follow from its steps"),
+            ),
+        }
+    }
+
+    let grid_at = raw.grid.as_ref().map(|g| index.loc(g.span().start));
+    let grid = raw
+        .grid
+        .map(|g| parse_grid(&index, g.into_inner(), errors))
+        .unwrap_or_default();
+    let excludes = raw
+        .exclude
+        .into_iter()
+        .filter_map(|ex| parse_exclude(&index, ex, &grid, errors))
+        .collect();
+
+    let steps_span = raw.steps.span();
+    let raw_steps = raw.steps.into_inner();
+    if raw_steps.is_empty() {
+        errors.push(index.err(steps_span, "a case needs at least one step"));
+    }
+    let mut steps = Vec::new();
+    let mut checks: Vec<(String, &'static str)> = Vec::new();
+    for (i, step) in raw_steps.into_iter().enumerate() {
+        let at = index.loc(step.span().start);
+        if let Some(t) = parse_step(&index, i, at, step.into_inner(), errors) {
+            if let Some(label) = template_label(&t) {
+                if !checks.iter().any(|(l, _)| *l == label) {
+                    checks.push((label, t.kind));
+                }
+            }
+            steps.push(t);
+        }
+    }
+
+    if errors.len() > before {
+        return None;
+    }
+    let case = Case {
+        id,
+        topic,
+        file: index.file().clone(),
+        title,
+        source,
+        claim: raw.claim,
+        deadline,
+        only,
+        requires_root,
+        grid,
+        checks,
+    };
+    Some(LoadedCase {
+        case: Arc::new(case),
+        steps,
+        excludes,
+        grid_at,
+    })
+}
+
+/// The check label a template declares, when it is not parameterised.
+fn template_label(t: &StepTemplate) -> Option<String> {
+    match t.field("check")? {
+        (_, Value::Boolean(true)) => {
+            let sock = t
+                .field("sock")
+                .or(t.field("name"))
+                .or(t.field("actor"))
+                .or(t.field("a"));
+            match sock {
+                Some((_, Value::String(s))) => Some(format!("{}_{s}", t.kind)),
+                _ => Some(t.kind.to_string()),
+            }
+        }
+        (_, Value::String(s)) => Some(s.clone()),
+        _ => None,
+    }
+}
+
+fn parse_step(
+    index: &LineIndex,
+    i: usize,
+    at: Location,
+    raw: RawStep,
+    errors: &mut Vec<InputError>,
+) -> Option<StepTemplate> {
+    let fields = raw.into_fields();
+    let Some((_, action)) = fields.iter().find(|(n, _)| *n == "do") else {
+        errors.push(
+            InputError::at(&at, format!("step {} has no `do`", i + 1))
+                .help("every step starts with `do = \"<kind>\"`, e.g. `do = \"bind\"`"),
+        );
+        return None;
+    };
+    let Some(Value::String(kind_name)) = Some(action.get_ref()) else {
+        errors.push(index.err(action.span(), "`do` must be a string naming the step kind"));
+        return None;
+    };
+    let Some(&(kind, required, optional)) = KINDS.iter().find(|(k, _, _)| k == kind_name) else {
+        let names: Vec<&str> = KINDS.iter().map(|(k, _, _)| *k).collect();
+        errors.push(
+            index
+                .err(action.span(), format!("unknown step kind `{kind_name}`"))
+                .help(format!("step kinds are: {}", names.join(", "))),
+        );
+        return None;
+    };
+    let before = errors.len();
+    for (name, v) in &fields {
+        if !COMMON.contains(name) && !required.contains(name) && !optional.contains(name) {
+            let mut allowed: Vec<&str> = required.iter().chain(optional).copied().collect();
+            allowed.extend(&COMMON[1..]);
+            errors.push(
+                index
+                    .err(v.span(), format!("`{kind}` steps take no `{name}`"))
+                    .help(format!("`{kind}` takes: {}", allowed.join(", "))),
+            );
+        }
+    }
+    for req in required {
+        if !fields.iter().any(|(n, _)| n == req) {
+            errors.push(
+                InputError::at(&at, format!("this `{kind}` step needs `{req}`"))
+                    .help(format!("`{kind}` requires: {}", required.join(", "))),
+            );
+        }
+    }
+    if let Some((_, c)) = fields.iter().find(|(n, _)| *n == "check") {
+        let ok = match c.get_ref() {
+            Value::Boolean(_) => true,
+            Value::String(s) => is_ident(s),
+            _ => false,
+        };
+        if !ok {
+            errors.push(
+                index
+                    .err(
+                        c.span(),
+                        "`check` must be true or a label (lower-case letters, digits, `_`)",
+                    )
+                    .help("the label names this step's outcome in expectation files"),
+            );
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(StepTemplate {
+        index: i,
+        at,
+        kind,
+        fields: fields
+            .into_iter()
+            .filter(|(n, _)| *n != "do")
+            .map(|(n, v)| (n, index.loc(v.span().start), v.into_inner()))
+            .collect(),
+    })
+}
+
+/// Characters a parameter label may use in a test name.
+pub fn is_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '+'))
+}
+
+fn scalar_label(v: &Value) -> Option<String> {
+    match v {
+        Value::String(s) if is_label(s) => Some(s.clone()),
+        Value::Boolean(b) => Some(b.to_string()),
+        Value::Integer(i) => Some(i.to_string()),
+        _ => None,
+    }
+}
+
+fn parse_grid(
+    index: &LineIndex,
+    grid: IndexMap<String, Spanned<Value>>,
+    errors: &mut Vec<InputError>,
+) -> Vec<(String, Vec<ParamValue>)> {
+    let mut axes = Vec::new();
+    for (name, values) in grid {
+        let span = values.span();
+        if !is_ident(&name) {
+            errors.push(index.err(
+                span.clone(),
+                format!("grid parameter `{name}` must be lower-case letters, digits and `_`"),
+            ));
+            continue;
+        }
+        let mut out = Vec::new();
+        match values.into_inner() {
+            Value::Array(items) => {
+                for v in items {
+                    match scalar_label(&v) {
+                        Some(label) => out.push(ParamValue { label, value: v }),
+                        None => errors.push(
+                            index
+                                .err(span.clone(), format!("grid value {v} of `{name}` cannot appear in a test name"))
+                                .help("use strings of letters, digits, `_ . - +`, booleans or integers, or give labels: `name = { label = value, ... }`"),
+                        ),
+                    }
+                }
+            }
+            Value::Table(t) => {
+                for (label, value) in t {
+                    if !is_label(&label) {
+                        errors.push(index.err(
+                            span.clone(),
+                            format!(
+                                "grid label `{label}` of `{name}` cannot appear in a test name"
+                            ),
+                        ));
+                    }
+                    out.push(ParamValue { label, value });
+                }
+            }
+            _ => {
+                errors.push(
+                    index
+                        .err(span.clone(), format!("grid parameter `{name}` must be a list of values or a table of labelled values"))
+                        .help("e.g. `proto = [\"tcp\", \"udp\"]` or `addr = { any6 = \"::\", lo6 = \"::1\" }`"),
+                );
+                continue;
+            }
+        }
+        if out.is_empty() {
+            errors.push(index.err(
+                span,
+                format!("grid parameter `{name}` has no values: the grid would expand to nothing"),
+            ));
+            continue;
+        }
+        let mut seen = BTreeSet::new();
+        for v in &out {
+            if !seen.insert(v.label.clone()) {
+                errors.push(index.err(
+                    span.clone(),
+                    format!("grid parameter `{name}` lists `{}` twice", v.label),
+                ));
+            }
+        }
+        axes.push((name, out));
+    }
+    axes
+}
+
+fn parse_exclude(
+    index: &LineIndex,
+    ex: Spanned<IndexMap<String, Spanned<Value>>>,
+    grid: &[(String, Vec<ParamValue>)],
+    errors: &mut Vec<InputError>,
+) -> Option<Exclude> {
+    let at = index.loc(ex.span().start);
+    let mut select = Vec::new();
+    let before = errors.len();
+    for (name, v) in ex.into_inner() {
+        let Some((_, axis)) = grid.iter().find(|(n, _)| *n == name) else {
+            errors.push(
+                index
+                    .err(
+                        v.span(),
+                        format!("`exclude` names `{name}`, which is not a grid parameter"),
+                    )
+                    .help(format!(
+                        "grid parameters: {}",
+                        grid.iter()
+                            .map(|(n, _)| n.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )),
+            );
+            continue;
+        };
+        let labels = match selector_labels(v.get_ref(), axis) {
+            Ok(l) => l,
+            Err(msg) => {
+                errors.push(index.err(v.span(), format!("`exclude.{name}`: {msg}")));
+                continue;
+            }
+        };
+        select.push((name, labels));
+    }
+    if select.is_empty() && errors.len() == before {
+        errors.push(InputError::at(
+            &at,
+            "an empty `exclude` would exclude every test",
+        ));
+    }
+    (errors.len() == before).then_some(Exclude { at, select })
+}
+
+/// The labels a selector value picks out of an axis: a value or label, or a list of them.
+pub fn selector_labels(v: &Value, axis: &[ParamValue]) -> Result<Vec<String>, String> {
+    let items: Vec<&Value> = match v {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let mut out = Vec::new();
+    for item in items {
+        let found = axis.iter().find(|p| {
+            &p.value == item || Some(&p.label) == item.as_str().map(str::to_string).as_ref()
+        });
+        match found {
+            Some(p) => out.push(p.label.clone()),
+            None => {
+                let known: Vec<&str> = axis.iter().map(|p| p.label.as_str()).collect();
+                return Err(format!(
+                    "{item} is not one of its values ({})",
+                    known.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(out)
+}

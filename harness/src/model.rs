@@ -1,0 +1,631 @@
+//! The data model shared by every stage: OS families, options, steps, expanded tests.
+//!
+//! `load` parses case files into [`Case`]s, `expand` turns each case into
+//! [`Test`]s whose [`Step`]s are fully resolved (no parameters left), `exec`
+//! runs them, `judge` compares against expectations, `report` renders results.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::outcome::{Outcome, TcpState};
+
+/// The OS families sockspec keeps expectation files for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OsFamily {
+    Linux,
+    Macos,
+    Windows,
+    Freebsd,
+    Openbsd,
+    Netbsd,
+    Illumos,
+    /// Windows binaries under Wine: an emulation, never reported as Windows.
+    Wine,
+}
+
+impl OsFamily {
+    pub const ALL: &'static [OsFamily] = &[
+        OsFamily::Linux,
+        OsFamily::Macos,
+        OsFamily::Windows,
+        OsFamily::Freebsd,
+        OsFamily::Openbsd,
+        OsFamily::Netbsd,
+        OsFamily::Illumos,
+        OsFamily::Wine,
+    ];
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            OsFamily::Linux => "linux",
+            OsFamily::Macos => "macos",
+            OsFamily::Windows => "windows",
+            OsFamily::Freebsd => "freebsd",
+            OsFamily::Openbsd => "openbsd",
+            OsFamily::Netbsd => "netbsd",
+            OsFamily::Illumos => "illumos",
+            OsFamily::Wine => "wine",
+        }
+    }
+
+    pub fn from_name(s: &str) -> Option<OsFamily> {
+        OsFamily::ALL.iter().copied().find(|f| f.as_str() == s)
+    }
+
+    /// Whether an option exists on this family at all. Tests that use an
+    /// option the family lacks are skipped there with that reason; whether the
+    /// option exists is itself checked by the `options::exists` case.
+    pub fn has_opt(&self, opt: Opt) -> bool {
+        use OsFamily::*;
+        match opt {
+            Opt::ReusePort => !matches!(self, Windows | Wine | Illumos),
+            // FreeBSD 12+ only: https://man.freebsd.org/cgi/man.cgi?getsockopt(2)
+            Opt::ReusePortLb => matches!(self, Freebsd),
+            // https://learn.microsoft.com/windows/win32/winsock/so-exclusiveaddruse
+            Opt::ExclusiveAddrUse => matches!(self, Windows | Wine),
+            // illumos getsockopt(3SOCKET)
+            Opt::ExclBind => matches!(self, Illumos),
+            _ => true,
+        }
+    }
+
+    /// Whether an IPv6 socket can be made dual-stack (IPV6_V6ONLY = 0).
+    /// OpenBSD fixes IPV6_V6ONLY at 1 (inet6(4)).
+    pub fn dual_stack(&self) -> bool {
+        !matches!(self, OsFamily::Openbsd)
+    }
+}
+
+impl fmt::Display for OsFamily {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Proto {
+    Tcp,
+    Udp,
+}
+
+impl Proto {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Proto::Tcp => "tcp",
+            Proto::Udp => "udp",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Family {
+    V4,
+    V6,
+}
+
+impl Family {
+    pub fn of(addr: &IpAddr) -> Family {
+        match addr {
+            IpAddr::V4(_) => Family::V4,
+            IpAddr::V6(_) => Family::V6,
+        }
+    }
+
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Family::V4 => "v4",
+            Family::V6 => "v6",
+        }
+    }
+}
+
+/// Socket options the case language knows. Each has a short key used in case
+/// files and the C name used in explanations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Opt {
+    ReuseAddr,
+    ReusePort,
+    ReusePortLb,
+    ExclusiveAddrUse,
+    ExclBind,
+    Linger,
+    V6Only,
+    NonBlocking,
+    Join,
+    Leave,
+    MulticastIf,
+    MulticastLoop,
+}
+
+impl Opt {
+    pub const ALL: &'static [Opt] = &[
+        Opt::ReuseAddr,
+        Opt::ReusePort,
+        Opt::ReusePortLb,
+        Opt::ExclusiveAddrUse,
+        Opt::ExclBind,
+        Opt::Linger,
+        Opt::V6Only,
+        Opt::NonBlocking,
+        Opt::Join,
+        Opt::Leave,
+        Opt::MulticastIf,
+        Opt::MulticastLoop,
+    ];
+
+    pub fn key(&self) -> &'static str {
+        match self {
+            Opt::ReuseAddr => "reuseaddr",
+            Opt::ReusePort => "reuseport",
+            Opt::ReusePortLb => "reuseport_lb",
+            Opt::ExclusiveAddrUse => "exclusiveaddruse",
+            Opt::ExclBind => "exclbind",
+            Opt::Linger => "linger",
+            Opt::V6Only => "v6only",
+            Opt::NonBlocking => "nonblocking",
+            Opt::Join => "join",
+            Opt::Leave => "leave",
+            Opt::MulticastIf => "multicast_if",
+            Opt::MulticastLoop => "multicast_loop",
+        }
+    }
+
+    pub fn c_name(&self) -> &'static str {
+        match self {
+            Opt::ReuseAddr => "SO_REUSEADDR",
+            Opt::ReusePort => "SO_REUSEPORT",
+            Opt::ReusePortLb => "SO_REUSEPORT_LB",
+            Opt::ExclusiveAddrUse => "SO_EXCLUSIVEADDRUSE",
+            Opt::ExclBind => "SO_EXCLBIND",
+            Opt::Linger => "SO_LINGER",
+            Opt::V6Only => "IPV6_V6ONLY",
+            Opt::NonBlocking => "O_NONBLOCK",
+            Opt::Join => "IP_ADD_MEMBERSHIP",
+            Opt::Leave => "IP_DROP_MEMBERSHIP",
+            Opt::MulticastIf => "IP_MULTICAST_IF",
+            Opt::MulticastLoop => "IP_MULTICAST_LOOP",
+        }
+    }
+
+    pub fn from_key(s: &str) -> Option<Opt> {
+        Opt::ALL
+            .iter()
+            .copied()
+            .find(|o| o.key() == s || o.c_name() == s)
+    }
+
+    /// Options whose value is a plain on/off switch (usable in `opts = [...]`).
+    pub fn is_flag(&self) -> bool {
+        matches!(
+            self,
+            Opt::ReuseAddr
+                | Opt::ReusePort
+                | Opt::ReusePortLb
+                | Opt::ExclusiveAddrUse
+                | Opt::ExclBind
+                | Opt::V6Only
+                | Opt::NonBlocking
+                | Opt::MulticastLoop
+        )
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OptValue {
+    Bool(bool),
+    /// SO_LINGER: `None` is off, `Some(secs)` is {1, secs}.
+    Linger(Option<u32>),
+    /// A multicast group, with the local interface: an IPv4 address, or an
+    /// IPv6 interface name.
+    Group {
+        group: IpAddr,
+        iface: String,
+    },
+    /// IP_MULTICAST_IF: an IPv4 address or an IPv6 interface name.
+    Iface(String),
+}
+
+impl fmt::Display for OptValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OptValue::Bool(b) => write!(f, "{}", if *b { 1 } else { 0 }),
+            OptValue::Linger(None) => f.write_str("{0, 0}"),
+            OptValue::Linger(Some(s)) => write!(f, "{{1, {s}}}"),
+            OptValue::Group { group, iface } => write!(f, "{group} on {iface}"),
+            OptValue::Iface(i) => f.write_str(i),
+        }
+    }
+}
+
+/// Where a step's port comes from. Literal port numbers do not exist in the
+/// case language: every port is one the kernel handed out.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum PortRef {
+    /// Port 0: the kernel chooses.
+    Zero,
+    /// A fresh port leased for this test (`"@p"`): free on every address, in
+    /// both families and both protocols, when the test first uses it.
+    Lease(String),
+    /// The local port of a socket of this test.
+    Of(String),
+}
+
+impl fmt::Display for PortRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PortRef::Zero => f.write_str("0"),
+            PortRef::Lease(l) => write!(f, "@{l}"),
+            PortRef::Of(s) => write!(f, "port({s})"),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum How {
+    Read,
+    Write,
+    Both,
+}
+
+impl How {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            How::Read => "read",
+            How::Write => "write",
+            How::Both => "both",
+        }
+    }
+}
+
+/// A named time band for a measured step (`ok@quick`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Band {
+    pub name: String,
+    pub min: Duration,
+    pub max: Duration,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Observe {
+    /// How each datagram was delivered: `each=one|all|none|mixed`.
+    Each,
+    /// Which receivers got anything: `who=a+b`.
+    Who,
+}
+
+/// One resolved action. Socket names refer to sockets created earlier in the test.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Action {
+    Socket {
+        name: String,
+        proto: Proto,
+        family: Family,
+        opts: Vec<Opt>,
+    },
+    SetOpt {
+        sock: String,
+        opt: Opt,
+        value: OptValue,
+    },
+    GetOpt {
+        sock: String,
+        opt: Opt,
+    },
+    Bind {
+        sock: String,
+        addr: IpAddr,
+        port: PortRef,
+    },
+    Listen {
+        sock: String,
+        backlog: i32,
+    },
+    Connect {
+        sock: String,
+        addr: IpAddr,
+        port: PortRef,
+    },
+    Accept {
+        sock: String,
+        name: String,
+    },
+    Send {
+        sock: String,
+        bytes: usize,
+        to: Option<(IpAddr, PortRef)>,
+    },
+    Recv {
+        sock: String,
+        wait: Duration,
+    },
+    Shutdown {
+        sock: String,
+        how: How,
+    },
+    Close {
+        sock: String,
+        bands: Vec<Band>,
+    },
+    /// Look the socket's endpoint up in the kernel's own TCP table.
+    TcpState {
+        sock: String,
+        want: Option<TcpState>,
+        wait: Duration,
+    },
+    /// Send `count` datagrams from `sender` and see who received them.
+    Fanout {
+        sender: String,
+        addr: IpAddr,
+        port: PortRef,
+        receivers: Vec<String>,
+        count: u32,
+        observe: Observe,
+        wait: Duration,
+    },
+    /// Make `count` connections and count the listeners that got at least one.
+    Spread {
+        addr: IpAddr,
+        port: PortRef,
+        listeners: Vec<String>,
+        count: u32,
+    },
+    /// Whether two sockets have the same local port.
+    SamePort {
+        a: String,
+        b: String,
+    },
+    Sleep {
+        ms: u64,
+    },
+    /// Start a helper process (an actor), optionally as another user.
+    Spawn {
+        actor: String,
+        user: Option<u32>,
+    },
+    /// Move a socket to another actor (SCM_RIGHTS / WSADuplicateSocket); the
+    /// sender's copy is closed once the receiver holds its own.
+    Pass {
+        sock: String,
+        to: String,
+    },
+    /// SIGKILL / TerminateProcess.
+    Kill {
+        actor: String,
+    },
+    /// The actor exits at once without closing its sockets.
+    Exit {
+        actor: String,
+    },
+}
+
+impl Action {
+    /// The action's keyword in case files.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Action::Socket { .. } => "socket",
+            Action::SetOpt { .. } => "setopt",
+            Action::GetOpt { .. } => "getopt",
+            Action::Bind { .. } => "bind",
+            Action::Listen { .. } => "listen",
+            Action::Connect { .. } => "connect",
+            Action::Accept { .. } => "accept",
+            Action::Send { .. } => "send",
+            Action::Recv { .. } => "recv",
+            Action::Shutdown { .. } => "shutdown",
+            Action::Close { .. } => "close",
+            Action::TcpState { .. } => "tcp_state",
+            Action::Fanout { .. } => "fanout",
+            Action::Spread { .. } => "spread",
+            Action::SamePort { .. } => "same_port",
+            Action::Sleep { .. } => "sleep",
+            Action::Spawn { .. } => "spawn",
+            Action::Pass { .. } => "pass",
+            Action::Kill { .. } => "kill",
+            Action::Exit { .. } => "exit",
+        }
+    }
+
+    /// The socket the step acts on, if it acts on exactly one.
+    pub fn sock(&self) -> Option<&str> {
+        match self {
+            Action::Socket { name, .. } => Some(name),
+            Action::SetOpt { sock, .. }
+            | Action::GetOpt { sock, .. }
+            | Action::Bind { sock, .. }
+            | Action::Listen { sock, .. }
+            | Action::Connect { sock, .. }
+            | Action::Accept { sock, .. }
+            | Action::Send { sock, .. }
+            | Action::Recv { sock, .. }
+            | Action::Shutdown { sock, .. }
+            | Action::Close { sock, .. }
+            | Action::TcpState { sock, .. }
+            | Action::Pass { sock, .. } => Some(sock),
+            Action::Fanout { sender, .. } => Some(sender),
+            _ => None,
+        }
+    }
+
+    /// Every socket the step touches.
+    pub fn socks(&self) -> Vec<&str> {
+        match self {
+            Action::Fanout {
+                sender, receivers, ..
+            } => std::iter::once(sender.as_str())
+                .chain(receivers.iter().map(String::as_str))
+                .collect(),
+            Action::Spread { listeners, .. } => listeners.iter().map(String::as_str).collect(),
+            Action::SamePort { a, b } => vec![a, b],
+            other => other.sock().into_iter().collect(),
+        }
+    }
+
+    /// Whether `outcome` is something this kind of step can produce.
+    pub fn accepts(&self, outcome: &Outcome) -> bool {
+        let base = match outcome {
+            Outcome::Band(inner, band) => {
+                return matches!(self, Action::Close { bands, .. } if bands.iter().any(|b| &b.name == band))
+                    && !matches!(**inner, Outcome::Band(..))
+                    && self.accepts_plain(inner);
+            }
+            o => o,
+        };
+        if let Action::Close { bands, .. } = self
+            && !bands.is_empty()
+            && !matches!(base, Outcome::Unknown | Outcome::NotRun | Outcome::Timeout)
+        {
+            // A measured close always carries its band.
+            return false;
+        }
+        self.accepts_plain(base)
+    }
+
+    fn accepts_plain(&self, o: &Outcome) -> bool {
+        if matches!(o, Outcome::Unknown | Outcome::NotRun | Outcome::Timeout) {
+            return true;
+        }
+        match self {
+            Action::TcpState { .. } => matches!(o, Outcome::State(_)),
+            Action::Recv { .. } => matches!(o, Outcome::Data | Outcome::Eof | Outcome::Error(_)),
+            Action::GetOpt { .. } => matches!(
+                o,
+                Outcome::Bool(_) | Outcome::Int(_) | Outcome::Error(_) | Outcome::Unsupported
+            ),
+            Action::Fanout { observe, .. } => match observe {
+                Observe::Each => matches!(o, Outcome::Each(_)),
+                Observe::Who => matches!(o, Outcome::Who(_)),
+            },
+            Action::Spread { .. } => matches!(o, Outcome::Int(_) | Outcome::Error(_)),
+            Action::SamePort { .. } => matches!(o, Outcome::Bool(_)),
+            Action::SetOpt { .. } | Action::Socket { .. } => {
+                matches!(o, Outcome::Ok | Outcome::Error(_) | Outcome::Unsupported)
+            }
+            _ => matches!(o, Outcome::Ok | Outcome::Error(_)),
+        }
+    }
+}
+
+/// Where something is in an input file (1-based line and column).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Location {
+    pub file: Arc<PathBuf>,
+    pub line: usize,
+    pub col: usize,
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}", self.file.display(), self.line, self.col)
+    }
+}
+
+/// One resolved step of a test.
+#[derive(Clone, Debug)]
+pub struct Step {
+    /// Position in the case's step list (stable across parameter values).
+    pub index: usize,
+    pub at: Location,
+    /// The actor a `socket` step creates its socket in (None: the main process).
+    pub actor: Option<String>,
+    pub action: Action,
+    /// The label under which expectations give this step's outcome.
+    pub check: Option<String>,
+    /// A precondition: if the step's outcome is not this, the test cannot
+    /// show what it claims and fails without judging later steps.
+    pub require: Option<Outcome>,
+}
+
+/// A parameter value of a grid axis, with the label used in test names.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamValue {
+    pub label: String,
+    pub value: toml::Value,
+}
+
+/// What a test needs from the machine it runs on.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Need {
+    /// Root (or Administrator): actors as other users, network namespaces.
+    Root,
+    /// Runs only on these families (the case's `only`).
+    Os(Vec<OsFamily>),
+    /// Uses an option the family may lack.
+    Opt(Opt),
+    /// Uses an IPv6 socket with IPV6_V6ONLY off.
+    DualStack,
+    /// Joins an IPv6 multicast group: needs an interface that carries it
+    /// (on Linux, a veth pair in a namespace of our own).
+    Ipv6Multicast,
+    /// Runs steps in helper processes.
+    Actors,
+}
+
+/// One case as loaded from its file.
+#[derive(Debug)]
+pub struct Case {
+    /// `topic::name`, from the file's path under the cases directory.
+    pub id: String,
+    pub topic: String,
+    pub file: Arc<PathBuf>,
+    pub title: String,
+    pub source: Vec<String>,
+    pub claim: Option<String>,
+    pub deadline: Duration,
+    pub only: Option<Vec<OsFamily>>,
+    pub requires_root: bool,
+    /// Grid axes in declaration order.
+    pub grid: Vec<(String, Vec<ParamValue>)>,
+    /// Check labels in step order, with the step's action kind.
+    pub checks: Vec<(String, &'static str)>,
+}
+
+/// One expanded test: a case with every parameter bound.
+#[derive(Clone, Debug)]
+pub struct Test {
+    /// `topic::case` followed by `::param=label` for each grid axis.
+    pub name: String,
+    pub case: Arc<Case>,
+    /// Parameter name → label, in grid order.
+    pub params: Vec<(String, String)>,
+    pub steps: Vec<Step>,
+    pub needs: Vec<Need>,
+}
+
+impl Test {
+    pub fn param(&self, name: &str) -> Option<&str> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn params_map(&self) -> BTreeMap<String, String> {
+        self.params.iter().cloned().collect()
+    }
+
+    /// Why this test cannot run on `os` at all (whatever the machine), if so.
+    pub fn not_applicable(&self, os: OsFamily) -> Option<String> {
+        for need in &self.needs {
+            match need {
+                Need::Os(list) if !list.contains(&os) => {
+                    let names: Vec<_> = list.iter().map(|o| o.as_str()).collect();
+                    return Some(format!("only meaningful on {}", names.join(", ")));
+                }
+                Need::Opt(opt) if !os.has_opt(*opt) => {
+                    return Some(format!("{os} has no {}", opt.c_name()));
+                }
+                Need::DualStack if !os.dual_stack() => {
+                    return Some(format!(
+                        "{os} has no dual-stack sockets (IPV6_V6ONLY is fixed at 1)"
+                    ));
+                }
+                _ => {}
+            }
+        }
+        None
+    }
+}

@@ -1,0 +1,221 @@
+//! The OS layer: everything that differs between operating systems, chosen here
+//! and nowhere else.
+//!
+//! Every backend (`unix`, `windows`) provides the same items:
+//!
+//! - `os_family()`, `os_release()`, `os_detail()`: what we run on. Wine is
+//!   detected at run time and reported as its own family, never as Windows.
+//! - `error_name(raw)`: the portable name of an OS error code (errno, WSA code).
+//! - `set_special(sock, opt, on)` / `get_special(sock, opt)`: the options
+//!   socket2 does not cover on every OS (SO_REUSEPORT, SO_REUSEPORT_LB,
+//!   SO_EXCLUSIVEADDRUSE, SO_EXCLBIND). An option the OS lacks gives
+//!   `io::ErrorKind::Unsupported`.
+//! - `close(sock)`: close and return what close(2)/closesocket said (socket2's
+//!   drop ignores it, but linger makes it meaningful).
+//! - `tcp_table()`: the kernel's own TCP socket table (/proc/net/tcp on Linux,
+//!   the IP Helper API on Windows, netstat on the BSDs and illumos).
+//! - `wait_readable` / `wait_writable`: poll with a timeout.
+//! - `isolate_thread()`: put the calling thread in a network namespace of its
+//!   own where the OS and privileges allow (Linux), else share the host's.
+//! - `is_privileged()`: root / Administrator.
+//! - actor support: `Channel` (a message pipe to a helper process that can
+//!   also carry sockets), `spawn_agent`, `drop_privileges`, `kill`.
+//!
+//! Portable socket calls go straight through socket2 in `exec`.
+
+use std::io;
+use std::net::SocketAddr;
+
+use crate::outcome::TcpState;
+
+#[cfg(unix)]
+#[path = "unix/mod.rs"]
+mod imp;
+#[cfg(windows)]
+#[path = "windows.rs"]
+mod imp;
+#[cfg(not(any(unix, windows)))]
+compile_error!("sockspec runs on Unix and Windows");
+
+pub use imp::*;
+
+/// The interface IPv6 multicast cases use: one end of a veth pair in the
+/// worker's own network namespace (Linux), since IPv6 multicast does not work
+/// on `lo`.
+pub const V6_MCAST_IFACE: &str = "sockspec0";
+
+/// One row of the kernel's TCP table.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TcpEntry {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+    pub state: TcpState,
+}
+
+/// How the calling thread is isolated from the rest of the machine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// A network namespace of our own: nothing else on the machine shares its ports.
+    Netns,
+    /// The host's network stack, shared with everything else.
+    Host,
+}
+
+/// Whether workers should get network namespaces of their own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum IsolationMode {
+    /// A namespace where possible (Linux, with privilege), else the host.
+    Auto,
+    /// A namespace, or fail.
+    Netns,
+    /// Always the host's network stack.
+    Host,
+}
+
+static MODE: std::sync::atomic::AtomicU8 = std::sync::atomic::AtomicU8::new(0);
+
+/// Chooses the isolation for threads that isolate themselves from now on.
+pub fn set_isolation_mode(mode: IsolationMode) {
+    MODE.store(mode as u8, std::sync::atomic::Ordering::SeqCst);
+}
+
+pub fn isolation_mode() -> IsolationMode {
+    match MODE.load(std::sync::atomic::Ordering::SeqCst) {
+        1 => IsolationMode::Netns,
+        2 => IsolationMode::Host,
+        _ => IsolationMode::Auto,
+    }
+}
+
+/// Normalises IPv4-mapped IPv6 addresses to IPv4, as kernels report dual-stack
+/// sockets under either form.
+pub fn canonical(addr: SocketAddr) -> SocketAddr {
+    match addr {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => addr,
+        },
+        v4 => v4,
+    }
+}
+
+/// Maps an `io::Error` to an outcome-friendly pair (portable name, raw code).
+pub fn describe(e: &io::Error) -> (crate::outcome::Outcome, Option<i32>) {
+    use crate::outcome::Outcome;
+    if e.kind() == io::ErrorKind::Unsupported && e.raw_os_error().is_none() {
+        return (Outcome::Unsupported, None);
+    }
+    match e.raw_os_error() {
+        Some(raw) => (Outcome::Error(error_name(raw)), Some(raw)),
+        None if e.kind() == io::ErrorKind::TimedOut => (Outcome::Timeout, None),
+        None => (Outcome::Error(crate::outcome::ErrName::Other(-1)), None),
+    }
+}
+
+pub(crate) fn unsupported(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::Unsupported,
+        format!("{what} does not exist on this OS"),
+    )
+}
+
+/// Parses `netstat -an` output (BSD, macOS, illumos): rows whose last column is
+/// a TCP state and which hold two `address.port` columns.
+pub fn parse_netstat(text: &str) -> Vec<TcpEntry> {
+    fn state(s: &str) -> Option<TcpState> {
+        Some(match s {
+            "LISTEN" => TcpState::Listen,
+            "SYN_SENT" => TcpState::SynSent,
+            "SYN_RCVD" | "SYN_RECEIVED" => TcpState::SynReceived,
+            "ESTABLISHED" => TcpState::Established,
+            "FIN_WAIT_1" => TcpState::FinWait1,
+            "FIN_WAIT_2" => TcpState::FinWait2,
+            "CLOSE_WAIT" => TcpState::CloseWait,
+            "CLOSING" => TcpState::Closing,
+            "LAST_ACK" => TcpState::LastAck,
+            "TIME_WAIT" => TcpState::TimeWait,
+            "CLOSED" => TcpState::Closed,
+            _ => return None,
+        })
+    }
+    fn endpoint(s: &str, v6_hint: bool) -> Option<SocketAddr> {
+        let (host, port) = s.rsplit_once('.')?;
+        let port: u16 = if port == "*" { 0 } else { port.parse().ok()? };
+        let host = host.split('%').next()?;
+        let ip = if host == "*" {
+            if v6_hint {
+                std::net::Ipv6Addr::UNSPECIFIED.into()
+            } else {
+                std::net::Ipv4Addr::UNSPECIFIED.into()
+            }
+        } else {
+            host.parse().ok()?
+        };
+        Some(SocketAddr::new(ip, port))
+    }
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let cols: Vec<&str> = line.split_whitespace().collect();
+        let Some(st) = cols.last().and_then(|s| state(s)) else {
+            continue;
+        };
+        let v6 = cols
+            .first()
+            .is_some_and(|p| p.ends_with('6') && !p.ends_with("46"));
+        let eps: Vec<SocketAddr> = cols
+            .iter()
+            .filter(|c| c.contains('.'))
+            .filter_map(|c| endpoint(c, v6))
+            .collect();
+        if eps.len() >= 2 {
+            out.push(TcpEntry {
+                local: canonical(eps[0]),
+                remote: canonical(eps[1]),
+                state: st,
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netstat_bsd_and_macos_rows() {
+        let text = "Active Internet connections (including servers)\n\
+Proto Recv-Q Send-Q Local Address          Foreign Address        (state)\n\
+tcp4       0      0 127.0.0.1.52100        127.0.0.1.40000        TIME_WAIT\n\
+tcp46      0      0 *.40000                *.*                    LISTEN\n\
+tcp6       0      0 ::1.40001              ::1.52101              ESTABLISHED\n\
+udp4       0      0 *.5353                 *.*\n";
+        let rows = parse_netstat(text);
+        assert_eq!(rows.len(), 3);
+        assert_eq!(rows[0].local, "127.0.0.1:52100".parse().unwrap());
+        assert_eq!(rows[0].state, TcpState::TimeWait);
+        assert_eq!(rows[1].local, "0.0.0.0:40000".parse().unwrap());
+        assert_eq!(rows[1].state, TcpState::Listen);
+        assert_eq!(rows[2].remote, "[::1]:52101".parse().unwrap());
+    }
+
+    #[test]
+    fn netstat_illumos_rows() {
+        // illumos prints no protocol column and pads with window sizes.
+        let text = "TCP: IPv4\n   Local Address        Remote Address    Swind Send-Q Rwind Recv-Q    State\n\
+-------------------- -------------------- ----- ------ ----- ------ -----------\n\
+127.0.0.1.40000      127.0.0.1.52100      128000      0 128000      0 TIME_WAIT\n";
+        let rows = parse_netstat(text);
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].remote, "127.0.0.1:52100".parse().unwrap());
+    }
+
+    #[test]
+    fn mapped_addresses_are_canonical() {
+        let a: SocketAddr = "[::ffff:127.0.0.1]:5".parse().unwrap();
+        assert_eq!(canonical(a), "127.0.0.1:5".parse().unwrap());
+        let b: SocketAddr = "[::1]:5".parse().unwrap();
+        assert_eq!(canonical(b), b);
+    }
+}

@@ -1,0 +1,254 @@
+//! Unix backend: Linux, Android, macOS/iOS, FreeBSD, NetBSD, OpenBSD, illumos.
+
+use std::io;
+use std::os::fd::{AsRawFd, IntoRawFd};
+use std::time::Duration;
+
+use socket2::Socket;
+
+use crate::model::{Opt, OsFamily};
+use crate::outcome::ErrName;
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+#[path = "linux.rs"]
+mod os;
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+#[path = "netstat.rs"]
+mod os;
+
+pub use os::{isolate_thread, stack_settings, tcp_table};
+
+/// Whether this backend can run steps in helper processes.
+pub const ACTORS: bool = false;
+
+pub fn os_family() -> OsFamily {
+    if cfg!(any(target_os = "macos", target_os = "ios")) {
+        OsFamily::Macos
+    } else if cfg!(target_os = "freebsd") {
+        OsFamily::Freebsd
+    } else if cfg!(target_os = "openbsd") {
+        OsFamily::Openbsd
+    } else if cfg!(target_os = "netbsd") {
+        OsFamily::Netbsd
+    } else if cfg!(any(target_os = "illumos", target_os = "solaris")) {
+        OsFamily::Illumos
+    } else {
+        OsFamily::Linux
+    }
+}
+
+/// The kernel release (`uname -r`).
+pub fn os_release() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| u.release().to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// A longer description: the system name and version string.
+pub fn os_detail() -> String {
+    nix::sys::utsname::uname()
+        .map(|u| {
+            format!(
+                "{} {} {}",
+                u.sysname().to_string_lossy(),
+                u.release().to_string_lossy(),
+                u.version().to_string_lossy()
+            )
+        })
+        .unwrap_or_default()
+}
+
+pub fn is_privileged() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// errno → portable name. A table rather than a `match` because several
+/// constants coincide on some systems (EAGAIN/EWOULDBLOCK, ENOTSUP/EOPNOTSUPP).
+pub fn error_name(raw: i32) -> ErrName {
+    use ErrName::*;
+    let table: &[(i32, ErrName)] = &[
+        (libc::EACCES, EACCES),
+        (libc::EADDRINUSE, EADDRINUSE),
+        (libc::EADDRNOTAVAIL, EADDRNOTAVAIL),
+        (libc::EAFNOSUPPORT, EAFNOSUPPORT),
+        (libc::EALREADY, EALREADY),
+        (libc::EBADF, EBADF),
+        (libc::ECONNABORTED, ECONNABORTED),
+        (libc::ECONNREFUSED, ECONNREFUSED),
+        (libc::ECONNRESET, ECONNRESET),
+        (libc::EFAULT, EFAULT),
+        (libc::EHOSTUNREACH, EHOSTUNREACH),
+        (libc::EINPROGRESS, EINPROGRESS),
+        (libc::EINTR, EINTR),
+        (libc::EINVAL, EINVAL),
+        (libc::EISCONN, EISCONN),
+        (libc::EMFILE, EMFILE),
+        (libc::EMSGSIZE, EMSGSIZE),
+        (libc::ENETDOWN, ENETDOWN),
+        (libc::ENETUNREACH, ENETUNREACH),
+        (libc::ENOBUFS, ENOBUFS),
+        (libc::ENODEV, ENODEV),
+        (libc::ENOMEM, ENOMEM),
+        (libc::ENOPROTOOPT, ENOPROTOOPT),
+        (libc::ENOTCONN, ENOTCONN),
+        (libc::ENOTSOCK, ENOTSOCK),
+        (libc::EOPNOTSUPP, EOPNOTSUPP),
+        (libc::ENOTSUP, EOPNOTSUPP),
+        (libc::EPERM, EPERM),
+        (libc::EPIPE, EPIPE),
+        (libc::EPROTONOSUPPORT, EPROTONOSUPPORT),
+        (libc::EPROTOTYPE, EPROTOTYPE),
+        (libc::ESHUTDOWN, ESHUTDOWN),
+        (libc::ETIMEDOUT, ETIMEDOUT),
+        (libc::EWOULDBLOCK, EWOULDBLOCK),
+        (libc::EAGAIN, EWOULDBLOCK),
+    ];
+    table
+        .iter()
+        .find(|(code, _)| *code == raw)
+        .map(|(_, n)| *n)
+        .unwrap_or(Other(raw))
+}
+
+/// Options whose availability differs between Unix systems.
+pub fn set_special(sock: &Socket, opt: Opt, on: bool) -> io::Result<()> {
+    match opt {
+        #[cfg(not(any(target_os = "illumos", target_os = "solaris")))]
+        Opt::ReusePort => sock.set_reuse_port(on),
+        #[cfg(target_os = "freebsd")]
+        Opt::ReusePortLb => sock.set_reuse_port_lb(on),
+        // SO_EXCLBIND: getsockopt(3SOCKET), https://illumos.org/man/3SOCKET/setsockopt
+        #[cfg(any(target_os = "illumos", target_os = "solaris"))]
+        Opt::ExclBind => setsockopt_int(sock, libc::SOL_SOCKET, libc::SO_EXCLBIND, on as i32),
+        _ => Err(super::unsupported(opt.c_name())),
+    }
+}
+
+pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
+    match opt {
+        #[cfg(not(any(target_os = "illumos", target_os = "solaris")))]
+        Opt::ReusePort => sock.reuse_port(),
+        #[cfg(target_os = "freebsd")]
+        Opt::ReusePortLb => sock.reuse_port_lb(),
+        #[cfg(any(target_os = "illumos", target_os = "solaris"))]
+        Opt::ExclBind => getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_EXCLBIND).map(|v| v != 0),
+        _ => Err(super::unsupported(opt.c_name())),
+    }
+}
+
+#[cfg(any(target_os = "illumos", target_os = "solaris"))]
+fn setsockopt_int(sock: &Socket, level: i32, name: i32, v: i32) -> io::Result<()> {
+    // SAFETY: a valid fd and a pointer to an int of the size we pass.
+    let r = unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+#[cfg(any(target_os = "illumos", target_os = "solaris"))]
+fn getsockopt_int(sock: &Socket, level: i32, name: i32) -> io::Result<i32> {
+    let mut v: i32 = 0;
+    let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
+    // SAFETY: a valid fd, and `v`/`len` describe a writable int.
+    let r = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            level,
+            name,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(v)
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+/// close(2), returning its result: with SO_LINGER set, close can block, fail
+/// with EWOULDBLOCK (FreeBSD, `soclose`) or succeed after a timeout.
+pub fn close(sock: Socket) -> io::Result<()> {
+    let fd = sock.into_raw_fd();
+    // SAFETY: we own `fd` (taken from the Socket) and close it exactly once.
+    let r = unsafe { libc::close(fd) };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
+fn poll_one(sock: &Socket, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
+    let mut pfd = libc::pollfd {
+        fd: sock.as_raw_fd(),
+        events,
+        revents: 0,
+    };
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    loop {
+        // SAFETY: one valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r >= 0 {
+            return Ok(r > 0);
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Whether the socket becomes readable (or has an error or EOF) within `timeout`.
+pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
+    poll_one(sock, libc::POLLIN, timeout)
+}
+
+pub fn wait_writable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
+    poll_one(sock, libc::POLLOUT, timeout)
+}
+
+/// Which of `socks` are readable within `timeout` (all false on timeout).
+pub fn poll_readable(socks: &[&Socket], timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut fds: Vec<libc::pollfd> = socks
+        .iter()
+        .map(|s| libc::pollfd {
+            fd: s.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+    loop {
+        // SAFETY: `fds` is a valid array of pollfd of the length we pass.
+        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
+        if r >= 0 {
+            return Ok(fds.iter().map(|f| f.revents != 0).collect());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Interface index of an interface name (IPv6 multicast).
+pub fn if_index(name: &str) -> io::Result<u32> {
+    nix::net::if_::if_nametoindex(name).map_err(io::Error::from)
+}
+
+/// Sets up what IPv6 multicast needs in the calling thread's namespace, if it
+/// can; the reason why not otherwise.
+pub fn prepare_v6_multicast() -> Result<(), String> {
+    os::prepare_v6_multicast()
+}

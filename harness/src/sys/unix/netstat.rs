@@ -1,0 +1,71 @@
+//! BSDs, macOS and illumos: the TCP table from netstat(1), no namespaces.
+//!
+//! netstat prints the kernel's pcb list (the `net.inet.tcp.pcblist` sysctl on
+//! the BSDs and macOS); its text is stabler across releases than the binary
+//! `xinpcb` layouts, which change with every major version.
+
+use std::io;
+
+use crate::sys::{Isolation, IsolationMode, TcpEntry, isolation_mode, parse_netstat};
+
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    let args: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
+        &["-an", "-P", "tcp"]
+    } else if cfg!(any(target_os = "macos", target_os = "ios")) {
+        // -W: do not truncate IPv6 addresses.
+        &["-anW", "-p", "tcp"]
+    } else if cfg!(target_os = "freebsd") {
+        &["-anW", "-p", "tcp"]
+    } else {
+        &["-an", "-p", "tcp"]
+    };
+    let out = std::process::Command::new("netstat").args(args).output()?;
+    if !out.status.success() {
+        return Err(io::Error::other(format!(
+            "netstat {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(parse_netstat(&String::from_utf8_lossy(&out.stdout)))
+}
+
+pub fn isolate_thread() -> Result<Isolation, String> {
+    match isolation_mode() {
+        IsolationMode::Netns => Err("network namespaces exist only on Linux".into()),
+        _ => Ok(Isolation::Host),
+    }
+}
+
+pub fn prepare_v6_multicast() -> Result<(), String> {
+    Err(
+        "sockspec sets up an IPv6 multicast interface only on Linux (a veth pair in a namespace)"
+            .into(),
+    )
+}
+
+/// Network-stack settings that change outcomes (sysctl(8)); FreeBSD's
+/// `nolocaltimewait` suppresses TIME_WAIT on loopback altogether (tcp(4)).
+pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
+    let names: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
+        return Default::default();
+    } else {
+        &[
+            "net.inet.tcp.msl",
+            "net.inet.tcp.nolocaltimewait",
+            "net.inet6.ip6.v6only",
+            "net.inet.ip.portrange.first",
+            "net.inet.ip.portrange.last",
+        ]
+    };
+    let Ok(out) = std::process::Command::new("sysctl").args(names).output() else {
+        return Default::default();
+    };
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| {
+            let (k, v) = l.split_once(':').or_else(|| l.split_once('='))?;
+            Some((k.trim().to_string(), v.trim().to_string()))
+        })
+        .collect()
+}

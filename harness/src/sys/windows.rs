@@ -1,0 +1,388 @@
+//! Windows backend (Winsock through windows-sys), and Wine, which runs it.
+//!
+//! Wine maps Winsock onto the host's sockets, so under Wine we report the
+//! `wine` family and Wine's version: an emulation is never reported as Windows.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::os::windows::io::{AsRawSocket, IntoRawSocket};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use socket2::Socket;
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
+use windows_sys::Win32::NetworkManagement::IpHelper::{
+    GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
+    if_nametoindex,
+};
+use windows_sys::Win32::Networking::WinSock as ws;
+use windows_sys::Win32::Security::{
+    GetTokenInformation, TOKEN_ELEVATION, TOKEN_QUERY, TokenElevation,
+};
+use windows_sys::Win32::System::LibraryLoader::{GetModuleHandleA, GetProcAddress};
+use windows_sys::Win32::System::SystemInformation::OSVERSIONINFOW;
+use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+use super::{Isolation, IsolationMode, TcpEntry, canonical, isolation_mode};
+use crate::model::{Opt, OsFamily};
+use crate::outcome::{ErrName, TcpState};
+
+/// Whether this backend can run steps in helper processes.
+pub const ACTORS: bool = false;
+
+/// Wine's version, if we run under Wine: ntdll exports `wine_get_version`
+/// only there (https://wiki.winehq.org/Developer_FAQ#How_can_I_detect_Wine.3F).
+fn wine_version() -> Option<&'static str> {
+    static WINE: OnceLock<Option<String>> = OnceLock::new();
+    WINE.get_or_init(|| {
+        // SAFETY: NUL-terminated names; the function, if present, returns a
+        // static NUL-terminated string.
+        unsafe {
+            let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+            if ntdll.is_null() {
+                return None;
+            }
+            let f = GetProcAddress(ntdll, c"wine_get_version".as_ptr().cast())?;
+            let f: extern "C" fn() -> *const std::ffi::c_char = std::mem::transmute(f);
+            Some(std::ffi::CStr::from_ptr(f()).to_string_lossy().into_owned())
+        }
+    })
+    .as_deref()
+}
+
+pub fn os_family() -> OsFamily {
+    if wine_version().is_some() {
+        OsFamily::Wine
+    } else {
+        OsFamily::Windows
+    }
+}
+
+/// `10.0.<build>` from RtlGetVersion (GetVersionEx lies to unmanifested
+/// programs), or Wine's version under Wine.
+pub fn os_release() -> String {
+    if let Some(v) = wine_version() {
+        return v.to_string();
+    }
+    // SAFETY: RtlGetVersion fills an OSVERSIONINFOW whose size we set.
+    unsafe {
+        let ntdll = GetModuleHandleA(c"ntdll.dll".as_ptr().cast());
+        if let Some(f) = GetProcAddress(ntdll, c"RtlGetVersion".as_ptr().cast()) {
+            let f: extern "system" fn(*mut OSVERSIONINFOW) -> i32 = std::mem::transmute(f);
+            let mut info: OSVERSIONINFOW = std::mem::zeroed();
+            info.dwOSVersionInfoSize = std::mem::size_of::<OSVERSIONINFOW>() as u32;
+            if f(&mut info) == 0 {
+                return format!(
+                    "{}.{}.{}",
+                    info.dwMajorVersion, info.dwMinorVersion, info.dwBuildNumber
+                );
+            }
+        }
+    }
+    "unknown".into()
+}
+
+pub fn os_detail() -> String {
+    match wine_version() {
+        Some(v) => format!("Wine {v} (an emulation of Windows)"),
+        None => format!("Windows {}", os_release()),
+    }
+}
+
+/// Whether the process runs elevated (Administrator).
+pub fn is_privileged() -> bool {
+    // SAFETY: a token handle we open and close, and a TOKEN_ELEVATION buffer.
+    unsafe {
+        let mut token: HANDLE = std::ptr::null_mut();
+        if OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) == 0 {
+            return false;
+        }
+        let mut elevation = TOKEN_ELEVATION { TokenIsElevated: 0 };
+        let mut len = 0u32;
+        let ok = GetTokenInformation(
+            token,
+            TokenElevation,
+            (&mut elevation as *mut TOKEN_ELEVATION).cast(),
+            std::mem::size_of::<TOKEN_ELEVATION>() as u32,
+            &mut len,
+        );
+        CloseHandle(token);
+        ok != 0 && elevation.TokenIsElevated != 0
+    }
+}
+
+/// WSA codes → portable names (https://learn.microsoft.com/windows/win32/winsock/windows-sockets-error-codes-2).
+pub fn error_name(raw: i32) -> ErrName {
+    use ErrName::*;
+    let table: &[(i32, ErrName)] = &[
+        (ws::WSAEACCES, EACCES),
+        (ws::WSAEADDRINUSE, EADDRINUSE),
+        (ws::WSAEADDRNOTAVAIL, EADDRNOTAVAIL),
+        (ws::WSAEAFNOSUPPORT, EAFNOSUPPORT),
+        (ws::WSAEALREADY, EALREADY),
+        (ws::WSAEBADF, EBADF),
+        (ws::WSAECONNABORTED, ECONNABORTED),
+        (ws::WSAECONNREFUSED, ECONNREFUSED),
+        (ws::WSAECONNRESET, ECONNRESET),
+        (ws::WSAEFAULT, EFAULT),
+        (ws::WSAEHOSTUNREACH, EHOSTUNREACH),
+        (ws::WSAEINPROGRESS, EINPROGRESS),
+        (ws::WSAEINTR, EINTR),
+        (ws::WSAEINVAL, EINVAL),
+        (ws::WSAEISCONN, EISCONN),
+        (ws::WSAEMFILE, EMFILE),
+        (ws::WSAEMSGSIZE, EMSGSIZE),
+        (ws::WSAENETDOWN, ENETDOWN),
+        (ws::WSAENETUNREACH, ENETUNREACH),
+        (ws::WSAENOBUFS, ENOBUFS),
+        (ws::WSAENOPROTOOPT, ENOPROTOOPT),
+        (ws::WSAENOTCONN, ENOTCONN),
+        (ws::WSAENOTSOCK, ENOTSOCK),
+        (ws::WSAEOPNOTSUPP, EOPNOTSUPP),
+        (ws::WSAEPROTONOSUPPORT, EPROTONOSUPPORT),
+        (ws::WSAEPROTOTYPE, EPROTOTYPE),
+        (ws::WSAESHUTDOWN, ESHUTDOWN),
+        (ws::WSAETIMEDOUT, ETIMEDOUT),
+        (ws::WSAEWOULDBLOCK, EWOULDBLOCK),
+    ];
+    table
+        .iter()
+        .find(|(code, _)| *code == raw)
+        .map(|(_, n)| *n)
+        .unwrap_or(Other(raw))
+}
+
+fn last_wsa_error() -> io::Error {
+    // SAFETY: no arguments.
+    io::Error::from_raw_os_error(unsafe { ws::WSAGetLastError() })
+}
+
+fn setsockopt_int(sock: &Socket, level: i32, name: i32, v: i32) -> io::Result<()> {
+    // SAFETY: a valid socket and a pointer to an int of the size we pass.
+    let r = unsafe {
+        ws::setsockopt(
+            sock.as_raw_socket() as ws::SOCKET,
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as i32,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(last_wsa_error())
+    }
+}
+
+fn getsockopt_int(sock: &Socket, level: i32, name: i32) -> io::Result<i32> {
+    let mut v = 0i32;
+    let mut len = std::mem::size_of::<i32>() as i32;
+    // SAFETY: a valid socket, and `v`/`len` describe a writable int.
+    let r = unsafe {
+        ws::getsockopt(
+            sock.as_raw_socket() as ws::SOCKET,
+            level,
+            name,
+            (&mut v as *mut i32).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 { Ok(v) } else { Err(last_wsa_error()) }
+}
+
+/// SO_EXCLUSIVEADDRUSE is Windows' own; SO_REUSEPORT, SO_REUSEPORT_LB and
+/// SO_EXCLBIND do not exist here.
+/// https://learn.microsoft.com/windows/win32/winsock/so-exclusiveaddruse
+pub fn set_special(sock: &Socket, opt: Opt, on: bool) -> io::Result<()> {
+    match opt {
+        Opt::ExclusiveAddrUse => {
+            setsockopt_int(sock, ws::SOL_SOCKET, ws::SO_EXCLUSIVEADDRUSE, on as i32)
+        }
+        _ => Err(super::unsupported(opt.c_name())),
+    }
+}
+
+pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
+    match opt {
+        Opt::ExclusiveAddrUse => {
+            getsockopt_int(sock, ws::SOL_SOCKET, ws::SO_EXCLUSIVEADDRUSE).map(|v| v != 0)
+        }
+        _ => Err(super::unsupported(opt.c_name())),
+    }
+}
+
+/// closesocket, returning its result: with SO_LINGER {1, n} on a non-blocking
+/// socket it fails with WSAEWOULDBLOCK.
+/// https://learn.microsoft.com/windows/win32/api/winsock/nf-winsock-closesocket
+pub fn close(sock: Socket) -> io::Result<()> {
+    let s = sock.into_raw_socket() as ws::SOCKET;
+    // SAFETY: we own the socket (taken from Socket) and close it once.
+    if unsafe { ws::closesocket(s) } == 0 {
+        Ok(())
+    } else {
+        Err(last_wsa_error())
+    }
+}
+
+fn poll(socks: &[&Socket], events: i16, timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut fds: Vec<ws::WSAPOLLFD> = socks
+        .iter()
+        .map(|s| ws::WSAPOLLFD {
+            fd: s.as_raw_socket() as ws::SOCKET,
+            events,
+            revents: 0,
+        })
+        .collect();
+    let ms = timeout.as_millis().min(i32::MAX as u128) as i32;
+    // SAFETY: `fds` is a valid array of the length we pass.
+    let r = unsafe { ws::WSAPoll(fds.as_mut_ptr(), fds.len() as u32, ms) };
+    if r < 0 {
+        return Err(last_wsa_error());
+    }
+    Ok(fds.iter().map(|f| f.revents != 0).collect())
+}
+
+pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
+    poll(&[sock], ws::POLLRDNORM, timeout).map(|r| r[0])
+}
+
+pub fn wait_writable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
+    poll(&[sock], ws::POLLWRNORM, timeout).map(|r| r[0])
+}
+
+pub fn poll_readable(socks: &[&Socket], timeout: Duration) -> io::Result<Vec<bool>> {
+    poll(socks, ws::POLLRDNORM, timeout)
+}
+
+pub fn if_index(name: &str) -> io::Result<u32> {
+    let c =
+        std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    // SAFETY: a NUL-terminated name.
+    match unsafe { if_nametoindex(c.as_ptr().cast()) } {
+        0 => Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("no interface `{name}`"),
+        )),
+        i => Ok(i),
+    }
+}
+
+pub fn prepare_v6_multicast() -> Result<(), String> {
+    Err(
+        "sockspec sets up an IPv6 multicast interface only on Linux (a veth pair in a namespace)"
+            .into(),
+    )
+}
+
+pub fn isolate_thread() -> Result<Isolation, String> {
+    match isolation_mode() {
+        IsolationMode::Netns => Err("network namespaces exist only on Linux".into()),
+        _ => Ok(Isolation::Host),
+    }
+}
+
+pub fn stack_settings() -> BTreeMap<String, String> {
+    BTreeMap::new()
+}
+
+/// MIB_TCP_STATE → TcpState (https://learn.microsoft.com/windows/win32/api/tcpmib/ns-tcpmib-mib_tcprow_lh).
+fn state(s: u32) -> TcpState {
+    match s {
+        1 => TcpState::Closed,
+        2 => TcpState::Listen,
+        3 => TcpState::SynSent,
+        4 => TcpState::SynReceived,
+        5 => TcpState::Established,
+        6 => TcpState::FinWait1,
+        7 => TcpState::FinWait2,
+        8 => TcpState::CloseWait,
+        9 => TcpState::Closing,
+        10 => TcpState::LastAck,
+        11 => TcpState::TimeWait,
+        _ => TcpState::Closed,
+    }
+}
+
+fn port(p: u32) -> u16 {
+    u16::from_be((p & 0xffff) as u16)
+}
+
+/// Calls GetExtendedTcpTable until the buffer is big enough; returns the rows' bytes.
+fn table(af: u16) -> io::Result<Vec<u8>> {
+    let mut size = 0u32;
+    let mut buf: Vec<u8> = Vec::new();
+    for _ in 0..8 {
+        // SAFETY: `buf` has `size` bytes (or is empty with size 0, a size query).
+        let r = unsafe {
+            GetExtendedTcpTable(
+                if buf.is_empty() {
+                    std::ptr::null_mut()
+                } else {
+                    buf.as_mut_ptr().cast()
+                },
+                &mut size,
+                0,
+                af as u32,
+                TCP_TABLE_OWNER_PID_ALL,
+                0,
+            )
+        };
+        match r {
+            0 => return Ok(buf),
+            122 => buf = vec![0u8; size as usize + 1024], // ERROR_INSUFFICIENT_BUFFER
+            e => return Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
+    Err(io::Error::other("the TCP table kept growing"))
+}
+
+/// The kernel's TCP table through the IP Helper API.
+/// https://learn.microsoft.com/windows/win32/api/iphlpapi/nf-iphlpapi-getextendedtcptable
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    let mut out = Vec::new();
+    let v4 = table(ws::AF_INET)?;
+    if v4.len() >= 4 {
+        let n = u32::from_ne_bytes(v4[..4].try_into().expect("4 bytes")) as usize;
+        let rows = v4[4..].as_ptr().cast::<MIB_TCPROW_OWNER_PID>();
+        for i in 0..n {
+            // SAFETY: the API wrote `n` rows after the count; read_unaligned
+            // because the byte buffer gives no alignment guarantee.
+            let r = unsafe { rows.add(i).read_unaligned() };
+            out.push(TcpEntry {
+                local: SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(r.dwLocalAddr.to_ne_bytes())),
+                    port(r.dwLocalPort),
+                ),
+                remote: SocketAddr::new(
+                    IpAddr::V4(Ipv4Addr::from(r.dwRemoteAddr.to_ne_bytes())),
+                    port(r.dwRemotePort),
+                ),
+                state: state(r.dwState),
+            });
+        }
+    }
+    if let Ok(v6) = table(ws::AF_INET6)
+        && v6.len() >= 4
+    {
+        let n = u32::from_ne_bytes(v6[..4].try_into().expect("4 bytes")) as usize;
+        let rows = v6[4..].as_ptr().cast::<MIB_TCP6ROW_OWNER_PID>();
+        for i in 0..n {
+            // SAFETY: as above.
+            let r = unsafe { rows.add(i).read_unaligned() };
+            out.push(TcpEntry {
+                local: canonical(SocketAddr::new(
+                    Ipv6Addr::from(r.ucLocalAddr).into(),
+                    port(r.dwLocalPort),
+                )),
+                remote: canonical(SocketAddr::new(
+                    Ipv6Addr::from(r.ucRemoteAddr).into(),
+                    port(r.dwRemotePort),
+                )),
+                state: state(r.dwState),
+            });
+        }
+    }
+    Ok(out)
+}

@@ -139,6 +139,8 @@ struct Pending {
     /// The new entry may select at most this many tests.
     max_selected: usize,
     notes: BTreeSet<String>,
+    /// Per label, the observed entry (same kernel series) this would override.
+    replaces: BTreeMap<String, Option<usize>>,
 }
 
 /// Writes `obs` (made on `os` `release`) into `os`'s expectation file.
@@ -179,6 +181,7 @@ pub fn bless(
     for o in obs {
         for (label, outcome) in &o.outcomes {
             let top = file.and_then(|f| f.resolve(&o.test, label, Some(release)));
+            let mut replaces = None;
             let (kernel, max_selected, note) = match top {
                 Some(a) if matches!(a.entry.provenance, Provenance::Observed { .. }) => {
                     let Provenance::Observed { seen_on } = &a.entry.provenance else {
@@ -196,6 +199,7 @@ pub fn bless(
                                 .insert(label.clone(), outcome.clone());
                             continue;
                         }
+                        replaces = Some(index_of(a.entry));
                         (
                             a.entry.kernel.as_ref().map(|k| k.text.clone()),
                             a.entry.selected - 1,
@@ -250,8 +254,10 @@ pub fn bless(
                     outcomes: BTreeMap::new(),
                     max_selected: usize::MAX,
                     notes: BTreeSet::new(),
+                    replaces: BTreeMap::new(),
                 });
             p.outcomes.insert(label.clone(), outcome.clone());
+            p.replaces.insert(label.clone(), replaces);
             p.max_selected = p.max_selected.min(max_selected);
             if !note.is_empty() {
                 p.notes.insert(format!("{label}: {note}"));
@@ -281,6 +287,23 @@ pub fn bless(
                 .unwrap_or(usize::MAX);
             let members: Vec<&Arc<Test>> = group.iter().map(|p| &p.test).collect();
             let outcomes = &group[0].outcomes;
+            // Every test of one observed entry changed the same way: edit it.
+            let replaced: BTreeSet<Option<usize>> = group
+                .iter()
+                .flat_map(|p| p.replaces.values().copied())
+                .collect();
+            if let [Some(i)] = replaced.iter().copied().collect::<Vec<_>>()[..] {
+                let names: BTreeSet<&str> = members.iter().map(|t| t.name.as_str()).collect();
+                let selected: BTreeSet<&str> = all
+                    .iter()
+                    .filter(|t| entries[i].selects(t))
+                    .map(|t| t.name.as_str())
+                    .collect();
+                if names == selected {
+                    edits.entry(i).or_default().extend(outcomes.clone());
+                    continue;
+                }
+            }
             let mut notes: BTreeSet<&String> = BTreeSet::new();
             for p in group {
                 notes.extend(&p.notes);

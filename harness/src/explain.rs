@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::Suite;
+use crate::expect::Provenance;
 use crate::judge::describe_step;
 use crate::model::{OsFamily, Test};
 
@@ -29,7 +30,11 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
     let _ = writeln!(out, "  case file: {}", case.file.display());
     let _ = writeln!(out, "  source: {}", case.source.join("; "));
     if let Some(claim) = &case.claim {
-        let _ = writeln!(out, "  claim: {claim}");
+        let _ = writeln!(
+            out,
+            "  claim: {}",
+            claim.trim().replace('\n', "\n         ")
+        );
     }
     if !test.params.is_empty() {
         let p: Vec<String> = test
@@ -88,16 +93,22 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
                     if let Some(w) = &a.entry.why {
                         let _ = writeln!(out, "  {:<8} why: {w}", "");
                     }
-                    // Lower-precedence entries that disagree: the record of a
-                    // document the run overruled.
+                    // A document that a run overruled stays on record.
+                    let observed = matches!(a.entry.provenance, Provenance::Observed { .. });
                     for other in file.candidates(test, label, None).iter().skip(1) {
-                        if other.outcome != a.outcome {
+                        let documented =
+                            matches!(other.entry.provenance, Provenance::Documented { .. });
+                        if observed && documented && other.outcome != a.outcome {
                             let _ = writeln!(
                                 out,
-                                "  {:<8} overrules {} ({}, line {})",
+                                "  {:<8} overrules the documented {} ({}, line {})",
                                 "",
                                 other.outcome,
-                                other.entry.provenance.summary(),
+                                other
+                                    .entry
+                                    .provenance
+                                    .summary()
+                                    .trim_start_matches("documented: "),
                                 other.entry.at.line
                             );
                         }

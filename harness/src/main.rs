@@ -62,9 +62,10 @@ struct Exec {
     /// Worker threads (default: one per core).
     #[arg(long, short, default_value_t = default_jobs())]
     jobs: usize,
-    /// Run each test N times; tests whose outcomes vary are reported intermittent.
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=1000))]
-    repeat: u32,
+    /// Run each test N times; tests whose outcomes vary are reported
+    /// intermittent (default: 1 for run, 3 for bless).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: Option<u32>,
     /// Network namespace per worker (Linux): auto uses one when privileged.
     #[arg(long, value_enum, default_value_t = IsolationMode::Auto)]
     isolation: IsolationMode,
@@ -153,7 +154,7 @@ fn dispatch(cmd: Command) -> Result<ExitCode, Error> {
             let opts = Options {
                 filter: select.filter(),
                 jobs: exec.jobs,
-                repeat: exec.repeat,
+                repeat: exec.repeat.unwrap_or(1),
                 label,
             };
             let results = sockspec::run::run(&suite, &platform, &opts, |rec| {
@@ -227,7 +228,8 @@ fn dispatch(cmd: Command) -> Result<ExitCode, Error> {
                 let opts = Options {
                     filter: filter.clone(),
                     jobs: exec.jobs,
-                    repeat: exec.repeat,
+                    // An outcome that varies between runs is never blessed.
+                    repeat: exec.repeat.unwrap_or(3),
                     label: None,
                 };
                 println!(

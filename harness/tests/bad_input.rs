@@ -1,0 +1,367 @@
+//! Bad input gets a clear error: file, line, column, what is wrong and what to
+//! do; a non-zero exit; no panic. One test per kind of mistake.
+
+use std::path::Path;
+use std::process::Command;
+
+use sockspec::Suite;
+
+/// A good case to start from (line numbers below refer to it).
+const GOOD_CASE: &str = r#"title = "two binds"
+source = "semantics.md L1"
+steps = [
+  { do = "socket", name = "a", type = "{proto}", family = "v4" },
+  { do = "bind", sock = "a", addr = "lo4", port = "@p" },
+  { do = "socket", name = "b", type = "{proto}", family = "v4" },
+  { do = "bind", sock = "b", addr = "lo4", port = "a", check = true },
+]
+
+[grid]
+proto = ["tcp", "udp"]
+"#;
+
+const GOOD_EXPECT: &str = r#"os = "linux"
+
+[[expect]]
+case = "t::two"
+outcomes = { bind_b = "EADDRINUSE" }
+source = "documented"
+cite = "semantics.md L1"
+why = "the same address twice"
+"#;
+
+fn tree(case: &str, expect: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    std::fs::write(dir.path().join("t/two.toml"), case).unwrap();
+    if let Some(e) = expect {
+        std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+        std::fs::write(dir.path().join("expected/linux.toml"), e).unwrap();
+    }
+    dir
+}
+
+/// The error text for a tree, which must not load.
+fn error(dir: &Path) -> String {
+    match Suite::load(dir) {
+        Ok(_) => panic!("the suite loaded, but it should not have"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn assert_has(text: &str, needles: &[&str]) {
+    for n in needles {
+        assert!(text.contains(n), "expected {n:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn the_good_tree_loads() {
+    let dir = tree(GOOD_CASE, Some(GOOD_EXPECT));
+    let suite = Suite::load(dir.path()).unwrap();
+    assert_eq!(suite.tests.len(), 2);
+}
+
+#[test]
+fn malformed_toml() {
+    let dir = tree(&GOOD_CASE.replace("\"two binds\"", "\"two binds"), None);
+    assert_has(&error(dir.path()), &["t/two.toml:1:", "README.md"]);
+}
+
+#[test]
+fn unknown_case_field() {
+    let dir = tree(&GOOD_CASE.replace("source =", "sauce ="), None);
+    assert_has(
+        &error(dir.path()),
+        &["t/two.toml:2:1", "unknown field `sauce`"],
+    );
+}
+
+#[test]
+fn unknown_step_field() {
+    let dir = tree(
+        &GOOD_CASE.replace(
+            "addr = \"lo4\", port = \"@p\"",
+            "adr = \"lo4\", port = \"@p\"",
+        ),
+        None,
+    );
+    assert_has(
+        &error(dir.path()),
+        &["t/two.toml:5:", "unknown field `adr`", "expected one of"],
+    );
+}
+
+#[test]
+fn field_of_another_step_kind() {
+    let dir = tree(
+        &GOOD_CASE.replace("port = \"@p\" }", "port = \"@p\", backlog = 5 }"),
+        None,
+    );
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:5:67",
+            "`bind` steps take no `backlog`",
+            "help: `bind` takes: sock, addr, port",
+        ],
+    );
+}
+
+#[test]
+fn unknown_step_kind() {
+    let dir = tree(
+        &GOOD_CASE.replace("do = \"bind\", sock = \"a\"", "do = \"bnd\", sock = \"a\""),
+        None,
+    );
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:5:10",
+            "unknown step kind `bnd`",
+            "step kinds are: socket,",
+        ],
+    );
+}
+
+#[test]
+fn unknown_option() {
+    let case = GOOD_CASE.replace(
+        "  { do = \"bind\", sock = \"a\"",
+        "  { do = \"setopt\", sock = \"a\", opt = \"reuseaddress\", value = true },\n  { do = \"bind\", sock = \"a\"",
+    );
+    let dir = tree(&case, None);
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:5:",
+            "`opt` must be an option name, not \"reuseaddress\"",
+        ],
+    );
+}
+
+#[test]
+fn undefined_socket() {
+    let dir = tree(
+        &GOOD_CASE.replace("sock = \"b\", addr", "sock = \"z\", addr"),
+        None,
+    );
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:7:3",
+            "socket `z` is used before a `socket` step creates it",
+            "help: create it first",
+        ],
+    );
+}
+
+#[test]
+fn undefined_port_reference() {
+    let dir = tree(&GOOD_CASE.replace("port = \"a\"", "port = \"y\""), None);
+    assert_has(
+        &error(dir.path()),
+        &["t/two.toml:7:3", "port of `y`: no socket `y` exists"],
+    );
+}
+
+#[test]
+fn undefined_parameter() {
+    let dir = tree(
+        &GOOD_CASE.replace(
+            "type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\"",
+            "type = \"{prot}\", family = \"v4\" },\n  { do = \"bind\"",
+        ),
+        None,
+    );
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:4:",
+            "`{prot}` is not a grid parameter (this case has: proto)",
+        ],
+    );
+}
+
+#[test]
+fn grid_that_expands_to_nothing() {
+    let case = format!("{GOOD_CASE}\n[[exclude]]\nproto = [\"tcp\", \"udp\"]\n");
+    let dir = tree(&case, None);
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:10:1",
+            "the grid expands to nothing",
+            "help: loosen",
+        ],
+    );
+}
+
+#[test]
+fn exclude_that_matches_nothing() {
+    let case = format!("{GOOD_CASE}\n[[exclude]]\nproto = \"sctp\"\n");
+    let dir = tree(&case, None);
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:14:",
+            "`exclude.proto`: \"sctp\" is not one of its values (tcp, udp)",
+        ],
+    );
+}
+
+#[test]
+fn two_tests_with_the_same_name() {
+    let dir = tree(GOOD_CASE, None);
+    let root = dir.path();
+    let file = root.join("t/two.toml");
+    let mut errors = Vec::new();
+    let a = sockspec::load::load_case(root, &file, &mut errors).unwrap();
+    let b = sockspec::load::load_case(root, &file, &mut errors).unwrap();
+    sockspec::expand::expand_all(&[a, b], &mut errors);
+    let text = errors
+        .iter()
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert_has(
+        &text,
+        &[
+            "test name `t::two::proto=tcp` is also produced by",
+            "help: rename",
+        ],
+    );
+}
+
+#[test]
+fn unknown_error_name_in_expectation() {
+    let dir = tree(
+        GOOD_CASE,
+        Some(&GOOD_EXPECT.replace("\"EADDRINUSE\"", "\"EADDRINUS\"")),
+    );
+    assert_has(
+        &error(dir.path()),
+        &[
+            "expected/linux.toml:5:23",
+            "`EADDRINUS` is not an outcome",
+            "an error name (EADDRINUSE",
+        ],
+    );
+}
+
+#[test]
+fn expectation_that_matches_no_test() {
+    let e = GOOD_EXPECT.replace(
+        "case = \"t::two\"",
+        "case = \"t::two\"\nwhere = { proto = \"sctp\" }",
+    );
+    let dir = tree(GOOD_CASE, Some(&e));
+    assert_has(
+        &error(dir.path()),
+        &[
+            "expected/linux.toml:5:19",
+            "`where.proto`: \"sctp\" is not one of its values",
+        ],
+    );
+    let e = GOOD_EXPECT.replace("case = \"t::two\"", "case = \"t::three\"");
+    let dir = tree(GOOD_CASE, Some(&e));
+    assert_has(
+        &error(dir.path()),
+        &[
+            "expected/linux.toml:4:8",
+            "no case is named `t::three`",
+            "help: cases in `t`: t::two",
+        ],
+    );
+}
+
+#[test]
+fn expectation_for_a_step_the_case_lacks() {
+    let dir = tree(
+        GOOD_CASE,
+        Some(&GOOD_EXPECT.replace("bind_b =", "bind_z =")),
+    );
+    assert_has(
+        &error(dir.path()),
+        &[
+            "expected/linux.toml:5:23",
+            "`t::two` has no checked step `bind_z`",
+            "help: its checked steps: bind_b",
+        ],
+    );
+}
+
+#[test]
+fn outcome_a_step_cannot_have() {
+    let dir = tree(
+        GOOD_CASE,
+        Some(&GOOD_EXPECT.replace("\"EADDRINUSE\"", "\"TIME_WAIT\"")),
+    );
+    assert_has(
+        &error(dir.path()),
+        &[
+            "expected/linux.toml:5:23",
+            "a `bind` step cannot have the outcome `TIME_WAIT`",
+        ],
+    );
+}
+
+#[test]
+fn provenance_is_required() {
+    let dir = tree(
+        GOOD_CASE,
+        Some(&GOOD_EXPECT.replace("cite = \"semantics.md L1\"\n", "")),
+    );
+    assert_has(
+        &error(dir.path()),
+        &["expected/linux.toml:3:1", "a documented entry needs `cite`"],
+    );
+    let observed = GOOD_EXPECT
+        .replace("source = \"documented\"", "source = \"observed\"")
+        .replace("cite = \"semantics.md L1\"\n", "");
+    let dir = tree(GOOD_CASE, Some(&observed));
+    assert_has(
+        &error(dir.path()),
+        &[
+            "an observed entry needs `seen_on`",
+            "written by `sockspec bless`",
+        ],
+    );
+}
+
+#[test]
+fn every_error_is_reported_not_just_the_first() {
+    let case = GOOD_CASE
+        .replace("do = \"bind\", sock = \"a\"", "do = \"bnd\", sock = \"a\"")
+        .replace("source =", "source = 3\nx =");
+    let dir = tree(&case, Some(&GOOD_EXPECT.replace("bind_b =", "bind_z =")));
+    let text = error(dir.path());
+    // The case file fails to parse at its first problem; the expectation file
+    // is still checked (against no tests) and reported too.
+    assert!(text.matches("error:").count() >= 2, "{text}");
+}
+
+#[test]
+fn the_cli_exits_2_with_the_location_and_never_panics() {
+    let dir = tree(
+        GOOD_CASE,
+        Some(&GOOD_EXPECT.replace("bind_b =", "bind_z =")),
+    );
+    for args in [
+        &["check"][..],
+        &["run"],
+        &["list"],
+        &["explain", "t::two::proto=tcp"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+            .args(args)
+            .arg("--cases")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("expected/linux.toml:5:23"), "{stderr}");
+        assert!(!stderr.contains("panicked"), "{stderr}");
+    }
+}

@@ -1,0 +1,176 @@
+//! The executor and judge on real sockets, with behaviour every OS shares
+//! (binding one specific address twice without options fails everywhere).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use sockspec::exec::ports::PortBook;
+use sockspec::results::Verdict;
+use sockspec::run::run_one;
+use sockspec::{Platform, Suite};
+
+fn suite(cases: &[(&str, &str)], expect: &str) -> (tempfile::TempDir, Suite) {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in cases {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    let os = Platform::current().os;
+    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+    std::fs::write(dir.path().join(format!("expected/{os}.toml")), expect).unwrap();
+    let s = Suite::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    (dir, s)
+}
+
+fn run(s: &Suite, name: &str) -> sockspec::results::TestRecord {
+    let book = Arc::new(PortBook::new());
+    run_one(s, &Platform::current(), s.test(name).unwrap(), &book, 1)
+}
+
+const TWICE: &str = r#"title = "the same address twice"
+source = "everywhere"
+steps = [
+  { do = "socket", name = "a", type = "tcp", family = "v4" },
+  { do = "bind", sock = "a", addr = "lo4", port = "@p" },
+  { do = "socket", name = "b", type = "tcp", family = "v4" },
+  { do = "bind", sock = "b", addr = "lo4", port = "a", check = true },
+]
+"#;
+
+#[test]
+fn a_matching_expectation_passes() {
+    let (_d, s) = suite(
+        &[("t/twice.toml", TWICE)],
+        "[[expect]]\ncase = \"t::twice\"\noutcomes = { bind_b = \"EADDRINUSE\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"y\"\n",
+    );
+    let r = run(&s, "t::twice");
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+    let step = r
+        .steps
+        .iter()
+        .find(|s| s.label.as_deref() == Some("bind_b"))
+        .unwrap();
+    assert_eq!(step.outcome, "EADDRINUSE");
+    assert!(step.raw.is_some(), "the OS's own code is kept");
+    assert_eq!(step.expectation.as_ref().unwrap().line, 1);
+}
+
+#[test]
+fn a_mismatch_names_both_outcomes_the_entry_and_the_bless_command() {
+    let (_d, s) = suite(
+        &[("t/twice.toml", TWICE)],
+        "# header\n\n[[expect]]\ncase = \"t::twice\"\noutcomes = { bind_b = \"ok\" }\nsource = \"documented\"\ncite = \"a doc\"\nwhy = \"it says so\"\n",
+    );
+    let r = run(&s, "t::twice");
+    assert_eq!(r.verdict, Verdict::Fail);
+    let why = r.reason.unwrap();
+    for needle in [
+        "step 4 `bind b 127.0.0.1:port(a)` (bind_b): expected ok, got EADDRINUSE",
+        ".toml:3 (documented: a doc)",
+        "why: it says so",
+        "t/twice.toml:",
+        "cargo run --release -- bless --exact 't::twice'",
+    ] {
+        assert!(why.contains(needle), "{needle:?} not in:\n{why}");
+    }
+}
+
+#[test]
+fn a_missing_expectation_fails_and_says_how_to_bless() {
+    let (_d, s) = suite(&[("t/twice.toml", TWICE)], "");
+    let r = run(&s, "t::twice");
+    assert_eq!(r.verdict, Verdict::Fail);
+    let why = r.reason.unwrap();
+    assert!(why.contains("has no expectation for it"), "{why}");
+    assert!(why.contains("bless --exact 't::twice'"), "{why}");
+}
+
+#[test]
+fn an_unknown_expectation_never_passes() {
+    let (_d, s) = suite(
+        &[("t/twice.toml", TWICE)],
+        "[[expect]]\ncase = \"t::twice\"\noutcomes = { bind_b = \"unknown\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"sources disagree\"\n",
+    );
+    let r = run(&s, "t::twice");
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert!(r.reason.unwrap().contains("the expectation is `unknown`"));
+}
+
+#[test]
+fn a_step_that_never_finishes_times_out_by_the_deadline() {
+    let case = r#"title = "accept with nobody connecting"
+source = "nowhere"
+deadline_ms = 300
+steps = [
+  { do = "socket", name = "l", type = "tcp", family = "v4" },
+  { do = "bind", sock = "l", addr = "lo4", port = "@p" },
+  { do = "listen", sock = "l" },
+  { do = "accept", sock = "l", name = "s", check = true },
+  { do = "recv", sock = "s", check = true },
+]
+"#;
+    let (_d, s) = suite(
+        &[("t/stall.toml", case)],
+        "[[expect]]\ncase = \"t::stall\"\noutcomes = { accept_l = \"timeout\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"nobody connects\"\n",
+    );
+    let started = Instant::now();
+    let r = run(&s, "t::stall");
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+    let recv = r
+        .steps
+        .iter()
+        .find(|s| s.label.as_deref() == Some("recv_s"))
+        .unwrap();
+    assert_eq!(recv.outcome, "not_run");
+}
+
+#[test]
+fn an_unmet_precondition_fails_without_judging_later_steps() {
+    // A listener is never in TIME_WAIT: the test cannot show its claim.
+    let case = r#"title = "a precondition that cannot hold"
+source = "nowhere"
+steps = [
+  { do = "socket", name = "l", type = "tcp", family = "v4" },
+  { do = "bind", sock = "l", addr = "lo4", port = "@p" },
+  { do = "listen", sock = "l" },
+  { do = "tcp_state", sock = "l", want = "TIME_WAIT", require = "TIME_WAIT", wait_ms = 50 },
+  { do = "socket", name = "n", type = "tcp", family = "v4" },
+  { do = "bind", sock = "n", addr = "lo4", port = "l", check = true },
+]
+"#;
+    let (_d, s) = suite(
+        &[("t/pre.toml", case)],
+        "[[expect]]\ncase = \"t::pre\"\noutcomes = { bind_n = \"ok\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"y\"\n",
+    );
+    let r = run(&s, "t::pre");
+    assert_eq!(r.verdict, Verdict::Fail);
+    assert_eq!(r.problem.as_deref(), Some("precondition"));
+    assert!(r.reason.unwrap().contains("must give TIME_WAIT"));
+    let bind = r
+        .steps
+        .iter()
+        .find(|s| s.label.as_deref() == Some("bind_n"))
+        .unwrap();
+    assert_eq!(bind.outcome, "not_run");
+}
+
+#[test]
+fn tests_for_other_systems_are_skipped_with_the_reason() {
+    let other = if cfg!(windows) { "linux" } else { "windows" };
+    let case = format!(
+        "title = \"x\"\nsource = \"y\"\nonly = [\"{other}\"]\nsteps = [{{ do = \"socket\", name = \"a\", type = \"tcp\", family = \"v4\" }}]\n"
+    );
+    let (_d, s) = suite(&[("t/other.toml", &case)], "");
+    let r = run(&s, "t::other");
+    assert_eq!(r.verdict, Verdict::Skip);
+    assert_eq!(
+        r.reason.as_deref(),
+        Some(format!("only meaningful on {other}").as_str())
+    );
+}

@@ -11,8 +11,8 @@ use toml::Value;
 use crate::error::InputError;
 use crate::load::{LoadedCase, StepTemplate, selector_labels};
 use crate::model::{
-    Action, Band, Family, How, Location, Need, Observe, Opt, OptValue, ParamValue, PortRef, Proto,
-    Step, Test,
+    Action, Band, Family, How, Location, Need, Observe, Opt, OptValue, OsFamily, ParamValue,
+    PortRef, Proto, Step, Test,
 };
 use crate::outcome::{Outcome, is_ident};
 
@@ -182,9 +182,9 @@ impl Ctx<'_> {
         match v {
             Value::String(s) => {
                 if let Some(name) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}'))
-                    && is_ident(name)
+                    && name.split('.').all(is_ident)
                 {
-                    return self.lookup(name).map(|p| p.value.clone());
+                    return self.lookup(name);
                 }
                 if !s.contains('{') {
                     return Ok(v.clone());
@@ -197,9 +197,8 @@ impl Ctx<'_> {
                         .find('}')
                         .ok_or_else(|| format!("unclosed `{{` in \"{s}\""))?;
                     let name = &rest[start + 1..start + end];
-                    let p = self.lookup(name)?;
-                    match &p.value {
-                        Value::String(x) => out.push_str(x),
+                    match self.lookup(name)? {
+                        Value::String(x) => out.push_str(&x),
                         other => out.push_str(&other.to_string()),
                     }
                     rest = &rest[start + end + 1..];
@@ -223,7 +222,24 @@ impl Ctx<'_> {
         }
     }
 
-    fn lookup(&self, name: &str) -> Result<&ParamValue, String> {
+    /// A parameter's value; `{p.field}` reads a field of a table value.
+    fn lookup(&self, path: &str) -> Result<Value, String> {
+        let mut parts = path.split('.');
+        let name = parts.next().unwrap_or_default();
+        let p = self.param(name)?;
+        let mut v = &p.value;
+        for field in parts {
+            v = v.get(field).ok_or_else(|| {
+                format!(
+                    "`{{{path}}}`: the value of `{name}` ({name}={}) has no field `{field}`",
+                    p.label
+                )
+            })?;
+        }
+        Ok(v.clone())
+    }
+
+    fn param(&self, name: &str) -> Result<&ParamValue, String> {
         self.params
             .iter()
             .find(|(k, _)| k == name)
@@ -454,6 +470,20 @@ fn resolve_test(
                 None
             }
         });
+        let os = step_os(&mut f);
+        let probe = match f.t.field("probe") {
+            Some(_) => f
+                .parse("probe", "true or false", Value::as_bool)
+                .unwrap_or(false),
+            None => false,
+        };
+        if probe && t.field("check").is_none() {
+            let at = t.at.clone();
+            f.err(
+                &at,
+                "a `probe` step asks whether an option exists: give it a `check`".into(),
+            );
+        }
         errors.append(&mut f.errors);
         let Some(action) = action else { continue };
         if let Some(o) = &require {
@@ -478,10 +508,15 @@ fn resolve_test(
                 );
             }
         }
+        let opt_scope = OptScope {
+            os: os.clone(),
+            probe,
+        };
         check_semantics(
             &action,
             actor.as_deref(),
             &t.at,
+            &opt_scope,
             &mut scope,
             &mut needs,
             &mut errors,
@@ -492,6 +527,7 @@ fn resolve_test(
             actor,
             action,
             check,
+            os,
             require,
         });
     }
@@ -759,13 +795,30 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
             } else {
                 32
             };
+            let observe = if f.t.field("observe").is_some() {
+                f.parse("observe", "\"count\" or \"who\"", |v| match v.as_str()? {
+                    "count" => Some(Observe::Each),
+                    "who" => Some(Observe::Who),
+                    _ => None,
+                })?
+            } else {
+                Observe::Each
+            };
             Action::Spread {
                 addr: addr?,
                 port: port?,
                 listeners: listeners?,
                 count: count.max(1),
+                observe,
             }
         }
+        "fill" => Action::Fill {
+            sock: f.ident("sock")?,
+        },
+        "drain" => Action::Drain {
+            sock: f.ident("sock")?,
+            wait: f.ms("wait_ms", DEFAULT_RECV_WAIT),
+        },
         "same_port" => Action::SamePort {
             a: f.ident("a")?,
             b: f.ident("b")?,
@@ -862,10 +915,60 @@ fn default_iface(group: &IpAddr) -> String {
     }
 }
 
+/// How a step's options count as needs: only on the families it runs on, and
+/// not at all for a probe (which asks whether the option exists).
+struct OptScope {
+    os: Option<Vec<OsFamily>>,
+    probe: bool,
+}
+
+impl OptScope {
+    fn need(&self, opt: Opt) -> Option<Need> {
+        (!self.probe).then(|| Need::Opt(opt, self.os.clone()))
+    }
+}
+
+/// The `os` / `not_os` filter of a step, as the set of families it runs on.
+fn step_os(f: &mut Fields<'_>) -> Option<Vec<OsFamily>> {
+    let list = |f: &mut Fields<'_>, name: &str| -> Option<Vec<OsFamily>> {
+        f.parse(
+            name,
+            "a list of OS families (linux, macos, windows, freebsd, openbsd, netbsd, illumos, wine)",
+            |v| {
+                v.as_array()?
+                    .iter()
+                    .map(|x| x.as_str().and_then(OsFamily::from_name))
+                    .collect::<Option<Vec<_>>>()
+                    .filter(|l| !l.is_empty())
+            },
+        )
+    };
+    match (f.t.field("os").is_some(), f.t.field("not_os").is_some()) {
+        (false, false) => None,
+        (true, false) => list(f, "os"),
+        (false, true) => {
+            let not = list(f, "not_os")?;
+            Some(
+                OsFamily::ALL
+                    .iter()
+                    .copied()
+                    .filter(|o| !not.contains(o))
+                    .collect(),
+            )
+        }
+        (true, true) => {
+            let at = f.t.at.clone();
+            f.err(&at, "give `os` or `not_os`, not both".into());
+            None
+        }
+    }
+}
+
 fn check_semantics(
     action: &Action,
     actor: Option<&str>,
     at: &Location,
+    opt_scope: &OptScope,
     scope: &mut Scope,
     needs: &mut BTreeSet<Need>,
     errors: &mut Vec<InputError>,
@@ -960,7 +1063,7 @@ fn check_semantics(
                 }
             }
             for o in opts {
-                needs.insert(Need::Opt(*o));
+                needs.extend(opt_scope.need(*o));
                 if *o == Opt::V6Only && *family == Family::V4 {
                     err("`v6only` is an IPv6 option".into(), None);
                 }
@@ -976,7 +1079,7 @@ fn check_semantics(
             );
         }
         Action::SetOpt { sock, opt, value } => {
-            needs.insert(Need::Opt(*opt));
+            needs.extend(opt_scope.need(*opt));
             let fp = fam_of(scope, sock);
             match (opt, value) {
                 (Opt::V6Only, OptValue::Bool(false)) => {
@@ -1003,7 +1106,7 @@ fn check_semantics(
             }
         }
         Action::GetOpt { opt, .. } => {
-            needs.insert(Need::Opt(*opt));
+            needs.extend(opt_scope.need(*opt));
         }
         Action::Bind { sock, addr, .. } | Action::Connect { sock, addr, .. } => {
             if let Some((fam, _)) = fam_of(scope, sock) {

@@ -141,5 +141,35 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
             let _ = writeln!(out, "  note: Wine ({wine}) differs from Windows ({win})");
         }
     }
+    if let Some(recipe) = &case.recipe {
+        let _ = writeln!(
+            out,
+            "\nrecipe verdict by the expectations (it works when {}):",
+            recipe_rule(recipe)
+        );
+        for os in OsFamily::ALL {
+            if let Some(why) = test.not_applicable(*os) {
+                let _ = writeln!(out, "  {:<8} —  cannot run there: {why}", os.as_str());
+                continue;
+            }
+            let file = suite.expectations.for_os(*os);
+            let v = recipe.verdict(|label| {
+                file.and_then(|f| f.resolve(test, label, None))
+                    .map(|a| a.outcome.clone())
+            });
+            let _ = writeln!(out, "  {:<8} {v}", os.as_str());
+        }
+    }
     out
+}
+
+fn recipe_rule(r: &crate::model::Recipe) -> String {
+    r.works
+        .iter()
+        .map(|(l, allowed)| {
+            let a: Vec<String> = allowed.iter().map(|o| o.to_string()).collect();
+            format!("{l} is {}", a.join(" or "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }

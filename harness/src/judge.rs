@@ -48,6 +48,7 @@ fn base_record(test: &Test) -> TestRecord {
         attempts: 0,
         retries: Vec::new(),
         steps: Vec::new(),
+        recipe: None,
         variants: Vec::new(),
     }
 }
@@ -138,6 +139,17 @@ pub fn judge(
             }
         }
         rec.steps.push(sr);
+    }
+    if let Some(recipe) = &test.case.recipe
+        && obs.problem.is_none()
+    {
+        let verdict = recipe.verdict(|label| {
+            obs.steps
+                .iter()
+                .find(|s| s.label.as_deref() == Some(label))
+                .map(|s| s.outcome.clone())
+        });
+        rec.recipe = Some(verdict.to_string());
     }
     rec.problem = obs.problem.as_ref().map(|p| {
         match p {
@@ -252,12 +264,15 @@ pub fn describe_step(s: &crate::model::Step) -> String {
             port,
             listeners,
             count,
+            ..
         } => format!(
             "spread {count} connections to {} over {}",
             endpoint(addr, port),
             listeners.join(",")
         ),
         SamePort { a, b } => format!("same_port {a} {b}"),
+        Fill { sock } => format!("fill {sock}'s send buffer"),
+        Drain { sock, .. } => format!("drain {sock}"),
         Sleep { ms } => format!("sleep {ms} ms"),
         Spawn { actor, user } => match user {
             Some(u) => format!("spawn {actor} as uid {u}"),

@@ -7,6 +7,7 @@
 //! [`results`].
 
 pub mod bless;
+pub mod claims;
 pub mod error;
 pub mod exec;
 pub mod expand;
@@ -53,6 +54,8 @@ impl Platform {
 /// All cases, their tests, and every OS's expectations.
 pub struct Suite {
     pub root: PathBuf,
+    /// The claims of cases/claims.toml (empty when the tree has none).
+    pub claims: Vec<claims::Claim>,
     pub cases: Vec<Arc<Case>>,
     pub tests: Vec<Arc<Test>>,
     pub expectations: Expectations,
@@ -88,9 +91,13 @@ impl Suite {
                     .help("case files live in <cases>/<topic>/<case>.toml"),
             ]));
         }
+        let claims = claims::load(root, &mut errors);
+        let known: Option<std::collections::HashSet<String>> = claims
+            .as_ref()
+            .map(|c| c.iter().map(|c| c.id.clone()).collect());
         let loaded: Vec<_> = files
             .iter()
-            .filter_map(|f| load::load_case(root, f, &mut errors))
+            .filter_map(|f| load::load_case(root, f, known.as_ref(), &mut errors))
             .collect();
         let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, &mut errors)
             .into_iter()
@@ -101,6 +108,7 @@ impl Suite {
         InputErrors::finish(errors)?;
         Ok(Suite {
             root: root.to_path_buf(),
+            claims: claims.unwrap_or_default(),
             cases,
             tests,
             expectations,

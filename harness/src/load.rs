@@ -2,7 +2,7 @@
 //! fields, known step kinds, required fields); values that may hold parameters
 //! are resolved and checked per test in [`crate::expand`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,8 +12,8 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use crate::error::{InputError, LineIndex};
-use crate::model::{Case, Location, OsFamily, ParamValue};
-use crate::outcome::is_ident;
+use crate::model::{Case, Location, OsFamily, ParamValue, Recipe};
+use crate::outcome::{Outcome, is_ident};
 
 /// The directory under the cases root that holds expectation files.
 pub const EXPECTED_DIR: &str = "expected";
@@ -111,18 +111,21 @@ raw_step!(
     ms,
     user,
     to,
+    probe,
+    os,
+    not_os,
     check,
     require,
     when,
 );
 
 /// Fields every step may carry.
-const COMMON: &[&str] = &["do", "check", "require", "when"];
+const COMMON: &[&str] = &["do", "check", "require", "when", "os", "not_os"];
 
 /// Step kinds: (name, required fields, optional fields).
 pub const KINDS: &[(&str, &[&str], &[&str])] = &[
     ("socket", &["name", "type", "family"], &["opts", "actor"]),
-    ("setopt", &["sock", "opt", "value"], &["iface"]),
+    ("setopt", &["sock", "opt", "value"], &["iface", "probe"]),
     ("getopt", &["sock", "opt"], &[]),
     ("bind", &["sock", "addr", "port"], &[]),
     ("listen", &["sock"], &["backlog"]),
@@ -138,7 +141,13 @@ pub const KINDS: &[(&str, &[&str], &[&str])] = &[
         &["sock", "addr", "port", "receivers"],
         &["count", "observe", "wait_ms"],
     ),
-    ("spread", &["addr", "port", "listeners"], &["count"]),
+    (
+        "spread",
+        &["addr", "port", "listeners"],
+        &["count", "observe"],
+    ),
+    ("fill", &["sock"], &[]),
+    ("drain", &["sock"], &["wait_ms"]),
     ("same_port", &["a", "b"], &[]),
     ("sleep", &["ms"], &[]),
     ("spawn", &["actor"], &["user"]),
@@ -160,11 +169,21 @@ struct RawCase {
     only: Option<Vec<Spanned<String>>>,
     #[serde(default)]
     requires: Option<Vec<Spanned<String>>>,
+    #[serde(default)]
+    claims: Vec<Spanned<String>>,
     steps: Spanned<Vec<Spanned<RawStep>>>,
     #[serde(default)]
     grid: Option<Spanned<IndexMap<String, Spanned<Value>>>>,
     #[serde(default)]
     exclude: Vec<Spanned<IndexMap<String, Spanned<Value>>>>,
+    #[serde(default)]
+    recipe: Option<Spanned<RawRecipe>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRecipe {
+    works: IndexMap<String, Spanned<Value>>,
 }
 
 /// Every case file under `root`, sorted, skipping the expectation directory.
@@ -177,7 +196,9 @@ pub fn case_files(root: &Path) -> Result<Vec<PathBuf>, InputError> {
                     continue;
                 }
                 walk(&path, root, out)?;
-            } else if path.extension().is_some_and(|e| e == "toml") {
+            } else if path.extension().is_some_and(|e| e == "toml")
+                && !(dir == root && path.file_name().is_some_and(|n| n == crate::claims::FILE))
+            {
                 out.push(path);
             }
         }
@@ -227,7 +248,12 @@ pub fn toml_error(index: &LineIndex, e: &toml::de::Error) -> InputError {
 }
 
 /// Parse one case file. Errors are pushed to `errors`; `None` if it is unusable.
-pub fn load_case(root: &Path, file: &Path, errors: &mut Vec<InputError>) -> Option<LoadedCase> {
+pub fn load_case(
+    root: &Path,
+    file: &Path,
+    known_claims: Option<&HashSet<String>>,
+    errors: &mut Vec<InputError>,
+) -> Option<LoadedCase> {
     let (topic, id) = match case_id(root, file) {
         Ok(x) => x,
         Err(e) => {
@@ -340,6 +366,59 @@ pub fn load_case(root: &Path, file: &Path, errors: &mut Vec<InputError>) -> Opti
         }
     }
 
+    let claims: Vec<String> = raw
+        .claims
+        .iter()
+        .filter_map(|c| {
+            if known_claims.is_some_and(|k| !k.contains(c.get_ref())) {
+                errors.push(
+                    index
+                        .err(
+                            c.span(),
+                            format!("claim `{}` is not in claims.toml", c.get_ref()),
+                        )
+                        .help(
+                            "add it to <cases>/claims.toml with `from` and `says`, or fix the id",
+                        ),
+                );
+                None
+            } else {
+                Some(c.get_ref().clone())
+            }
+        })
+        .collect();
+    let recipe = raw.recipe.map(|r| {
+        let span = r.span();
+        let mut works = Vec::new();
+        for (label, v) in r.into_inner().works {
+            if !checks.iter().any(|(l, _)| *l == label) {
+                errors.push(index.err(
+                    v.span(),
+                    format!("`recipe.works` names `{label}`, which is not a checked step"),
+                ));
+                continue;
+            }
+            let items: Vec<&Value> = match v.get_ref() {
+                Value::Array(a) => a.iter().collect(),
+                other => vec![other],
+            };
+            let mut allowed = Vec::new();
+            for item in items {
+                match item.as_str().map(str::parse::<Outcome>) {
+                    Some(Ok(o)) => allowed.push(o),
+                    Some(Err(e)) => errors.push(index.err(v.span(), e.to_string())),
+                    None => {
+                        errors.push(index.err(v.span(), "`recipe.works` takes outcome strings"))
+                    }
+                }
+            }
+            works.push((label, allowed));
+        }
+        if works.is_empty() {
+            errors.push(index.err(span, "`recipe.works` must name at least one checked step"));
+        }
+        Recipe { works }
+    });
     if errors.len() > before {
         return None;
     }
@@ -355,6 +434,8 @@ pub fn load_case(root: &Path, file: &Path, errors: &mut Vec<InputError>) -> Opti
         requires_root,
         grid,
         checks,
+        claims,
+        recipe,
     };
     Some(LoadedCase {
         case: Arc::new(case),

@@ -119,6 +119,18 @@ enum Command {
         #[arg(long, value_name = "DIR")]
         cases: Option<PathBuf>,
     },
+    /// Print the claims table (claim -> tests -> where each OS's answer comes
+    /// from); --write puts it into <cases>/README.md.
+    Claims {
+        #[arg(long, value_name = "DIR")]
+        cases: Option<PathBuf>,
+        /// Replace the table in <cases>/README.md.
+        #[arg(long, conflicts_with = "check")]
+        write: bool,
+        /// Exit 1 if <cases>/README.md's table is out of date.
+        #[arg(long)]
+        check: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -281,6 +293,41 @@ fn dispatch(cmd: Command) -> Result<ExitCode, Error> {
                     );
                 }
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Claims {
+            cases,
+            write,
+            check,
+        } => {
+            let root = cases.unwrap_or_else(Suite::default_root);
+            let suite = load(&root)?;
+            let table = sockspec::claims::table(
+                &suite.claims,
+                &suite.cases,
+                &suite.tests,
+                &suite.expectations,
+            );
+            let path = root.join("README.md");
+            if !write && !check {
+                print!("{table}");
+                return Ok(ExitCode::SUCCESS);
+            }
+            let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+            let new = sockspec::claims::splice(&text, &table);
+            if check {
+                if new == text {
+                    println!("{}: the claims table is current", path.display());
+                    return Ok(ExitCode::SUCCESS);
+                }
+                println!(
+                    "{}: the claims table is out of date; run `cargo run --release -- claims --write`",
+                    path.display()
+                );
+                return Ok(ExitCode::from(1));
+            }
+            std::fs::write(&path, new).map_err(|e| Error::io(&path, e))?;
+            println!("{}: claims table written", path.display());
             Ok(ExitCode::SUCCESS)
         }
         Command::Check { cases } => {

@@ -366,12 +366,23 @@ pub enum Action {
         observe: Observe,
         wait: Duration,
     },
-    /// Make `count` connections and count the listeners that got at least one.
+    /// Make `count` connections and see which listeners accepted them: how
+    /// many got at least one (`Each` is not used), or who (`Who`).
     Spread {
         addr: IpAddr,
         port: PortRef,
         listeners: Vec<String>,
         count: u32,
+        observe: Observe,
+    },
+    /// Queue data until the send buffer is full (the peer does not read).
+    Fill {
+        sock: String,
+    },
+    /// Read until end of stream, an error, or `wait` without data.
+    Drain {
+        sock: String,
+        wait: Duration,
     },
     /// Whether two sockets have the same local port.
     SamePort {
@@ -420,6 +431,8 @@ impl Action {
             Action::TcpState { .. } => "tcp_state",
             Action::Fanout { .. } => "fanout",
             Action::Spread { .. } => "spread",
+            Action::Fill { .. } => "fill",
+            Action::Drain { .. } => "drain",
             Action::SamePort { .. } => "same_port",
             Action::Sleep { .. } => "sleep",
             Action::Spawn { .. } => "spawn",
@@ -444,6 +457,8 @@ impl Action {
             | Action::Shutdown { sock, .. }
             | Action::Close { sock, .. }
             | Action::TcpState { sock, .. }
+            | Action::Fill { sock }
+            | Action::Drain { sock, .. }
             | Action::Pass { sock, .. } => Some(sock),
             Action::Fanout { sender, .. } => Some(sender),
             _ => None,
@@ -499,7 +514,11 @@ impl Action {
                 Observe::Each => matches!(o, Outcome::Each(_)),
                 Observe::Who => matches!(o, Outcome::Who(_)),
             },
-            Action::Spread { .. } => matches!(o, Outcome::Int(_) | Outcome::Error(_)),
+            Action::Spread { observe, .. } => match observe {
+                Observe::Who => matches!(o, Outcome::Who(_) | Outcome::Error(_)),
+                Observe::Each => matches!(o, Outcome::Int(_) | Outcome::Error(_)),
+            },
+            Action::Drain { .. } => matches!(o, Outcome::Eof | Outcome::Error(_)),
             Action::SamePort { .. } => matches!(o, Outcome::Bool(_)),
             Action::SetOpt { .. } | Action::Socket { .. } => {
                 matches!(o, Outcome::Ok | Outcome::Error(_) | Outcome::Unsupported)
@@ -534,6 +553,9 @@ pub struct Step {
     pub action: Action,
     /// The label under which expectations give this step's outcome.
     pub check: Option<String>,
+    /// The OS families the step runs on (None: all). Elsewhere it is skipped,
+    /// which lets a case spell out a portable recipe.
+    pub os: Option<Vec<OsFamily>>,
     /// A precondition: if the step's outcome is not this, the test cannot
     /// show what it claims and fails without judging later steps.
     pub require: Option<Outcome>,
@@ -553,8 +575,9 @@ pub enum Need {
     Root,
     /// Runs only on these families (the case's `only`).
     Os(Vec<OsFamily>),
-    /// Uses an option the family may lack.
-    Opt(Opt),
+    /// Uses an option the family may lack (on these families only, when the
+    /// step that uses it runs only there).
+    Opt(Opt, Option<Vec<OsFamily>>),
     /// Uses an IPv6 socket with IPV6_V6ONLY off.
     DualStack,
     /// Joins an IPv6 multicast group: needs an interface that carries it
@@ -581,6 +604,54 @@ pub struct Case {
     pub grid: Vec<(String, Vec<ParamValue>)>,
     /// Check labels in step order, with the step's action kind.
     pub checks: Vec<(String, &'static str)>,
+    /// Ids of the claims (cases/claims.toml) this case checks.
+    pub claims: Vec<String>,
+    /// For a case that tries a recipe: the outcomes under which it works.
+    pub recipe: Option<Recipe>,
+}
+
+/// When a recipe "works": each listed check gives one of its outcomes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recipe {
+    pub works: Vec<(String, Vec<Outcome>)>,
+}
+
+/// Whether a recipe works, judged from one set of outcomes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum RecipeVerdict {
+    Works,
+    /// Which check broke it, and what it gave.
+    Fails(String),
+    /// Some outcome is unknown or missing.
+    Unknown(String),
+}
+
+impl Recipe {
+    /// Judges the recipe from `outcome(label)`.
+    pub fn verdict(&self, outcome: impl Fn(&str) -> Option<Outcome>) -> RecipeVerdict {
+        for (label, allowed) in &self.works {
+            match outcome(label) {
+                None | Some(Outcome::Unknown) => {
+                    return RecipeVerdict::Unknown(format!("{label} is not known"));
+                }
+                Some(o) if !allowed.contains(&o) => {
+                    return RecipeVerdict::Fails(format!("{label} = {o}"));
+                }
+                Some(_) => {}
+            }
+        }
+        RecipeVerdict::Works
+    }
+}
+
+impl fmt::Display for RecipeVerdict {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RecipeVerdict::Works => f.write_str("works"),
+            RecipeVerdict::Fails(why) => write!(f, "fails ({why})"),
+            RecipeVerdict::Unknown(why) => write!(f, "unknown ({why})"),
+        }
+    }
 }
 
 /// One expanded test: a case with every parameter bound.
@@ -615,7 +686,9 @@ impl Test {
                     let names: Vec<_> = list.iter().map(|o| o.as_str()).collect();
                     return Some(format!("only meaningful on {}", names.join(", ")));
                 }
-                Need::Opt(opt) if !os.has_opt(*opt) => {
+                Need::Opt(opt, on)
+                    if !os.has_opt(*opt) && on.as_ref().is_none_or(|on| on.contains(&os)) =>
+                {
                     return Some(format!("{os} has no {}", opt.c_name()));
                 }
                 Need::DualStack if !os.dual_stack() => {

@@ -142,6 +142,10 @@ pub struct TestRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<String>,
     pub steps: Vec<StepRecord>,
+    /// For a case that tries a recipe: whether it worked here (`works`,
+    /// `fails (...)`, `unknown (...)`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recipe: Option<String>,
     /// With `--repeat`: each distinct set of outcomes and how often it came up.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub variants: Vec<Variant>,

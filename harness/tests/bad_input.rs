@@ -216,8 +216,8 @@ fn two_tests_with_the_same_name() {
     let root = dir.path();
     let file = root.join("t/two.toml");
     let mut errors = Vec::new();
-    let a = sockspec::load::load_case(root, &file, &mut errors).unwrap();
-    let b = sockspec::load::load_case(root, &file, &mut errors).unwrap();
+    let a = sockspec::load::load_case(root, &file, None, &mut errors).unwrap();
+    let b = sockspec::load::load_case(root, &file, None, &mut errors).unwrap();
     sockspec::expand::expand_all(&[a, b], &mut errors);
     let text = errors
         .iter()

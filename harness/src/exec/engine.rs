@@ -120,6 +120,16 @@ pub fn attempt(test: &Test, claims: &mut Claims, deadline: Instant) -> AttemptRe
             ));
             continue;
         }
+        if let Some(on) = &step.os
+            && !on.contains(&sys::os_family())
+        {
+            steps.push(record(
+                Outcome::NotRun,
+                None,
+                Some(format!("not a step for {}", sys::os_family())),
+            ));
+            continue;
+        }
         if Instant::now() >= e.deadline {
             steps.push(record(
                 Outcome::Timeout,
@@ -533,14 +543,15 @@ impl Engine<'_> {
                 port,
                 listeners,
                 count,
+                observe,
             } => {
                 let (p, _) = self.port(port)?;
                 let target = SocketAddr::new(*addr, p);
                 let mut ls = Vec::new();
                 for l in listeners {
-                    ls.push(self.sock(l)?);
+                    ls.push((l.as_str(), self.sock(l)?));
                 }
-                let (done, client_ports) = spread(&ls, target, *count, self.remaining());
+                let (done, client_ports) = spread(&ls, target, *count, *observe, self.remaining());
                 for cp in client_ports {
                     if self.claims.claim(cp).is_err() {
                         return Err(Stop::Retry(format!(
@@ -549,6 +560,14 @@ impl Engine<'_> {
                     }
                 }
                 Ok(done)
+            }
+            Action::Fill { sock } => {
+                let nonblocking = self.slot(sock)?.nonblocking;
+                Ok(fill(self.sock(sock)?, nonblocking))
+            }
+            Action::Drain { sock, wait } => {
+                let wait = (*wait).min(self.remaining());
+                Ok(drain(self.sock(sock)?, wait))
             }
             Action::SamePort { a, b } => {
                 let pa = self.slots.get(a).and_then(|s| s.local).map(|x| x.port());
@@ -836,13 +855,75 @@ fn fanout(
     Done::of(outcome).detail(format!("{count} datagrams; received {detail}"))
 }
 
-/// `count` connections to `target`; how many of `listeners` accepted at least one.
+/// Writes until the send buffer is full: the peer does not read, so this
+/// leaves data queued for a lingering close to wait on.
+fn fill(s: &Socket, nonblocking: bool) -> Done {
+    if let Err(e) = s.set_nonblocking(true) {
+        return Done::err(&e);
+    }
+    let chunk = vec![b'f'; 64 * 1024];
+    let mut queued = 0usize;
+    let r = loop {
+        match s.send(&chunk) {
+            Ok(n) => queued += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Done::ok(),
+            Err(e) => break Done::err(&e),
+        }
+        if queued > 256 << 20 {
+            break Done::of(Outcome::Timeout)
+                .detail("the send buffer never filled (256 MB queued)");
+        }
+    };
+    if !nonblocking && let Err(e) = s.set_nonblocking(false) {
+        return Done::err(&e);
+    }
+    let detail = format!("{queued} bytes queued");
+    Done {
+        detail: Some(
+            r.detail
+                .clone()
+                .map_or(detail.clone(), |d| format!("{d}; {detail}")),
+        ),
+        ..r
+    }
+}
+
+/// Reads until end of stream or an error; `timeout` if the stream stays
+/// open without data for `wait`.
+fn drain(s: &Socket, wait: Duration) -> Done {
+    let mut buf = [0u8; 65536];
+    let mut got = 0usize;
+    let mut reader: &Socket = s;
+    loop {
+        match sys::wait_readable(s, wait) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Done::of(Outcome::Timeout).detail(format!("read {got} bytes, then nothing"));
+            }
+            Err(e) => return Done::err(&e),
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => {
+                return Done::of(Outcome::Eof)
+                    .detail(format!("read {got} bytes, then end of stream"));
+            }
+            Ok(n) => got += n,
+            Err(e) => return Done::err(&e).detail(format!("read {got} bytes, then {e}")),
+        }
+    }
+}
+
+/// `count` connections to `target`: how many of `listeners` accepted at
+/// least one, or which did.
 fn spread(
-    listeners: &[&Socket],
+    named: &[(&str, &Socket)],
     target: SocketAddr,
     count: u32,
+    observe: Observe,
     budget: Duration,
 ) -> (Done, Vec<u16>) {
+    let listeners: Vec<&Socket> = named.iter().map(|(_, s)| *s).collect();
+    let listeners = listeners.as_slice();
     let end = Instant::now() + budget;
     let mut clients = Vec::new();
     let mut ports = Vec::new();
@@ -904,8 +985,21 @@ fn spread(
     }
     let hit = per.iter().filter(|c| **c > 0).count();
     let detail = per.iter().map(u32::to_string).collect::<Vec<_>>().join("/");
+    let outcome = match observe {
+        Observe::Who => {
+            let mut who: Vec<String> = named
+                .iter()
+                .zip(&per)
+                .filter(|(_, c)| **c > 0)
+                .map(|((n, _), _)| n.to_string())
+                .collect();
+            who.sort();
+            Outcome::Who(who)
+        }
+        Observe::Each => Outcome::Int(hit as i64),
+    };
     (
-        Done::of(Outcome::Int(hit as i64)).detail(format!(
+        Done::of(outcome).detail(format!(
             "{count} connections accepted as {detail} across {} listeners",
             listeners.len()
         )),

@@ -28,8 +28,9 @@ pub const ADDRESS_ALIASES: &[(&str, &str)] = &[
     ("mapped_lo4b", "::ffff:127.0.0.2"),
     // Administratively scoped (RFC 2365): never leaves the host on loopback.
     ("group4", "239.255.42.1"),
-    // Link-local scope (RFC 4291): stays on the veth pair of a private namespace.
-    ("group6", "ff12::5eed"),
+    // Site-local scope (RFC 4291): binding it needs no scope id (link-local
+    // ff12:: would: EINVAL), and it stays on the private namespace's veth.
+    ("group6", "ff15::5eed"),
 ];
 
 /// Defaults for steps that wait.

@@ -126,7 +126,7 @@ const COMMON: &[&str] = &["do", "check", "require", "when", "os", "not_os"];
 pub const KINDS: &[(&str, &[&str], &[&str])] = &[
     ("socket", &["name", "type", "family"], &["opts", "actor"]),
     ("setopt", &["sock", "opt", "value"], &["iface", "probe"]),
-    ("getopt", &["sock", "opt"], &[]),
+    ("getopt", &["sock", "opt"], &["probe"]),
     ("bind", &["sock", "addr", "port"], &[]),
     ("listen", &["sock"], &["backlog"]),
     ("connect", &["sock", "addr", "port"], &[]),

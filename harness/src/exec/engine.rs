@@ -898,7 +898,8 @@ fn drain(s: &Socket, wait: Duration) -> Done {
         match sys::wait_readable(s, wait) {
             Ok(true) => {}
             Ok(false) => {
-                return Done::of(Outcome::Timeout).detail(format!("read {got} bytes, then nothing"));
+                return Done::of(Outcome::Timeout)
+                    .detail(format!("read {got} bytes, then nothing"));
             }
             Err(e) => return Done::err(&e),
         }

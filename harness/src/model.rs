@@ -691,6 +691,11 @@ impl Test {
                 {
                     return Some(format!("{os} has no {}", opt.c_name()));
                 }
+                Need::Ipv6Multicast if os != OsFamily::Linux => {
+                    return Some(
+                        "sockspec builds an IPv6 multicast interface only on Linux (a veth pair in a namespace)".into(),
+                    );
+                }
                 Need::DualStack if !os.dual_stack() => {
                     return Some(format!(
                         "{os} has no dual-stack sockets (IPV6_V6ONLY is fixed at 1)"

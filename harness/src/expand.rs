@@ -1144,6 +1144,7 @@ fn check_semantics(
             needs.insert(Need::Actors);
             if user.is_some() {
                 needs.insert(Need::Root);
+                needs.insert(Need::OtherUser);
             }
         }
         Action::Kill { actor: a } | Action::Exit { actor: a } => match scope.actors.get_mut(a) {

@@ -134,6 +134,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // A helper process (an actor) of a running suite.
+    if let Some(code) = sockspec::exec::actors::serve_if_agent() {
+        return code;
+    }
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,

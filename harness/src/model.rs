@@ -86,7 +86,7 @@ impl fmt::Display for OsFamily {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Proto {
     Tcp,
     Udp,
@@ -101,7 +101,7 @@ impl Proto {
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Family {
     V4,
     V6,
@@ -125,7 +125,9 @@ impl Family {
 
 /// Socket options the case language knows. Each has a short key used in case
 /// files and the C name used in explanations.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 pub enum Opt {
     ReuseAddr,
     ReusePort,
@@ -214,7 +216,7 @@ impl Opt {
     }
 }
 
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OptValue {
     Bool(bool),
     /// SO_LINGER: `None` is off, `Some(secs)` is {1, secs}.
@@ -243,7 +245,7 @@ impl fmt::Display for OptValue {
 
 /// Where a step's port comes from. Literal port numbers do not exist in the
 /// case language: every port is one the kernel handed out.
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum PortRef {
     /// Port 0: the kernel chooses.
     Zero,
@@ -252,6 +254,8 @@ pub enum PortRef {
     Lease(String),
     /// The local port of a socket of this test.
     Of(String),
+    /// A port number, once the engine has resolved the above (never written in cases).
+    Number(u16),
 }
 
 impl fmt::Display for PortRef {
@@ -260,11 +264,12 @@ impl fmt::Display for PortRef {
             PortRef::Zero => f.write_str("0"),
             PortRef::Lease(l) => write!(f, "@{l}"),
             PortRef::Of(s) => write!(f, "port({s})"),
+            PortRef::Number(n) => write!(f, "{n}"),
         }
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum How {
     Read,
     Write,
@@ -282,14 +287,14 @@ impl How {
 }
 
 /// A named time band for a measured step (`ok@quick`).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Band {
     pub name: String,
     pub min: Duration,
     pub max: Duration,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Observe {
     /// How each datagram was delivered: `each=one|all|none|mixed`.
     Each,
@@ -298,7 +303,7 @@ pub enum Observe {
 }
 
 /// One resolved action. Socket names refer to sockets created earlier in the test.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub enum Action {
     Socket {
         name: String,
@@ -585,6 +590,8 @@ pub enum Need {
     Ipv6Multicast,
     /// Runs steps in helper processes.
     Actors,
+    /// Runs an actor as another user.
+    OtherUser,
 }
 
 /// One case as loaded from its file.
@@ -691,6 +698,7 @@ impl Test {
                 {
                     return Some(format!("{os} has no {}", opt.c_name()));
                 }
+
                 Need::Ipv6Multicast if os != OsFamily::Linux => {
                     return Some(
                         "sockspec builds an IPv6 multicast interface only on Linux (a veth pair in a namespace)".into(),

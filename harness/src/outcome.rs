@@ -79,7 +79,9 @@ err_names!(
 
 /// TCP states as the kernel's own socket table reports them, with BSD/Linux names.
 /// `None` means the kernel holds no entry for the endpoint.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
+)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum TcpState {
     None,

@@ -17,6 +17,10 @@ use sockspec::run::run_one;
 use sockspec::{Platform, Suite};
 
 fn main() -> ExitCode {
+    // A helper process (an actor) started by one of the trials below.
+    if let Some(code) = sockspec::exec::actors::serve_if_agent() {
+        return code;
+    }
     let args = Arguments::from_args();
     let root = Suite::default_root();
     let suite = match Suite::load(&root) {

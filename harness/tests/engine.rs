@@ -174,3 +174,41 @@ fn tests_for_other_systems_are_skipped_with_the_reason() {
         Some(format!("only meaningful on {other}").as_str())
     );
 }
+
+#[test]
+fn an_actor_that_blocks_is_bounded_by_the_deadline_and_ends_with_its_test() {
+    sockspec::exec::actors::set_agent_program(env!("CARGO_BIN_EXE_sockspec").into());
+    let case = r#"title = "an actor waits for a connection nobody makes"
+source = "nowhere"
+deadline_ms = 400
+steps = [
+  { do = "spawn", actor = "a" },
+  { do = "socket", name = "l", type = "tcp", family = "v4", actor = "a" },
+  { do = "bind", sock = "l", addr = "lo4", port = "@p" },
+  { do = "listen", sock = "l" },
+  { do = "accept", sock = "l", name = "s", check = true },
+]
+"#;
+    let (_d, s) = suite(
+        &[("t/hang.toml", case)],
+        "[[expect]]\ncase = \"t::hang\"\noutcomes = { accept_l = \"timeout\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"nobody connects\"\n",
+    );
+    let started = Instant::now();
+    let r = run(&s, "t::hang");
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+    #[cfg(target_os = "linux")]
+    {
+        let kids: usize = std::fs::read_dir("/proc/self/task")
+            .unwrap()
+            .flatten()
+            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
+            .map(|c| c.split_whitespace().count())
+            .sum();
+        assert_eq!(kids, 0, "the actor outlived its test");
+    }
+}

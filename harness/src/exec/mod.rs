@@ -7,7 +7,9 @@
 //! step the kernel never lets finish cannot hold the run: at the deadline the
 //! thread is abandoned, its ports are kept out of use, and the test times out.
 
+pub mod actors;
 pub mod engine;
+pub mod local;
 pub mod ports;
 
 use std::sync::Arc;
@@ -145,11 +147,14 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
     let attempt_id = claims.attempt;
     let deadline = Instant::now() + test.case.deadline;
     let t = test.clone();
-    // A thread spawned here shares this thread's network namespace.
+    let pids = actors::Pids::default();
+    let attempt_pids = pids.clone();
+    // A thread spawned here shares this thread's network namespace, and so
+    // do the helper processes it starts.
     let spawned = std::thread::Builder::new()
         .name("sockspec-attempt".into())
         .spawn(move || {
-            let mut r = engine::attempt(&t, &mut claims, deadline);
+            let mut r = engine::attempt(&t, &mut claims, &attempt_pids, deadline);
             if r.retry.is_none() && claims.disturbed() {
                 r.retry = Some("another test collided with one of this test's ports".into());
             }
@@ -166,6 +171,10 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
         Ok(r) => r,
         Err(_) => {
             env.book.abandon(env.scope, attempt_id);
+            // The thread may be stuck in a call; its helpers must not outlive it.
+            for pid in pids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
+                crate::sys::kill_pid(*pid);
+            }
             AttemptResult {
                 steps: Vec::new(),
                 problem: Some(Problem::Hung),

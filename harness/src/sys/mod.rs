@@ -18,8 +18,11 @@
 //! - `isolate_thread()`: put the calling thread in a network namespace of its
 //!   own where the OS and privileges allow (Linux), else share the host's.
 //! - `is_privileged()`: root / Administrator.
-//! - actor support: `Channel` (a message pipe to a helper process that can
-//!   also carry sockets), `spawn_agent`, `drop_privileges`, `kill`.
+//! - actor support: `spawn_agent` (a helper process with piped stdin/stdout
+//!   and a `DescriptorChannel` for sockets), `send_socket` / `receive_socket`
+//!   (SCM_RIGHTS; WSADuplicateSocket blobs), `become_user` (drop to another
+//!   uid for good, with proof), `die_with_parent`, `kill_pid`, and the
+//!   `ACTORS` / `OTHER_USER` capabilities.
 //!
 //! Portable socket calls go straight through socket2 in `exec`.
 

@@ -29,7 +29,10 @@ use crate::model::{Opt, OsFamily};
 use crate::outcome::{ErrName, TcpState};
 
 /// Whether this backend can run steps in helper processes.
-pub const ACTORS: bool = false;
+pub const ACTORS: bool = true;
+
+/// Whether an actor can run as another user.
+pub const OTHER_USER: bool = false;
 
 /// Wine's version, if we run under Wine: ntdll exports `wine_get_version`
 /// only there (https://wiki.winehq.org/Developer_FAQ#How_can_I_detect_Wine.3F).
@@ -385,4 +388,155 @@ pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
         }
     }
     Ok(out)
+}
+
+// --- helper processes -------------------------------------------------------
+
+/// No separate channel on Windows: a socket travels as a WSADuplicateSocket
+/// blob inside the request.
+pub struct DescriptorChannel;
+
+/// One job object for the whole run, with KILL_ON_JOB_CLOSE: when the harness
+/// ends, however it ends, Windows ends every agent in it.
+fn job() -> Option<HANDLE> {
+    use windows_sys::Win32::System::JobObjects::{
+        CreateJobObjectW, JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE, JOBOBJECT_EXTENDED_LIMIT_INFORMATION,
+        JobObjectExtendedLimitInformation, SetInformationJobObject,
+    };
+    static JOB: OnceLock<usize> = OnceLock::new();
+    let h = *JOB.get_or_init(|| {
+        // SAFETY: creating an unnamed job object and setting its limits.
+        unsafe {
+            let job = CreateJobObjectW(std::ptr::null(), std::ptr::null());
+            if job.is_null() {
+                return 0;
+            }
+            let mut info: JOBOBJECT_EXTENDED_LIMIT_INFORMATION = std::mem::zeroed();
+            info.BasicLimitInformation.LimitFlags = JOB_OBJECT_LIMIT_KILL_ON_JOB_CLOSE;
+            SetInformationJobObject(
+                job,
+                JobObjectExtendedLimitInformation,
+                (&info as *const JOBOBJECT_EXTENDED_LIMIT_INFORMATION).cast(),
+                std::mem::size_of::<JOBOBJECT_EXTENDED_LIMIT_INFORMATION>() as u32,
+            );
+            job as usize
+        }
+    });
+    (h != 0).then_some(h as HANDLE)
+}
+
+pub fn spawn_agent(
+    program: &std::path::Path,
+    env: &[(String, String)],
+) -> io::Result<(std::process::Child, DescriptorChannel)> {
+    use std::os::windows::io::AsRawHandle;
+    use std::process::{Command, Stdio};
+    use windows_sys::Win32::System::JobObjects::AssignProcessToJobObject;
+    let child = Command::new(program)
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()?;
+    if let Some(job) = job() {
+        // SAFETY: both handles are valid; the child stays in the job until it ends.
+        unsafe {
+            AssignProcessToJobObject(job, child.as_raw_handle() as HANDLE);
+        }
+    }
+    Ok((child, DescriptorChannel))
+}
+
+pub fn agent_channel() -> DescriptorChannel {
+    DescriptorChannel
+}
+
+fn winsock() {
+    static STARTED: OnceLock<()> = OnceLock::new();
+    STARTED.get_or_init(|| {
+        // SAFETY: WSAStartup fills the WSADATA we give it; the count it keeps
+        // is never released, as for the rest of the process.
+        unsafe {
+            let mut data: ws::WSADATA = std::mem::zeroed();
+            ws::WSAStartup(0x0202, &mut data);
+        }
+    });
+}
+
+/// Duplicates a socket for process `to_pid`; the blob is the hex of its
+/// WSAPROTOCOL_INFOW. https://learn.microsoft.com/windows/win32/api/winsock2/nf-winsock2-wsaduplicatesocketw
+pub fn send_socket(
+    _chan: &DescriptorChannel,
+    sock: &Socket,
+    to_pid: u32,
+) -> io::Result<Option<String>> {
+    winsock();
+    // SAFETY: WSADuplicateSocketW fills the zeroed structure.
+    let info: ws::WSAPROTOCOL_INFOW = unsafe {
+        let mut info = std::mem::zeroed();
+        if ws::WSADuplicateSocketW(sock.as_raw_socket() as ws::SOCKET, to_pid, &mut info) != 0 {
+            return Err(last_wsa_error());
+        }
+        info
+    };
+    // SAFETY: a plain C structure viewed as its bytes.
+    let bytes = unsafe {
+        std::slice::from_raw_parts(
+            (&info as *const ws::WSAPROTOCOL_INFOW).cast::<u8>(),
+            std::mem::size_of::<ws::WSAPROTOCOL_INFOW>(),
+        )
+    };
+    Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()))
+}
+
+pub fn receive_socket(_chan: &DescriptorChannel, blob: Option<&str>) -> io::Result<Socket> {
+    use std::os::windows::io::FromRawSocket;
+    winsock();
+    let blob = blob.ok_or_else(|| io::Error::other("no WSAPROTOCOL_INFO came with the socket"))?;
+    let bytes: Vec<u8> = (0..blob.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(blob.get(i..i + 2).unwrap_or("zz"), 16))
+        .collect::<Result<_, _>>()
+        .map_err(|_| io::Error::other("a malformed WSAPROTOCOL_INFO"))?;
+    if bytes.len() != std::mem::size_of::<ws::WSAPROTOCOL_INFOW>() {
+        return Err(io::Error::other("a WSAPROTOCOL_INFO of the wrong size"));
+    }
+    // SAFETY: the bytes are a WSAPROTOCOL_INFOW another process filled in.
+    unsafe {
+        let info = bytes
+            .as_ptr()
+            .cast::<ws::WSAPROTOCOL_INFOW>()
+            .read_unaligned();
+        let s = ws::WSASocketW(
+            ws::FROM_PROTOCOL_INFO,
+            ws::FROM_PROTOCOL_INFO,
+            ws::FROM_PROTOCOL_INFO,
+            &info,
+            0,
+            ws::WSA_FLAG_OVERLAPPED,
+        );
+        if s == ws::INVALID_SOCKET {
+            return Err(last_wsa_error());
+        }
+        Ok(Socket::from_raw_socket(s as _))
+    }
+}
+
+pub fn become_user(_uid: u32) -> Result<String, String> {
+    Err("running an agent as another user is implemented on Unix only".into())
+}
+
+/// The job object ends agents with the harness.
+pub fn die_with_parent(_parent: u32) {}
+
+pub fn kill_pid(pid: u32) {
+    use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
+    // SAFETY: a handle we open and close around one call.
+    unsafe {
+        let h = OpenProcess(PROCESS_TERMINATE, 0, pid);
+        if !h.is_null() {
+            TerminateProcess(h, 1);
+            CloseHandle(h);
+        }
+    }
 }

@@ -16,10 +16,19 @@ mod os;
 #[path = "netstat.rs"]
 mod os;
 
+mod agent;
+
+pub use agent::{
+    DescriptorChannel, agent_channel, become_user, die_with_parent, kill_pid, receive_socket,
+    send_socket, spawn_agent,
+};
 pub use os::{isolate_thread, stack_settings, tcp_table};
 
 /// Whether this backend can run steps in helper processes.
-pub const ACTORS: bool = false;
+pub const ACTORS: bool = true;
+
+/// Whether an actor can run as another user (setuid, as root).
+pub const OTHER_USER: bool = true;
 
 pub fn os_family() -> OsFamily {
     if cfg!(any(target_os = "macos", target_os = "ios")) {

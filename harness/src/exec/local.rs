@@ -1,0 +1,780 @@
+//! The sockets one process holds, and how a resolved action runs on them.
+//!
+//! Both the harness (for the main actor) and every helper process (agent)
+//! run steps through [`Local`]: ports are already numbers here
+//! ([`PortRef::Number`]); leases, claims and routing are the engine's.
+
+use std::collections::BTreeMap;
+use std::io::{self, Read};
+use std::mem::MaybeUninit;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+
+use crate::model::{Action, Band, Family, How, Observe, Opt, OptValue, PortRef, Proto};
+use crate::outcome::{Each, ErrName, Outcome};
+use crate::sys;
+
+/// What a step did, before judging.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Done {
+    #[serde(with = "outcome_text")]
+    pub outcome: Outcome,
+    pub raw: Option<i32>,
+    pub detail: Option<String>,
+    /// Ports the step's own helper sockets got (spread's clients), to claim.
+    #[serde(default)]
+    pub extra_ports: Vec<u16>,
+}
+
+/// Outcomes travel to and from agents as their text.
+mod outcome_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    use crate::outcome::Outcome;
+
+    pub fn serialize<S: Serializer>(o: &Outcome, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&o.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Outcome, D::Error> {
+        let text = String::deserialize(d)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+impl Done {
+    pub fn ok() -> Self {
+        Done {
+            outcome: Outcome::Ok,
+            raw: None,
+            detail: None,
+            extra_ports: Vec::new(),
+        }
+    }
+
+    pub fn of(o: Outcome) -> Self {
+        Done {
+            outcome: o,
+            ..Done::ok()
+        }
+    }
+
+    pub fn err(e: &io::Error) -> Self {
+        let (outcome, raw) = sys::describe(e);
+        Done {
+            outcome,
+            raw,
+            detail: Some(e.to_string()),
+            extra_ports: Vec::new(),
+        }
+    }
+
+    pub fn result(r: io::Result<()>) -> Self {
+        match r {
+            Ok(()) => Done::ok(),
+            Err(e) => Done::err(&e),
+        }
+    }
+
+    pub fn not_run(why: impl Into<String>) -> Self {
+        Done::of(Outcome::NotRun).detail(why)
+    }
+
+    pub fn detail(mut self, d: impl Into<String>) -> Self {
+        self.detail = Some(d.into());
+        self
+    }
+}
+
+/// A socket this process holds.
+pub struct LocalSock {
+    pub sock: Socket,
+    pub proto: Proto,
+    pub family: Family,
+    pub nonblocking: bool,
+}
+
+/// Addresses of a socket as the kernel reports them now.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Addrs {
+    pub local: Option<SocketAddr>,
+    pub peer: Option<SocketAddr>,
+}
+
+/// The sockets of one process (the main actor or an agent).
+#[derive(Default)]
+pub struct Local {
+    socks: BTreeMap<String, LocalSock>,
+}
+
+fn domain(f: Family) -> Domain {
+    match f {
+        Family::V4 => Domain::IPV4,
+        Family::V6 => Domain::IPV6,
+    }
+}
+
+pub(crate) fn addr_of(s: &Socket) -> Option<SocketAddr> {
+    s.local_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .filter(|a| a.port() != 0)
+        .map(sys::canonical)
+}
+
+fn peer_of(s: &Socket) -> Option<SocketAddr> {
+    s.peer_addr()
+        .ok()
+        .and_then(|a| a.as_socket())
+        .map(sys::canonical)
+}
+
+fn number(p: &PortRef) -> u16 {
+    match p {
+        PortRef::Number(n) => *n,
+        _ => 0,
+    }
+}
+
+impl Local {
+    pub fn insert(&mut self, name: &str, s: LocalSock) {
+        self.socks.insert(name.to_string(), s);
+    }
+
+    pub fn take(&mut self, name: &str) -> Option<LocalSock> {
+        self.socks.remove(name)
+    }
+
+    pub fn holds(&self, name: &str) -> bool {
+        self.socks.contains_key(name)
+    }
+
+    /// Every socket's addresses now (the engine mirrors them).
+    pub fn addrs(&self) -> Vec<(String, Addrs)> {
+        self.socks
+            .iter()
+            .map(|(n, s)| {
+                (
+                    n.clone(),
+                    Addrs {
+                        local: addr_of(&s.sock),
+                        peer: peer_of(&s.sock),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn sock(&self, name: &str) -> Result<&LocalSock, Done> {
+        self.socks
+            .get(name)
+            .ok_or_else(|| Done::not_run(format!("socket `{name}` is not open here")))
+    }
+
+    /// Runs one action whose ports are resolved. Steps that act on no socket
+    /// of this process (tcp_state, same_port, actor control) are the engine's.
+    pub fn exec(&mut self, action: &Action, deadline: Instant) -> Done {
+        match self.exec_inner(action, deadline) {
+            Ok(d) | Err(d) => d,
+        }
+    }
+
+    fn exec_inner(&mut self, action: &Action, deadline: Instant) -> Result<Done, Done> {
+        let remaining = || deadline.saturating_duration_since(Instant::now());
+        Ok(match action {
+            Action::Socket {
+                name,
+                proto,
+                family,
+                opts,
+            } => {
+                let (ty, p) = match proto {
+                    Proto::Tcp => (Type::STREAM, Protocol::TCP),
+                    Proto::Udp => (Type::DGRAM, Protocol::UDP),
+                };
+                let sock = match Socket::new(domain(*family), ty, Some(p)) {
+                    Ok(s) => s,
+                    Err(e) => return Ok(Done::err(&e)),
+                };
+                let mut ls = LocalSock {
+                    sock,
+                    proto: *proto,
+                    family: *family,
+                    nonblocking: false,
+                };
+                for o in opts {
+                    if let Err(e) = set_opt(
+                        &ls.sock,
+                        ls.family,
+                        &mut ls.nonblocking,
+                        *o,
+                        &OptValue::Bool(true),
+                    ) {
+                        return Ok(Done::err(&e).detail(format!("setting {}: {e}", o.c_name())));
+                    }
+                }
+                self.socks.insert(name.clone(), ls);
+                Done::ok()
+            }
+            Action::SetOpt { sock, opt, value } => {
+                let ls = self
+                    .socks
+                    .get_mut(sock)
+                    .ok_or_else(|| Done::not_run(format!("socket `{sock}` is not open here")))?;
+                Done::result(set_opt(
+                    &ls.sock,
+                    ls.family,
+                    &mut ls.nonblocking,
+                    *opt,
+                    value,
+                ))
+            }
+            Action::GetOpt { sock, opt } => {
+                let ls = self.sock(sock)?;
+                match get_opt(&ls.sock, ls, *opt) {
+                    Ok(o) => Done::of(o),
+                    Err(e) => Done::err(&e),
+                }
+            }
+            Action::Bind { sock, addr, port } => {
+                let s = &self.sock(sock)?.sock;
+                Done::result(s.bind(&SocketAddr::new(*addr, number(port)).into()))
+            }
+            Action::Listen { sock, backlog } => {
+                Done::result(self.sock(sock)?.sock.listen(*backlog))
+            }
+            Action::Connect { sock, addr, port } => {
+                let ls = self.sock(sock)?;
+                connect(
+                    &ls.sock,
+                    SocketAddr::new(*addr, number(port)),
+                    ls.nonblocking,
+                    remaining(),
+                )
+            }
+            Action::Accept { sock, name } => {
+                let ls = self.sock(sock)?;
+                if !ls.nonblocking {
+                    match sys::wait_readable(&ls.sock, remaining()) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            return Ok(Done::of(Outcome::Timeout).detail("no connection to accept"));
+                        }
+                        Err(e) => return Ok(Done::err(&e)),
+                    }
+                }
+                match ls.sock.accept() {
+                    Ok((new, _)) => {
+                        let new = LocalSock {
+                            sock: new,
+                            proto: ls.proto,
+                            family: ls.family,
+                            nonblocking: false,
+                        };
+                        self.socks.insert(name.clone(), new);
+                        Done::ok()
+                    }
+                    Err(e) => Done::err(&e),
+                }
+            }
+            Action::Send { sock, bytes, to } => {
+                let s = &self.sock(sock)?.sock;
+                let data = vec![b's'; *bytes];
+                let r = match to {
+                    Some((a, p)) => s.send_to(&data, &SocketAddr::new(*a, number(p)).into()),
+                    None => s.send(&data),
+                };
+                match r {
+                    Ok(n) if n == data.len() => Done::ok(),
+                    Ok(n) => Done::ok().detail(format!("sent {n} of {} bytes", data.len())),
+                    Err(e) => Done::err(&e),
+                }
+            }
+            Action::Recv { sock, wait } => {
+                let ls = self.sock(sock)?;
+                match sys::wait_readable(&ls.sock, (*wait).min(remaining())) {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(Done::of(Outcome::Timeout)),
+                    Err(e) => return Ok(Done::err(&e)),
+                }
+                let mut buf = [0u8; 65536];
+                let mut reader: &Socket = &ls.sock;
+                match reader.read(&mut buf) {
+                    Ok(0) if ls.proto == Proto::Tcp => Done::of(Outcome::Eof),
+                    Ok(n) => Done::of(Outcome::Data).detail(format!("{n} bytes")),
+                    Err(e) => Done::err(&e),
+                }
+            }
+            Action::Shutdown { sock, how } => {
+                let how = match how {
+                    How::Read => std::net::Shutdown::Read,
+                    How::Write => std::net::Shutdown::Write,
+                    How::Both => std::net::Shutdown::Both,
+                };
+                Done::result(self.sock(sock)?.sock.shutdown(how))
+            }
+            Action::Close { sock, bands } => {
+                let ls = self
+                    .socks
+                    .remove(sock)
+                    .ok_or_else(|| Done::not_run(format!("socket `{sock}` is not open here")))?;
+                let started = Instant::now();
+                let r = sys::close(ls.sock);
+                let took = started.elapsed();
+                let d = Done::result(r);
+                if bands.is_empty() {
+                    d
+                } else {
+                    banded(d, bands, took)
+                }
+            }
+            Action::Fanout {
+                sender,
+                addr,
+                port,
+                receivers,
+                count,
+                observe,
+                wait,
+            } => {
+                let s = &self.sock(sender)?.sock;
+                let mut rx = Vec::new();
+                for r in receivers {
+                    rx.push((r.as_str(), &self.sock(r)?.sock));
+                }
+                fanout(
+                    s,
+                    SocketAddr::new(*addr, number(port)),
+                    &rx,
+                    *count,
+                    *observe,
+                    (*wait).min(remaining()),
+                )
+            }
+            Action::Spread {
+                addr,
+                port,
+                listeners,
+                count,
+                observe,
+            } => {
+                let mut ls = Vec::new();
+                for l in listeners {
+                    ls.push((l.as_str(), &self.sock(l)?.sock));
+                }
+                let (mut done, client_ports) = spread(
+                    &ls,
+                    SocketAddr::new(*addr, number(port)),
+                    *count,
+                    *observe,
+                    remaining(),
+                );
+                done.extra_ports = client_ports;
+                done
+            }
+            Action::Fill { sock } => {
+                let ls = self.sock(sock)?;
+                fill(&ls.sock, ls.nonblocking)
+            }
+            Action::Drain { sock, wait } => drain(&self.sock(sock)?.sock, (*wait).min(remaining())),
+            Action::Sleep { ms } => {
+                std::thread::sleep(Duration::from_millis(*ms).min(remaining()));
+                Done::ok()
+            }
+            Action::TcpState { .. }
+            | Action::SamePort { .. }
+            | Action::Spawn { .. }
+            | Action::Pass { .. }
+            | Action::Kill { .. }
+            | Action::Exit { .. } => Done::not_run("the engine runs this step, not a socket table"),
+        })
+    }
+}
+
+fn set_opt(
+    s: &Socket,
+    family: Family,
+    nonblocking: &mut bool,
+    opt: Opt,
+    value: &OptValue,
+) -> io::Result<()> {
+    let v6 = family == Family::V6;
+    match (opt, value) {
+        (Opt::ReuseAddr, OptValue::Bool(b)) => s.set_reuse_address(*b),
+        (
+            Opt::ReusePort | Opt::ReusePortLb | Opt::ExclusiveAddrUse | Opt::ExclBind,
+            OptValue::Bool(b),
+        ) => sys::set_special(s, opt, *b),
+        (Opt::Linger, OptValue::Linger(l)) => {
+            s.set_linger(l.map(|secs| Duration::from_secs(secs.into())))
+        }
+        (Opt::V6Only, OptValue::Bool(b)) => s.set_only_v6(*b),
+        (Opt::NonBlocking, OptValue::Bool(b)) => {
+            s.set_nonblocking(*b)?;
+            *nonblocking = *b;
+            Ok(())
+        }
+        (Opt::MulticastLoop, OptValue::Bool(b)) if v6 => s.set_multicast_loop_v6(*b),
+        (Opt::MulticastLoop, OptValue::Bool(b)) => s.set_multicast_loop_v4(*b),
+        (Opt::Join | Opt::Leave, OptValue::Group { group, iface }) => {
+            let join = opt == Opt::Join;
+            match group {
+                IpAddr::V4(g) => {
+                    let i = iface.parse().map_err(|_| {
+                        io::Error::new(
+                            io::ErrorKind::InvalidInput,
+                            format!("{iface} is not an IPv4 address"),
+                        )
+                    })?;
+                    if join {
+                        s.join_multicast_v4(g, &i)
+                    } else {
+                        s.leave_multicast_v4(g, &i)
+                    }
+                }
+                IpAddr::V6(g) => {
+                    let i = sys::if_index(iface)?;
+                    if join {
+                        s.join_multicast_v6(g, i)
+                    } else {
+                        s.leave_multicast_v6(g, i)
+                    }
+                }
+            }
+        }
+        (Opt::MulticastIf, OptValue::Iface(i)) => match i.parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => s.set_multicast_if_v4(&a),
+            _ => s.set_multicast_if_v6(sys::if_index(i)?),
+        },
+        _ => Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("{} cannot take {value}", opt.c_name()),
+        )),
+    }
+}
+
+fn get_opt(s: &Socket, slot: &LocalSock, opt: Opt) -> io::Result<Outcome> {
+    Ok(match opt {
+        Opt::ReuseAddr => Outcome::Bool(s.reuse_address()?),
+        Opt::ReusePort | Opt::ReusePortLb | Opt::ExclusiveAddrUse | Opt::ExclBind => {
+            Outcome::Bool(sys::get_special(s, opt)?)
+        }
+        Opt::V6Only => Outcome::Bool(s.only_v6()?),
+        Opt::Linger => match s.linger()? {
+            None => Outcome::Bool(false),
+            Some(d) => Outcome::Int(d.as_secs() as i64),
+        },
+        Opt::NonBlocking => Outcome::Bool(slot.nonblocking),
+        Opt::MulticastLoop if slot.family == Family::V6 => Outcome::Bool(s.multicast_loop_v6()?),
+        Opt::MulticastLoop => Outcome::Bool(s.multicast_loop_v4()?),
+        other => {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("{} cannot be read back", other.c_name()),
+            ));
+        }
+    })
+}
+
+/// A blocking connect that cannot outlive the deadline: the kernel's verdict on
+/// loopback is the same as a plain blocking connect's (the 4-tuple checks
+/// happen before the SYN; a refusal comes back as SO_ERROR).
+fn connect(s: &Socket, target: SocketAddr, nonblocking: bool, timeout: Duration) -> Done {
+    let addr: SockAddr = target.into();
+    if nonblocking {
+        return Done::result(s.connect(&addr));
+    }
+    if let Err(e) = s.set_nonblocking(true) {
+        return Done::err(&e);
+    }
+    let r = match s.connect(&addr) {
+        Ok(()) => Done::ok(),
+        Err(e) if in_progress(&e) => match sys::wait_writable(s, timeout) {
+            Ok(true) => match s.take_error() {
+                Ok(None) => Done::ok(),
+                Ok(Some(e)) | Err(e) => Done::err(&e),
+            },
+            Ok(false) => Done::of(Outcome::Timeout).detail("no answer to the connection request"),
+            Err(e) => Done::err(&e),
+        },
+        Err(e) => Done::err(&e),
+    };
+    if let Err(e) = s.set_nonblocking(false) {
+        return Done::err(&e);
+    }
+    r
+}
+
+fn in_progress(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::WouldBlock
+        || matches!(
+            e.raw_os_error().map(sys::error_name),
+            Some(ErrName::EINPROGRESS | ErrName::EWOULDBLOCK | ErrName::EALREADY)
+        )
+}
+
+fn banded(d: Done, bands: &[Band], took: Duration) -> Done {
+    let band = bands
+        .iter()
+        .find(|b| took >= b.min && took <= b.max)
+        .map(|b| b.name.clone())
+        .unwrap_or_else(|| "out_of_band".into());
+    let ms = took.as_secs_f64() * 1000.0;
+    Done {
+        outcome: Outcome::Band(Box::new(d.outcome), band),
+        detail: Some(match d.detail {
+            Some(x) => format!("{x}; took {ms:.1} ms"),
+            None => format!("took {ms:.1} ms"),
+        }),
+        ..d
+    }
+}
+
+fn fanout(
+    sender: &Socket,
+    target: SocketAddr,
+    receivers: &[(&str, &Socket)],
+    count: u32,
+    observe: Observe,
+    quiet: Duration,
+) -> Done {
+    let tag = format!("sockspec-fanout-{}-", std::process::id());
+    for seq in 0..count {
+        let msg = format!("{tag}{seq}");
+        if let Err(e) = sender.send_to(msg.as_bytes(), &target.into()) {
+            return Done::err(&e).detail(format!("sending datagram {seq}"));
+        }
+    }
+    let n = receivers.len();
+    let mut got = vec![vec![false; count as usize]; n];
+    let mut total = 0usize;
+    let socks: Vec<&Socket> = receivers.iter().map(|(_, s)| *s).collect();
+    let mut until = Instant::now() + quiet;
+    loop {
+        let left = until.saturating_duration_since(Instant::now());
+        if left.is_zero() || total == n * count as usize {
+            break;
+        }
+        let ready = match sys::poll_readable(&socks, left) {
+            Ok(r) => r,
+            Err(e) => return Done::err(&e),
+        };
+        for (i, r) in ready.iter().enumerate() {
+            if !*r {
+                continue;
+            }
+            let mut buf = [MaybeUninit::<u8>::uninit(); 512];
+            if let Ok((len, _)) = socks[i].recv_from(&mut buf) {
+                // SAFETY: recv_from initialised the first `len` bytes.
+                let bytes: Vec<u8> = buf[..len]
+                    .iter()
+                    .map(|b| unsafe { b.assume_init() })
+                    .collect();
+                let text = String::from_utf8_lossy(&bytes);
+                if let Some(seq) = text
+                    .strip_prefix(&tag)
+                    .and_then(|s| s.parse::<usize>().ok())
+                    && seq < count as usize
+                    && !got[i][seq]
+                {
+                    got[i][seq] = true;
+                    total += 1;
+                    until = Instant::now() + quiet;
+                }
+            }
+        }
+    }
+    let per: Vec<usize> = got
+        .iter()
+        .map(|g| g.iter().filter(|x| **x).count())
+        .collect();
+    let detail = receivers
+        .iter()
+        .zip(&per)
+        .map(|((name, _), c)| format!("{name}:{c}"))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let outcome = match observe {
+        Observe::Who => Outcome::Who(
+            receivers
+                .iter()
+                .zip(&per)
+                .filter(|(_, c)| **c > 0)
+                .map(|((name, _), _)| name.to_string())
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .collect(),
+        ),
+        Observe::Each => {
+            let reach: Vec<usize> = (0..count as usize)
+                .map(|seq| got.iter().filter(|g| g[seq]).count())
+                .collect();
+            Outcome::Each(if reach.iter().all(|r| *r == 0) {
+                Each::None
+            } else if n > 1 && reach.iter().all(|r| *r == n) {
+                Each::All
+            } else if reach.iter().all(|r| *r == 1) {
+                Each::One
+            } else {
+                Each::Mixed
+            })
+        }
+    };
+    Done::of(outcome).detail(format!("{count} datagrams; received {detail}"))
+}
+
+/// Writes until the send buffer is full: the peer does not read, so this
+/// leaves data queued for a lingering close to wait on.
+fn fill(s: &Socket, nonblocking: bool) -> Done {
+    if let Err(e) = s.set_nonblocking(true) {
+        return Done::err(&e);
+    }
+    let chunk = vec![b'f'; 64 * 1024];
+    let mut queued = 0usize;
+    let r = loop {
+        match s.send(&chunk) {
+            Ok(n) => queued += n,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => break Done::ok(),
+            Err(e) => break Done::err(&e),
+        }
+        if queued > 256 << 20 {
+            break Done::of(Outcome::Timeout)
+                .detail("the send buffer never filled (256 MB queued)");
+        }
+    };
+    if !nonblocking && let Err(e) = s.set_nonblocking(false) {
+        return Done::err(&e);
+    }
+    let detail = format!("{queued} bytes queued");
+    Done {
+        detail: Some(
+            r.detail
+                .clone()
+                .map_or(detail.clone(), |d| format!("{d}; {detail}")),
+        ),
+        ..r
+    }
+}
+
+/// Reads until end of stream or an error; `timeout` if the stream stays
+/// open without data for `wait`.
+fn drain(s: &Socket, wait: Duration) -> Done {
+    let mut buf = [0u8; 65536];
+    let mut got = 0usize;
+    let mut reader: &Socket = s;
+    loop {
+        match sys::wait_readable(s, wait) {
+            Ok(true) => {}
+            Ok(false) => {
+                return Done::of(Outcome::Timeout)
+                    .detail(format!("read {got} bytes, then nothing"));
+            }
+            Err(e) => return Done::err(&e),
+        }
+        match reader.read(&mut buf) {
+            Ok(0) => {
+                return Done::of(Outcome::Eof)
+                    .detail(format!("read {got} bytes, then end of stream"));
+            }
+            Ok(n) => got += n,
+            Err(e) => return Done::err(&e).detail(format!("read {got} bytes, then {e}")),
+        }
+    }
+}
+
+/// `count` connections to `target`: how many of `listeners` accepted at
+/// least one, or which did.
+fn spread(
+    named: &[(&str, &Socket)],
+    target: SocketAddr,
+    count: u32,
+    observe: Observe,
+    budget: Duration,
+) -> (Done, Vec<u16>) {
+    let listeners: Vec<&Socket> = named.iter().map(|(_, s)| *s).collect();
+    let listeners = listeners.as_slice();
+    let end = Instant::now() + budget;
+    let mut clients = Vec::new();
+    let mut ports = Vec::new();
+    let mut per = vec![0u32; listeners.len()];
+    let mut accepted = Vec::new();
+    let domain = if target.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let accept_ready =
+        |per: &mut Vec<u32>, accepted: &mut Vec<Socket>, wait: Duration| -> io::Result<bool> {
+            let ready = sys::poll_readable(listeners, wait)?;
+            let mut any = false;
+            for (i, r) in ready.iter().enumerate() {
+                if *r && let Ok((s, _)) = listeners[i].accept() {
+                    // Reset on close, so no TIME_WAIT is left behind.
+                    let _ = s.set_linger(Some(Duration::ZERO));
+                    accepted.push(s);
+                    per[i] += 1;
+                    any = true;
+                }
+            }
+            Ok(any)
+        };
+    for _ in 0..count {
+        let c = match Socket::new(domain, Type::STREAM, Some(Protocol::TCP)) {
+            Ok(c) => c,
+            Err(e) => return (Done::err(&e), ports),
+        };
+        let _ = c.set_linger(Some(Duration::ZERO));
+        let d = connect(
+            &c,
+            target,
+            false,
+            end.saturating_duration_since(Instant::now()),
+        );
+        if !d.outcome.is_ok() {
+            return (d, ports);
+        }
+        if let Some(a) = addr_of(&c) {
+            ports.push(a.port());
+        }
+        clients.push(c);
+        // Keep the accept queues short.
+        if let Err(e) = accept_ready(&mut per, &mut accepted, Duration::ZERO) {
+            return (Done::err(&e), ports);
+        }
+    }
+    while per.iter().sum::<u32>() < count {
+        let left = end
+            .saturating_duration_since(Instant::now())
+            .min(Duration::from_millis(500));
+        match accept_ready(&mut per, &mut accepted, left) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(e) => return (Done::err(&e), ports),
+        }
+    }
+    let hit = per.iter().filter(|c| **c > 0).count();
+    let detail = per.iter().map(u32::to_string).collect::<Vec<_>>().join("/");
+    let outcome = match observe {
+        Observe::Who => {
+            let mut who: Vec<String> = named
+                .iter()
+                .zip(&per)
+                .filter(|(_, c)| **c > 0)
+                .map(|((n, _), _)| n.to_string())
+                .collect();
+            who.sort();
+            Outcome::Who(who)
+        }
+        Observe::Each => Outcome::Int(hit as i64),
+    };
+    (
+        Done::of(outcome).detail(format!(
+            "{count} connections accepted as {detail} across {} listeners",
+            listeners.len()
+        )),
+        ports,
+    )
+}

@@ -1,0 +1,179 @@
+//! Unix helper processes: spawning with a descriptor channel, passing
+//! sockets with SCM_RIGHTS, dropping to another user.
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::os::fd::{AsRawFd, FromRawFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::CommandExt;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
+use socket2::Socket;
+
+/// The descriptor the agent finds its end of the channel at.
+const AGENT_FD: RawFd = 3;
+
+/// A Unix socketpair end that carries sockets (SCM_RIGHTS) between processes.
+pub struct DescriptorChannel(UnixStream);
+
+/// Starts `program` as an agent: stdin and stdout piped for requests, our
+/// socketpair's other end on descriptor 3.
+pub fn spawn_agent(
+    program: &Path,
+    env: &[(String, String)],
+) -> io::Result<(Child, DescriptorChannel)> {
+    let (ours, theirs) = UnixStream::pair()?;
+    let theirs_fd = theirs.as_raw_fd();
+    let mut cmd = Command::new(program);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit());
+    // SAFETY: dup2 is async-signal-safe; it runs in the child between fork
+    // and exec, and clears FD_CLOEXEC on the copy so it survives exec.
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::dup2(theirs_fd, AGENT_FD) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(theirs);
+    Ok((child, DescriptorChannel(ours)))
+}
+
+/// The agent's end of the channel (descriptor 3, inherited).
+pub fn agent_channel() -> DescriptorChannel {
+    // SAFETY: the harness put our end of a socketpair on descriptor 3 before
+    // exec; we take ownership of it once, here.
+    let s = unsafe { UnixStream::from_raw_fd(AGENT_FD) };
+    // Keep it out of anything this agent might start.
+    // SAFETY: a valid descriptor.
+    unsafe {
+        libc::fcntl(AGENT_FD, libc::F_SETFD, libc::FD_CLOEXEC);
+    }
+    DescriptorChannel(s)
+}
+
+/// Sends a socket over the channel (SCM_RIGHTS). Nothing to carry in the
+/// message itself on Unix.
+pub fn send_socket(
+    chan: &DescriptorChannel,
+    sock: &Socket,
+    _to_pid: u32,
+) -> io::Result<Option<String>> {
+    let fds = [sock.as_raw_fd()];
+    sendmsg::<()>(
+        chan.0.as_raw_fd(),
+        &[IoSlice::new(&[0u8])],
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .map_err(io::Error::from)?;
+    Ok(None)
+}
+
+/// Receives the socket sent with [`send_socket`].
+pub fn receive_socket(chan: &DescriptorChannel, _blob: Option<&str>) -> io::Result<Socket> {
+    let mut byte = [0u8; 1];
+    let mut iov = [IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!([RawFd; 1]);
+    let msg = recvmsg::<()>(
+        chan.0.as_raw_fd(),
+        &mut iov,
+        Some(&mut space),
+        MsgFlags::empty(),
+    )
+    .map_err(io::Error::from)?;
+    for c in msg.cmsgs().map_err(io::Error::from)? {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(fd) = fds.first()
+        {
+            // SAFETY: the kernel gave us a new descriptor that nothing else owns.
+            unsafe {
+                libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
+                return Ok(Socket::from_raw_fd(*fd));
+            }
+        }
+    }
+    Err(io::Error::other("no descriptor arrived on the channel"))
+}
+
+/// Drops supplementary groups, gid and uid for good (as root, setuid sets
+/// the real, effective and saved ids), then proves it: every id is `uid`, no
+/// supplementary group is left, and setuid(0) fails.
+/// https://man7.org/linux/man-pages/man2/setuid.2.html
+pub fn become_user(uid: u32) -> Result<String, String> {
+    let gid = uid;
+    // SAFETY: plain system calls with valid arguments.
+    unsafe {
+        if libc::setgroups(0, std::ptr::null()) != 0 {
+            return Err(format!("setgroups: {}", io::Error::last_os_error()));
+        }
+        if libc::setgid(gid as libc::gid_t) != 0 {
+            return Err(format!("setgid({gid}): {}", io::Error::last_os_error()));
+        }
+        if libc::setuid(uid as libc::uid_t) != 0 {
+            return Err(format!("setuid({uid}): {}", io::Error::last_os_error()));
+        }
+    }
+    // SAFETY: getters without side effects; getgroups(0, NULL) counts.
+    let (ruid, euid, rgid, egid, ngroups) = unsafe {
+        (
+            libc::getuid(),
+            libc::geteuid(),
+            libc::getgid(),
+            libc::getegid(),
+            libc::getgroups(0, std::ptr::null_mut()),
+        )
+    };
+    if [ruid, euid] != [uid as libc::uid_t; 2] || [rgid, egid] != [gid as libc::gid_t; 2] {
+        return Err(format!(
+            "ids did not change: uid={ruid} euid={euid} gid={rgid} egid={egid}"
+        ));
+    }
+    // Some systems keep the effective gid in the group list; any other group is a failure.
+    let mut groups = vec![0 as libc::gid_t; ngroups.max(0) as usize];
+    // SAFETY: the buffer holds `ngroups` entries.
+    let n = unsafe { libc::getgroups(ngroups, groups.as_mut_ptr()) };
+    groups.truncate(n.max(0) as usize);
+    if groups.iter().any(|g| *g != gid as libc::gid_t) {
+        return Err(format!("supplementary groups remain: {groups:?}"));
+    }
+    // SAFETY: an attempt that must fail.
+    if unsafe { libc::setuid(0) } == 0 {
+        return Err("setuid(0) succeeded: the drop was not irrevocable".into());
+    }
+    let back = io::Error::last_os_error();
+    Ok(format!(
+        "uid={ruid} euid={euid} gid={rgid} egid={egid} groups={groups:?}; setuid(0) refused: {back}"
+    ))
+}
+
+/// Makes the agent die with the harness: the kernel sends SIGKILL when the
+/// thread that started us ends (Linux); elsewhere stdin's end of file ends
+/// the agent's loop.
+pub fn die_with_parent(parent: u32) {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    // SAFETY: prctl with an integer argument; getppid has no side effects.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+        if libc::getppid() as u32 != parent {
+            // The harness is already gone.
+            libc::_exit(3);
+        }
+    }
+    let _ = parent;
+}
+
+/// SIGKILL, for helpers of an attempt that hung.
+pub fn kill_pid(pid: u32) {
+    // SAFETY: a signal to a process we started.
+    unsafe {
+        libc::kill(pid as libc::pid_t, libc::SIGKILL);
+    }
+}

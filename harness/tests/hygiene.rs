@@ -3,7 +3,6 @@
 //! Linux only: it reads both from /proc.
 #![cfg(target_os = "linux")]
 
-
 use std::collections::BTreeMap;
 
 use sockspec::run::{Options, run};

@@ -12,10 +12,7 @@ use std::time::Duration;
 
 use socket2::Socket;
 use windows_sys::Win32::Foundation::{CloseHandle, HANDLE};
-use windows_sys::Win32::NetworkManagement::IpHelper::{
-    GetExtendedTcpTable, MIB_TCP6ROW_OWNER_PID, MIB_TCPROW_OWNER_PID, TCP_TABLE_OWNER_PID_ALL,
-    if_nametoindex,
-};
+use windows_sys::Win32::NetworkManagement::IpHelper::if_nametoindex;
 use windows_sys::Win32::Networking::WinSock as ws;
 use windows_sys::Win32::Security::{
     GetTokenInformation, TOKEN_ELEVATION, TOKEN_QUERY, TokenElevation,
@@ -312,80 +309,88 @@ fn port(p: u32) -> u16 {
     u16::from_be((p & 0xffff) as u16)
 }
 
-/// Calls GetExtendedTcpTable until the buffer is big enough; returns the rows' bytes.
-fn table(af: u16) -> io::Result<Vec<u8>> {
+/// Calls an IP Helper table function until the buffer is big enough; returns
+/// the table's bytes (a row count, then the rows).
+fn table(call: impl Fn(*mut u8, &mut u32) -> u32) -> io::Result<Vec<u8>> {
     let mut size = 0u32;
     let mut buf: Vec<u8> = Vec::new();
     for _ in 0..8 {
-        // SAFETY: `buf` has `size` bytes (or is empty with size 0, a size query).
-        let r = unsafe {
-            GetExtendedTcpTable(
-                if buf.is_empty() {
-                    std::ptr::null_mut()
-                } else {
-                    buf.as_mut_ptr().cast()
-                },
-                &mut size,
-                0,
-                af as u32,
-                TCP_TABLE_OWNER_PID_ALL,
-                0,
-            )
+        let ptr = if buf.is_empty() {
+            std::ptr::null_mut()
+        } else {
+            buf.as_mut_ptr()
         };
-        match r {
+        match call(ptr, &mut size) {
             0 => return Ok(buf),
-            122 => buf = vec![0u8; size as usize + 1024], // ERROR_INSUFFICIENT_BUFFER
+            // ERROR_INSUFFICIENT_BUFFER
+            122 => buf = vec![0u8; size as usize + 1024],
+            // ERROR_NO_DATA and ERROR_NOT_SUPPORTED (no IPv6): an empty table.
+            232 | 50 => return Ok(Vec::new()),
             e => return Err(io::Error::from_raw_os_error(e as i32)),
         }
     }
     Err(io::Error::other("the TCP table kept growing"))
 }
 
-/// The kernel's TCP table through the IP Helper API.
-/// https://learn.microsoft.com/windows/win32/api/iphlpapi/nf-iphlpapi-getextendedtcptable
-pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
-    let mut out = Vec::new();
-    let v4 = table(ws::AF_INET)?;
-    if v4.len() >= 4 {
-        let n = u32::from_ne_bytes(v4[..4].try_into().expect("4 bytes")) as usize;
-        let rows = v4[4..].as_ptr().cast::<MIB_TCPROW_OWNER_PID>();
-        for i in 0..n {
-            // SAFETY: the API wrote `n` rows after the count; read_unaligned
-            // because the byte buffer gives no alignment guarantee.
-            let r = unsafe { rows.add(i).read_unaligned() };
-            out.push(TcpEntry {
-                local: SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::from(r.dwLocalAddr.to_ne_bytes())),
-                    port(r.dwLocalPort),
-                ),
-                remote: SocketAddr::new(
-                    IpAddr::V4(Ipv4Addr::from(r.dwRemoteAddr.to_ne_bytes())),
-                    port(r.dwRemotePort),
-                ),
-                state: state(r.dwState),
-            });
-        }
+/// Reads `n` rows of `T` that follow a u32 count at the start of `buf`.
+fn rows<T>(buf: &[u8]) -> Vec<T> {
+    if buf.len() < 4 {
+        return Vec::new();
     }
-    if let Ok(v6) = table(ws::AF_INET6)
-        && v6.len() >= 4
-    {
-        let n = u32::from_ne_bytes(v6[..4].try_into().expect("4 bytes")) as usize;
-        let rows = v6[4..].as_ptr().cast::<MIB_TCP6ROW_OWNER_PID>();
-        for i in 0..n {
-            // SAFETY: as above.
-            let r = unsafe { rows.add(i).read_unaligned() };
-            out.push(TcpEntry {
-                local: canonical(SocketAddr::new(
-                    Ipv6Addr::from(r.ucLocalAddr).into(),
-                    port(r.dwLocalPort),
-                )),
-                remote: canonical(SocketAddr::new(
-                    Ipv6Addr::from(r.ucRemoteAddr).into(),
-                    port(r.dwRemotePort),
-                )),
-                state: state(r.dwState),
-            });
-        }
+    let n = u32::from_ne_bytes(buf[..4].try_into().expect("4 bytes")) as usize;
+    // Rows start at the first field after the count, aligned as the table
+    // structure aligns them (every field is 4-byte aligned).
+    let rows = buf[4..].as_ptr().cast::<T>();
+    (0..n)
+        .filter(|i| 4 + (i + 1) * std::mem::size_of::<T>() <= buf.len())
+        // SAFETY: the API wrote `n` rows of T after the count, inside `buf`;
+        // read_unaligned because the byte buffer gives no alignment guarantee.
+        .map(|i| unsafe { rows.add(i).read_unaligned() })
+        .collect()
+}
+
+/// The kernel's TCP table through the IP Helper API. The plain tables, not
+/// GetExtendedTcpTable's owner-PID ones: nothing here needs the PID, and
+/// finding it is slow (Wine scans every process for it).
+/// https://learn.microsoft.com/windows/win32/api/iphlpapi/nf-iphlpapi-gettcptable
+pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    use windows_sys::Win32::NetworkManagement::IpHelper::{
+        GetTcp6Table, GetTcpTable, MIB_TCP6ROW, MIB_TCP6TABLE, MIB_TCPROW_LH, MIB_TCPTABLE,
+    };
+    let mut out = Vec::new();
+    // SAFETY: the buffer is `size` bytes (or null with size 0, a size query).
+    let v4 = table(|p, size| unsafe { GetTcpTable(p.cast::<MIB_TCPTABLE>(), size, 0) })?;
+    for r in rows::<MIB_TCPROW_LH>(&v4) {
+        // SAFETY: both union members are the same u32.
+        let st = unsafe { r.Anonymous.dwState };
+        out.push(TcpEntry {
+            local: SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(r.dwLocalAddr.to_ne_bytes())),
+                port(r.dwLocalPort),
+            ),
+            remote: SocketAddr::new(
+                IpAddr::V4(Ipv4Addr::from(r.dwRemoteAddr.to_ne_bytes())),
+                port(r.dwRemotePort),
+            ),
+            state: state(st),
+        });
+    }
+    // SAFETY: as above.
+    let v6 = table(|p, size| unsafe { GetTcp6Table(p.cast::<MIB_TCP6TABLE>(), size, 0) })?;
+    for r in rows::<MIB_TCP6ROW>(&v6) {
+        // SAFETY: IN6_ADDR's byte view covers the whole union.
+        let (l, rem) = unsafe { (r.LocalAddr.u.Byte, r.RemoteAddr.u.Byte) };
+        out.push(TcpEntry {
+            local: canonical(SocketAddr::new(
+                Ipv6Addr::from(l).into(),
+                port(r.dwLocalPort),
+            )),
+            remote: canonical(SocketAddr::new(
+                Ipv6Addr::from(rem).into(),
+                port(r.dwRemotePort),
+            )),
+            state: state(r.State as u32),
+        });
     }
     Ok(out)
 }

@@ -11,7 +11,7 @@ use clap::{Args, Parser, Subcommand};
 
 use sockspec::error::Error;
 use sockspec::model::OsFamily;
-use sockspec::report::console;
+use sockspec::report::{self, console};
 use sockspec::results::Results;
 use sockspec::run::{Filter, Options, default_jobs};
 use sockspec::sys::IsolationMode;
@@ -113,6 +113,29 @@ enum Command {
         /// Bless from results files (any OS's) instead of running here.
         #[arg(long, value_name = "RESULTS.json")]
         from: Vec<PathBuf>,
+    },
+    /// Merge results files (any OSes, kernels, Wine, CI artifacts) into
+    /// reports: Markdown (the default, to stdout), HTML, JUnit, annotations;
+    /// with --baseline, the regression report between two runs.
+    Report {
+        /// Results files (schema sockspec/results/v1).
+        #[arg(required = true, value_name = "RESULTS.json")]
+        results: Vec<PathBuf>,
+        /// Write the Markdown summary here (`-` for stdout).
+        #[arg(long, value_name = "FILE")]
+        markdown: Option<PathBuf>,
+        /// Write the self-contained HTML matrix here.
+        #[arg(long, value_name = "FILE")]
+        html: Option<PathBuf>,
+        /// Write one JUnit XML file per run into this directory.
+        #[arg(long, value_name = "DIR")]
+        junit: Option<PathBuf>,
+        /// Print GitHub `::error` annotations for the tests that did not pass.
+        #[arg(long)]
+        annotations: bool,
+        /// Compare against this older run of the same OS; exits 1 when outcomes changed.
+        #[arg(long, value_name = "OLD.json")]
+        baseline: Option<PathBuf>,
     },
     /// Check the case and expectation files, run nothing.
     Check {
@@ -296,6 +319,69 @@ fn dispatch(cmd: Command) -> Result<ExitCode, Error> {
                         "({skipped} test(s) could not run on {os} {release} and were left alone)"
                     );
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Report {
+            results,
+            markdown,
+            html,
+            junit,
+            annotations,
+            baseline,
+        } => {
+            let runs = results
+                .iter()
+                .map(|p| Results::read(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            let write = |path: &PathBuf, text: &str| -> Result<(), Error> {
+                if path.as_os_str() == "-" {
+                    print!("{text}");
+                    Ok(())
+                } else {
+                    std::fs::write(path, text).map_err(|e| Error::io(path, e))
+                }
+            };
+            if let Some(old) = baseline {
+                let [new] = runs.as_slice() else {
+                    return Err(Error::Usage(
+                        "--baseline compares one new results file with the old one".into(),
+                    ));
+                };
+                let (text, changed) = report::markdown::regression(&Results::read(&old)?, new);
+                write(markdown.as_ref().unwrap_or(&PathBuf::from("-")), &text)?;
+                return Ok(if changed == 0 {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::from(1)
+                });
+            }
+            let mut wrote = false;
+            if let Some(path) = &html {
+                write(path, &report::html::page(&runs))?;
+                wrote = true;
+            }
+            if let Some(dir) = &junit {
+                std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+                for r in &runs {
+                    let path = dir.join(format!("junit-{}.xml", report::slug(&r.run.title())));
+                    write(&path, &report::junit::report(r).map_err(Error::Other)?)?;
+                }
+                wrote = true;
+            }
+            if annotations {
+                for r in &runs {
+                    for line in report::annotations::lines(r) {
+                        println!("{line}");
+                    }
+                }
+                wrote = true;
+            }
+            if markdown.is_some() || !wrote {
+                write(
+                    markdown.as_ref().unwrap_or(&PathBuf::from("-")),
+                    &report::markdown::summary(&runs),
+                )?;
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -229,13 +229,19 @@ impl Results {
     }
 
     pub fn parse(text: &str) -> Result<Results, String> {
-        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        match v.get("schema").and_then(|s| s.as_str()) {
+        // The schema first (skipping the rest is cheap), then straight into
+        // the types: no intermediate `Value` tree for megabytes of results.
+        #[derive(Deserialize)]
+        struct Peek {
+            schema: Option<String>,
+        }
+        let peek: Peek = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        match peek.schema.as_deref() {
             Some(SCHEMA) => {}
             Some(other) => return Err(format!("schema `{other}`, this sockspec reads `{SCHEMA}`")),
             None => return Err("no `schema` field".into()),
         }
-        serde_json::from_value(v).map_err(|e| e.to_string())
+        serde_json::from_str(text).map_err(|e| e.to_string())
     }
 
     pub fn write(&self, path: &Path) -> Result<(), Error> {

@@ -1,0 +1,168 @@
+//! Markdown for a GitHub step summary, and the regression report between two runs.
+
+use std::fmt::Write as _;
+
+use super::matrix::{Row, rows};
+use crate::results::{Results, TestRecord, Verdict};
+
+/// Rows beyond this many are counted, not listed (step summaries are capped at 1 MiB).
+const MAX_ROWS: usize = 300;
+
+fn esc(s: &str) -> String {
+    s.replace('|', "\\|").replace('\n', " ")
+}
+
+/// A cell: the verdict, the outcomes, and for a mismatch what was expected.
+fn cell(t: Option<&TestRecord>) -> String {
+    let Some(t) = t else { return "—".into() };
+    let mism: Vec<String> = t
+        .steps
+        .iter()
+        .filter(|s| s.label.is_some() && s.outcome != "not_run")
+        .filter(|s| s.expected.as_deref() != Some(s.outcome.as_str()))
+        .map(|s| match &s.expected {
+            Some(e) => format!("{} expected {e}", s.label.as_deref().unwrap_or("")),
+            None => format!("{} unexpected", s.label.as_deref().unwrap_or("")),
+        })
+        .collect();
+    let v = match t.verdict {
+        Verdict::Pass => "pass",
+        Verdict::Fail => "**FAIL**",
+        Verdict::Error => "**ERROR**",
+        Verdict::Intermittent => "**INTERMITTENT**",
+        Verdict::Skip => return "skip".into(),
+    };
+    let mut s = format!("{v} `{}`", esc(&t.signature()));
+    if t.verdict == Verdict::Error || (t.verdict == Verdict::Fail && mism.is_empty()) {
+        if let Some(r) = &t.reason {
+            s.push_str(&format!(" — {}", esc(r.lines().next().unwrap_or(""))));
+        }
+    } else if !mism.is_empty() && t.verdict != Verdict::Pass {
+        s.push_str(&format!(" ({})", esc(&mism.join("; "))));
+    }
+    s
+}
+
+/// Totals per run, then only the tests that differ between runs or from
+/// their expectations.
+pub fn summary(runs: &[Results]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "## sockspec: {} run(s)\n", runs.len());
+    let _ = writeln!(
+        out,
+        "| run | os | kernel | arch | isolation | tests | pass | fail | error | intermittent | skip | wall |"
+    );
+    let _ = writeln!(out, "|---|---|---|---|---|---|---|---|---|---|---|---|");
+    for r in runs {
+        let s = &r.summary;
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {:.1} s |",
+            esc(&r.run.title()),
+            r.run.os,
+            esc(&r.run.kernel),
+            r.run.arch,
+            r.run.isolation,
+            s.total,
+            s.pass,
+            s.fail,
+            s.error,
+            s.intermittent,
+            s.skip,
+            r.run.duration_ms / 1000.0
+        );
+    }
+    let all = rows(runs);
+    let differing: Vec<&Row<'_>> = all.iter().filter(|r| r.differs()).collect();
+    let _ = writeln!(
+        out,
+        "\n### Tests that differ between runs or from their expectations: {} of {}\n",
+        differing.len(),
+        all.len()
+    );
+    if differing.is_empty() {
+        let _ = writeln!(
+            out,
+            "None: every run did what its expectations say, and the runs agree."
+        );
+        return out;
+    }
+    let mut header = String::from("| test |");
+    let mut rule = String::from("|---|");
+    for r in runs {
+        header.push_str(&format!(" {} |", esc(&r.run.title())));
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for row in differing.iter().take(MAX_ROWS) {
+        let mut line = format!("| `{}` |", esc(row.name));
+        for c in &row.cells {
+            line.push_str(&format!(" {} |", cell(*c)));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    if differing.len() > MAX_ROWS {
+        let _ = writeln!(
+            out,
+            "\n…and {} more (see the HTML report).",
+            differing.len() - MAX_ROWS
+        );
+    }
+    out
+}
+
+/// Tests whose outcomes changed from `old` to `new` (skips aside), with
+/// both outcomes and the new run's expectation. Returns the report and the
+/// number of changed tests.
+pub fn regression(old: &Results, new: &Results) -> (String, usize) {
+    let runs = [old.clone(), new.clone()];
+    let all = rows(&runs);
+    let mut changed = Vec::new();
+    let mut only_old = 0;
+    let mut only_new = 0;
+    for row in &all {
+        match (row.cells[0], row.cells[1]) {
+            (Some(a), Some(b)) if a.verdict != Verdict::Skip && b.verdict != Verdict::Skip => {
+                if a.signature() != b.signature() {
+                    changed.push((row.name, a, b));
+                }
+            }
+            (Some(_), None) => only_old += 1,
+            (None, Some(_)) => only_new += 1,
+            _ => {}
+        }
+    }
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "## Regression report: {} ({}) → {} ({})\n",
+        esc(&old.run.title()),
+        esc(&old.run.kernel),
+        esc(&new.run.title()),
+        esc(&new.run.kernel)
+    );
+    let _ = writeln!(
+        out,
+        "{} test(s) changed outcome; {} only in the old run, {} only in the new one.\n",
+        changed.len(),
+        only_old,
+        only_new
+    );
+    if !changed.is_empty() {
+        let _ = writeln!(
+            out,
+            "| test | old | new | expectation (new run) |\n|---|---|---|---|"
+        );
+        for (name, a, b) in &changed {
+            let _ = writeln!(
+                out,
+                "| `{}` | `{}` | `{}` | {} |",
+                esc(name),
+                esc(&a.signature()),
+                esc(&b.signature()),
+                esc(&super::matrix::expectation_text(b)).replace('\n', "<br>")
+            );
+        }
+    }
+    (out, changed.len())
+}

@@ -1,0 +1,80 @@
+//! Tests x runs: the shape every cross-run report shares.
+
+use std::collections::BTreeMap;
+
+use crate::results::{Results, TestRecord, Verdict};
+
+/// One test's row across runs.
+pub struct Row<'a> {
+    pub name: &'a str,
+    pub topic: &'a str,
+    pub title: &'a str,
+    /// One cell per run; `None` when the run did not have the test.
+    pub cells: Vec<Option<&'a TestRecord>>,
+}
+
+impl Row<'_> {
+    /// Whether the row deserves attention: a run did not pass it (skips
+    /// aside), or runs that ran it disagree about its outcomes.
+    pub fn differs(&self) -> bool {
+        let ran: Vec<&TestRecord> = self
+            .cells
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|r| r.verdict != Verdict::Skip)
+            .collect();
+        ran.iter().any(|r| r.verdict != Verdict::Pass)
+            || ran.windows(2).any(|w| w[0].signature() != w[1].signature())
+    }
+}
+
+/// Rows of every test any run has, grouped by topic, in name order.
+pub fn rows(runs: &[Results]) -> Vec<Row<'_>> {
+    let mut by_name: BTreeMap<(&str, &str), Row<'_>> = BTreeMap::new();
+    for (i, r) in runs.iter().enumerate() {
+        for t in &r.tests {
+            let row = by_name
+                .entry((t.topic.as_str(), t.name.as_str()))
+                .or_insert_with(|| Row {
+                    name: &t.name,
+                    topic: &t.topic,
+                    title: &t.title,
+                    cells: vec![None; runs.len()],
+                });
+            row.cells[i] = Some(t);
+        }
+    }
+    by_name.into_values().collect()
+}
+
+/// A short text for a cell: the checked outcomes, or the verdict when no
+/// step produced one.
+pub fn cell_text(t: &TestRecord) -> String {
+    match t.verdict {
+        Verdict::Skip => "skipped".into(),
+        _ => t.signature(),
+    }
+}
+
+/// Each checked step's expectation, for a tooltip or a detail line.
+pub fn expectation_text(t: &TestRecord) -> String {
+    let mut out = Vec::new();
+    for s in &t.steps {
+        let Some(label) = &s.label else { continue };
+        match (&s.expected, &s.expectation) {
+            (Some(exp), Some(e)) => out.push(format!(
+                "{label}: expected {exp} ({}, {}:{})",
+                e.provenance,
+                e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
+                e.line
+            )),
+            _ if s.outcome != "not_run" => out.push(format!("{label}: no expectation")),
+            _ => {}
+        }
+    }
+    if let Some(r) = &t.reason {
+        out.push(r.lines().next().unwrap_or_default().to_string());
+    }
+    out.join("\n")
+}

@@ -122,10 +122,12 @@ pub fn regression(old: &Results, new: &Results) -> (String, usize) {
     let mut only_new = 0;
     for row in &all {
         match (row.cells[0], row.cells[1]) {
-            (Some(a), Some(b)) if a.verdict != Verdict::Skip && b.verdict != Verdict::Skip => {
-                if a.signature() != b.signature() {
-                    changed.push((row.name, a, b));
-                }
+            (Some(a), Some(b))
+                if a.verdict != Verdict::Skip
+                    && b.verdict != Verdict::Skip
+                    && a.signature() != b.signature() =>
+            {
+                changed.push((row.name, a, b));
             }
             (Some(_), None) => only_old += 1,
             (None, Some(_)) => only_new += 1,

@@ -13,6 +13,7 @@ pub mod exec;
 pub mod expand;
 pub mod expect;
 pub mod explain;
+pub mod guest;
 pub mod judge;
 pub mod load;
 pub mod model;

@@ -161,6 +161,10 @@ fn main() -> ExitCode {
     if let Some(code) = sockspec::exec::actors::serve_if_agent() {
         return code;
     }
+    // PID 1 of a guest booted by ci/kernels.sh.
+    if sockspec::guest::is_init() {
+        sockspec::guest::run_as_init();
+    }
     let cli = Cli::parse();
     match dispatch(cli.command) {
         Ok(code) => code,

@@ -137,11 +137,9 @@ pub fn regression(old: &Results, new: &Results) -> (String, usize) {
     let mut out = String::new();
     let _ = writeln!(
         out,
-        "## Regression report: {} ({}) → {} ({})\n",
+        "## Regression report: {} → {}\n",
         esc(&old.run.title()),
-        esc(&old.run.kernel),
         esc(&new.run.title()),
-        esc(&new.run.kernel)
     );
     let _ = writeln!(
         out,
@@ -153,18 +151,83 @@ pub fn regression(old: &Results, new: &Results) -> (String, usize) {
     if !changed.is_empty() {
         let _ = writeln!(
             out,
-            "| test | old | new | expectation (new run) |\n|---|---|---|---|"
+            "| test | step | old | new | expectation (new run) |\n|---|---|---|---|---|"
         );
-        for (name, a, b) in &changed {
+        for (name, a, b) in changed.iter().take(MAX_ROWS) {
+            let steps = changed_steps(a, b);
+            let cells = |f: &dyn Fn(&Change<'_>) -> String| {
+                steps.iter().map(f).collect::<Vec<_>>().join("<br>")
+            };
             let _ = writeln!(
                 out,
-                "| `{}` | `{}` | `{}` | {} |",
+                "| `{}` | {} | {} | {} | {} |",
                 esc(name),
-                esc(&a.signature()),
-                esc(&b.signature()),
-                esc(&super::matrix::expectation_text(b)).replace('\n', "<br>")
+                cells(&|c| format!("`{}`", esc(c.label))),
+                cells(&|c| format!("`{}`", esc(c.old))),
+                cells(&|c| format!("`{}`", esc(c.new))),
+                cells(&|c| esc(&c.expectation)),
             );
+        }
+        if changed.len() > MAX_ROWS {
+            let _ = writeln!(out, "\n…and {} more.", changed.len() - MAX_ROWS);
         }
     }
     (out, changed.len())
+}
+
+/// One checked step whose outcome differs between two runs of a test.
+struct Change<'a> {
+    label: &'a str,
+    old: &'a str,
+    new: &'a str,
+    /// What the new run expected of it, and from which entry.
+    expectation: String,
+}
+
+/// The checked steps (matched by label) whose outcomes differ; a test with
+/// no checked steps compares its verdicts.
+fn changed_steps<'a>(old: &'a TestRecord, new: &'a TestRecord) -> Vec<Change<'a>> {
+    let mut out = Vec::new();
+    for s in &new.steps {
+        let Some(label) = s.label.as_deref() else {
+            continue;
+        };
+        let before = old
+            .steps
+            .iter()
+            .find(|o| o.label.as_deref() == Some(label))
+            .map_or("absent", |o| o.outcome.as_str());
+        if before == s.outcome {
+            continue;
+        }
+        let expectation = match (&s.expected, &s.expectation) {
+            (Some(exp), Some(e)) => format!(
+                "{exp} ({}, {}:{})",
+                e.provenance,
+                e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
+                e.line
+            ),
+            _ => "none".into(),
+        };
+        out.push(Change {
+            label,
+            old: before,
+            new: &s.outcome,
+            expectation,
+        });
+    }
+    if out.is_empty() {
+        out.push(Change {
+            label: "(verdict)",
+            old: old.verdict.as_str(),
+            new: new.verdict.as_str(),
+            expectation: new
+                .reason
+                .as_deref()
+                .and_then(|r| r.lines().next())
+                .unwrap_or("")
+                .to_string(),
+        });
+    }
+    out
 }

@@ -119,6 +119,11 @@ fn enter_netns() -> io::Result<()> {
     set_up("lo")
 }
 
+/// Brings `lo` up in the calling thread's namespace.
+pub fn bring_up_loopback() -> io::Result<()> {
+    set_up("lo")
+}
+
 /// Brings an interface up (SIOCGIFFLAGS / SIOCSIFFLAGS).
 pub fn set_up(name: &str) -> io::Result<()> {
     let sock = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)?;

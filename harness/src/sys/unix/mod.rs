@@ -22,6 +22,8 @@ pub use agent::{
     DescriptorChannel, agent_channel, become_user, die_with_parent, kill_pid, receive_socket,
     send_socket, spawn_agent,
 };
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use os::bring_up_loopback;
 pub use os::{isolate_thread, stack_settings, tcp_table};
 
 /// Whether this backend can run steps in helper processes.
@@ -46,11 +48,41 @@ pub fn os_family() -> OsFamily {
     }
 }
 
-/// The kernel release (`uname -r`).
+/// The kernel release (`uname -r`). Where a distribution's release is an ABI
+/// name that hides the upstream version (Debian's `6.1.0-56-cloud-amd64` is
+/// 6.1.192), the upstream version leads: `6.1.192 (6.1.0-56-cloud-amd64)`,
+/// so that version ranges compare what kernel developers mean.
 pub fn os_release() -> String {
-    nix::sys::utsname::uname()
-        .map(|u| u.release().to_string_lossy().into_owned())
-        .unwrap_or_else(|_| "unknown".into())
+    let Ok(u) = nix::sys::utsname::uname() else {
+        return "unknown".into();
+    };
+    let release = u.release().to_string_lossy().into_owned();
+    let signature = std::fs::read_to_string("/proc/version_signature").unwrap_or_default();
+    match upstream_version(&u.version().to_string_lossy(), &signature) {
+        Some(up)
+            if crate::expect::version_numbers(&up) != crate::expect::version_numbers(&release) =>
+        {
+            format!("{up} ({release})")
+        }
+        _ => release,
+    }
+}
+
+/// The upstream kernel version a distribution states: Debian in `uname -v`
+/// ("... Debian 6.1.192-2 ..."), Ubuntu in /proc/version_signature
+/// ("Ubuntu 6.8.0-45.45-generic 6.8.12").
+fn upstream_version(uname_v: &str, signature: &str) -> Option<String> {
+    let numeric = |s: &str| {
+        let v: String = s
+            .chars()
+            .take_while(|c| c.is_ascii_digit() || *c == '.')
+            .collect();
+        (v.matches('.').count() >= 2).then_some(v)
+    };
+    if let Some(rest) = uname_v.split("Debian ").nth(1) {
+        return numeric(rest);
+    }
+    signature.split_whitespace().last().and_then(numeric)
 }
 
 /// A longer description: the system name and version string.
@@ -260,4 +292,21 @@ pub fn if_index(name: &str) -> io::Result<u32> {
 /// can; the reason why not otherwise.
 pub fn prepare_v6_multicast() -> Result<(), String> {
     os::prepare_v6_multicast()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upstream_version;
+
+    #[test]
+    fn distribution_versions() {
+        let debian = "#1 SMP PREEMPT_DYNAMIC Debian 6.1.192-2 (2026-10-01)";
+        assert_eq!(upstream_version(debian, "").as_deref(), Some("6.1.192"));
+        let ubuntu = "Ubuntu 6.8.0-45.45-generic 6.8.12\n";
+        assert_eq!(
+            upstream_version("#45-Ubuntu SMP", ubuntu).as_deref(),
+            Some("6.8.12")
+        );
+        assert_eq!(upstream_version("#1 SMP PREEMPT_DYNAMIC @0", ""), None);
+    }
 }

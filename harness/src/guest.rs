@@ -1,0 +1,102 @@
+//! sockspec as PID 1 of a throwaway Linux guest (ci/kernels.sh boots other
+//! kernels under QEMU with an initramfs holding only sockspec and the cases).
+//!
+//! It mounts /proc, brings `lo` up, runs the whole suite on this kernel,
+//! prints the results to the console between markers — gzip, then base64, so
+//! that megabytes of JSON cross an emulated serial line in a moment — and
+//! powers the machine off.
+
+use std::io::Write;
+
+/// Markers around the results on the console.
+pub const BEGIN: &str = "=====SOCKSPEC RESULTS BEGIN (json, gzip, base64)=====";
+pub const END: &str = "=====SOCKSPEC RESULTS END=====";
+
+/// Whether this process is the guest's init. Being PID 1 is not enough (a
+/// container's entry point is PID 1 too): ci/kernels.sh also puts
+/// `SOCKSPEC_GUEST=1` on the kernel command line, which the kernel hands to
+/// init as an environment variable
+/// (<https://docs.kernel.org/admin-guide/kernel-parameters.html>).
+pub fn is_init() -> bool {
+    cfg!(target_os = "linux")
+        && std::process::id() == 1
+        && std::env::var_os("SOCKSPEC_GUEST").is_some_and(|v| v == "1")
+}
+
+/// Runs the suite as init and powers off; never returns.
+#[cfg(target_os = "linux")]
+pub fn run_as_init() -> ! {
+    if let Err(e) = run() {
+        println!("sockspec guest: {e}");
+    }
+    let _ = std::io::stdout().flush();
+    nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
+    // Power-off failed: as PID 1 we must not return.
+    loop {
+        std::thread::sleep(std::time::Duration::from_secs(3600));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn run() -> Result<(), String> {
+    use base64::Engine as _;
+    use nix::mount::{MsFlags, mount};
+    let _ = std::fs::create_dir_all("/proc");
+    mount(
+        Some("proc"),
+        "/proc",
+        Some("proc"),
+        MsFlags::empty(),
+        None::<&str>,
+    )
+    .map_err(|e| format!("mounting /proc: {e}"))?;
+    let _ = std::fs::create_dir_all("/dev");
+    let _ = mount(
+        Some("devtmpfs"),
+        "/dev",
+        Some("devtmpfs"),
+        MsFlags::empty(),
+        None::<&str>,
+    );
+    crate::sys::bring_up_loopback().map_err(|e| format!("bringing lo up: {e}"))?;
+    let suite = crate::Suite::load(std::path::Path::new("/cases")).map_err(|e| e.to_string())?;
+    let platform = crate::Platform::current();
+    println!(
+        "sockspec guest: {} tests on {} {}",
+        suite.tests.len(),
+        platform.os,
+        platform.release
+    );
+    let opts = crate::run::Options {
+        label: Some(format!("linux {} (qemu)", platform.release)),
+        ..crate::run::Options::default()
+    };
+    let results = crate::run::run(&suite, &platform, &opts, |_| {});
+    println!(
+        "sockspec guest: {} pass, {} fail, {} error, {} skip in {:.1} s",
+        results.summary.pass,
+        results.summary.fail,
+        results.summary.error,
+        results.summary.skip,
+        results.run.duration_ms / 1000.0
+    );
+    let json = serde_json::to_vec(&results).map_err(|e| e.to_string())?;
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&json).map_err(|e| e.to_string())?;
+    let packed =
+        base64::engine::general_purpose::STANDARD.encode(gz.finish().map_err(|e| e.to_string())?);
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{BEGIN}").map_err(|e| e.to_string())?;
+    for chunk in packed.as_bytes().chunks(76) {
+        out.write_all(chunk).map_err(|e| e.to_string())?;
+        out.write_all(b"\n").map_err(|e| e.to_string())?;
+    }
+    writeln!(out, "{END}").map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+#[cfg(not(target_os = "linux"))]
+pub fn run_as_init() -> ! {
+    unreachable!("only a Linux guest boots sockspec as init")
+}

@@ -174,12 +174,25 @@ pub fn bless(
     };
 
     let mut confirm: BTreeSet<usize> = BTreeSet::new();
+    // Observed entries this run contradicts for some label, even where a
+    // narrower entry (a kernel range) took precedence: their `seen_on` must
+    // not gain this release, since it would claim every outcome in them.
+    let mut contradicted: BTreeSet<usize> = BTreeSet::new();
     let mut edits: BTreeMap<usize, BTreeMap<String, Outcome>> = BTreeMap::new();
     // (case, kernel range) → test name → pending
     let mut pending: BTreeMap<(String, Option<String>), BTreeMap<String, Pending>> =
         BTreeMap::new();
     for o in obs {
         for (label, outcome) in &o.outcomes {
+            if let Some(f) = file {
+                for c in f.candidates(&o.test, label, Some(release)) {
+                    if c.outcome != outcome
+                        && matches!(c.entry.provenance, Provenance::Observed { .. })
+                    {
+                        contradicted.insert(index_of(c.entry));
+                    }
+                }
+            }
             let top = file.and_then(|f| f.resolve(&o.test, label, Some(release)));
             let mut replaces = None;
             let (kernel, max_selected, note) = match top {
@@ -369,7 +382,10 @@ pub fn bless(
         t["seen_on"] = value(Array::from_iter([release]));
         summary.changed += 1;
     }
-    for i in confirm.difference(&edits.keys().copied().collect()) {
+    for i in confirm
+        .difference(&edits.keys().copied().collect())
+        .filter(|i| !contradicted.contains(i))
+    {
         if let Some(t) = array.get_mut(*i)
             && let Some(seen) = t.get_mut("seen_on").and_then(Item::as_array_mut)
         {

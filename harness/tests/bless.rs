@@ -177,6 +177,25 @@ fn another_kernel_series_gets_a_version_range() {
         text.contains("differs from EADDRINUSE observed on 14.1-RELEASE"),
         "{text}"
     );
+    // The broad entry holds for TCP on 13.2 but its UDP outcome does not, so
+    // it must not claim 13.2 in seen_on — not now, nor on a second bless.
+    let s = Suite::load(dir.path()).unwrap();
+    bless(&s, OsFamily::Freebsd, "13.2-RELEASE", &o).unwrap();
+    let text = read(&dir);
+    assert_eq!(
+        text.matches("seen_on = [\"14.1-RELEASE\"]").count(),
+        1,
+        "{text}"
+    );
+    assert_eq!(
+        text.matches("seen_on = [\"13.2-RELEASE\"]").count(),
+        1,
+        "{text}"
+    );
+    assert!(
+        !text.contains("\"14.1-RELEASE\", \"13.2-RELEASE\""),
+        "{text}"
+    );
     let s = Suite::load(dir.path()).unwrap();
     let f = s.expectations.for_os(OsFamily::Freebsd).unwrap();
     let t = s.test("t::c::proto=udp::addr=any4").unwrap();

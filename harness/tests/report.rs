@@ -115,7 +115,7 @@ fn the_summary_lists_only_tests_that_differ() {
 
 #[test]
 fn the_regression_report_names_what_changed() {
-        let (mut old, mut new) = (run("old", 50, 0), run("new", 50, 25));
+    let (mut old, mut new) = (run("old", 50, 0), run("new", 50, 25));
     // A second checked step that did the same in both runs stays out of the row.
     for r in [&mut old, &mut new] {
         let mut same = r.tests[0].steps[0].clone();

@@ -1186,6 +1186,21 @@ fn check_semantics(
             scope.socks.insert(name.clone(), info);
         }
     }
+    // 127.0.0.2 and kin exist on loopback only on some systems.
+    let addr = match action {
+        Action::Bind { addr, .. }
+        | Action::Connect { addr, .. }
+        | Action::Fanout { addr, .. }
+        | Action::Spread { addr, .. }
+        | Action::Send {
+            to: Some((addr, _)),
+            ..
+        } => Some(addr),
+        _ => None,
+    };
+    if addr.is_some_and(|a| is_extra_loopback(*a)) {
+        needs.insert(Need::SecondLoopback);
+    }
     // Addresses of IPv6 groups need the namespace interface.
     if let Action::Fanout {
         addr: IpAddr::V6(a),
@@ -1197,6 +1212,18 @@ fn check_semantics(
             needs.insert(Need::Root);
         }
     }
+}
+
+/// A loopback address other than 127.0.0.1 (also v4-mapped).
+fn is_extra_loopback(a: IpAddr) -> bool {
+    let v4 = match a {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => return false,
+        },
+    };
+    v4.is_loopback() && v4 != std::net::Ipv4Addr::LOCALHOST
 }
 
 #[cfg(test)]

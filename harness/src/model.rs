@@ -592,6 +592,9 @@ pub enum Need {
     Actors,
     /// Runs an actor as another user.
     OtherUser,
+    /// Uses a loopback address other than 127.0.0.1: Linux and Windows
+    /// answer on all of 127.0.0.0/8, macOS and the BSDs only on what lo0 has.
+    SecondLoopback,
 }
 
 /// One case as loaded from its file.

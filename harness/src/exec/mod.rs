@@ -100,9 +100,18 @@ pub struct Env {
 pub fn run_test(test: &Arc<Test>, env: &Env) -> Observed {
     let started = Instant::now();
     let mut retries = Vec::new();
-    if test.needs.contains(&Need::Ipv6Multicast)
-        && let Err(why) = crate::sys::prepare_v6_multicast()
-    {
+    let unavailable = if test.needs.contains(&Need::Ipv6Multicast) {
+        crate::sys::prepare_v6_multicast().err()
+    } else {
+        None
+    }
+    .or_else(|| {
+        test.needs
+            .contains(&Need::SecondLoopback)
+            .then(crate::sys::second_loopback)
+            .and_then(Result::err)
+    });
+    if let Some(why) = unavailable {
         return Observed {
             steps: Vec::new(),
             problem: Some(Problem::Unavailable(why)),

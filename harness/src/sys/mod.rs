@@ -91,6 +91,22 @@ pub fn isolation_mode() -> IsolationMode {
     }
 }
 
+/// Whether 127.0.0.2 is an address of this machine (in the calling thread's
+/// namespace). Linux and Windows route all of 127.0.0.0/8 to loopback; macOS
+/// and the BSDs have only the addresses configured on lo0
+/// (<https://man.freebsd.org/cgi/man.cgi?query=lo&sektion=4>).
+pub fn second_loopback() -> Result<(), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 2], 0));
+    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+        .and_then(|s| s.bind(&addr.into()))
+        .map_err(|e| {
+            format!(
+                "127.0.0.2 is not an address of this machine ({e}); add it to loopback first \
+                 (macOS, BSD: `sudo ifconfig lo0 alias 127.0.0.2 up`)"
+            )
+        })
+}
+
 /// Normalises IPv4-mapped IPv6 addresses to IPv4, as kernels report dual-stack
 /// sockets under either form.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {

@@ -53,7 +53,9 @@ fi
 
 out=${json:-$(mktemp --suffix=.json)}
 set +e
-"$wine" "$exe" run --cases cases $($bless && echo --repeat 3) --label "wine $("$wine" --version 2>/dev/null | head -1)" --json "$out"
+extra=()
+$bless && extra=(--repeat 3)
+"$wine" "$exe" run --cases cases "${extra[@]}" --label "wine $("$wine" --version 2>/dev/null | head -1)" --json "$out"
 status=$?
 set -e
 wineserver -w || true

@@ -228,3 +228,46 @@ fn bless_refuses_on_ci() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("refuses to run on CI"));
     assert_eq!(read(&dir), FREEBSD);
 }
+
+#[test]
+fn bless_from_a_results_file_writes_that_os_file_on_any_os() {
+    let dir = tree();
+    let s = Suite::load(dir.path()).unwrap();
+    // A real run here, relabelled as a FreeBSD run (as if downloaded from
+    // the matrix): only the results file says which OS it came from.
+    let mut results = sockspec::run::run(
+        &s,
+        &sockspec::Platform::current(),
+        &sockspec::run::Options::default(),
+        |_| {},
+    );
+    results.run.os = "freebsd".into();
+    results.run.kernel = "14.3-RELEASE".into();
+    let path = dir.path().join("results-freebsd.json");
+    results.write(&path).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(["bless", "--cases"])
+        .arg(dir.path())
+        .arg("--from")
+        .arg(&path)
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = read(&dir);
+    assert!(text.starts_with("# FreeBSD: hand-written header comment that must survive."));
+    assert!(
+        text.contains("source = \"observed\"\nseen_on = [\"14.3-RELEASE\"]"),
+        "{text}"
+    );
+    // Nothing was written for the OS the run really happened on.
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("expected"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(files, ["freebsd.toml"]);
+}

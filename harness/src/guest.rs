@@ -6,6 +6,7 @@
 //! that megabytes of JSON cross an emulated serial line in a moment — and
 //! powers the machine off.
 
+#[cfg(target_os = "linux")]
 use std::io::Write;
 
 /// Markers around the results on the console.

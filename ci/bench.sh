@@ -22,6 +22,12 @@ for path, what in ((sys.argv[1], "full suite"), (sys.argv[2], "without the timin
     print(f"{what}: {len(t)} tests ({s['pass']} pass, {s['fail']} fail, {s['error']} error, {s['skip']} skip) "
           f"in {r['run']['duration_ms'] / 1000:.3f} s wall, {r['run']['jobs']} jobs, isolation {r['run']['isolation']}; "
           f"per test median {statistics.median(ran) if ran else 0:.2f} ms, max {max(ran) if ran else 0:.1f} ms")
+# Starting a helper process (an actor) is one `spawn` step: re-exec in agent
+# mode, then the first reply over its pipe.
+spawns = [s["duration_ms"] for x in json.load(open(sys.argv[1]))["tests"] for s in x["steps"]
+          if s["kind"] == "spawn" and s["outcome"] == "ok"]
+if spawns:
+    print(f"actor start: {len(spawns)} spawns, median {statistics.median(spawns):.2f} ms, max {max(spawns):.2f} ms")
 PY
 
 # Reports: 10 runs x 1000+ tests (copies of the run above, with outcomes

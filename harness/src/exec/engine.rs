@@ -209,7 +209,7 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         steps.push(record(done.outcome, done.raw, done.detail));
     }
     // Dropping the engine closes this process's sockets and ends every actor.
-    drop(e);
+    sys::closing(|| drop(e));
     AttemptResult {
         steps,
         problem,
@@ -285,6 +285,50 @@ impl Engine<'_> {
             _ => {}
         }
         Ok((a, first_use && matches!(action, Action::Bind { .. })))
+    }
+
+    /// A port connect() picked may still carry another test's TIME_WAIT (the
+    /// kernel shares a connect-assigned port among distinct 4-tuples), and
+    /// the test would then see that entry in a later bind on the port: such
+    /// an attempt is re-run. Leases cannot meet this: their probe binds
+    /// conflict with TIME_WAIT. Checked only where reading the kernel's
+    /// table is cheap.
+    fn check_implicit_port(&self, sock: &str) -> Result<(), Stop> {
+        let Some(local) = self.slots.get(sock).and_then(|s| s.local) else {
+            return Ok(());
+        };
+        if !sys::CHEAP_TCP_TABLE || local.port() == 0 {
+            return Ok(());
+        }
+        let ours: Vec<(SocketAddr, Option<SocketAddr>)> = self
+            .slots
+            .values()
+            .filter_map(|s| {
+                s.local
+                    .map(|l| (sys::canonical(l), s.peer.map(sys::canonical)))
+            })
+            .collect();
+        let table = sys::tcp_table().map_err(|e| {
+            Stop::Problem(Problem::Harness(format!(
+                "reading the kernel's TCP table: {e}"
+            )))
+        })?;
+        let stranger = table.iter().find(|e| {
+            e.local.port() == local.port()
+                && !ours.iter().any(|(l, p)| {
+                    *l == sys::canonical(e.local) && p.is_none_or(|p| p == sys::canonical(e.remote))
+                })
+        });
+        match stranger {
+            Some(e) => Err(Stop::Retry(format!(
+                "connect gave `{sock}` port {}, which an earlier test's {} {} -> {} still holds",
+                local.port(),
+                Outcome::State(e.state),
+                e.local,
+                e.remote
+            ))),
+            None => Ok(()),
+        }
     }
 
     fn mirror(&mut self, holder: Option<&str>, addrs: Vec<(String, Addrs)>) {
@@ -430,9 +474,18 @@ impl Engine<'_> {
                     }
                 };
                 let (resolved, port_setup) = self.resolve(action)?;
+                // A TCP connect from an unbound socket picks its port itself.
+                let implicit = match action {
+                    Action::Connect { sock, .. } => self
+                        .slots
+                        .get(sock)
+                        .filter(|s| s.proto == Proto::Tcp && s.local.is_none())
+                        .map(|_| sock.clone()),
+                    _ => None,
+                };
                 let (done, addrs) = match &holder {
                     None => {
-                        let d = self.local.exec(&resolved, deadline);
+                        let d = sys::closing(|| self.local.exec(&resolved, deadline));
                         (d, self.local.addrs())
                     }
                     Some(a) => match self.actor(a)?.exec(&resolved, deadline) {
@@ -467,6 +520,9 @@ impl Engine<'_> {
                     _ => {}
                 }
                 self.mirror(holder.as_deref(), addrs);
+                if let Some(sock) = implicit {
+                    self.check_implicit_port(&sock)?;
+                }
                 Ok((done, port_setup))
             }
         }

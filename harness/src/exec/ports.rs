@@ -12,7 +12,11 @@
 //! bind, say), the later one fails its claim and both are re-run: collisions
 //! can happen in the kernel but never reach a reported outcome. With a
 //! network namespace per worker (Linux, root) each scope has one attempt at a
-//! time and no other process in it, so they cannot happen at all.
+//! time and no other process in it. What earlier attempts leave behind can
+//! still meet a new one: a TIME_WAIT entry on a port that connect() hands out
+//! again (the engine checks the kernel's table after an implicit bind), and a
+//! closed socket that a child process still held (sockets are never closed
+//! while a child is starting: `sys::closing`).
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io;
@@ -156,7 +160,7 @@ pub fn have_ipv6() -> bool {
 pub fn lease(claims: &mut Claims) -> io::Result<u16> {
     let mut last = None;
     for _ in 0..64 {
-        match probe() {
+        match crate::sys::closing(probe) {
             Ok(Some(p)) => match claims.claim(p) {
                 Ok(()) => return Ok(p),
                 Err(_) => last = Some(format!("port {p} is held by another test")),

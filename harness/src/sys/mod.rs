@@ -91,6 +91,35 @@ pub fn isolation_mode() -> IsolationMode {
     }
 }
 
+/// Closing sockets and starting child processes exclude each other. A child
+/// gets a copy of every descriptor at fork and holds it until exec drops the
+/// close-on-exec ones, so a socket closed in that window stays open: its port
+/// stays bound, its linger and reset do not happen yet. Tests in other
+/// workers would see that as the kernel's doing.
+static CHILD_GATE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+/// Runs `f`, which may close sockets, while no child process is starting.
+pub fn closing<T>(f: impl FnOnce() -> T) -> T {
+    let _shared = CHILD_GATE.read().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
+/// Starts a child process (`f` returns once it has exec'd, as
+/// `Command::spawn` does) while no socket is being closed.
+pub fn spawning<T>(f: impl FnOnce() -> T) -> T {
+    let _exclusive = CHILD_GATE.write().unwrap_or_else(|e| e.into_inner());
+    f()
+}
+
+/// `Command::output`, with the start behind the gate.
+pub fn output(cmd: &mut std::process::Command) -> io::Result<std::process::Output> {
+    use std::process::Stdio;
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    spawning(|| cmd.spawn())?.wait_with_output()
+}
+
 /// Whether 127.0.0.2 is an address of this machine (in the calling thread's
 /// namespace). Linux and Windows route all of 127.0.0.0/8 to loopback; macOS
 /// and the BSDs have only the addresses configured on lo0

@@ -349,6 +349,9 @@ fn rows<T>(buf: &[u8]) -> Vec<T> {
         .collect()
 }
 
+/// GetTcpTable is one call: cheap enough to do after every implicit bind.
+pub const CHEAP_TCP_TABLE: bool = true;
+
 /// The kernel's TCP table through the IP Helper API. The plain tables, not
 /// GetExtendedTcpTable's owner-PID ones: nothing here needs the PID, and
 /// finding it is slow (Wine scans every process for it).
@@ -437,12 +440,12 @@ pub fn spawn_agent(
     use std::os::windows::io::AsRawHandle;
     use std::process::{Command, Stdio};
     use windows_sys::Win32::System::JobObjects::AssignProcessToJobObject;
-    let child = Command::new(program)
-        .envs(env.iter().map(|(k, v)| (k, v)))
+    let mut cmd = Command::new(program);
+    cmd.envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()?;
+        .stderr(Stdio::inherit());
+    let child = crate::sys::spawning(|| cmd.spawn())?;
     if let Some(job) = job() {
         // SAFETY: both handles are valid; the child stays in the job until it ends.
         unsafe {

@@ -40,7 +40,7 @@ pub fn spawn_agent(
             Ok(())
         });
     }
-    let child = cmd.spawn()?;
+    let child = crate::sys::spawning(|| cmd.spawn())?;
     drop(theirs);
     Ok((child, DescriptorChannel(ours)))
 }

@@ -8,6 +8,9 @@ use std::io;
 
 use crate::sys::{Isolation, IsolationMode, TcpEntry, isolation_mode, parse_netstat};
 
+/// Reading the table runs netstat: too slow to do after every implicit bind.
+pub const CHEAP_TCP_TABLE: bool = false;
+
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     let args: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
         &["-an", "-P", "tcp"]
@@ -19,7 +22,7 @@ pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     } else {
         &["-an", "-p", "tcp"]
     };
-    let out = std::process::Command::new("netstat").args(args).output()?;
+    let out = crate::sys::output(std::process::Command::new("netstat").args(args))?;
     if !out.status.success() {
         return Err(io::Error::other(format!(
             "netstat {}: {}",
@@ -58,7 +61,7 @@ pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
             "net.inet.ip.portrange.last",
         ]
     };
-    let Ok(out) = std::process::Command::new("sysctl").args(names).output() else {
+    let Ok(out) = crate::sys::output(std::process::Command::new("sysctl").args(names)) else {
         return Default::default();
     };
     String::from_utf8_lossy(&out.stdout)

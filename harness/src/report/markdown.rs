@@ -200,15 +200,7 @@ fn changed_steps<'a>(old: &'a TestRecord, new: &'a TestRecord) -> Vec<Change<'a>
         if before == s.outcome {
             continue;
         }
-        let expectation = match (&s.expected, &s.expectation) {
-            (Some(exp), Some(e)) => format!(
-                "{exp} ({}, {}:{})",
-                e.provenance,
-                e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
-                e.line
-            ),
-            _ => "none".into(),
-        };
+        let expectation = super::matrix::expected_step(s).unwrap_or_else(|| "none".into());
         out.push(Change {
             label,
             old: before,

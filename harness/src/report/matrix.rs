@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::results::{Results, TestRecord, Verdict};
+use crate::results::{Results, StepRecord, TestRecord, Verdict};
 
 /// One test's row across runs.
 pub struct Row<'a> {
@@ -57,20 +57,27 @@ pub fn cell_text(t: &TestRecord) -> String {
     }
 }
 
+/// A step's expected outcome and the entry it came from:
+/// `EADDRINUSE (observed on 6.18.44, linux.toml:12)`.
+pub fn expected_step(s: &StepRecord) -> Option<String> {
+    let (exp, e) = (s.expected.as_ref()?, s.expectation.as_ref()?);
+    Some(format!(
+        "{exp} ({}, {}:{})",
+        e.provenance,
+        e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
+        e.line
+    ))
+}
+
 /// Each checked step's expectation, for a tooltip or a detail line.
 pub fn expectation_text(t: &TestRecord) -> String {
     let mut out = Vec::new();
     for s in &t.steps {
         let Some(label) = &s.label else { continue };
-        match (&s.expected, &s.expectation) {
-            (Some(exp), Some(e)) => out.push(format!(
-                "{label}: expected {exp} ({}, {}:{})",
-                e.provenance,
-                e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
-                e.line
-            )),
-            _ if s.outcome != "not_run" => out.push(format!("{label}: no expectation")),
-            _ => {}
+        match expected_step(s) {
+            Some(e) => out.push(format!("{label}: expected {e}")),
+            None if s.outcome != "not_run" => out.push(format!("{label}: no expectation")),
+            None => {}
         }
     }
     if let Some(r) = &t.reason {

@@ -298,6 +298,8 @@ fn dispatch(cmd: Command) -> Result<ExitCode, Error> {
                 }
             }
             for (os, release, results) in inputs {
+                // Each bless reloads the suite: later inputs see earlier edits.
+                let suite = load(&select.root())?;
                 let records: Vec<_> = results
                     .tests
                     .iter()
@@ -314,8 +316,6 @@ fn dispatch(cmd: Command) -> Result<ExitCode, Error> {
                     .iter()
                     .filter(|(_, w)| w.starts_with("skipped"))
                     .count();
-                // Each bless reloads the suite: later inputs see earlier edits.
-                let suite = load(&select.root())?;
                 let summary = bless::bless(&suite, os, &release, &obs)?;
                 println!("{summary}");
                 if skipped > 0 {

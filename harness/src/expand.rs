@@ -339,13 +339,26 @@ impl<'a> Fields<'a> {
         })
     }
 
-    fn ms(&mut self, name: &str, default: Duration) -> Duration {
+    /// An optional field: `default` when it is absent, else what `read`
+    /// makes of it (`None` once an error is recorded).
+    fn or<T>(
+        &mut self,
+        name: &str,
+        default: T,
+        read: impl FnOnce(&mut Self) -> Option<T>,
+    ) -> Option<T> {
         if self.t.field(name).is_none() {
-            return default;
+            Some(default)
+        } else {
+            read(self)
         }
-        self.uint(name, 60_000)
-            .map(Duration::from_millis)
-            .unwrap_or(default)
+    }
+
+    fn ms(&mut self, name: &str, default: Duration) -> Duration {
+        self.or(name, default, |f| {
+            f.uint(name, 60_000).map(Duration::from_millis)
+        })
+        .unwrap_or(default)
     }
 
     fn idents(&mut self, name: &str) -> Option<Vec<String>> {
@@ -603,11 +616,7 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
                     s => parse_addr(s).map(|a| Family::of(&a)),
                 },
             );
-            let opts = if f.t.field("opts").is_some() {
-                f.flag_opts("opts")?
-            } else {
-                Vec::new()
-            };
+            let opts = f.or("opts", Vec::new(), |f| f.flag_opts("opts"))?;
             Action::Socket {
                 name: name?,
                 proto: proto?,
@@ -653,11 +662,9 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
         }
         "listen" => {
             let sock = f.ident("sock");
-            let backlog = if f.t.field("backlog").is_some() {
-                f.uint("backlog", 4096)? as i32
-            } else {
-                128
-            };
+            let backlog = f.or("backlog", 128, |f| {
+                f.uint("backlog", 4096).map(|n| n as i32)
+            })?;
             Action::Listen {
                 sock: sock?,
                 backlog,
@@ -669,11 +676,9 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
         },
         "send" => {
             let sock = f.ident("sock");
-            let bytes = if f.t.field("bytes").is_some() {
-                f.uint("bytes", 16 << 20)? as usize
-            } else {
-                8
-            };
+            let bytes = f.or("bytes", 8, |f| {
+                f.uint("bytes", 16 << 20).map(|n| n as usize)
+            })?;
             let to = match (
                 f.t.field("to_addr").is_some(),
                 f.t.field("to_port").is_some(),
@@ -709,7 +714,7 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
         },
         "close" => {
             let sock = f.ident("sock");
-            let bands = if f.t.field("bands").is_some() {
+            let bands = f.or("bands", Vec::new(), |f| {
                 f.parse(
                     "bands",
                     "a table of band names to [min_ms, max_ms], e.g. { quick = [0, 300] }",
@@ -730,28 +735,23 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
                         }
                         (!out.is_empty()).then_some(out)
                     },
-                )?
-            } else {
-                Vec::new()
-            };
+                )
+            })?;
             Action::Close { sock: sock?, bands }
         }
         "tcp_state" => {
             let sock = f.ident("sock");
-            let want = if f.t.field("want").is_some() {
-                Some(
-                    f.parse(
-                        "want",
-                        "a TCP state name (TIME_WAIT, none, ...)",
-                        |v| match v.as_str()?.parse::<Outcome>().ok()? {
-                            Outcome::State(s) => Some(s),
-                            _ => None,
-                        },
-                    )?,
+            let want = f.or("want", None, |f| {
+                f.parse(
+                    "want",
+                    "a TCP state name (TIME_WAIT, none, ...)",
+                    |v| match v.as_str()?.parse::<Outcome>().ok()? {
+                        Outcome::State(s) => Some(s),
+                        _ => None,
+                    },
                 )
-            } else {
-                None
-            };
+                .map(Some)
+            })?;
             Action::TcpState {
                 sock: sock?,
                 want,
@@ -763,20 +763,14 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
             let addr = f.addr("addr");
             let port = f.port("port");
             let receivers = f.idents("receivers");
-            let count = if f.t.field("count").is_some() {
-                f.uint("count", 1000)? as u32
-            } else {
-                10
-            };
-            let observe = if f.t.field("observe").is_some() {
+            let count = f.or("count", 10, |f| f.uint("count", 1000).map(|n| n as u32))?;
+            let observe = f.or("observe", Observe::Each, |f| {
                 f.parse("observe", "\"each\" or \"who\"", |v| match v.as_str()? {
                     "each" => Some(Observe::Each),
                     "who" => Some(Observe::Who),
                     _ => None,
-                })?
-            } else {
-                Observe::Each
-            };
+                })
+            })?;
             Action::Fanout {
                 sender: sender?,
                 addr: addr?,
@@ -791,20 +785,14 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
             let addr = f.addr("addr");
             let port = f.port("port");
             let listeners = f.idents("listeners");
-            let count = if f.t.field("count").is_some() {
-                f.uint("count", 4096)? as u32
-            } else {
-                32
-            };
-            let observe = if f.t.field("observe").is_some() {
+            let count = f.or("count", 32, |f| f.uint("count", 4096).map(|n| n as u32))?;
+            let observe = f.or("observe", Observe::Each, |f| {
                 f.parse("observe", "\"count\" or \"who\"", |v| match v.as_str()? {
                     "count" => Some(Observe::Each),
                     "who" => Some(Observe::Who),
                     _ => None,
-                })?
-            } else {
-                Observe::Each
-            };
+                })
+            })?;
             Action::Spread {
                 addr: addr?,
                 port: port?,
@@ -829,17 +817,14 @@ fn resolve_action(f: &mut Fields<'_>) -> Option<Action> {
         },
         "spawn" => {
             let actor = f.ident("actor");
-            let user = if f.t.field("user").is_some() {
-                Some(
-                    f.parse("user", "a numeric uid or \"nobody\" (65534)", |v| match v {
-                        Value::String(s) if s == "nobody" => Some(65534),
-                        Value::Integer(i) if (1..=u32::MAX as i64).contains(i) => Some(*i as u32),
-                        _ => None,
-                    })?,
-                )
-            } else {
-                None
-            };
+            let user = f.or("user", None, |f| {
+                f.parse("user", "a numeric uid or \"nobody\" (65534)", |v| match v {
+                    Value::String(s) if s == "nobody" => Some(65534),
+                    Value::Integer(i) if (1..=u32::MAX as i64).contains(i) => Some(*i as u32),
+                    _ => None,
+                })
+                .map(Some)
+            })?;
             Action::Spawn {
                 actor: actor?,
                 user,

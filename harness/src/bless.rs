@@ -25,6 +25,7 @@ use std::sync::Arc;
 use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 
 use crate::Suite;
+use crate::atomic;
 use crate::error::Error;
 use crate::expect::{Entry, Provenance, group_tests, version_numbers};
 use crate::load::EXPECTED_DIR;
@@ -204,7 +205,11 @@ pub fn bless(
                         confirm.insert(index_of(a.entry));
                         continue;
                     }
-                    if seen_on.iter().any(|r| same_series(os, r, release)) {
+                    // Edit (or replace) an observation only when every
+                    // release it lists is of this series: an entry that also
+                    // speaks for other kernels stays true for them, and the
+                    // new outcome gets an entry limited to this series.
+                    if !seen_on.is_empty() && seen_on.iter().all(|r| same_series(os, r, release)) {
                         if a.entry.selected == 1 {
                             edits
                                 .entry(index_of(a.entry))
@@ -415,7 +420,8 @@ pub fn bless(
     }
     let written = doc.to_string();
     std::fs::create_dir_all(suite.root.join(EXPECTED_DIR)).map_err(|e| Error::io(&path, e))?;
-    std::fs::write(&path, &written).map_err(|e| Error::io(&path, e))?;
+    atomic::write_text_like(&path, &written, original.as_deref())
+        .map_err(|e| Error::io(&path, e))?;
 
     // Validate, then drop observed entries nothing resolves to any more.
     let result = Suite::load(&suite.root)
@@ -423,7 +429,7 @@ pub fn bless(
         .and_then(|reloaded| prune(&reloaded, os, &path, &mut summary));
     if let Err(e) = result {
         match &original {
-            Some(t) => std::fs::write(&path, t).map_err(|e| Error::io(&path, e))?,
+            Some(t) => atomic::write(&path, t.as_bytes()).map_err(|e| Error::io(&path, e))?,
             None => std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?,
         }
         return Err(Error::Other(format!(
@@ -499,7 +505,7 @@ fn prune(
         array.remove(*i);
     }
     summary.removed += remove.len();
-    std::fs::write(path, doc.to_string()).map_err(|e| Error::io(path, e))?;
+    atomic::write_text_like(path, &doc.to_string(), Some(&text)).map_err(|e| Error::io(path, e))?;
     Suite::load(&suite.root).map(|_| ()).map_err(Error::from)
 }
 

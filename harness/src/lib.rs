@@ -6,6 +6,7 @@
 //! [`report`]. OS differences live in [`sys`] only; reporters see only
 //! [`results`].
 
+pub mod atomic;
 pub mod bless;
 pub mod claims;
 pub mod error;

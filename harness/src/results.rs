@@ -246,6 +246,6 @@ impl Results {
 
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
-        std::fs::write(path, text + "\n").map_err(|e| Error::io(path, e))
+        crate::atomic::write(path, (text + "\n").as_bytes()).map_err(|e| Error::io(path, e))
     }
 }

@@ -140,16 +140,37 @@ fn reblessing_confirms_and_edits_in_place() {
     assert_eq!((sum.confirmed, sum.added, sum.changed), (1, 0, 0));
     assert!(read(&dir).contains("seen_on = [\"14.1-RELEASE\", \"14.2-RELEASE\"]"));
 
-    // A different outcome on the same series, for every test: edited in place.
+    // A different outcome on 14.2 for every test: the entry also speaks for
+    // 14.1, so it stays as it is and 14.2 gets an entry of its own.
     let s = Suite::load(dir.path()).unwrap();
     let sum = bless(&s, OsFamily::Freebsd, "14.2-RELEASE", &obs(&s, |_, _| "ok")).unwrap();
-    assert_eq!((sum.changed, sum.added), (1, 0), "{}", read(&dir));
+    assert_eq!((sum.changed, sum.added), (0, 1), "{}", read(&dir));
     let text = read(&dir);
-    assert_eq!(text.matches("[[expect]]").count(), 2);
+    assert!(
+        text.contains("seen_on = [\"14.1-RELEASE\", \"14.2-RELEASE\"]"),
+        "{text}"
+    );
     assert!(
         text.contains(
-            "outcomes = { bind_b = \"ok\" }\nsource = \"observed\"\nseen_on = [\"14.2-RELEASE\"]"
+            "kernel = \"=14.2\"\noutcomes = { bind_b = \"ok\" }\nsource = \"observed\"\nseen_on = [\"14.2-RELEASE\"]"
         ),
+        "{text}"
+    );
+
+    // Once an entry speaks only for this series, a new outcome edits it in place.
+    let s = Suite::load(dir.path()).unwrap();
+    let sum = bless(
+        &s,
+        OsFamily::Freebsd,
+        "14.2-RELEASE",
+        &obs(&s, |_, _| "EACCES"),
+    )
+    .unwrap();
+    assert_eq!((sum.changed, sum.added), (1, 0), "{}", read(&dir));
+    let text = read(&dir);
+    assert_eq!(text.matches("[[expect]]").count(), 3, "{text}");
+    assert!(
+        text.contains("outcomes = { bind_b = \"EACCES\" }"),
         "{text}"
     );
 }
@@ -270,4 +291,213 @@ fn bless_from_a_results_file_writes_that_os_file_on_any_os() {
         .map(|e| e.unwrap().file_name())
         .collect();
     assert_eq!(files, ["freebsd.toml"]);
+}
+
+/// Copies the repository's real case tree into a temporary directory.
+fn real_tree() -> tempfile::TempDir {
+    fn copy(from: &std::path::Path, to: &std::path::Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let target = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &target);
+            } else {
+                std::fs::copy(e.path(), target).unwrap();
+            }
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    copy(
+        &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cases"),
+        dir.path(),
+    );
+    dir
+}
+
+#[test]
+fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
+    use sockspec::expect::{Provenance, version_numbers};
+    let dir = real_tree();
+    let s = Suite::load(dir.path()).unwrap();
+    let linux = s.expectations.for_os(OsFamily::Linux).unwrap();
+    // An unranged observed entry seen on several kernel series, and a test
+    // whose checked bind step it answers.
+    let series = |r: &str| version_numbers(r).into_iter().take(2).collect::<Vec<_>>();
+    let (entry, test, label, old) = linux
+        .entries
+        .iter()
+        .filter(|e| e.kernel.is_none())
+        .filter(|e| match &e.provenance {
+            Provenance::Observed { seen_on } => {
+                seen_on
+                    .iter()
+                    .map(|r| series(r))
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .len()
+                    > 1
+            }
+            _ => false,
+        })
+        .find_map(|e| {
+            let (label, old) = e.outcomes.iter().find(|(l, o)| {
+                l.starts_with("bind") && matches!(o, Outcome::Ok | Outcome::Error(_))
+            })?;
+            let t = s.tests.iter().find(|t| {
+                linux
+                    .resolve(t, label, Some("6.18.99"))
+                    .is_some_and(|a| std::ptr::eq(a.entry, e))
+            })?;
+            Some((e, t.clone(), label.clone(), old.clone()))
+        })
+        .expect("linux.toml has an observed entry seen on several kernel series");
+    let Provenance::Observed { seen_on: before } = &entry.provenance else {
+        unreachable!()
+    };
+    let new: Outcome = if old == Outcome::Ok {
+        "EADDRINUSE"
+    } else {
+        "ok"
+    }
+    .parse()
+    .unwrap();
+    let o = vec![Observation {
+        test: test.clone(),
+        outcomes: vec![(label.clone(), new.clone())],
+    }];
+    bless(&s, OsFamily::Linux, "6.18.99", &o).unwrap();
+
+    let s = Suite::load(dir.path()).unwrap();
+    let linux = s.expectations.for_os(OsFamily::Linux).unwrap();
+    let t = s.test(&test.name).unwrap();
+    // The new outcome holds for 6.18 only, from an entry limited to it ...
+    let now = linux.resolve(t, &label, Some("6.18.99")).unwrap();
+    assert_eq!(*now.outcome, new);
+    assert_eq!(
+        now.entry.kernel.as_ref().map(|k| k.text.as_str()),
+        Some("=6.18")
+    );
+    // ... and every other release the old entry listed still gets the old one,
+    // with its provenance intact.
+    for r in before.iter().filter(|r| series(r) != series("6.18.99")) {
+        let a = linux.resolve(t, &label, Some(r)).unwrap();
+        assert_eq!(*a.outcome, old, "{r}");
+        match &a.entry.provenance {
+            Provenance::Observed { seen_on } => assert_eq!(seen_on, before),
+            p => panic!("{p:?}"),
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod interrupted_writes {
+    //! A bless that dies or fails half-way through writing leaves the old file.
+    use std::os::unix::process::CommandExt;
+    use std::process::Command;
+
+    /// Runs `sockspec bless --from` with a file-size limit that stops its
+    /// write half-way; `ignore_xfsz` makes the write fail with EFBIG instead
+    /// of killing the process (SIGXFSZ).
+    fn bless_limited(
+        dir: &std::path::Path,
+        results: &std::path::Path,
+        ignore_xfsz: bool,
+    ) -> std::process::Output {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockspec"));
+        cmd.args(["bless", "--cases"])
+            .arg(dir)
+            .arg("--from")
+            .arg(results)
+            .env_remove("CI");
+        unsafe {
+            cmd.pre_exec(move || {
+                // Larger than the results file read, smaller than linux.toml.
+                let lim = libc::rlimit {
+                    rlim_cur: 4096,
+                    rlim_max: 4096,
+                };
+                libc::setrlimit(libc::RLIMIT_FSIZE, &lim);
+                if ignore_xfsz {
+                    libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+                }
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    }
+
+    #[test]
+    fn a_write_cut_short_leaves_the_old_bytes() {
+        let dir = super::real_tree();
+        let path = dir.path().join("expected/linux.toml");
+        let before = std::fs::read(&path).unwrap();
+        assert!(before.len() > 4096);
+        // A real run of one test, its outcome then changed so that bless
+        // must rewrite the file.
+        let results = dir.path().join("r.json");
+        let name = "bind::pairs::mode=plain::proto=tcp::first=any4::second=any4";
+        let run = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+            .args(["run", "-q", "--exact", name, "--json"])
+            .arg(&results)
+            .arg("--cases")
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(run.status.success(), "{run:?}");
+        let mut r: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&results).unwrap()).unwrap();
+        r["run"]["kernel"] = "6.18.99".into();
+        for s in r["tests"][0]["steps"].as_array_mut().unwrap() {
+            if s["label"] == "bind_b" {
+                s["outcome"] = "EACCES".into();
+            }
+        }
+        std::fs::write(&results, serde_json::to_vec(&r).unwrap()).unwrap();
+        for ignore in [false, true] {
+            let out = bless_limited(dir.path(), &results, ignore);
+            assert!(!out.status.success(), "{out:?}");
+            assert_eq!(
+                std::fs::read(&path).unwrap(),
+                before,
+                "ignore SIGXFSZ: {ignore}"
+            );
+        }
+        // The failed write (EFBIG) cleaned up after itself.
+        let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("expected"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with(sockspec::atomic::TEMP_PREFIX)
+            })
+            .collect();
+        assert!(leftovers.len() <= 1, "{leftovers:?}");
+    }
+
+    #[test]
+    fn crlf_files_stay_crlf() {
+        let dir = super::real_tree();
+        let path = dir.path().join("expected/linux.toml");
+        let crlf = std::fs::read_to_string(&path)
+            .unwrap()
+            .replace('\n', "\r\n");
+        std::fs::write(&path, &crlf).unwrap();
+        let s = sockspec::Suite::load(dir.path()).unwrap();
+        let t = s
+            .tests
+            .iter()
+            .find(|t| t.name.starts_with("bind::pairs::"))
+            .unwrap()
+            .clone();
+        let o = vec![sockspec::bless::Observation {
+            test: t,
+            outcomes: vec![("bind_b".into(), "EACCES".parse().unwrap())],
+        }];
+        sockspec::bless::bless(&s, sockspec::model::OsFamily::Linux, "6.18.99", &o).unwrap();
+        let after = std::fs::read_to_string(&path).unwrap();
+        assert_ne!(after, crlf);
+        assert!(after.ends_with("\r\n"));
+        assert_eq!(after.matches('\n').count(), after.matches("\r\n").count());
+    }
 }

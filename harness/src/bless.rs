@@ -70,31 +70,57 @@ pub fn on_ci() -> bool {
     std::env::var_os("CI").is_some_and(|v| !v.is_empty())
 }
 
+/// Why a result record is not blessed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The results name a test these cases do not have.
+    UnknownTest,
+    /// The test did not run there (another OS, a missing option, ...).
+    Skipped(String),
+    /// The run gave no verdict (a harness error, a hang).
+    NoVerdict(String),
+    /// Outcomes varied between repeats: never blessed.
+    Intermittent,
+    /// A setup step or precondition failed, so the outcomes prove nothing.
+    Problem { problem: String, reason: String },
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::UnknownTest => f.write_str("no such test in these cases"),
+            Refusal::Skipped(why) => write!(f, "skipped: {why}"),
+            Refusal::NoVerdict(why) => write!(f, "no verdict: {why}"),
+            Refusal::Intermittent => f.write_str(
+                "outcomes varied between runs; an intermittent outcome is never blessed",
+            ),
+            Refusal::Problem { problem, reason } => write!(f, "{problem}: {reason}"),
+        }
+    }
+}
+
 /// Turns result records into observations; records that must not be blessed
 /// come back with the reason.
 pub fn observations(
     suite: &Suite,
     records: &[TestRecord],
-) -> (Vec<Observation>, Vec<(String, String)>) {
+) -> (Vec<Observation>, Vec<(String, Refusal)>) {
     let mut out = Vec::new();
     let mut refused = Vec::new();
     for r in records {
         let Some(test) = suite.test(&r.name) else {
-            refused.push((r.name.clone(), "no such test in these cases".into()));
+            refused.push((r.name.clone(), Refusal::UnknownTest));
             continue;
         };
+        let reason = || r.reason.clone().unwrap_or_default();
         let why = match r.verdict {
-            Verdict::Skip => Some(format!("skipped: {}", r.reason.as_deref().unwrap_or(""))),
-            Verdict::Error => Some(format!("no verdict: {}", r.reason.as_deref().unwrap_or(""))),
-            Verdict::Intermittent => Some(
-                "outcomes varied between runs; an intermittent outcome is never blessed".into(),
-            ),
-            _ if r.problem.is_some() => Some(format!(
-                "{}: {}",
-                r.problem.as_deref().unwrap_or(""),
-                r.reason.as_deref().unwrap_or("")
-            )),
-            _ => None,
+            Verdict::Skip => Some(Refusal::Skipped(reason())),
+            Verdict::Error => Some(Refusal::NoVerdict(reason())),
+            Verdict::Intermittent => Some(Refusal::Intermittent),
+            _ => r.problem.as_ref().map(|p| Refusal::Problem {
+                problem: p.clone(),
+                reason: reason(),
+            }),
         };
         if let Some(why) = why {
             refused.push((r.name.clone(), why));

@@ -48,6 +48,9 @@ pub struct RunInfo {
     /// Settings of the network stack that change outcomes (Linux sysctls).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// The run was interrupted (SIGINT / SIGTERM): tests not listed did not run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub interrupted: bool,
 }
 
 impl RunInfo {

@@ -2,7 +2,7 @@
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, mpsc};
 use std::time::{Instant, SystemTime};
 
@@ -42,6 +42,15 @@ pub struct Options {
     pub jobs: usize,
     pub repeat: u32,
     pub label: Option<String>,
+    /// Once set, no more tests (or repeats) start; the results say the run
+    /// was interrupted.
+    pub stop: Option<Arc<AtomicBool>>,
+}
+
+impl Options {
+    fn stopped(&self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
 }
 
 impl Default for Options {
@@ -51,6 +60,7 @@ impl Default for Options {
             jobs: default_jobs(),
             repeat: 1,
             label: None,
+            stop: None,
         }
     }
 }
@@ -97,6 +107,21 @@ pub fn run_one(
     book: &Arc<PortBook>,
     repeat: u32,
 ) -> TestRecord {
+    let opts = Options {
+        repeat,
+        ..Options::default()
+    };
+    run_repeats(suite, platform, test, book, &opts)
+}
+
+/// [`run_one`], stopping between repeats once `opts.stop` is set.
+fn run_repeats(
+    suite: &Suite,
+    platform: &Platform,
+    test: &Arc<Test>,
+    book: &Arc<PortBook>,
+    opts: &Options,
+) -> TestRecord {
     if let Some(why) = suite.skip_reason(test, platform) {
         return skipped(test, why);
     }
@@ -109,12 +134,14 @@ pub fn run_one(
         }
     };
     let file = suite.expectations.for_os(platform.os);
-    let runs: Vec<TestRecord> = (0..repeat.max(1))
-        .map(|_| {
-            let obs = run_test(test, &env);
-            judge(test, &obs, file, platform.os, &platform.release)
-        })
-        .collect();
+    let mut runs: Vec<TestRecord> = Vec::new();
+    for _ in 0..opts.repeat.max(1) {
+        if !runs.is_empty() && opts.stopped() {
+            break;
+        }
+        let obs = run_test(test, &env);
+        runs.push(judge(test, &obs, file, platform.os, &platform.release));
+    }
     fold_repeats(runs)
 }
 
@@ -151,9 +178,12 @@ pub fn run(
                     let _ = settings_tx.send(sys::stack_settings());
                 }
                 loop {
+                    if opts.stopped() {
+                        break;
+                    }
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(test) = selected.get(i) else { break };
-                    let rec = run_one(suite, platform, test, book, opts.repeat);
+                    let rec = run_repeats(suite, platform, test, book, opts);
                     if tx.send((i, rec, iso)).is_err() {
                         break;
                     }
@@ -168,6 +198,7 @@ pub fn run(
         }
     });
     let tests: Vec<TestRecord> = records.into_iter().flatten().collect();
+    let interrupted = opts.stopped();
     let settings: BTreeMap<String, String> = settings_rx.try_recv().unwrap_or_default();
     Results {
         schema: SCHEMA.to_string(),
@@ -188,6 +219,7 @@ pub fn run(
             privileged: platform.privileged,
             label: opts.label.clone(),
             settings,
+            interrupted,
         },
         summary: Summary::of(&tests),
         tests,

@@ -101,6 +101,7 @@ fn main() -> ExitCode {
                 privileged: platform.privileged,
                 label: std::env::var("SOCKSPEC_LABEL").ok(),
                 settings: BTreeMap::new(),
+                interrupted: false,
             },
             summary: Summary::of(&tests),
             tests,

@@ -75,6 +75,7 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
             privileged: true,
             label: Some(label.into()),
             settings: BTreeMap::new(),
+            interrupted: false,
         },
         summary: Summary::of(&tests),
         tests,

@@ -76,5 +76,11 @@ pub fn summary(results: &Results) -> String {
         s.skip,
         r.duration_ms / 1000.0
     );
+    if r.repeat > 1 {
+        let _ = writeln!(out, "each test ran {} times", r.repeat);
+    }
+    if r.interrupted {
+        let _ = writeln!(out, "interrupted: the tests not counted here did not run");
+    }
     out
 }

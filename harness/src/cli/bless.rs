@@ -1,0 +1,118 @@
+//! `sockspec bless`: write what a kernel did into its OS's expectation file.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use sockspec::bless::{self, Refusal};
+use sockspec::error::Error;
+use sockspec::model::OsFamily;
+use sockspec::results::Results;
+use sockspec::run::Options;
+use sockspec::{Platform, Suite};
+
+use super::{Exec, Select, out};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    select: Select,
+    #[command(flatten)]
+    exec: Exec,
+    /// Bless from results files (any OS's) instead of running here.
+    #[arg(long, value_name = "RESULTS.json")]
+    from: Vec<PathBuf>,
+}
+
+pub fn exec(a: Args) -> Result<ExitCode, Error> {
+    if bless::on_ci() {
+        return Err(Error::Other(
+            "bless refuses to run on CI ($CI is set): CI checks expectations, it does not write them"
+                .into(),
+        ));
+    }
+    sockspec::sys::set_isolation_mode(a.exec.isolation.into());
+    let suite = a.select.cases.load()?;
+    let filter = a.select.filter();
+    let selected = suite
+        .tests
+        .iter()
+        .filter(|t| filter.matches(&t.name))
+        .count();
+    if selected == 0 {
+        return Err(Error::Usage("no test matches the filter".into()));
+    }
+    let inputs = if a.from.is_empty() {
+        vec![run_here(&suite, &a, selected)]
+    } else {
+        read_inputs(&a.from)?
+    };
+    let mut blessed_any = false;
+    for (os, release, results) in inputs {
+        // Each bless reloads the suite: later inputs see earlier edits.
+        let suite = a.select.cases.load()?;
+        let records: Vec<_> = results
+            .tests
+            .iter()
+            .filter(|t| filter.matches(&t.name))
+            .cloned()
+            .collect();
+        let (obs, refused) = bless::observations(&suite, &records);
+        let mut skipped = 0;
+        for (name, why) in &refused {
+            match why {
+                Refusal::Skipped(_) => skipped += 1,
+                _ => {
+                    out::line(&format!("not blessed: {name}: {why}"));
+                }
+            }
+        }
+        blessed_any |= records.len() > refused.len()
+            || refused.iter().any(|(_, r)| *r != Refusal::UnknownTest);
+        let summary = bless::bless(&suite, os, &release, &obs)?;
+        out::line(&summary.to_string());
+        if skipped > 0 {
+            out::line(&format!(
+                "({skipped} test(s) could not run on {os} {release} and were left alone)"
+            ));
+        }
+    }
+    if !a.from.is_empty() && !blessed_any {
+        return Err(Error::Other(
+            "no test in the results files is a test of these cases (after the filter): nothing was blessed"
+                .into(),
+        ));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn run_here(suite: &Suite, a: &Args, selected: usize) -> (OsFamily, String, Results) {
+    let platform = Platform::current();
+    let opts = Options {
+        filter: a.select.filter(),
+        jobs: a.exec.jobs(),
+        // An outcome that varies between runs is never blessed.
+        repeat: a.exec.repeat.unwrap_or(3),
+        label: None,
+        stop: None,
+    };
+    out::line(&format!(
+        "running {selected} test(s) on {} {} to bless them...",
+        platform.os, platform.release
+    ));
+    let results = sockspec::run::run(suite, &platform, &opts, |_| {});
+    (platform.os, platform.release.clone(), results)
+}
+
+fn read_inputs(paths: &[PathBuf]) -> Result<Vec<(OsFamily, String, Results)>, Error> {
+    paths
+        .iter()
+        .map(|path| {
+            let r = Results::read(path)?;
+            let os = OsFamily::from_name(&r.run.os).ok_or_else(|| Error::Results {
+                path: path.clone(),
+                msg: format!("unknown OS family `{}`", r.run.os),
+            })?;
+            Ok((os, r.run.kernel.clone(), r))
+        })
+        .collect()
+}

@@ -1,0 +1,51 @@
+//! `sockspec claims`: the claims table of <cases>/README.md.
+
+use std::process::ExitCode;
+
+use sockspec::error::Error;
+
+use super::{Cases, out};
+
+#[derive(clap::Args)]
+pub struct Args {
+    #[command(flatten)]
+    cases: Cases,
+    /// Replace the table in <cases>/README.md.
+    #[arg(long, conflicts_with = "check")]
+    write: bool,
+    /// Exit 1 if <cases>/README.md's table is out of date.
+    #[arg(long)]
+    check: bool,
+}
+
+pub fn exec(a: Args) -> Result<ExitCode, Error> {
+    let root = a.cases.root();
+    let suite = super::load(&root)?;
+    let table = sockspec::claims::table(
+        &suite.claims,
+        &suite.cases,
+        &suite.tests,
+        &suite.expectations,
+    );
+    if !a.write && !a.check {
+        out::print(&table);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let path = root.join("README.md");
+    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
+    let new = sockspec::claims::splice(&text, &table);
+    if a.check {
+        if new == text {
+            out::line(&format!("{}: the claims table is current", path.display()));
+            return Ok(ExitCode::SUCCESS);
+        }
+        out::line(&format!(
+            "{}: the claims table is out of date; run `cargo run --release -- claims --write`",
+            path.display()
+        ));
+        return Ok(ExitCode::from(1));
+    }
+    sockspec::atomic::write_text_like(&path, &new, Some(&text)).map_err(|e| Error::io(&path, e))?;
+    out::line(&format!("{}: claims table written", path.display()));
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,188 @@
+//! The `sockspec` command line: arguments shared by several commands here,
+//! one module per command.
+//!
+//! Exit codes: 0 success; 1 some test failed, errored or was intermittent;
+//! 2 bad input (a case or expectation file, or the command line);
+//! 3 refused or could not work (bless on CI, unreadable results, I/O);
+//! 130 interrupted (SIGINT / SIGTERM).
+
+mod bless;
+mod check;
+mod claims;
+mod explain;
+mod list;
+pub mod out;
+mod report;
+mod run;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use sockspec::Suite;
+use sockspec::error::Error;
+use sockspec::run::Filter;
+use sockspec::sys::IsolationMode;
+
+#[derive(Parser)]
+#[command(
+    name = "sockspec",
+    version,
+    about = "What real kernels do with socket address reuse and teardown"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Which tests a command works on.
+#[derive(Args, Clone)]
+struct Select {
+    /// Select tests whose name contains this (with --exact: equals it); repeatable.
+    filter: Vec<String>,
+    /// Match FILTER against whole test names.
+    #[arg(long)]
+    exact: bool,
+    /// Leave out tests whose name contains this; repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    skip: Vec<String>,
+    #[command(flatten)]
+    cases: Cases,
+}
+
+impl Select {
+    fn filter(&self) -> Filter {
+        Filter {
+            patterns: self.filter.clone(),
+            exact: self.exact,
+            skip: self.skip.clone(),
+        }
+    }
+}
+
+/// Where the cases are.
+#[derive(Args, Clone)]
+struct Cases {
+    /// The cases directory (default: $SOCKSPEC_CASES, else ./cases, else the
+    /// one beside sockspec's sources).
+    #[arg(long, value_name = "DIR")]
+    cases: Option<PathBuf>,
+}
+
+impl Cases {
+    fn root(&self) -> PathBuf {
+        self.cases.clone().unwrap_or_else(Suite::default_root)
+    }
+
+    fn load(&self) -> Result<Suite, Error> {
+        load(&self.root())
+    }
+}
+
+/// How tests are executed.
+#[derive(Args, Clone)]
+struct Exec {
+    /// Worker threads [default: one per core].
+    #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    jobs: Option<u32>,
+    /// Run each test N times; tests whose outcomes vary are reported
+    /// intermittent [default: 1 for run, 3 for bless].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    repeat: Option<u32>,
+    /// A network namespace per worker (Linux): auto uses one when privileged.
+    #[arg(long, value_enum, default_value_t = Isolation::Auto)]
+    isolation: Isolation,
+}
+
+impl Exec {
+    fn jobs(&self) -> usize {
+        self.jobs
+            .map_or_else(sockspec::run::default_jobs, |j| j as usize)
+    }
+}
+
+/// `--isolation`: the command line's names for [`IsolationMode`].
+#[derive(Clone, Copy, ValueEnum)]
+enum Isolation {
+    /// A namespace where possible (Linux, with privilege), else the host.
+    Auto,
+    /// A namespace, or fail.
+    Netns,
+    /// Always the host's network stack.
+    Host,
+}
+
+impl From<Isolation> for IsolationMode {
+    fn from(i: Isolation) -> Self {
+        match i {
+            Isolation::Auto => IsolationMode::Auto,
+            Isolation::Netns => IsolationMode::Netns,
+            Isolation::Host => IsolationMode::Host,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run tests on this kernel and print a summary.
+    Run(run::Args),
+    /// List test names (with --verbose: title, and why a test cannot run here).
+    List(list::Args),
+    /// Show a test's steps and every OS's expectation for it.
+    Explain(explain::Args),
+    /// Run tests (or read results files) and write what happened into the OS's
+    /// expectation file. Refuses to run when $CI is set.
+    Bless(bless::Args),
+    /// Merge results files (any OSes, kernels, Wine, CI artifacts) into
+    /// reports: Markdown (the default, to stdout), HTML, JUnit, annotations;
+    /// with --baseline, the regression report between two runs.
+    Report(report::Args),
+    /// Check the case and expectation files, run nothing.
+    Check(check::Args),
+    /// Print the claims table (claim -> tests -> where each OS's answer comes
+    /// from); --write puts it into <cases>/README.md.
+    Claims(claims::Args),
+}
+
+/// Parses the command line and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Run(a) => run::exec(a),
+        Command::List(a) => list::exec(a),
+        Command::Explain(a) => explain::exec(a),
+        Command::Bless(a) => bless::exec(a),
+        Command::Report(a) => report::exec(a),
+        Command::Check(a) => check::exec(a),
+        Command::Claims(a) => claims::exec(a),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}
+
+/// The exit code of a command that failed with `e`.
+fn exit_code(e: &Error) -> u8 {
+    match e {
+        Error::Input(_) | Error::Usage(_) => 2,
+        _ => 3,
+    }
+}
+
+fn load(root: &Path) -> Result<Suite, Error> {
+    Suite::load(root).map_err(Error::from)
+}
+
+/// Fails before any work when an output file could not be written later.
+fn check_output(path: &Path) -> Result<(), Error> {
+    if path.as_os_str() == "-" {
+        return Ok(());
+    }
+    sockspec::atomic::check_writable(path)
+        .map_err(|e| Error::Usage(format!("{}: cannot write here: {e}", path.display())))
+}

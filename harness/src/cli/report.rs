@@ -1,0 +1,108 @@
+//! `sockspec report`: merge results files into Markdown, HTML, JUnit and
+//! annotations, or the regression report between two runs.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use sockspec::error::Error;
+use sockspec::report;
+use sockspec::results::Results;
+
+use super::{check_output, out};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Results files (schema sockspec/results/v1).
+    #[arg(required = true, value_name = "RESULTS.json")]
+    results: Vec<PathBuf>,
+    /// Write the Markdown summary here (`-` for stdout).
+    #[arg(long, value_name = "FILE")]
+    markdown: Option<PathBuf>,
+    /// Write the self-contained HTML matrix here.
+    #[arg(long, value_name = "FILE", conflicts_with = "baseline")]
+    html: Option<PathBuf>,
+    /// Write one JUnit XML file per run into this directory.
+    #[arg(long, value_name = "DIR", conflicts_with = "baseline")]
+    junit: Option<PathBuf>,
+    /// Print GitHub `::error` annotations for the tests that did not pass.
+    #[arg(long, conflicts_with = "baseline")]
+    annotations: bool,
+    /// Compare one new results file against this older run of the same OS
+    /// (Markdown only); exits 1 when outcomes changed.
+    #[arg(long, value_name = "OLD.json")]
+    baseline: Option<PathBuf>,
+}
+
+/// Writes a report to a file (atomically) or, for `-`, to stdout.
+fn write(path: &Path, text: &str) -> Result<(), Error> {
+    if path.as_os_str() == "-" {
+        out::print(text);
+        Ok(())
+    } else {
+        sockspec::atomic::write(path, text.as_bytes()).map_err(|e| Error::io(path, e))
+    }
+}
+
+pub fn exec(a: Args) -> Result<ExitCode, Error> {
+    for p in a.markdown.iter().chain(&a.html) {
+        check_output(p)?;
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    for p in &a.results {
+        let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+        if !seen.insert(id) {
+            return Err(Error::Usage(format!(
+                "{} is given twice: each results file is one run",
+                p.display()
+            )));
+        }
+    }
+    let runs = a
+        .results
+        .iter()
+        .map(|p| Results::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let stdout = PathBuf::from("-");
+    if let Some(old) = &a.baseline {
+        let [new] = runs.as_slice() else {
+            return Err(Error::Usage(
+                "--baseline compares one new results file with the old one".into(),
+            ));
+        };
+        let (text, changed) = report::markdown::regression(&Results::read(old)?, new);
+        write(a.markdown.as_ref().unwrap_or(&stdout), &text)?;
+        return Ok(if changed == 0 {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::from(1)
+        });
+    }
+    let mut wrote = false;
+    if let Some(path) = &a.html {
+        write(path, &report::html::page(&runs))?;
+        wrote = true;
+    }
+    if let Some(dir) = &a.junit {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for r in &runs {
+            let path = dir.join(format!("junit-{}.xml", report::slug(&r.run.title())));
+            write(&path, &report::junit::report(r).map_err(Error::Other)?)?;
+        }
+        wrote = true;
+    }
+    if a.annotations {
+        for r in &runs {
+            for line in report::annotations::lines(r) {
+                out::line(&line);
+            }
+        }
+        wrote = true;
+    }
+    if a.markdown.is_some() || !wrote {
+        write(
+            a.markdown.as_ref().unwrap_or(&stdout),
+            &report::markdown::summary(&runs),
+        )?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

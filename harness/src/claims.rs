@@ -46,7 +46,16 @@ struct RawClaim {
 /// Loads `<root>/claims.toml` (absent: no claims).
 pub fn load(root: &Path, errors: &mut Vec<InputError>) -> Option<Vec<Claim>> {
     let path = root.join(FILE);
-    let text = std::fs::read_to_string(&path).ok()?;
+    if std::fs::symlink_metadata(&path).is_err() {
+        return None;
+    }
+    let text = match crate::load::read_input(&path) {
+        Ok(t) => t,
+        Err(e) => {
+            errors.push(e);
+            return Some(Vec::new());
+        }
+    };
     let index = LineIndex::new(Arc::new(path.clone()), &text);
     let raw: RawFile = match toml::from_str(&text) {
         Ok(r) => r,

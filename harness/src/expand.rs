@@ -417,6 +417,8 @@ struct SockInfo {
     proto: Proto,
     family: Family,
     open: bool,
+    /// Has a local port: bound, or bound implicitly by connect, listen or send.
+    bound: bool,
 }
 
 #[derive(Default)]
@@ -993,6 +995,10 @@ fn check_semantics(
             format!("port of `{s}`: no socket `{s}` exists at this point"),
             Some("a port is \"@lease\", 0, or the name of an earlier socket"),
         ),
+        PortRef::Of(s) if !scope.socks[s].bound => err(
+            format!("port of `{s}`: `{s}` has no port yet at this point (it is not bound)"),
+            Some("bind it first, or use a leased port (\"@p\") for both"),
+        ),
         PortRef::Lease(l) => {
             scope.leases.insert(l.clone());
         }
@@ -1061,6 +1067,7 @@ fn check_semantics(
                     proto: *proto,
                     family: *family,
                     open: true,
+                    bound: false,
                 },
             );
         }
@@ -1166,10 +1173,21 @@ fn check_semantics(
             proto: i.proto,
             family: i.family,
             open: true,
+            bound: true,
         });
         if let Some(info) = info {
             scope.socks.insert(name.clone(), info);
         }
+    }
+    // Steps that give a socket a local port.
+    if let Action::Bind { sock, .. }
+    | Action::Connect { sock, .. }
+    | Action::Listen { sock, .. }
+    | Action::Send { sock, .. }
+    | Action::Fanout { sender: sock, .. } = action
+        && let Some(i) = scope.socks.get_mut(sock)
+    {
+        i.bound = true;
     }
     // 127.0.0.2 and kin exist on loopback only on some systems.
     let addr = match action {

@@ -159,9 +159,43 @@ impl VersionRange {
             }
             preds.push((cmp, nums));
         }
-        Ok(VersionRange {
+        let range = VersionRange {
             text: s.to_string(),
             preds,
+        };
+        if range.is_empty() {
+            return Err(format!("`{s}` matches no version"));
+        }
+        Ok(range)
+    }
+
+    /// Whether no version satisfies every bound. Versions are sequences of
+    /// integers, so it is enough to try each bound and its neighbours.
+    fn is_empty(&self) -> bool {
+        let mut probes: Vec<Vec<u64>> = Vec::new();
+        for (_, b) in &self.preds {
+            probes.push(b.clone());
+            let mut up = b.clone();
+            up.push(1);
+            probes.push(up);
+            let mut next = b.clone();
+            if let Some(last) = next.last_mut() {
+                *last += 1;
+            }
+            probes.push(next);
+            let mut low = b.clone();
+            if let Some(last) = low.last_mut()
+                && *last > 0
+            {
+                *last -= 1;
+                low.push(u64::MAX / 2);
+                probes.push(low);
+            }
+        }
+        probes.push(vec![0]);
+        !probes.iter().any(|p| {
+            let text: Vec<String> = p.iter().map(u64::to_string).collect();
+            self.contains(&text.join("."))
         })
     }
 
@@ -359,10 +393,10 @@ pub fn load_file(
     by_case: &HashMap<String, Vec<Arc<Test>>>,
     errors: &mut Vec<InputError>,
 ) -> Option<ExpectFile> {
-    let text = match std::fs::read_to_string(path) {
+    let text = match crate::load::read_input(path) {
         Ok(t) => t,
         Err(e) => {
-            errors.push(InputError::file(path, format!("cannot read: {e}")));
+            errors.push(e);
             return None;
         }
     };
@@ -378,6 +412,18 @@ pub fn load_file(
         }
     };
     let before = errors.len();
+    if raw.os.is_none() {
+        // An empty or cut-short file would otherwise say nothing and pass.
+        errors.push(
+            index
+                .err(0..0, format!("no `os = \"{os}\"`: an expectation file names its OS first"))
+                .help(if text.trim().is_empty() {
+                    "this file is empty; restore it (git checkout) or write `os = ...` and its entries"
+                } else {
+                    "add `os = ...` at the top"
+                }),
+        );
+    }
     if let Some(declared) = &raw.os
         && declared.get_ref() != os.as_str()
     {
@@ -718,6 +764,10 @@ mod tests {
                 .contains("6.18.44-fc-v769")
         );
         assert!(VersionRange::parse("6.1").is_err());
+        assert!(VersionRange::parse(">=7, <6").is_err());
+        assert!(VersionRange::parse("=6.1, >=6.2").is_err());
+        assert!(VersionRange::parse(">6.1, <6.1.1").is_ok());
+        assert!(VersionRange::parse(">=6.1, <=6.1").is_ok());
         assert!(VersionRange::parse(">=six").is_err());
     }
 

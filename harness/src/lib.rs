@@ -83,11 +83,8 @@ impl Suite {
     /// is reported, not just the first.
     pub fn load(root: &Path) -> Result<Suite, InputErrors> {
         let mut errors = Vec::new();
-        let files = match load::case_files(root) {
-            Ok(f) => f,
-            Err(e) => return Err(InputErrors(vec![e])),
-        };
-        if files.is_empty() {
+        let files = load::case_files(root, &mut errors);
+        if files.is_empty() && errors.is_empty() {
             return Err(InputErrors(vec![
                 InputError::file(root, "no case files found")
                     .help("case files live in <cases>/<topic>/<case>.toml"),

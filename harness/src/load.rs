@@ -186,32 +186,141 @@ struct RawRecipe {
     works: IndexMap<String, Spanned<Value>>,
 }
 
+/// Largest input file sockspec reads: hostile input cannot make `check`
+/// use unbounded memory.
+pub const MAX_INPUT_BYTES: u64 = 4 << 20;
+
+/// Most combinations one case's grid may have (before `exclude`): counted
+/// before any test is built, so a huge grid is refused, not allocated.
+pub const MAX_GRID_COMBINATIONS: u64 = 10_000;
+
+/// Reads an input file (case, expectation, claims, sources): a regular file
+/// of at most [`MAX_INPUT_BYTES`], in UTF-8. Anything else (a FIFO would
+/// block the read, a device would never end) is refused without opening it.
+pub fn read_input(path: &Path) -> Result<String, InputError> {
+    let meta =
+        std::fs::metadata(path).map_err(|e| InputError::file(path, format!("cannot read: {e}")))?;
+    if !meta.is_file() {
+        return Err(InputError::file(
+            path,
+            "not a regular file (a directory, FIFO, socket or device): not read",
+        )
+        .help("input files must be regular files"));
+    }
+    if meta.len() > MAX_INPUT_BYTES {
+        return Err(InputError::file(
+            path,
+            format!(
+                "{} bytes: larger than sockspec reads ({MAX_INPUT_BYTES} bytes)",
+                meta.len()
+            ),
+        ));
+    }
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(
+        &mut std::io::Read::take(
+            std::fs::File::open(path)
+                .map_err(|e| InputError::file(path, format!("cannot read: {e}")))?,
+            MAX_INPUT_BYTES + 1,
+        ),
+        &mut bytes,
+    )
+    .map_err(|e| InputError::file(path, format!("cannot read: {e}")))?;
+    String::from_utf8(bytes).map_err(|e| {
+        let good = e.utf8_error().valid_up_to();
+        let bytes = e.as_bytes();
+        let text = std::str::from_utf8(&bytes[..good]).unwrap_or_default();
+        let index = LineIndex::new(Arc::new(path.to_path_buf()), text);
+        index
+            .err(
+                good..good,
+                format!("invalid UTF-8 (byte 0x{:02x})", bytes[good]),
+            )
+            .help("case and expectation files are UTF-8 text")
+    })
+}
+
 /// Every case file under `root`, sorted, skipping the expectation directory.
-pub fn case_files(root: &Path) -> Result<Vec<PathBuf>, InputError> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
-        for entry in std::fs::read_dir(dir)? {
-            let path = entry?.path();
-            if path.is_dir() {
-                if dir == root && path.file_name().is_some_and(|n| n == EXPECTED_DIR) {
+/// Symbolic links to directories are not followed (a link to `.` would load
+/// the tree again, two would loop): they are reported, as is any `*.toml`
+/// that is not a regular file.
+pub fn case_files(root: &Path, errors: &mut Vec<InputError>) -> Vec<PathBuf> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<PathBuf>, errors: &mut Vec<InputError>) {
+        let entries = match std::fs::read_dir(dir) {
+            Ok(r) => r,
+            Err(e) => {
+                errors.push(
+                    InputError::file(dir, format!("cannot read this directory: {e}"))
+                        .help("pass the directory that holds the case topics with --cases DIR"),
+                );
+                return;
+            }
+        };
+        for entry in entries {
+            let entry = match entry {
+                Ok(e) => e,
+                Err(e) => {
+                    errors.push(InputError::file(
+                        dir,
+                        format!("cannot read this directory: {e}"),
+                    ));
                     continue;
                 }
-                walk(&path, root, out)?;
-            } else if path.extension().is_some_and(|e| e == "toml")
-                && !(dir == root && path.file_name().is_some_and(|n| n == crate::claims::FILE))
-            {
-                out.push(path);
+            };
+            let path = entry.path();
+            let name = entry.file_name();
+            let Ok(kind) = entry.file_type() else {
+                errors.push(InputError::file(&path, "cannot tell what this is"));
+                continue;
+            };
+            let toml = path.extension().is_some_and(|e| e == "toml");
+            if kind.is_symlink() {
+                if std::fs::metadata(&path).is_ok_and(|m| m.is_dir()) {
+                    errors.push(
+                        InputError::file(&path, "a symbolic link to a directory: not followed")
+                            .help("case trees hold real directories; replace the link with the directory"),
+                    );
+                    continue;
+                }
+                if !toml {
+                    continue;
+                }
+            } else if kind.is_dir() {
+                if dir == root && name == EXPECTED_DIR {
+                    continue;
+                }
+                walk(&path, root, out, errors);
+                continue;
+            }
+            if toml && !(dir == root && name == crate::claims::FILE) {
+                if dir == root && name == crate::load::SOURCES_FILE {
+                    continue;
+                }
+                match std::fs::metadata(&path) {
+                    Ok(m) if m.is_file() => out.push(path),
+                    _ => errors.push(InputError::file(
+                        &path,
+                        "named *.toml but not a regular file (a FIFO, socket, device or broken link): not read",
+                    )),
+                }
             }
         }
-        Ok(())
     }
     let mut out = Vec::new();
-    walk(root, root, &mut out).map_err(|e| {
-        InputError::file(root, format!("cannot read the cases directory: {e}"))
-            .help("pass the directory that holds the case topics with --cases DIR")
-    })?;
+    if !root.is_dir() {
+        errors.push(
+            InputError::file(root, "no such cases directory")
+                .help("pass the directory that holds the case topics with --cases DIR"),
+        );
+        return out;
+    }
+    walk(root, root, &mut out, errors);
     out.sort();
-    Ok(out)
+    out
 }
+
+/// The sources registry's file name under the cases root (not a case).
+pub const SOURCES_FILE: &str = "sources.toml";
 
 /// `topic::name` for a case file, from its path under the cases root.
 fn case_id(root: &Path, file: &Path) -> Result<(String, String), InputError> {
@@ -243,7 +352,7 @@ pub fn toml_error(index: &LineIndex, e: &toml::de::Error) -> InputError {
     let msg = e.message().trim().to_string();
     match e.span() {
         Some(span) => index.err(span, msg),
-        None => InputError::file(index.file(), msg),
+        None => index.err(0..0, msg),
     }
 }
 
@@ -261,10 +370,10 @@ pub fn load_case(
             return None;
         }
     };
-    let text = match std::fs::read_to_string(file) {
+    let text = match read_input(file) {
         Ok(t) => t,
         Err(e) => {
-            errors.push(InputError::file(file, format!("cannot read: {e}")));
+            errors.push(e);
             return None;
         }
     };
@@ -337,10 +446,28 @@ pub fn load_case(
     }
 
     let grid_at = raw.grid.as_ref().map(|g| index.loc(g.span().start));
+    let grid_span = raw.grid.as_ref().map(|g| g.span());
     let grid = raw
         .grid
         .map(|g| parse_grid(&index, g.into_inner(), errors))
         .unwrap_or_default();
+    let combinations = grid
+        .iter()
+        .fold(1u64, |n, (_, values)| n.saturating_mul(values.len() as u64));
+    if combinations > MAX_GRID_COMBINATIONS {
+        errors.push(
+            index
+                .err(
+                    grid_span.unwrap_or(0..0),
+                    format!(
+                        "the grid has {} combinations; a case may have at most {MAX_GRID_COMBINATIONS}",
+                        if combinations == u64::MAX { "more than 10^19".to_string() } else { combinations.to_string() }
+                    ),
+                )
+                .help("split the case, or move axes that do not interact into cases of their own"),
+        );
+        return None;
+    }
     let excludes = raw
         .exclude
         .into_iter()

@@ -365,3 +365,163 @@ fn the_cli_exits_2_with_the_location_and_never_panics() {
         assert!(!stderr.contains("panicked"), "{stderr}");
     }
 }
+
+// --- hostile trees (issue: nothing lost, nothing hangs) ---------------------
+
+/// `sockspec check` on a tree: exit code and stderr, under a time bound.
+fn check_cli(dir: &Path) -> (Option<i32>, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .arg("check")
+        .arg("--cases")
+        .arg(dir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            let mut err = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+            return (status.code(), err);
+        }
+        if started.elapsed() > std::time::Duration::from_secs(20) {
+            let _ = child.kill();
+            panic!("`sockspec check` hung on {}", dir.display());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn an_empty_expectation_file_is_refused() {
+    let dir = tree(GOOD_CASE, Some(""));
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(&err, &["expected/linux.toml:1:1", "empty"]);
+}
+
+#[test]
+fn invalid_utf8_names_the_first_bad_byte() {
+    let dir = tree(GOOD_CASE, None);
+    let mut bytes = GOOD_CASE.as_bytes().to_vec();
+    // Line 2, column 11: inside the `source` string.
+    let at = GOOD_CASE.find("semantics").unwrap();
+    bytes[at] = 0xff;
+    std::fs::write(dir.path().join("t/two.toml"), bytes).unwrap();
+    assert_has(
+        &error(dir.path()),
+        &["t/two.toml:2:11", "invalid UTF-8", "0xff"],
+    );
+}
+
+#[test]
+fn a_kernel_range_that_matches_nothing() {
+    let dir = tree(
+        GOOD_CASE,
+        Some(&GOOD_EXPECT.replace("outcomes =", "kernel = \">=7, <6\"\noutcomes =")),
+    );
+    assert_has(
+        &error(dir.path()),
+        &["expected/linux.toml:5:", "matches no version"],
+    );
+}
+
+#[test]
+fn a_socket_port_used_before_the_socket_is_bound() {
+    let dir = tree(
+        &GOOD_CASE.replace(
+            "{ do = \"bind\", sock = \"a\", addr = \"lo4\", port = \"@p\" }",
+            "{ do = \"bind\", sock = \"a\", addr = \"lo4\", port = \"a\" }",
+        ),
+        None,
+    );
+    assert_has(
+        &error(dir.path()),
+        &["t/two.toml:5:", "`a` has no port yet"],
+    );
+}
+
+#[test]
+fn a_huge_grid_is_refused_before_it_is_built() {
+    let axes: String = (0..12)
+        .map(|i| format!("p{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"))
+        .collect();
+    let dir = tree(&format!("{GOOD_CASE}{axes}"), None);
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(&err, &["t/two.toml:10:1", "combinations", "at most 10000"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn directory_links_are_reported_not_followed() {
+    let dir = tree(GOOD_CASE, None);
+    std::os::unix::fs::symlink(".", dir.path().join("t/again")).unwrap();
+    std::os::unix::fs::symlink("..", dir.path().join("t/up")).unwrap();
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(&err, &["t/again", "t/up", "not followed"]);
+}
+
+#[cfg(unix)]
+#[test]
+fn a_fifo_named_toml_is_reported_never_opened() {
+    let dir = tree(GOOD_CASE, Some(GOOD_EXPECT));
+    for p in ["t/fifo.toml", "expected/macos.toml"] {
+        nix::unistd::mkfifo(&dir.path().join(p), nix::sys::stat::Mode::S_IRWXU).unwrap();
+    }
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(
+        &err,
+        &["t/fifo.toml", "expected/macos.toml", "not a regular file"],
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn an_unreadable_topic_directory_is_named() {
+    if !nix::unistd::geteuid().is_root() {
+        let dir = tree(GOOD_CASE, None);
+        std::fs::create_dir(dir.path().join("locked")).unwrap();
+        std::fs::write(dir.path().join("locked/x.toml"), GOOD_CASE).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(
+            dir.path().join("locked"),
+            std::fs::Permissions::from_mode(0),
+        )
+        .unwrap();
+        assert_has(&error(dir.path()), &["locked: cannot read this directory"]);
+        return;
+    }
+    // Root reads every directory: drop to nobody in a child to see the error.
+    let dir = tree(GOOD_CASE, None);
+    std::fs::create_dir(dir.path().join("locked")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    for p in [dir.path(), &dir.path().join("t")] {
+        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    std::fs::set_permissions(
+        dir.path().join("t/two.toml"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        dir.path().join("locked"),
+        std::fs::Permissions::from_mode(0o700),
+    )
+    .unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockspec"));
+    cmd.arg("check").arg("--cases").arg(dir.path());
+    use std::os::unix::process::CommandExt;
+    cmd.uid(65534).gid(65534);
+    let out = cmd.output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    if err.contains("Permission denied") && !err.contains("locked") {
+        // The temporary directory itself is not reachable for nobody here.
+        return;
+    }
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_has(&err, &["locked: cannot read this directory"]);
+}

@@ -489,7 +489,7 @@ fn an_unreadable_topic_directory_is_named() {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(
             dir.path().join("locked"),
-            std::fs::Permissions::from_mode(0),
+            std::fs::Permissions::from_mode(0o0),
         )
         .unwrap();
         assert_has(&error(dir.path()), &["locked: cannot read this directory"]);

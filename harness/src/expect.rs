@@ -412,16 +412,14 @@ pub fn load_file(
         }
     };
     let before = errors.len();
-    if raw.os.is_none() {
-        // An empty or cut-short file would otherwise say nothing and pass.
+    if raw.os.is_none() && raw.expect.is_empty() {
+        // An emptied file would otherwise say nothing and pass.
         errors.push(
             index
-                .err(0..0, format!("no `os = \"{os}\"`: an expectation file names its OS first"))
-                .help(if text.trim().is_empty() {
-                    "this file is empty; restore it (git checkout) or write `os = ...` and its entries"
-                } else {
-                    "add `os = ...` at the top"
-                }),
+                .err(0..0, "an empty expectation file: no `os` and no `[[expect]]` entries")
+                .help(format!(
+                    "restore it (git checkout), or write `os = \"{os}\"` to say nothing is known yet"
+                )),
         );
     }
     if let Some(declared) = &raw.os

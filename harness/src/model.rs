@@ -484,6 +484,18 @@ impl Action {
         }
     }
 
+    /// How long the step waits by itself before it gives `timeout`; `None`
+    /// for steps that wait as long as the test's deadline allows.
+    pub fn own_wait(&self) -> Option<Duration> {
+        match self {
+            Action::Recv { wait, .. }
+            | Action::Drain { wait, .. }
+            | Action::TcpState { wait, .. }
+            | Action::Fanout { wait, .. } => Some(*wait),
+            _ => None,
+        }
+    }
+
     /// Whether `outcome` is something this kind of step can produce.
     pub fn accepts(&self, outcome: &Outcome) -> bool {
         let base = match outcome {

@@ -18,7 +18,16 @@ fn suite(cases: &[(&str, &str)], expect: &str) -> (tempfile::TempDir, Suite) {
     }
     let os = Platform::current().os;
     std::fs::create_dir_all(dir.path().join("expected")).unwrap();
-    std::fs::write(dir.path().join(format!("expected/{os}.toml")), expect).unwrap();
+    std::fs::write(
+        dir.path().join(format!("expected/{os}.toml")),
+        // An expectation file says at least which OS it is for.
+        if expect.is_empty() {
+            format!("os = \"{os}\"\n")
+        } else {
+            expect.to_string()
+        },
+    )
+    .unwrap();
     let s = Suite::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     (dir, s)
 }

@@ -64,8 +64,13 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
     let mut steps = Vec::new();
     let mut problem = None;
     let mut retry = None;
+    // Set once a step timed out because the deadline cut its wait short:
+    // every later step is `not_run`, however close to the deadline the
+    // waiting step happened to return.
+    let mut expired = false;
     for step in &test.steps {
         let started = Instant::now();
+        let remaining = deadline.saturating_duration_since(started);
         let record = |outcome: Outcome, raw, detail| StepResult {
             index: step.index,
             kind: step.action.kind(),
@@ -94,7 +99,16 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
             ));
             continue;
         }
+        if expired {
+            steps.push(record(
+                Outcome::NotRun,
+                None,
+                Some("the test's deadline passed during an earlier step".into()),
+            ));
+            continue;
+        }
         if Instant::now() >= e.deadline {
+            expired = true;
             steps.push(record(
                 Outcome::Timeout,
                 None,
@@ -127,6 +141,10 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         if done.outcome == Outcome::NotRun {
             steps.push(record(Outcome::NotRun, None, done.detail));
             continue;
+        }
+        if done.outcome == Outcome::Timeout && step.action.own_wait().is_none_or(|w| w >= remaining)
+        {
+            expired = true;
         }
         // Claim every port the test's sockets now hold, in every process.
         if let Err(why) = e.claim_ports(&done.extra_ports) {

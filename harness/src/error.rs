@@ -15,6 +15,11 @@ pub struct InputError {
     pub msg: String,
     /// What to do about it.
     pub help: Option<String>,
+    /// The grid combinations (`proto=tcp, addr=lo4`) in which the mistake
+    /// shows, when it depends on parameters; one error names them all.
+    pub combos: Vec<String>,
+    /// How many combinations the case's grid has (0: no grid).
+    pub of: usize,
 }
 
 impl InputError {
@@ -24,6 +29,8 @@ impl InputError {
             pos: Some((loc.line, loc.col)),
             msg: msg.into(),
             help: None,
+            combos: Vec::new(),
+            of: 0,
         }
     }
 
@@ -33,12 +40,46 @@ impl InputError {
             pos: None,
             msg: msg.into(),
             help: None,
+            combos: Vec::new(),
+            of: 0,
         }
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
+    }
+
+    /// Marks the error as seen in one grid combination.
+    pub fn in_combo(mut self, combo: Option<String>) -> Self {
+        self.combos.extend(combo);
+        self
+    }
+
+    /// Merges errors that differ only in their combination: a mistake in a
+    /// step of an 80-combination grid is reported once, not 80 times.
+    pub fn merge_combos(mut errors: Vec<InputError>, of: usize) -> Vec<InputError> {
+        errors.sort();
+        let mut out: Vec<InputError> = Vec::new();
+        for e in errors {
+            match out.last_mut() {
+                Some(last)
+                    if last.file == e.file
+                        && last.pos == e.pos
+                        && last.msg == e.msg
+                        && last.help == e.help =>
+                {
+                    last.combos.extend(e.combos);
+                }
+                _ => out.push(e),
+            }
+        }
+        for e in &mut out {
+            e.combos.sort();
+            e.combos.dedup();
+            e.of = of;
+        }
+        out
     }
 }
 
@@ -47,6 +88,29 @@ impl fmt::Display for InputError {
         match self.pos {
             Some((line, col)) => write!(f, "{}:{line}:{col}: {}", self.file.display(), self.msg)?,
             None => write!(f, "{}: {}", self.file.display(), self.msg)?,
+        }
+        const SHOWN: usize = 3;
+        match self.combos.as_slice() {
+            [] => {}
+            [one] if self.of <= 1 => write!(f, " (with {one})")?,
+            all if all.len() == self.of => {
+                write!(f, " (in all {} combinations of the grid)", self.of)?
+            }
+            [one] => write!(f, " (with {one}; 1 of {} combinations)", self.of)?,
+            some => {
+                let shown: Vec<&str> = some.iter().take(SHOWN).map(String::as_str).collect();
+                write!(
+                    f,
+                    " (in {} of {} combinations: {}",
+                    some.len(),
+                    self.of,
+                    shown.join("; ")
+                )?;
+                if some.len() > SHOWN {
+                    write!(f, "; ...")?;
+                }
+                write!(f, ")")?;
+            }
         }
         if let Some(help) = &self.help {
             write!(f, "\n  help: {help}")?;

@@ -5,7 +5,6 @@ use std::fmt::Write as _;
 
 use crate::Suite;
 use crate::expect::Provenance;
-use crate::judge::describe_step;
 use crate::model::{OsFamily, Test};
 
 /// The expectation of one OS for one label, as one line, or why there is none.
@@ -47,7 +46,7 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
     let _ = writeln!(out, "  deadline: {} ms", case.deadline.as_millis());
     let _ = writeln!(out, "\nsteps:");
     for s in &test.steps {
-        let line = describe_step(s);
+        let line = s.to_string();
         let mut tags = Vec::new();
         if let Some(l) = &s.check {
             tags.push(format!("check {l}"));
@@ -69,7 +68,7 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
     }
     for s in test.steps.iter().filter(|s| s.check.is_some()) {
         let label = s.check.as_deref().unwrap_or_default();
-        let _ = writeln!(out, "\nexpectations for `{label}` ({}):", describe_step(s));
+        let _ = writeln!(out, "\nexpectations for `{label}` ({}):", s);
         for os in OsFamily::ALL {
             if let Some(why) = test.not_applicable(*os) {
                 let _ = writeln!(out, "  {:<8} —  cannot run there: {why}", os.as_str());

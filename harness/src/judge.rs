@@ -86,9 +86,7 @@ pub fn judge(
                 sr.expected = Some(a.outcome.to_string());
                 sr.expectation = Some(expectation_ref(a));
             }
-            let what = step
-                .map(describe_step)
-                .unwrap_or_else(|| r.kind.to_string());
+            let what = step.map_or_else(|| r.kind.to_string(), |s| s.to_string());
             // A step that did not run is not judged: the step that stopped it is.
             match applied {
                 _ if r.outcome == Outcome::NotRun => {}
@@ -200,95 +198,8 @@ fn setup_details(test: &Test, obs: &Observed) -> String {
     test.steps
         .iter()
         .find(|s| s.index == step)
-        .map(|s| format!("\n    at {} (`{}`)", s.at, describe_step(s)))
+        .map(|s| format!("\n    at {} (`{s}`)", s.at))
         .unwrap_or_default()
-}
-
-/// One line for a step: `bind b 127.0.0.1:port(a)`.
-pub fn describe_step(s: &crate::model::Step) -> String {
-    use crate::model::Action::*;
-    let where_ = |actor: &Option<String>| {
-        actor
-            .as_ref()
-            .map(|a| format!(" in {a}"))
-            .unwrap_or_default()
-    };
-    match &s.action {
-        Socket {
-            name,
-            proto,
-            family,
-            opts,
-        } => {
-            let o: Vec<&str> = opts.iter().map(|o| o.c_name()).collect();
-            format!(
-                "socket {name} {} {}{}{}",
-                proto.as_str(),
-                family.as_str(),
-                if o.is_empty() {
-                    String::new()
-                } else {
-                    format!(" +{}", o.join(" +"))
-                },
-                where_(&s.actor)
-            )
-        }
-        SetOpt { sock, opt, value } => format!("setopt {sock} {} = {value}", opt.c_name()),
-        GetOpt { sock, opt } => format!("getopt {sock} {}", opt.c_name()),
-        Bind { sock, addr, port } => format!("bind {sock} {}", endpoint(addr, port)),
-        Listen { sock, .. } => format!("listen {sock}"),
-        Connect { sock, addr, port } => format!("connect {sock} {}", endpoint(addr, port)),
-        Accept { sock, name } => format!("accept {sock} -> {name}"),
-        Send { sock, bytes, to } => match to {
-            Some((a, p)) => format!("send {sock} {bytes} bytes to {}", endpoint(a, p)),
-            None => format!("send {sock} {bytes} bytes"),
-        },
-        Recv { sock, .. } => format!("recv {sock}"),
-        Shutdown { sock, how } => format!("shutdown {sock} {}", how.as_str()),
-        Close { sock, .. } => format!("close {sock}"),
-        TcpState { sock, .. } => format!("tcp_state {sock}"),
-        Fanout {
-            sender,
-            addr,
-            port,
-            receivers,
-            count,
-            ..
-        } => format!(
-            "fanout {count} datagrams {sender} -> {} to {}",
-            endpoint(addr, port),
-            receivers.join(",")
-        ),
-        Spread {
-            addr,
-            port,
-            listeners,
-            count,
-            ..
-        } => format!(
-            "spread {count} connections to {} over {}",
-            endpoint(addr, port),
-            listeners.join(",")
-        ),
-        SamePort { a, b } => format!("same_port {a} {b}"),
-        Fill { sock } => format!("fill {sock}'s send buffer"),
-        Drain { sock, .. } => format!("drain {sock}"),
-        Sleep { ms } => format!("sleep {ms} ms"),
-        Spawn { actor, user } => match user {
-            Some(u) => format!("spawn {actor} as uid {u}"),
-            None => format!("spawn {actor}"),
-        },
-        Pass { sock, to } => format!("pass {sock} to {to}"),
-        Kill { actor } => format!("kill {actor}"),
-        Exit { actor } => format!("exit {actor}"),
-    }
-}
-
-fn endpoint(addr: &std::net::IpAddr, port: &crate::model::PortRef) -> String {
-    match addr {
-        std::net::IpAddr::V6(_) => format!("[{addr}]:{port}"),
-        _ => format!("{addr}:{port}"),
-    }
 }
 
 /// Folds the records of repeated runs of one test into one record.

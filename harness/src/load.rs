@@ -14,6 +14,7 @@ use toml::{Spanned, Value};
 use crate::error::{InputError, LineIndex};
 use crate::model::{Case, Location, OsFamily, ParamValue, Recipe};
 use crate::outcome::{Outcome, is_ident};
+use crate::steps::{COMMON, KINDS, Kind};
 
 /// The directory under the cases root that holds expectation files.
 pub const EXPECTED_DIR: &str = "expected";
@@ -53,108 +54,8 @@ pub struct Exclude {
     pub select: Vec<(String, Vec<String>)>,
 }
 
-macro_rules! raw_step {
-    ($($field:ident $(as $rename:literal)?),* $(,)?) => {
-        #[derive(Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct RawStep {
-            $(
-                $(#[serde(rename = $rename)])?
-                #[serde(default)]
-                $field: Option<Spanned<Value>>,
-            )*
-        }
-
-        impl RawStep {
-            fn into_fields(self) -> Vec<(&'static str, Spanned<Value>)> {
-                let mut out = Vec::new();
-                $(
-                    if let Some(v) = self.$field {
-                        out.push((raw_step!(@name $field $($rename)?), v));
-                    }
-                )*
-                out
-            }
-        }
-    };
-    (@name $field:ident $rename:literal) => { $rename };
-    (@name $field:ident) => { stringify!($field) };
-}
-
-raw_step!(
-    action as "do",
-    name,
-    sock,
-    actor,
-    ty as "type",
-    family,
-    opts,
-    opt,
-    value,
-    iface,
-    addr,
-    port,
-    backlog,
-    bytes,
-    to_addr,
-    to_port,
-    how,
-    bands,
-    want,
-    wait_ms,
-    receivers,
-    listeners,
-    count,
-    observe,
-    a,
-    b,
-    ms,
-    user,
-    to,
-    probe,
-    os,
-    not_os,
-    check,
-    require,
-    when,
-);
-
-/// Fields every step may carry.
-const COMMON: &[&str] = &["do", "check", "require", "when", "os", "not_os"];
-
-/// Step kinds: (name, required fields, optional fields).
-pub const KINDS: &[(&str, &[&str], &[&str])] = &[
-    ("socket", &["name", "type", "family"], &["opts", "actor"]),
-    ("setopt", &["sock", "opt", "value"], &["iface", "probe"]),
-    ("getopt", &["sock", "opt"], &["probe"]),
-    ("bind", &["sock", "addr", "port"], &[]),
-    ("listen", &["sock"], &["backlog"]),
-    ("connect", &["sock", "addr", "port"], &[]),
-    ("accept", &["sock", "name"], &[]),
-    ("send", &["sock"], &["bytes", "to_addr", "to_port"]),
-    ("recv", &["sock"], &["wait_ms"]),
-    ("shutdown", &["sock", "how"], &[]),
-    ("close", &["sock"], &["bands"]),
-    ("tcp_state", &["sock"], &["want", "wait_ms"]),
-    (
-        "fanout",
-        &["sock", "addr", "port", "receivers"],
-        &["count", "observe", "wait_ms"],
-    ),
-    (
-        "spread",
-        &["addr", "port", "listeners"],
-        &["count", "observe"],
-    ),
-    ("fill", &["sock"], &[]),
-    ("drain", &["sock"], &["wait_ms"]),
-    ("same_port", &["a", "b"], &[]),
-    ("sleep", &["ms"], &[]),
-    ("spawn", &["actor"], &["user"]),
-    ("pass", &["sock", "to"], &[]),
-    ("kill", &["actor"], &[]),
-    ("exit", &["actor"], &[]),
-];
+/// A step as written: field name → value, each with its position.
+type RawStep = IndexMap<String, Spanned<Value>>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -598,8 +499,7 @@ fn parse_step(
     raw: RawStep,
     errors: &mut Vec<InputError>,
 ) -> Option<StepTemplate> {
-    let fields = raw.into_fields();
-    let Some((_, action)) = fields.iter().find(|(n, _)| *n == "do") else {
+    let Some(action) = raw.get("do") else {
         errors.push(
             InputError::at(&at, format!("step {} has no `do`", i + 1))
                 .help("every step starts with `do = \"<kind>\"`, e.g. `do = \"bind\"`"),
@@ -610,8 +510,8 @@ fn parse_step(
         errors.push(index.err(action.span(), "`do` must be a string naming the step kind"));
         return None;
     };
-    let Some(&(kind, required, optional)) = KINDS.iter().find(|(k, _, _)| k == kind_name) else {
-        let names: Vec<&str> = KINDS.iter().map(|(k, _, _)| *k).collect();
+    let Some(kind) = Kind::named(kind_name) else {
+        let names: Vec<&str> = KINDS.iter().map(|k| k.name).collect();
         errors.push(
             index
                 .err(action.span(), format!("unknown step kind `{kind_name}`"))
@@ -619,40 +519,64 @@ fn parse_step(
         );
         return None;
     };
+    let name = kind.name;
     let before = errors.len();
-    for (name, v) in &fields {
-        if !COMMON.contains(name) && !required.contains(name) && !optional.contains(name) {
-            let mut allowed: Vec<&str> = required.iter().chain(optional).copied().collect();
-            allowed.extend(&COMMON[1..]);
+    // The field names as the kind declares them (static, for the templates).
+    let known = |field: &str| {
+        COMMON
+            .iter()
+            .chain(kind.required)
+            .chain(kind.optional)
+            .copied()
+            .find(|f| *f == field)
+    };
+    let mut fields = Vec::new();
+    for (field, v) in raw {
+        match known(&field) {
+            Some("do") => {}
+            Some(f) => fields.push((f, index.loc(v.span().start), v.into_inner())),
+            None => {
+                let allowed: Vec<&str> = kind
+                    .required
+                    .iter()
+                    .chain(kind.optional)
+                    .chain(&COMMON[1..])
+                    .copied()
+                    .collect();
+                let near = allowed
+                    .iter()
+                    .find(|a| strsim::damerau_levenshtein(a, &field) <= 2)
+                    .map(|a| format!("did you mean `{a}`? "))
+                    .unwrap_or_default();
+                errors.push(
+                    index
+                        .err(v.span(), format!("`{name}` steps take no `{field}`"))
+                        .help(format!("{near}`{name}` takes: {}", allowed.join(", "))),
+                );
+            }
+        }
+    }
+    for req in kind.required {
+        if !fields.iter().any(|(n, _, _)| n == req) {
             errors.push(
-                index
-                    .err(v.span(), format!("`{kind}` steps take no `{name}`"))
-                    .help(format!("`{kind}` takes: {}", allowed.join(", "))),
+                InputError::at(&at, format!("this `{name}` step needs `{req}`"))
+                    .help(format!("`{name}` requires: {}", kind.required.join(", "))),
             );
         }
     }
-    for req in required {
-        if !fields.iter().any(|(n, _)| n == req) {
-            errors.push(
-                InputError::at(&at, format!("this `{kind}` step needs `{req}`"))
-                    .help(format!("`{kind}` requires: {}", required.join(", "))),
-            );
-        }
-    }
-    if let Some((_, c)) = fields.iter().find(|(n, _)| *n == "check") {
-        let ok = match c.get_ref() {
+    if let Some((_, at, c)) = fields.iter().find(|(n, _, _)| *n == "check") {
+        let ok = match c {
             Value::Boolean(_) => true,
             Value::String(s) => is_ident(s),
             _ => false,
         };
         if !ok {
             errors.push(
-                index
-                    .err(
-                        c.span(),
-                        "`check` must be true or a label (lower-case letters, digits, `_`)",
-                    )
-                    .help("the label names this step's outcome in expectation files"),
+                InputError::at(
+                    at,
+                    "`check` must be true or a label (lower-case letters, digits, `_`)",
+                )
+                .help("the label names this step's outcome in expectation files"),
             );
         }
     }
@@ -662,12 +586,8 @@ fn parse_step(
     Some(StepTemplate {
         index: i,
         at,
-        kind,
-        fields: fields
-            .into_iter()
-            .filter(|(n, _)| *n != "do")
-            .map(|(n, v)| (n, index.loc(v.span().start), v.into_inner()))
-            .collect(),
+        kind: name,
+        fields,
     })
 }
 

@@ -11,7 +11,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::outcome::{Outcome, TcpState};
+use crate::outcome::Outcome;
+pub use crate::steps::Action;
 
 /// The OS families sockspec keeps expectation files for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -294,255 +295,15 @@ pub struct Band {
     pub max: Duration,
 }
 
+/// What a `fanout` or `spread` step reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum Observe {
-    /// How each datagram was delivered: `each=one|all|none|mixed`.
+    /// How each datagram was delivered: `each=one|all|none|mixed` (fanout).
     Each,
     /// Which receivers got anything: `who=a+b`.
     Who,
-}
-
-/// One resolved action. Socket names refer to sockets created earlier in the test.
-#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-pub enum Action {
-    Socket {
-        name: String,
-        proto: Proto,
-        family: Family,
-        opts: Vec<Opt>,
-    },
-    SetOpt {
-        sock: String,
-        opt: Opt,
-        value: OptValue,
-    },
-    GetOpt {
-        sock: String,
-        opt: Opt,
-    },
-    Bind {
-        sock: String,
-        addr: IpAddr,
-        port: PortRef,
-    },
-    Listen {
-        sock: String,
-        backlog: i32,
-    },
-    Connect {
-        sock: String,
-        addr: IpAddr,
-        port: PortRef,
-    },
-    Accept {
-        sock: String,
-        name: String,
-    },
-    Send {
-        sock: String,
-        bytes: usize,
-        to: Option<(IpAddr, PortRef)>,
-    },
-    Recv {
-        sock: String,
-        wait: Duration,
-    },
-    Shutdown {
-        sock: String,
-        how: How,
-    },
-    Close {
-        sock: String,
-        bands: Vec<Band>,
-    },
-    /// Look the socket's endpoint up in the kernel's own TCP table.
-    TcpState {
-        sock: String,
-        want: Option<TcpState>,
-        wait: Duration,
-    },
-    /// Send `count` datagrams from `sender` and see who received them.
-    Fanout {
-        sender: String,
-        addr: IpAddr,
-        port: PortRef,
-        receivers: Vec<String>,
-        count: u32,
-        observe: Observe,
-        wait: Duration,
-    },
-    /// Make `count` connections and see which listeners accepted them: how
-    /// many got at least one (`Each` is not used), or who (`Who`).
-    Spread {
-        addr: IpAddr,
-        port: PortRef,
-        listeners: Vec<String>,
-        count: u32,
-        observe: Observe,
-    },
-    /// Queue data until the send buffer is full (the peer does not read).
-    Fill {
-        sock: String,
-    },
-    /// Read until end of stream, an error, or `wait` without data.
-    Drain {
-        sock: String,
-        wait: Duration,
-    },
-    /// Whether two sockets have the same local port.
-    SamePort {
-        a: String,
-        b: String,
-    },
-    Sleep {
-        ms: u64,
-    },
-    /// Start a helper process (an actor), optionally as another user.
-    Spawn {
-        actor: String,
-        user: Option<u32>,
-    },
-    /// Move a socket to another actor (SCM_RIGHTS / WSADuplicateSocket); the
-    /// sender's copy is closed once the receiver holds its own.
-    Pass {
-        sock: String,
-        to: String,
-    },
-    /// SIGKILL / TerminateProcess.
-    Kill {
-        actor: String,
-    },
-    /// The actor exits at once without closing its sockets.
-    Exit {
-        actor: String,
-    },
-}
-
-impl Action {
-    /// The action's keyword in case files.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Action::Socket { .. } => "socket",
-            Action::SetOpt { .. } => "setopt",
-            Action::GetOpt { .. } => "getopt",
-            Action::Bind { .. } => "bind",
-            Action::Listen { .. } => "listen",
-            Action::Connect { .. } => "connect",
-            Action::Accept { .. } => "accept",
-            Action::Send { .. } => "send",
-            Action::Recv { .. } => "recv",
-            Action::Shutdown { .. } => "shutdown",
-            Action::Close { .. } => "close",
-            Action::TcpState { .. } => "tcp_state",
-            Action::Fanout { .. } => "fanout",
-            Action::Spread { .. } => "spread",
-            Action::Fill { .. } => "fill",
-            Action::Drain { .. } => "drain",
-            Action::SamePort { .. } => "same_port",
-            Action::Sleep { .. } => "sleep",
-            Action::Spawn { .. } => "spawn",
-            Action::Pass { .. } => "pass",
-            Action::Kill { .. } => "kill",
-            Action::Exit { .. } => "exit",
-        }
-    }
-
-    /// The socket the step acts on, if it acts on exactly one.
-    pub fn sock(&self) -> Option<&str> {
-        match self {
-            Action::Socket { name, .. } => Some(name),
-            Action::SetOpt { sock, .. }
-            | Action::GetOpt { sock, .. }
-            | Action::Bind { sock, .. }
-            | Action::Listen { sock, .. }
-            | Action::Connect { sock, .. }
-            | Action::Accept { sock, .. }
-            | Action::Send { sock, .. }
-            | Action::Recv { sock, .. }
-            | Action::Shutdown { sock, .. }
-            | Action::Close { sock, .. }
-            | Action::TcpState { sock, .. }
-            | Action::Fill { sock }
-            | Action::Drain { sock, .. }
-            | Action::Pass { sock, .. } => Some(sock),
-            Action::Fanout { sender, .. } => Some(sender),
-            _ => None,
-        }
-    }
-
-    /// Every socket the step touches.
-    pub fn socks(&self) -> Vec<&str> {
-        match self {
-            Action::Fanout {
-                sender, receivers, ..
-            } => std::iter::once(sender.as_str())
-                .chain(receivers.iter().map(String::as_str))
-                .collect(),
-            Action::Spread { listeners, .. } => listeners.iter().map(String::as_str).collect(),
-            Action::SamePort { a, b } => vec![a, b],
-            other => other.sock().into_iter().collect(),
-        }
-    }
-
-    /// How long the step waits by itself before it gives `timeout`; `None`
-    /// for steps that wait as long as the test's deadline allows.
-    pub fn own_wait(&self) -> Option<Duration> {
-        match self {
-            Action::Recv { wait, .. }
-            | Action::Drain { wait, .. }
-            | Action::TcpState { wait, .. }
-            | Action::Fanout { wait, .. } => Some(*wait),
-            _ => None,
-        }
-    }
-
-    /// Whether `outcome` is something this kind of step can produce.
-    pub fn accepts(&self, outcome: &Outcome) -> bool {
-        let base = match outcome {
-            Outcome::Band(inner, band) => {
-                return matches!(self, Action::Close { bands, .. } if bands.iter().any(|b| &b.name == band))
-                    && !matches!(**inner, Outcome::Band(..))
-                    && self.accepts_plain(inner);
-            }
-            o => o,
-        };
-        if let Action::Close { bands, .. } = self
-            && !bands.is_empty()
-            && !matches!(base, Outcome::Unknown | Outcome::NotRun | Outcome::Timeout)
-        {
-            // A measured close always carries its band.
-            return false;
-        }
-        self.accepts_plain(base)
-    }
-
-    fn accepts_plain(&self, o: &Outcome) -> bool {
-        if matches!(o, Outcome::Unknown | Outcome::NotRun | Outcome::Timeout) {
-            return true;
-        }
-        match self {
-            Action::TcpState { .. } => matches!(o, Outcome::State(_)),
-            Action::Recv { .. } => matches!(o, Outcome::Data | Outcome::Eof | Outcome::Error(_)),
-            Action::GetOpt { .. } => matches!(
-                o,
-                Outcome::Bool(_) | Outcome::Int(_) | Outcome::Error(_) | Outcome::Unsupported
-            ),
-            Action::Fanout { observe, .. } => match observe {
-                Observe::Each => matches!(o, Outcome::Each(_)),
-                Observe::Who => matches!(o, Outcome::Who(_)),
-            },
-            Action::Spread { observe, .. } => match observe {
-                Observe::Who => matches!(o, Outcome::Who(_) | Outcome::Error(_)),
-                Observe::Each => matches!(o, Outcome::Int(_) | Outcome::Error(_)),
-            },
-            Action::Drain { .. } => matches!(o, Outcome::Eof | Outcome::Error(_)),
-            Action::SamePort { .. } => matches!(o, Outcome::Bool(_)),
-            Action::SetOpt { .. } | Action::Socket { .. } => {
-                matches!(o, Outcome::Ok | Outcome::Error(_) | Outcome::Unsupported)
-            }
-            _ => matches!(o, Outcome::Ok | Outcome::Error(_)),
-        }
-    }
+    /// How many listeners got at least one connection (spread).
+    Count,
 }
 
 /// Where something is in an input file (1-based line and column).
@@ -576,6 +337,17 @@ pub struct Step {
     /// A precondition: if the step's outcome is not this, the test cannot
     /// show what it claims and fails without judging later steps.
     pub require: Option<Outcome>,
+}
+
+/// One line for a step: `bind b 127.0.0.1:port(a)`, `socket s tcp v4 in child`.
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.action)?;
+        if let Some(a) = &self.actor {
+            write!(f, " in {a}")?;
+        }
+        Ok(())
+    }
 }
 
 /// A parameter value of a grid axis, with the label used in test names.

@@ -88,7 +88,11 @@ fn unknown_step_field() {
     );
     assert_has(
         &error(dir.path()),
-        &["t/two.toml:5:", "unknown field `adr`", "expected one of"],
+        &[
+            "t/two.toml:5:",
+            "`bind` steps take no `adr`",
+            "did you mean `addr`?",
+        ],
     );
 }
 
@@ -135,8 +139,25 @@ fn unknown_option() {
         &error(dir.path()),
         &[
             "t/two.toml:5:",
-            "`opt` must be an option name, not \"reuseaddress\"",
+            "`opt` must be one of: reuseaddr, reuseport,",
+            "not \"reuseaddress\" (in all 2 combinations of the grid)",
         ],
+    );
+    // One error for the mistake, not one per combination.
+    assert_eq!(error(dir.path()).matches("reuseaddress").count(), 1);
+}
+
+#[test]
+fn an_error_in_some_combinations_names_them() {
+    let case = GOOD_CASE.replace(
+        "  { do = \"bind\", sock = \"a\"",
+        "  { do = \"setopt\", sock = \"a\", opt = \"x{proto}\", value = true },\n  { do = \"bind\", sock = \"a\"",
+    );
+    let dir = tree(&case, None);
+    let err = error(dir.path());
+    assert_has(
+        &err,
+        &["not \"xtcp\" (with proto=tcp; 1 of 2 combinations)"],
     );
 }
 

@@ -128,6 +128,8 @@ mod interrupt {
                 "-q",
                 "--jobs",
                 "1",
+                "--repeat",
+                "200",
                 "--isolation",
                 "host",
                 "timing::",

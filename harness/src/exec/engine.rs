@@ -17,6 +17,7 @@ use super::ports::{Claims, lease};
 use super::{AttemptResult, Problem, StepResult};
 use crate::model::{Action, Family, PortRef, Proto, Step, Test};
 use crate::outcome::{ErrName, Outcome, TcpState};
+use crate::steps;
 use crate::sys;
 
 /// What the engine knows of a socket, wherever it is.
@@ -197,11 +198,11 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         // sees a reset, or a close that fails, is only an observation.
         let establishes = matches!(
             step.action,
-            Action::Socket { .. }
-                | Action::SetOpt { .. }
-                | Action::Bind { .. }
-                | Action::Listen { .. }
-                | Action::Connect { .. }
+            Action::Socket(_)
+                | Action::SetOpt(_)
+                | Action::Bind(_)
+                | Action::Listen(_)
+                | Action::Connect(_)
         );
         if !ok && step.check.is_some() && establishes {
             for s in step.action.socks() {
@@ -292,17 +293,17 @@ impl Engine<'_> {
             Ok(())
         };
         match &mut a {
-            Action::Bind { port, .. }
-            | Action::Connect { port, .. }
-            | Action::Fanout { port, .. }
-            | Action::Spread { port, .. } => fix(port, self)?,
-            Action::Send {
+            Action::Bind(steps::Bind { port, .. })
+            | Action::Connect(steps::Connect { port, .. })
+            | Action::Fanout(steps::Fanout { port, .. })
+            | Action::Spread(steps::Spread { port, .. }) => fix(port, self)?,
+            Action::Send(steps::Send {
                 to: Some((_, port)),
                 ..
-            } => fix(port, self)?,
+            }) => fix(port, self)?,
             _ => {}
         }
-        Ok((a, first_use && matches!(action, Action::Bind { .. })))
+        Ok((a, first_use && matches!(action, Action::Bind(_))))
     }
 
     /// A port connect() picked may still carry another test's TIME_WAIT (the
@@ -393,21 +394,27 @@ impl Engine<'_> {
         let deadline = self.deadline;
         let harness = |e: String| Stop::Problem(Problem::Harness(e));
         match &step.action {
-            Action::Spawn { actor, user } => {
+            Action::Spawn(steps::Spawn { actor, user }) => {
                 if user.is_some() && !sys::OTHER_USER {
                     return Err(Stop::Problem(Problem::Unavailable(
                         "sockspec runs an actor as another user only on Unix (setuid); on Windows that needs another account's credentials".into(),
                     )));
                 }
+                let uid = match user {
+                    Some(u) => Some(u.uid().ok_or_else(|| {
+                        Stop::Problem(Problem::Unavailable(format!("no user {u} on this machine")))
+                    })?),
+                    None => None,
+                };
                 let (a, identity) =
-                    Actor::spawn(actor, *user, deadline, self.pids).map_err(harness)?;
+                    Actor::spawn(actor, uid, deadline, self.pids).map_err(harness)?;
                 self.actors.insert(actor.clone(), a);
                 let mut d = Done::ok();
                 d.detail = identity.map(|i| format!("running as {i}"));
                 Ok((d, false))
             }
-            Action::Kill { actor } | Action::Exit { actor } => {
-                let kill = matches!(step.action, Action::Kill { .. });
+            Action::Kill(steps::Kill { actor }) | Action::Exit(steps::Exit { actor }) => {
+                let kill = matches!(step.action, Action::Kill(_));
                 let a = self.actor(actor)?;
                 if kill { a.kill() } else { a.exit(deadline) }.map_err(harness)?;
                 self.actors.remove(actor);
@@ -418,7 +425,7 @@ impl Engine<'_> {
                 }
                 Ok((Done::ok(), false))
             }
-            Action::Pass { sock, to } => {
+            Action::Pass(steps::Pass { sock, to }) => {
                 let (from, proto, family) = {
                     let s = self.open_slot(sock)?;
                     (s.actor.clone(), s.proto, s.family)
@@ -446,7 +453,7 @@ impl Engine<'_> {
                 }
                 Ok((Done::ok(), false))
             }
-            Action::TcpState { sock, want, wait } => {
+            Action::TcpState(steps::TcpState { sock, want, wait }) => {
                 let slot = self
                     .slots
                     .get(sock)
@@ -466,7 +473,7 @@ impl Engine<'_> {
                     false,
                 ))
             }
-            Action::SamePort { a, b } => {
+            Action::SamePort(steps::SamePort { a, b }) => {
                 let pa = self.slots.get(a).and_then(|s| s.local).map(|x| x.port());
                 let pb = self.slots.get(b).and_then(|s| s.local).map(|x| x.port());
                 match (pa, pb) {
@@ -474,12 +481,12 @@ impl Engine<'_> {
                     _ => Err(Stop::NotRun("both sockets need a port".into())),
                 }
             }
-            Action::Sleep { .. } => Ok((self.local.exec(&step.action, deadline), false)),
+            Action::Sleep(_) => Ok((self.local.exec(&step.action, deadline), false)),
             action => {
                 // Where the step runs: a new socket where the case puts it,
                 // any other step where its socket lives.
                 let holder = match action {
-                    Action::Socket { .. } => step.actor.clone(),
+                    Action::Socket(_) => step.actor.clone(),
                     _ => {
                         let mut holder = None;
                         for (i, s) in action.socks().into_iter().enumerate() {
@@ -494,7 +501,7 @@ impl Engine<'_> {
                 let (resolved, port_setup) = self.resolve(action)?;
                 // A TCP connect from an unbound socket picks its port itself.
                 let implicit = match action {
-                    Action::Connect { sock, .. } => self
+                    Action::Connect(steps::Connect { sock, .. }) => self
                         .slots
                         .get(sock)
                         .filter(|s| s.proto == Proto::Tcp && s.local.is_none())
@@ -512,16 +519,16 @@ impl Engine<'_> {
                     },
                 };
                 match action {
-                    Action::Socket {
+                    Action::Socket(steps::Socket {
                         name,
                         proto,
                         family,
                         ..
-                    } if done.outcome.is_ok() => {
+                    }) if done.outcome.is_ok() => {
                         self.slots
                             .insert(name.clone(), self.new_slot(holder.clone(), *proto, *family));
                     }
-                    Action::Accept { sock, name } if done.outcome.is_ok() => {
+                    Action::Accept(steps::Accept { sock, name }) if done.outcome.is_ok() => {
                         let (proto, family) = self
                             .slots
                             .get(sock)
@@ -530,7 +537,7 @@ impl Engine<'_> {
                         self.slots
                             .insert(name.clone(), self.new_slot(holder.clone(), proto, family));
                     }
-                    Action::Close { sock, .. } => {
+                    Action::Close(steps::Close { sock, .. }) => {
                         if let Some(s) = self.slots.get_mut(sock) {
                             s.open = false;
                         }

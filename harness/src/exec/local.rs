@@ -15,6 +15,7 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
 use crate::model::{Action, Band, Family, How, Observe, Opt, OptValue, PortRef, Proto};
 use crate::outcome::{Each, ErrName, Outcome};
+use crate::steps;
 use crate::sys;
 
 /// What a step did, before judging.
@@ -185,12 +186,12 @@ impl Local {
     fn exec_inner(&mut self, action: &Action, deadline: Instant) -> Result<Done, Done> {
         let remaining = || deadline.saturating_duration_since(Instant::now());
         Ok(match action {
-            Action::Socket {
+            Action::Socket(steps::Socket {
                 name,
                 proto,
                 family,
                 opts,
-            } => {
+            }) => {
                 let (ty, p) = match proto {
                     Proto::Tcp => (Type::STREAM, Protocol::TCP),
                     Proto::Udp => (Type::DGRAM, Protocol::UDP),
@@ -219,7 +220,7 @@ impl Local {
                 self.socks.insert(name.clone(), ls);
                 Done::ok()
             }
-            Action::SetOpt { sock, opt, value } => {
+            Action::SetOpt(steps::SetOpt { sock, opt, value }) => {
                 let ls = self
                     .socks
                     .get_mut(sock)
@@ -232,21 +233,21 @@ impl Local {
                     value,
                 ))
             }
-            Action::GetOpt { sock, opt } => {
+            Action::GetOpt(steps::GetOpt { sock, opt }) => {
                 let ls = self.sock(sock)?;
                 match get_opt(&ls.sock, ls, *opt) {
                     Ok(o) => Done::of(o),
                     Err(e) => Done::err(&e),
                 }
             }
-            Action::Bind { sock, addr, port } => {
+            Action::Bind(steps::Bind { sock, addr, port }) => {
                 let s = &self.sock(sock)?.sock;
                 Done::result(s.bind(&SocketAddr::new(*addr, number(port)).into()))
             }
-            Action::Listen { sock, backlog } => {
+            Action::Listen(steps::Listen { sock, backlog }) => {
                 Done::result(self.sock(sock)?.sock.listen(*backlog))
             }
-            Action::Connect { sock, addr, port } => {
+            Action::Connect(steps::Connect { sock, addr, port }) => {
                 let ls = self.sock(sock)?;
                 connect(
                     &ls.sock,
@@ -255,7 +256,7 @@ impl Local {
                     remaining(),
                 )
             }
-            Action::Accept { sock, name } => {
+            Action::Accept(steps::Accept { sock, name }) => {
                 let ls = self.sock(sock)?;
                 if !ls.nonblocking {
                     match sys::wait_readable(&ls.sock, remaining()) {
@@ -280,7 +281,7 @@ impl Local {
                     Err(e) => Done::err(&e),
                 }
             }
-            Action::Send { sock, bytes, to } => {
+            Action::Send(steps::Send { sock, bytes, to }) => {
                 let s = &self.sock(sock)?.sock;
                 let data = vec![b's'; *bytes];
                 let r = match to {
@@ -293,7 +294,7 @@ impl Local {
                     Err(e) => Done::err(&e),
                 }
             }
-            Action::Recv { sock, wait } => {
+            Action::Recv(steps::Recv { sock, wait }) => {
                 let ls = self.sock(sock)?;
                 match sys::wait_readable(&ls.sock, (*wait).min(remaining())) {
                     Ok(true) => {}
@@ -308,7 +309,7 @@ impl Local {
                     Err(e) => Done::err(&e),
                 }
             }
-            Action::Shutdown { sock, how } => {
+            Action::Shutdown(steps::Shutdown { sock, how }) => {
                 let how = match how {
                     How::Read => std::net::Shutdown::Read,
                     How::Write => std::net::Shutdown::Write,
@@ -316,7 +317,7 @@ impl Local {
                 };
                 Done::result(self.sock(sock)?.sock.shutdown(how))
             }
-            Action::Close { sock, bands } => {
+            Action::Close(steps::Close { sock, bands }) => {
                 let ls = self
                     .socks
                     .remove(sock)
@@ -331,7 +332,7 @@ impl Local {
                     banded(d, bands, took)
                 }
             }
-            Action::Fanout {
+            Action::Fanout(steps::Fanout {
                 sender,
                 addr,
                 port,
@@ -339,7 +340,7 @@ impl Local {
                 count,
                 observe,
                 wait,
-            } => {
+            }) => {
                 let s = &self.sock(sender)?.sock;
                 let mut rx = Vec::new();
                 for r in receivers {
@@ -354,13 +355,13 @@ impl Local {
                     (*wait).min(remaining()),
                 )
             }
-            Action::Spread {
+            Action::Spread(steps::Spread {
                 addr,
                 port,
                 listeners,
                 count,
                 observe,
-            } => {
+            }) => {
                 let mut ls = Vec::new();
                 for l in listeners {
                     ls.push((l.as_str(), &self.sock(l)?.sock));
@@ -375,21 +376,23 @@ impl Local {
                 done.extra_ports = client_ports;
                 done
             }
-            Action::Fill { sock } => {
+            Action::Fill(steps::Fill { sock }) => {
                 let ls = self.sock(sock)?;
                 fill(&ls.sock, ls.nonblocking)
             }
-            Action::Drain { sock, wait } => drain(&self.sock(sock)?.sock, (*wait).min(remaining())),
-            Action::Sleep { ms } => {
+            Action::Drain(steps::Drain { sock, wait }) => {
+                drain(&self.sock(sock)?.sock, (*wait).min(remaining()))
+            }
+            Action::Sleep(steps::Sleep { ms }) => {
                 std::thread::sleep(Duration::from_millis(*ms).min(remaining()));
                 Done::ok()
             }
-            Action::TcpState { .. }
-            | Action::SamePort { .. }
-            | Action::Spawn { .. }
-            | Action::Pass { .. }
-            | Action::Kill { .. }
-            | Action::Exit { .. } => Done::not_run("the engine runs this step, not a socket table"),
+            Action::TcpState(_)
+            | Action::SamePort(_)
+            | Action::Spawn(_)
+            | Action::Pass(_)
+            | Action::Kill(_)
+            | Action::Exit(_) => Done::not_run("the engine runs this step, not a socket table"),
         })
     }
 }
@@ -608,7 +611,7 @@ fn fanout(
                 .into_iter()
                 .collect(),
         ),
-        Observe::Each => {
+        Observe::Each | Observe::Count => {
             let reach: Vec<usize> = (0..count as usize)
                 .map(|seq| got.iter().filter(|g| g[seq]).count())
                 .collect();
@@ -768,7 +771,7 @@ fn spread(
             who.sort();
             Outcome::Who(who)
         }
-        Observe::Each => Outcome::Int(hit as i64),
+        Observe::Count | Observe::Each => Outcome::Int(hit as i64),
     };
     (
         Done::of(outcome).detail(format!(

@@ -65,6 +65,23 @@ pub enum Isolation {
     Host,
 }
 
+/// The uid of the account named `nobody` on this machine: 65534 on Linux,
+/// 4294967294 (-2) on macOS, 32767 on OpenBSD; `None` where there is none.
+#[cfg(unix)]
+pub fn nobody_uid() -> Option<u32> {
+    nix::unistd::User::from_name("nobody")
+        .ok()
+        .flatten()
+        .map(|u| u.uid.as_raw())
+}
+
+/// Windows has no `nobody`: actors as another user need that user's
+/// credentials there.
+#[cfg(not(unix))]
+pub fn nobody_uid() -> Option<u32> {
+    None
+}
+
 /// Whether workers should get network namespaces of their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum IsolationMode {

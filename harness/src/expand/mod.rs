@@ -1,0 +1,311 @@
+//! Stage 2: expand each case's parameter grid into tests, resolving every step
+//! into a typed [`Action`] and checking that the test makes sense (sockets and
+//! actors exist before they are used, labels are unique, ...).
+
+pub mod fields;
+mod scope;
+mod template;
+
+use std::collections::{BTreeSet, HashMap};
+
+use toml::Value;
+
+use crate::error::InputError;
+use crate::load::{LoadedCase, StepTemplate, selector_labels};
+use crate::model::{Location, Need, ParamValue, Step, Test};
+use crate::outcome::Outcome;
+use crate::steps::Kind;
+
+pub use fields::{ADDRESS_ALIASES, parse_addr};
+use fields::{Fields, step_os};
+use scope::{OptScope, Scope, check_semantics};
+use template::Ctx;
+
+/// Expand every loaded case. Errors are pushed; tests of erroneous cases are dropped.
+pub fn expand_all(cases: &[LoadedCase], errors: &mut Vec<InputError>) -> Vec<Test> {
+    let mut tests = Vec::new();
+    for case in cases {
+        tests.extend(expand(case, errors));
+    }
+    let mut seen: HashMap<&str, &Test> = HashMap::new();
+    let mut dups = Vec::new();
+    for t in &tests {
+        if let Some(first) = seen.insert(&t.name, t) {
+            dups.push(
+                InputError::file(
+                    &t.case.file,
+                    format!(
+                        "test name `{}` is also produced by {}",
+                        t.name,
+                        first.case.file.display()
+                    ),
+                )
+                .help("rename one of the cases or its parameters"),
+            );
+        }
+    }
+    errors.extend(dups);
+    tests
+}
+
+/// Expand one case.
+pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
+    let case = &lc.case;
+    let mut combos: Vec<Vec<(String, ParamValue)>> = vec![Vec::new()];
+    for (name, values) in &case.grid {
+        combos = combos
+            .into_iter()
+            .flat_map(|c| {
+                values.iter().map(move |v| {
+                    let mut c = c.clone();
+                    c.push((name.clone(), v.clone()));
+                    c
+                })
+            })
+            .collect();
+    }
+    let mut used_excludes = vec![false; lc.excludes.len()];
+    combos.retain(|combo| {
+        let mut keep = true;
+        for (i, ex) in lc.excludes.iter().enumerate() {
+            let hit = ex.select.iter().all(|(name, labels)| {
+                combo
+                    .iter()
+                    .any(|(n, v)| n == name && labels.contains(&v.label))
+            });
+            if hit {
+                used_excludes[i] = true;
+                keep = false;
+            }
+        }
+        keep
+    });
+    let before = errors.len();
+    for (ex, used) in lc.excludes.iter().zip(&used_excludes) {
+        if !used {
+            errors.push(
+                InputError::at(&ex.at, "this `exclude` matches no combination of the grid")
+                    .help("check its parameter values, or remove it"),
+            );
+        }
+    }
+    if combos.is_empty() {
+        let at = lc.grid_at.clone().unwrap_or(Location {
+            file: case.file.clone(),
+            line: 1,
+            col: 1,
+        });
+        errors.push(
+            InputError::at(
+                &at,
+                "the grid expands to nothing: every combination is excluded",
+            )
+            .help("loosen the `exclude` entries"),
+        );
+    }
+    if errors.len() > before {
+        return Vec::new();
+    }
+
+    let mut tests = Vec::new();
+    let mut case_errors = Vec::new();
+    let n_combos = combos.len();
+    for combo in combos {
+        let mut name = case.id.clone();
+        for (k, v) in &combo {
+            name.push_str(&format!("::{k}={}", v.label));
+        }
+        match resolve_test(lc, &combo) {
+            Ok((steps, needs)) => tests.push(Test {
+                name,
+                case: case.clone(),
+                params: combo
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.label.clone()))
+                    .collect(),
+                steps,
+                needs,
+            }),
+            Err(errs) => case_errors.extend(errs),
+        }
+    }
+    if !case_errors.is_empty() {
+        errors.extend(InputError::merge_combos(case_errors, n_combos));
+        return Vec::new();
+    }
+    tests
+}
+
+fn resolve_test(
+    lc: &LoadedCase,
+    combo: &[(String, ParamValue)],
+) -> Result<(Vec<Step>, Vec<Need>), Vec<InputError>> {
+    let ctx = Ctx { params: combo };
+    let mut errors = Vec::new();
+    let mut scope = Scope::default();
+    let mut steps = Vec::new();
+    let mut needs = BTreeSet::new();
+    if let Some(only) = &lc.case.only {
+        needs.insert(Need::Os(only.clone()));
+    }
+    if lc.case.requires_root {
+        needs.insert(Need::Root);
+    }
+    for t in &lc.steps {
+        if !step_applies(t, &ctx, &lc.case.grid, &mut errors) {
+            continue;
+        }
+        let mut f = Fields {
+            t,
+            ctx: &ctx,
+            errors: Vec::new(),
+        };
+        let kind = Kind::named(t.kind).expect("load accepted only known step kinds");
+        let action = (kind.read)(&mut f);
+        let check = match t.field("check") {
+            Some((_, Value::Boolean(true))) => action.as_ref().map(|a| a.label()),
+            Some((_, Value::String(s))) => Some(s.clone()),
+            _ => None,
+        };
+        let actor = if t.kind == "socket" {
+            f.raw("actor").and_then(|_| f.ident("actor"))
+        } else {
+            None
+        };
+        let require = f.raw("require").and_then(|(at, v)| match v.as_str() {
+            Some(s) => match s.parse::<Outcome>() {
+                Ok(o) => Some(o),
+                Err(e) => {
+                    f.err(&at, format!("`require`: {e}"));
+                    None
+                }
+            },
+            None => {
+                f.err(&at, "`require` must be an outcome string".into());
+                None
+            }
+        });
+        let os = step_os(&mut f);
+        let probe = match f.t.field("probe") {
+            Some(_) => f
+                .parse("probe", "true or false", Value::as_bool)
+                .unwrap_or(false),
+            None => false,
+        };
+        if probe && t.field("check").is_none() {
+            let at = t.at.clone();
+            f.err(
+                &at,
+                "a `probe` step asks whether an option exists: give it a `check`".into(),
+            );
+        }
+        errors.append(&mut f.errors);
+        let Some(action) = action else { continue };
+        if let Some(o) = &require {
+            if !action.accepts(o) {
+                errors.push(InputError::at(
+                    &t.at,
+                    format!("a `{}` step cannot have the outcome `{o}`", t.kind),
+                ));
+            }
+        }
+        if let Some(label) = &check {
+            if !scope.labels.insert(label.clone()) {
+                errors.push(
+                    InputError::at(
+                        &t.at,
+                        format!("check label `{label}` is used twice in one test"),
+                    )
+                    .in_combo(ctx.combo())
+                    .help("give one of the steps its own label: `check = \"name\"`"),
+                );
+            }
+        }
+        let opt_scope = OptScope {
+            os: os.clone(),
+            probe,
+        };
+        check_semantics(
+            &action,
+            actor.as_deref(),
+            &t.at,
+            &opt_scope,
+            &mut scope,
+            &mut needs,
+            &mut errors,
+        );
+        steps.push(Step {
+            index: t.index,
+            at: t.at.clone(),
+            actor,
+            action,
+            check,
+            os,
+            require,
+        });
+    }
+    if errors.is_empty() {
+        Ok((steps, needs.into_iter().collect()))
+    } else {
+        Err(errors)
+    }
+}
+
+fn step_applies(
+    t: &StepTemplate,
+    ctx: &Ctx<'_>,
+    grid: &[(String, Vec<ParamValue>)],
+    errors: &mut Vec<InputError>,
+) -> bool {
+    let Some((at, when)) = t.field("when") else {
+        return true;
+    };
+    let Value::Table(sel) = when else {
+        errors.push(
+            InputError::at(at, "`when` must be a table of grid parameters and values")
+                .help("e.g. `when = { listen = true }` or `when = { proto = [\"tcp\"] }`"),
+        );
+        return false;
+    };
+    let mut applies = true;
+    for (name, v) in sel {
+        let Some((_, axis)) = grid.iter().find(|(n, _)| n == name) else {
+            errors.push(InputError::at(
+                at,
+                format!("`when` names `{name}`, which is not a grid parameter"),
+            ));
+            return false;
+        };
+        match selector_labels(v, axis) {
+            Ok(labels) => {
+                let current = ctx
+                    .params
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .map(|(_, p)| &p.label);
+                if !current.is_some_and(|c| labels.contains(c)) {
+                    applies = false;
+                }
+            }
+            Err(msg) => {
+                errors.push(InputError::at(at, format!("`when.{name}`: {msg}")));
+                return false;
+            }
+        }
+    }
+    applies
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn aliases_parse() {
+        for (name, addr) in ADDRESS_ALIASES {
+            assert_eq!(parse_addr(name), Some(addr.parse().unwrap()));
+        }
+        assert_eq!(parse_addr("10.1.2.3"), Some("10.1.2.3".parse().unwrap()));
+        assert_eq!(parse_addr("loopback"), None);
+    }
+}

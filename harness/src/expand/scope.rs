@@ -1,0 +1,324 @@
+//! Scope checking: within one test, sockets and actors exist before they
+//! are used, ports come from bound sockets, options suit the socket; and
+//! what the test needs from the machine it runs on.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+
+use crate::error::InputError;
+use crate::model::{Action, Family, Location, Need, Opt, OptValue, OsFamily, PortRef, Proto};
+use crate::steps;
+
+/// What the expansion knows about a socket while it walks the steps.
+pub struct SockInfo {
+    actor: Option<String>,
+    proto: Proto,
+    family: Family,
+    open: bool,
+    /// Has a local port: bound, or bound implicitly by connect, listen or send.
+    bound: bool,
+}
+
+/// Sockets, actors, labels and leases of one test, as its steps go by.
+#[derive(Default)]
+pub struct Scope {
+    socks: BTreeMap<String, SockInfo>,
+    actors: BTreeMap<String, bool>,
+    pub labels: BTreeSet<String>,
+    leases: BTreeSet<String>,
+}
+
+/// How a step's options count as needs: only on the families it runs on, and
+/// not at all for a probe (which asks whether the option exists).
+pub struct OptScope {
+    pub os: Option<Vec<OsFamily>>,
+    pub probe: bool,
+}
+
+impl OptScope {
+    fn need(&self, opt: Opt) -> Option<Need> {
+        (!self.probe).then(|| Need::Opt(opt, self.os.clone()))
+    }
+}
+
+pub fn check_semantics(
+    action: &Action,
+    actor: Option<&str>,
+    at: &Location,
+    opt_scope: &OptScope,
+    scope: &mut Scope,
+    needs: &mut BTreeSet<Need>,
+    errors: &mut Vec<InputError>,
+) {
+    let mut err = |msg: String, help: Option<&str>| {
+        let mut e = InputError::at(at, msg);
+        if let Some(h) = help {
+            e = e.help(h);
+        }
+        errors.push(e);
+    };
+    // Sockets the step needs open, and those it may use after close (for their
+    // remembered endpoint).
+    let (open_needed, remembered): (Vec<&str>, Vec<&str>) = match action {
+        Action::Socket(_) => (vec![], vec![]),
+        Action::TcpState(steps::TcpState { sock, .. }) => (vec![], vec![sock]),
+        Action::SamePort(steps::SamePort { a, b }) => (vec![], vec![a, b]),
+        other => (other.socks(), vec![]),
+    };
+    for s in open_needed.iter().chain(&remembered) {
+        match scope.socks.get(*s) {
+            None => err(
+                format!("socket `{s}` is used before a `socket` step creates it"),
+                Some(
+                    "create it first: `{ do = \"socket\", name = ..., type = ..., family = ... }`",
+                ),
+            ),
+            Some(info) if !info.open && open_needed.contains(s) => {
+                err(format!("socket `{s}` is used after it was closed"), None)
+            }
+            _ => {}
+        }
+    }
+    let mut port_ref = |p: &PortRef, scope: &mut Scope| match p {
+        PortRef::Of(s) if !scope.socks.contains_key(s) => err(
+            format!("port of `{s}`: no socket `{s}` exists at this point"),
+            Some("a port is \"@lease\", 0, or the name of an earlier socket"),
+        ),
+        PortRef::Of(s) if !scope.socks[s].bound => err(
+            format!("port of `{s}`: `{s}` has no port yet at this point (it is not bound)"),
+            Some("bind it first, or use a leased port (\"@p\") for both"),
+        ),
+        PortRef::Lease(l) => {
+            scope.leases.insert(l.clone());
+        }
+        _ => {}
+    };
+    match action {
+        Action::Bind(steps::Bind { port, .. }) | Action::Connect(steps::Connect { port, .. }) => {
+            port_ref(port, scope)
+        }
+        Action::Send(steps::Send {
+            to: Some((_, p)), ..
+        })
+        | Action::Fanout(steps::Fanout { port: p, .. })
+        | Action::Spread(steps::Spread { port: p, .. }) => port_ref(p, scope),
+        _ => {}
+    }
+    // Multi-socket steps run inside one actor.
+    let socks = action.socks();
+    if socks.len() > 1 && !matches!(action, Action::SamePort(_)) {
+        let actors: BTreeSet<Option<&str>> = socks
+            .iter()
+            .filter_map(|s| scope.socks.get(*s).map(|i| i.actor.as_deref()))
+            .collect();
+        if actors.len() > 1 {
+            err(
+                format!(
+                    "a `{}` step needs all its sockets in one actor",
+                    action.kind()
+                ),
+                None,
+            );
+        }
+    }
+    let fam_of = |scope: &Scope, s: &str| scope.socks.get(s).map(|i| (i.family, i.proto));
+    match action {
+        Action::Socket(steps::Socket {
+            name,
+            proto,
+            family,
+            opts,
+        }) => {
+            if scope.socks.contains_key(name) {
+                err(
+                    format!("socket `{name}` is created twice"),
+                    Some("give the new socket its own name"),
+                );
+            }
+            if let Some(a) = actor {
+                match scope.actors.get(a) {
+                    None => err(
+                        format!("actor `{a}` is used before a `spawn` step starts it"),
+                        None,
+                    ),
+                    Some(false) => err(format!("actor `{a}` is used after it ended"), None),
+                    _ => {}
+                }
+            }
+            for o in opts {
+                needs.extend(opt_scope.need(*o));
+                if *o == Opt::V6Only && *family == Family::V4 {
+                    err("`v6only` is an IPv6 option".into(), None);
+                }
+            }
+            scope.socks.insert(
+                name.clone(),
+                SockInfo {
+                    actor: actor.map(str::to_string),
+                    proto: *proto,
+                    family: *family,
+                    open: true,
+                    bound: false,
+                },
+            );
+        }
+        Action::SetOpt(steps::SetOpt { sock, opt, value }) => {
+            needs.extend(opt_scope.need(*opt));
+            let fp = fam_of(scope, sock);
+            match (opt, value) {
+                (Opt::V6Only, OptValue::Bool(false)) => {
+                    needs.insert(Need::DualStack);
+                }
+                (Opt::Join | Opt::Leave, OptValue::Group { group, .. }) => {
+                    if group.is_ipv6() {
+                        needs.insert(Need::Ipv6Multicast);
+                        needs.insert(Need::Root);
+                    }
+                    if let Some((fam, proto)) = fp {
+                        if fam != Family::of(group) || proto != Proto::Udp {
+                            err(
+                                format!("`{}` needs a UDP socket of the group's family", opt.key()),
+                                None,
+                            );
+                        }
+                    }
+                }
+                _ => {}
+            }
+            if *opt == Opt::V6Only && fp.is_some_and(|(f, _)| f == Family::V4) {
+                err("`v6only` is an IPv6 option".into(), None);
+            }
+        }
+        Action::GetOpt(steps::GetOpt { opt, .. }) => {
+            needs.extend(opt_scope.need(*opt));
+        }
+        Action::Bind(steps::Bind { sock, addr, .. })
+        | Action::Connect(steps::Connect { sock, addr, .. }) => {
+            if let Some((fam, _)) = fam_of(scope, sock) {
+                if fam == Family::V4 && addr.is_ipv6() {
+                    err(
+                        format!("socket `{sock}` is IPv4 but the address {addr} is IPv6"),
+                        None,
+                    );
+                }
+                if fam == Family::V6 && addr.is_ipv4() {
+                    err(
+                        format!("socket `{sock}` is IPv6 but the address {addr} is IPv4"),
+                        Some(
+                            "write IPv4 addresses for IPv6 sockets as mapped (mapped_lo, ::ffff:127.0.0.1)",
+                        ),
+                    );
+                }
+            }
+        }
+        Action::Listen(steps::Listen { sock, .. }) | Action::Accept(steps::Accept { sock, .. })
+            if fam_of(scope, sock).is_some_and(|(_, p)| p == Proto::Udp) =>
+        {
+            err(format!("`{}` needs a TCP socket", action.kind()), None);
+        }
+        Action::Close(steps::Close { sock, .. }) => {
+            if let Some(i) = scope.socks.get_mut(sock) {
+                i.open = false;
+            }
+        }
+        Action::Spawn(steps::Spawn { actor, user }) => {
+            if scope.actors.insert(actor.clone(), true).is_some() {
+                err(format!("actor `{actor}` is spawned twice"), None);
+            }
+            needs.insert(Need::Actors);
+            if user.is_some() {
+                needs.insert(Need::Root);
+                needs.insert(Need::OtherUser);
+            }
+        }
+        Action::Kill(steps::Kill { actor: a }) | Action::Exit(steps::Exit { actor: a }) => {
+            match scope.actors.get_mut(a) {
+                Some(alive @ true) => {
+                    *alive = false;
+                    for info in scope.socks.values_mut() {
+                        if info.actor.as_deref() == Some(a.as_str()) {
+                            info.open = false;
+                        }
+                    }
+                }
+                Some(false) => err(format!("actor `{a}` has already ended"), None),
+                None => err(format!("actor `{a}` is never spawned"), None),
+            }
+        }
+        Action::Pass(steps::Pass { sock, to }) => {
+            if *to != "main" && scope.actors.get(to) != Some(&true) {
+                err(
+                    format!("`pass` to `{to}`: no running actor has that name"),
+                    Some("spawn it first, or pass to \"main\""),
+                );
+            }
+            if let Some(i) = scope.socks.get_mut(sock) {
+                i.actor = (to != "main").then(|| to.clone());
+            }
+        }
+        _ => {}
+    }
+    if let Action::Accept(steps::Accept { sock, name }) = action {
+        if scope.socks.contains_key(name) {
+            err(format!("socket `{name}` is created twice"), None);
+        }
+        let info = scope.socks.get(sock).map(|i| SockInfo {
+            actor: i.actor.clone(),
+            proto: i.proto,
+            family: i.family,
+            open: true,
+            bound: true,
+        });
+        if let Some(info) = info {
+            scope.socks.insert(name.clone(), info);
+        }
+    }
+    // Steps that give a socket a local port.
+    if let Action::Bind(steps::Bind { sock, .. })
+    | Action::Connect(steps::Connect { sock, .. })
+    | Action::Listen(steps::Listen { sock, .. })
+    | Action::Send(steps::Send { sock, .. })
+    | Action::Fanout(steps::Fanout { sender: sock, .. }) = action
+        && let Some(i) = scope.socks.get_mut(sock)
+    {
+        i.bound = true;
+    }
+    // 127.0.0.2 and kin exist on loopback only on some systems.
+    let addr = match action {
+        Action::Bind(steps::Bind { addr, .. })
+        | Action::Connect(steps::Connect { addr, .. })
+        | Action::Fanout(steps::Fanout { addr, .. })
+        | Action::Spread(steps::Spread { addr, .. })
+        | Action::Send(steps::Send {
+            to: Some((addr, _)),
+            ..
+        }) => Some(addr),
+        _ => None,
+    };
+    if addr.is_some_and(|a| is_extra_loopback(*a)) {
+        needs.insert(Need::SecondLoopback);
+    }
+    // Addresses of IPv6 groups need the namespace interface.
+    if let Action::Fanout(steps::Fanout {
+        addr: IpAddr::V6(a),
+        ..
+    }) = action
+    {
+        if a.is_multicast() {
+            needs.insert(Need::Ipv6Multicast);
+            needs.insert(Need::Root);
+        }
+    }
+}
+
+/// A loopback address other than 127.0.0.1 (also v4-mapped).
+fn is_extra_loopback(a: IpAddr) -> bool {
+    let v4 = match a {
+        IpAddr::V4(v4) => v4,
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4,
+            None => return false,
+        },
+    };
+    v4.is_loopback() && v4 != std::net::Ipv4Addr::LOCALHOST
+}

@@ -1,0 +1,105 @@
+//! Template substitution: `{param}`, `{param.field}` and `"text {param}"`
+//! in step fields, for one combination of the grid.
+
+use toml::Value;
+
+use crate::model::ParamValue;
+use crate::outcome::is_ident;
+
+pub struct Ctx<'a> {
+    pub params: &'a [(String, ParamValue)],
+}
+
+impl Ctx<'_> {
+    /// The combination, `proto=tcp, addr=lo4` (none without a grid).
+    pub fn combo(&self) -> Option<String> {
+        if self.params.is_empty() {
+            return None;
+        }
+        let p: Vec<String> = self
+            .params
+            .iter()
+            .map(|(k, v)| format!("{k}={}", v.label))
+            .collect();
+        Some(p.join(", "))
+    }
+
+    pub fn subst(&self, v: &Value) -> Result<Value, String> {
+        match v {
+            Value::String(s) => {
+                if let Some(name) = s.strip_prefix('{').and_then(|r| r.strip_suffix('}'))
+                    && name.split('.').all(is_ident)
+                {
+                    return self.lookup(name);
+                }
+                if !s.contains('{') {
+                    return Ok(v.clone());
+                }
+                let mut out = String::new();
+                let mut rest = s.as_str();
+                while let Some(start) = rest.find('{') {
+                    out.push_str(&rest[..start]);
+                    let end = rest[start..]
+                        .find('}')
+                        .ok_or_else(|| format!("unclosed `{{` in \"{s}\""))?;
+                    let name = &rest[start + 1..start + end];
+                    match self.lookup(name)? {
+                        Value::String(x) => out.push_str(&x),
+                        other => out.push_str(&other.to_string()),
+                    }
+                    rest = &rest[start + end + 1..];
+                }
+                out.push_str(rest);
+                Ok(Value::String(out))
+            }
+            Value::Array(items) => items
+                .iter()
+                .map(|i| self.subst(i))
+                .collect::<Result<Vec<_>, _>>()
+                .map(Value::Array),
+            Value::Table(t) => {
+                let mut out = toml::Table::new();
+                for (k, v) in t {
+                    out.insert(k.clone(), self.subst(v)?);
+                }
+                Ok(Value::Table(out))
+            }
+            other => Ok(other.clone()),
+        }
+    }
+
+    /// A parameter's value; `{p.field}` reads a field of a table value.
+    pub fn lookup(&self, path: &str) -> Result<Value, String> {
+        let mut parts = path.split('.');
+        let name = parts.next().unwrap_or_default();
+        let p = self.param(name)?;
+        let mut v = &p.value;
+        for field in parts {
+            v = v.get(field).ok_or_else(|| {
+                format!(
+                    "`{{{path}}}`: the value of `{name}` ({name}={}) has no field `{field}`",
+                    p.label
+                )
+            })?;
+        }
+        Ok(v.clone())
+    }
+
+    pub fn param(&self, name: &str) -> Result<&ParamValue, String> {
+        self.params
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v)
+            .ok_or_else(|| {
+                let known: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
+                if known.is_empty() {
+                    format!("`{{{name}}}` refers to a parameter, but this case has no grid")
+                } else {
+                    format!(
+                        "`{{{name}}}` is not a grid parameter (this case has: {})",
+                        known.join(", ")
+                    )
+                }
+            })
+    }
+}

@@ -1,0 +1,234 @@
+//! Moving data and closing: send, recv, shutdown, close, fill, drain.
+
+use std::fmt;
+use std::net::IpAddr;
+use std::time::Duration;
+
+use super::{StepKind, endpoint};
+use crate::expand::fields::Fields;
+use crate::model::{Band, How, PortRef};
+use crate::outcome::{Outcome, is_ident};
+
+/// How long `recv` and `drain` wait for data by default.
+pub const DEFAULT_RECV_WAIT: Duration = Duration::from_millis(1000);
+
+/// `send` some bytes (UDP: optionally to an address).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Send {
+    pub sock: String,
+    pub bytes: usize,
+    pub to: Option<(IpAddr, PortRef)>,
+}
+
+impl StepKind for Send {
+    const NAME: &'static str = "send";
+    const REQUIRED: &'static [&'static str] = &["sock"];
+    const OPTIONAL: &'static [&'static str] = &["bytes", "to_addr", "to_port"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        let sock = f.ident("sock");
+        let bytes = f.or("bytes", 8, |f| {
+            f.uint("bytes", 16 << 20).map(|n| n as usize)
+        })?;
+        let to = match (f.has("to_addr"), f.has("to_port")) {
+            (false, false) => None,
+            (true, true) => Some((f.addr("to_addr")?, f.port("to_port")?)),
+            _ => {
+                f.err_at_step("`to_addr` and `to_port` go together");
+                return None;
+            }
+        };
+        Some(Send {
+            sock: sock?,
+            bytes,
+            to,
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "send {} {} bytes", self.sock, self.bytes)?;
+        if let Some((a, p)) = &self.to {
+            write!(f, " to {}", endpoint(a, p))?;
+        }
+        Ok(())
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}
+
+/// `recv`: data, end of stream or an error; `timeout` after `wait_ms`.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Recv {
+    pub sock: String,
+    pub wait: Duration,
+}
+
+impl StepKind for Recv {
+    const NAME: &'static str = "recv";
+    const REQUIRED: &'static [&'static str] = &["sock"];
+    const OPTIONAL: &'static [&'static str] = &["wait_ms"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Recv {
+            sock: f.ident("sock")?,
+            wait: f.ms("wait_ms", DEFAULT_RECV_WAIT),
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "recv {}", self.sock)
+    }
+
+    fn accepts(&self, o: &Outcome) -> bool {
+        matches!(o, Outcome::Data | Outcome::Eof | Outcome::Error(_))
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}
+
+/// `shutdown` one or both directions.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Shutdown {
+    pub sock: String,
+    pub how: How,
+}
+
+impl StepKind for Shutdown {
+    const NAME: &'static str = "shutdown";
+    const REQUIRED: &'static [&'static str] = &["sock", "how"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        let sock = f.ident("sock");
+        let how = f.parse("how", "\"read\", \"write\" or \"both\"", |v| {
+            match v.as_str()? {
+                "read" => Some(How::Read),
+                "write" => Some(How::Write),
+                "both" => Some(How::Both),
+                _ => None,
+            }
+        });
+        Some(Shutdown {
+            sock: sock?,
+            how: how?,
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "shutdown {} {}", self.sock, self.how.as_str())
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}
+
+/// `close`; with `bands`, how long the call blocked is reported as a band
+/// (`ok@quick`).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Close {
+    pub sock: String,
+    pub bands: Vec<Band>,
+}
+
+impl StepKind for Close {
+    const NAME: &'static str = "close";
+    const REQUIRED: &'static [&'static str] = &["sock"];
+    const OPTIONAL: &'static [&'static str] = &["bands"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        let sock = f.ident("sock");
+        let bands = f.or("bands", Vec::new(), |f| {
+            f.parse(
+                "bands",
+                "a table of band names to [min_ms, max_ms], e.g. { quick = [0, 300] }",
+                |v| {
+                    let t = v.as_table()?;
+                    let mut out = Vec::new();
+                    for (name, r) in t {
+                        let r = r.as_array()?;
+                        let (lo, hi) = (r.first()?.as_integer()?, r.get(1)?.as_integer()?);
+                        if !is_ident(name) || r.len() != 2 || lo < 0 || hi < lo {
+                            return None;
+                        }
+                        out.push(Band {
+                            name: name.clone(),
+                            min: Duration::from_millis(lo as u64),
+                            max: Duration::from_millis(hi as u64),
+                        });
+                    }
+                    (!out.is_empty()).then_some(out)
+                },
+            )
+        })?;
+        Some(Close { sock: sock?, bands })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "close {}", self.sock)
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}
+
+/// `fill`: queue data until the send buffer is full (the peer does not read).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Fill {
+    pub sock: String,
+}
+
+impl StepKind for Fill {
+    const NAME: &'static str = "fill";
+    const REQUIRED: &'static [&'static str] = &["sock"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Fill {
+            sock: f.ident("sock")?,
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "fill {}'s send buffer", self.sock)
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}
+
+/// `drain`: read until end of stream, an error, or `wait_ms` without data.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Drain {
+    pub sock: String,
+    pub wait: Duration,
+}
+
+impl StepKind for Drain {
+    const NAME: &'static str = "drain";
+    const REQUIRED: &'static [&'static str] = &["sock"];
+    const OPTIONAL: &'static [&'static str] = &["wait_ms"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Drain {
+            sock: f.ident("sock")?,
+            wait: f.ms("wait_ms", DEFAULT_RECV_WAIT),
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "drain {}", self.sock)
+    }
+
+    fn accepts(&self, o: &Outcome) -> bool {
+        matches!(o, Outcome::Eof | Outcome::Error(_))
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}

@@ -42,6 +42,9 @@ compile_error!("sockspec runs on Unix and Windows");
 
 pub use imp::*;
 
+mod netstat_text;
+pub use netstat_text::parse_netstat;
+
 /// The interface IPv6 multicast cases use: one end of a veth pair in the
 /// worker's own network namespace (Linux), since IPv6 multicast does not work
 /// on `lo`.
@@ -168,96 +171,9 @@ pub(crate) fn unsupported(what: &str) -> io::Error {
     )
 }
 
-/// Parses `netstat -an` output (BSD, macOS, illumos): rows whose last column is
-/// a TCP state and which hold two `address.port` columns.
-pub fn parse_netstat(text: &str) -> Vec<TcpEntry> {
-    fn state(s: &str) -> Option<TcpState> {
-        Some(match s {
-            "LISTEN" => TcpState::Listen,
-            "SYN_SENT" => TcpState::SynSent,
-            "SYN_RCVD" | "SYN_RECEIVED" => TcpState::SynReceived,
-            "ESTABLISHED" => TcpState::Established,
-            "FIN_WAIT_1" => TcpState::FinWait1,
-            "FIN_WAIT_2" => TcpState::FinWait2,
-            "CLOSE_WAIT" => TcpState::CloseWait,
-            "CLOSING" => TcpState::Closing,
-            "LAST_ACK" => TcpState::LastAck,
-            "TIME_WAIT" => TcpState::TimeWait,
-            "CLOSED" => TcpState::Closed,
-            _ => return None,
-        })
-    }
-    fn endpoint(s: &str, v6_hint: bool) -> Option<SocketAddr> {
-        let (host, port) = s.rsplit_once('.')?;
-        let port: u16 = if port == "*" { 0 } else { port.parse().ok()? };
-        let host = host.split('%').next()?;
-        let ip = if host == "*" {
-            if v6_hint {
-                std::net::Ipv6Addr::UNSPECIFIED.into()
-            } else {
-                std::net::Ipv4Addr::UNSPECIFIED.into()
-            }
-        } else {
-            host.parse().ok()?
-        };
-        Some(SocketAddr::new(ip, port))
-    }
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let Some(st) = cols.last().and_then(|s| state(s)) else {
-            continue;
-        };
-        let v6 = cols
-            .first()
-            .is_some_and(|p| p.ends_with('6') && !p.ends_with("46"));
-        let eps: Vec<SocketAddr> = cols
-            .iter()
-            .filter(|c| c.contains('.'))
-            .filter_map(|c| endpoint(c, v6))
-            .collect();
-        if eps.len() >= 2 {
-            out.push(TcpEntry {
-                local: canonical(eps[0]),
-                remote: canonical(eps[1]),
-                state: st,
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn netstat_bsd_and_macos_rows() {
-        let text = "Active Internet connections (including servers)\n\
-Proto Recv-Q Send-Q Local Address          Foreign Address        (state)\n\
-tcp4       0      0 127.0.0.1.52100        127.0.0.1.40000        TIME_WAIT\n\
-tcp46      0      0 *.40000                *.*                    LISTEN\n\
-tcp6       0      0 ::1.40001              ::1.52101              ESTABLISHED\n\
-udp4       0      0 *.5353                 *.*\n";
-        let rows = parse_netstat(text);
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].local, "127.0.0.1:52100".parse().unwrap());
-        assert_eq!(rows[0].state, TcpState::TimeWait);
-        assert_eq!(rows[1].local, "0.0.0.0:40000".parse().unwrap());
-        assert_eq!(rows[1].state, TcpState::Listen);
-        assert_eq!(rows[2].remote, "[::1]:52101".parse().unwrap());
-    }
-
-    #[test]
-    fn netstat_illumos_rows() {
-        // illumos prints no protocol column and pads with window sizes.
-        let text = "TCP: IPv4\n   Local Address        Remote Address    Swind Send-Q Rwind Recv-Q    State\n\
--------------------- -------------------- ----- ------ ----- ------ -----------\n\
-127.0.0.1.40000      127.0.0.1.52100      128000      0 128000      0 TIME_WAIT\n";
-        let rows = parse_netstat(text);
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].remote, "127.0.0.1:52100".parse().unwrap());
-    }
 
     #[test]
     fn mapped_addresses_are_canonical() {

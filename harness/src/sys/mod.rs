@@ -139,6 +139,26 @@ pub fn second_loopback() -> Result<(), String> {
         })
 }
 
+/// Why a need that only this machine can answer, at run time, is unmet here;
+/// `None` when it is met or is not such a need. Asked before a test runs so
+/// that `cargo test` ignores the trial with the reason rather than failing it.
+/// Privilege alone does not settle these: GitHub's Windows runners run as
+/// Administrator (so `Root` is met), yet an actor cannot run as another user
+/// there.
+pub fn unmet_need(need: &crate::model::Need) -> Option<String> {
+    use crate::model::Need;
+    static LOOPBACK: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    match need {
+        Need::OtherUser if !OTHER_USER => Some(
+            "sockspec runs an actor as another user only on Unix (setuid); on Windows that \
+             needs another account's credentials"
+                .into(),
+        ),
+        Need::SecondLoopback => LOOPBACK.get_or_init(second_loopback).clone().err(),
+        _ => None,
+    }
+}
+
 /// Normalises IPv4-mapped IPv6 addresses to IPv4, as kernels report dual-stack
 /// sockets under either form.
 pub fn canonical(addr: SocketAddr) -> SocketAddr {

@@ -195,7 +195,7 @@ impl Local {
                     Proto::Tcp => (Type::STREAM, Protocol::TCP),
                     Proto::Udp => (Type::DGRAM, Protocol::UDP),
                 };
-                let sock = match Socket::new(domain(*family), ty, Some(p)) {
+                let sock = match sys::new_socket(domain(*family), ty, Some(p)) {
                     Ok(s) => s,
                     Err(e) => return Ok(Done::err(&e)),
                 };
@@ -266,7 +266,7 @@ impl Local {
                         Err(e) => return Ok(Done::err(&e)),
                     }
                 }
-                match ls.sock.accept() {
+                match sys::accept(&ls.sock) {
                     Ok((new, _)) => {
                         let new = LocalSock {
                             sock: new,
@@ -711,7 +711,7 @@ fn spread(
             let ready = sys::poll_readable(listeners, wait)?;
             let mut any = false;
             for (i, r) in ready.iter().enumerate() {
-                if *r && let Ok((s, _)) = listeners[i].accept() {
+                if *r && let Ok((s, _)) = sys::accept(listeners[i]) {
                     // Reset on close, so no TIME_WAIT is left behind.
                     let _ = s.set_linger(Some(Duration::ZERO));
                     accepted.push(s);
@@ -722,7 +722,7 @@ fn spread(
             Ok(any)
         };
     for _ in 0..count {
-        let c = match Socket::new(domain, Type::STREAM, Some(Protocol::TCP)) {
+        let c = match sys::new_socket(domain, Type::STREAM, Some(Protocol::TCP)) {
             Ok(c) => c,
             Err(e) => return (Done::err(&e), ports),
         };

@@ -150,9 +150,12 @@ impl Drop for Claims {
 pub fn have_ipv6() -> bool {
     static V6: OnceLock<bool> = OnceLock::new();
     *V6.get_or_init(|| {
-        Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
-            .and_then(|s| s.bind(&SocketAddr::from((Ipv6Addr::LOCALHOST, 0)).into()))
-            .is_ok()
+        // Behind the gate, like every socket closed here (`sys::closing`).
+        crate::sys::closing(|| {
+            Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
+                .and_then(|s| s.bind(&SocketAddr::from((Ipv6Addr::LOCALHOST, 0)).into()))
+                .is_ok()
+        })
     })
 }
 

@@ -114,6 +114,46 @@ pub fn spawning<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Whether a new descriptor becomes close-on-exec only in a second call.
+/// socket2 creates sockets with SOCK_CLOEXEC and accepts with accept4 where
+/// the system has them, but on Apple systems it calls socket(2) / accept(2)
+/// and then fcntl(FD_CLOEXEC) (socket2 0.6 src/socket.rs `Socket::new` →
+/// `set_common_flags`, `Socket::accept` → `set_common_accept_flags`;
+/// <https://github.com/rust-lang/socket2/blob/master/src/socket.rs>). A child
+/// forked between the two calls keeps the socket, and its port, until it
+/// execs.
+const CLOEXEC_IS_A_SECOND_CALL: bool = cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+));
+
+/// `Socket::new`, never leaking into a child that starts meanwhile: behind
+/// the child gate where close-on-exec is a second call.
+pub fn new_socket(
+    domain: socket2::Domain,
+    ty: socket2::Type,
+    protocol: Option<socket2::Protocol>,
+) -> io::Result<socket2::Socket> {
+    if CLOEXEC_IS_A_SECOND_CALL {
+        closing(|| socket2::Socket::new(domain, ty, protocol))
+    } else {
+        socket2::Socket::new(domain, ty, protocol)
+    }
+}
+
+/// `Socket::accept`, like [`new_socket`]. Callers wait for a connection
+/// first, so that the gate is not held while accept blocks.
+pub fn accept(sock: &socket2::Socket) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
+    if CLOEXEC_IS_A_SECOND_CALL {
+        closing(|| sock.accept())
+    } else {
+        sock.accept()
+    }
+}
+
 /// `Command::output`, with the start behind the gate.
 pub fn output(cmd: &mut std::process::Command) -> io::Result<std::process::Output> {
     use std::process::Stdio;
@@ -129,14 +169,17 @@ pub fn output(cmd: &mut std::process::Command) -> io::Result<std::process::Outpu
 /// (<https://man.freebsd.org/cgi/man.cgi?query=lo&sektion=4>).
 pub fn second_loopback() -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 2], 0));
-    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-        .and_then(|s| s.bind(&addr.into()))
-        .map_err(|e| {
-            format!(
-                "127.0.0.2 is not an address of this machine ({e}); add it to loopback first \
+    // Created and closed behind the gate: a child must not keep the port.
+    closing(|| {
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+            .and_then(|s| s.bind(&addr.into()))
+    })
+    .map_err(|e| {
+        format!(
+            "127.0.0.2 is not an address of this machine ({e}); add it to loopback first \
                  (macOS, BSD: `sudo ifconfig lo0 alias 127.0.0.2 up`)"
-            )
-        })
+        )
+    })
 }
 
 /// Why a need that only this machine can answer, at run time, is unmet here;
@@ -194,6 +237,35 @@ pub(crate) fn unsupported(what: &str) -> io::Error {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn closing_and_spawning_exclude_each_other() {
+        spawning(|| assert!(CHILD_GATE.try_read().is_err(), "a close could run now"));
+        closing(|| assert!(CHILD_GATE.try_write().is_err(), "a child could start now"));
+    }
+
+    /// New and accepted sockets are close-on-exec as they come back, so no
+    /// child started later keeps them.
+    #[cfg(unix)]
+    #[test]
+    fn new_and_accepted_sockets_are_close_on_exec() {
+        use socket2::{Domain, Protocol, Type};
+        use std::os::fd::AsRawFd;
+        let cloexec = |s: &socket2::Socket| {
+            // SAFETY: F_GETFD on a descriptor we own.
+            let flags = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFD) };
+            flags >= 0 && flags & libc::FD_CLOEXEC != 0
+        };
+        let l = new_socket(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        assert!(cloexec(&l));
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        l.listen(1).unwrap();
+        let c = new_socket(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        c.connect(&l.local_addr().unwrap()).unwrap();
+        let (a, _) = accept(&l).unwrap();
+        assert!(cloexec(&a));
+    }
 
     #[test]
     fn mapped_addresses_are_canonical() {

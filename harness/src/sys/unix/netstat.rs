@@ -11,6 +11,10 @@ use crate::sys::{Isolation, IsolationMode, TcpEntry, isolation_mode, parse_netst
 /// Reading the table runs netstat: too slow to do after every implicit bind.
 pub const CHEAP_TCP_TABLE: bool = false;
 
+/// A bind without options conflicts with a TIME_WAIT entry on the port,
+/// so a lease's probe binds see it.
+pub const BIND_IGNORES_TIME_WAIT: bool = false;
+
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     let args: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
         &["-an", "-P", "tcp"]

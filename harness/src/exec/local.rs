@@ -481,7 +481,12 @@ fn get_opt(s: &Socket, slot: &LocalSock, opt: Opt) -> io::Result<Outcome> {
 
 /// A blocking connect that cannot outlive the deadline: the kernel's verdict on
 /// loopback is the same as a plain blocking connect's (the 4-tuple checks
-/// happen before the SYN; a refusal comes back as SO_ERROR).
+/// happen before the SYN; a refusal comes back as SO_ERROR). It waits for the
+/// test's whole remaining time, never a shorter fixed timeout: Windows answers
+/// a connect to a closed loopback port with ECONNREFUSED only after its SYN
+/// retries, about 2 s (https://github.com/libuv/libuv/pull/2896), so a case
+/// that expects several refusals there needs `deadline_ms` beyond the 5 s
+/// default.
 fn connect(s: &Socket, target: SocketAddr, nonblocking: bool, timeout: Duration) -> Done {
     let addr: SockAddr = target.into();
     if nonblocking {

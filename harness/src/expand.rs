@@ -502,27 +502,27 @@ fn resolve_test(
         }
         errors.append(&mut f.errors);
         let Some(action) = action else { continue };
-        if let Some(o) = &require {
-            if !action.accepts(o) {
-                errors.push(InputError::at(
-                    &t.at,
-                    format!("a `{}` step cannot have the outcome `{o}`", t.kind),
-                ));
-            }
+        if let Some(o) = &require
+            && !action.accepts(o)
+        {
+            errors.push(InputError::at(
+                &t.at,
+                format!("a `{}` step cannot have the outcome `{o}`", t.kind),
+            ));
         }
-        if let Some(label) = &check {
-            if !scope.labels.insert(label.clone()) {
-                errors.push(
-                    InputError::at(
-                        &t.at,
-                        format!(
-                            "check label `{label}` is used twice in one test{}",
-                            ctx.describe()
-                        ),
-                    )
-                    .help("give one of the steps its own label: `check = \"name\"`"),
-                );
-            }
+        if let Some(label) = &check
+            && !scope.labels.insert(label.clone())
+        {
+            errors.push(
+                InputError::at(
+                    &t.at,
+                    format!(
+                        "check label `{label}` is used twice in one test{}",
+                        ctx.describe()
+                    ),
+                )
+                .help("give one of the steps its own label: `check = \"name\"`"),
+            );
         }
         let opt_scope = OptScope {
             os: os.clone(),
@@ -1083,13 +1083,13 @@ fn check_semantics(
                         needs.insert(Need::Ipv6Multicast);
                         needs.insert(Need::Root);
                     }
-                    if let Some((fam, proto)) = fp {
-                        if fam != Family::of(group) || proto != Proto::Udp {
-                            err(
-                                format!("`{}` needs a UDP socket of the group's family", opt.key()),
-                                None,
-                            );
-                        }
+                    if let Some((fam, proto)) = fp
+                        && (fam != Family::of(group) || proto != Proto::Udp)
+                    {
+                        err(
+                            format!("`{}` needs a UDP socket of the group's family", opt.key()),
+                            None,
+                        );
                     }
                 }
                 _ => {}
@@ -1209,11 +1209,10 @@ fn check_semantics(
         addr: IpAddr::V6(a),
         ..
     } = action
+        && a.is_multicast()
     {
-        if a.is_multicast() {
-            needs.insert(Need::Ipv6Multicast);
-            needs.insert(Need::Root);
-        }
+        needs.insert(Need::Ipv6Multicast);
+        needs.insert(Need::Root);
     }
 }
 

@@ -23,7 +23,11 @@ fn suite() -> (tempfile::TempDir, Suite) {
     std::fs::write(dir.path().join("t/other.toml"), OTHER_USER).unwrap();
     std::fs::create_dir_all(dir.path().join("expected")).unwrap();
     let os = Platform::current().os;
-    std::fs::write(dir.path().join(format!("expected/{os}.toml")), "").unwrap();
+    std::fs::write(
+        dir.path().join(format!("expected/{os}.toml")),
+        format!("os = \"{os}\"\n"),
+    )
+    .unwrap();
     let s = Suite::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     (dir, s)
 }

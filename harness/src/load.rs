@@ -385,10 +385,10 @@ pub fn load_case(
     for (i, step) in raw_steps.into_iter().enumerate() {
         let at = index.loc(step.span().start);
         if let Some(t) = parse_step(&index, i, at, step.into_inner(), errors) {
-            if let Some(label) = template_label(&t) {
-                if !checks.iter().any(|(l, _)| *l == label) {
-                    checks.push((label, t.kind));
-                }
+            if let Some(label) = template_label(&t)
+                && !checks.iter().any(|(l, _)| *l == label)
+            {
+                checks.push((label, t.kind));
             }
             steps.push(t);
         }

@@ -239,3 +239,26 @@ fn a_second_loopback_address_is_a_need_probed_at_run_time() {
         assert_eq!(sockspec::sys::second_loopback(), Ok(()));
     }
 }
+
+/// A connect to a port that is bound but not listening is refused, in time
+/// even on Windows, whose refusal takes its SYN retries (about 2 s,
+/// https://github.com/libuv/libuv/pull/2896): the connect waits for the
+/// test's deadline, not a shorter timeout of its own.
+#[test]
+fn a_refused_connect_has_the_time_windows_takes() {
+    const REFUSED: &str = r#"title = "a connect nobody listens for"
+source = "everywhere"
+steps = [
+  { do = "socket", name = "l", type = "tcp", family = "v4" },
+  { do = "bind", sock = "l", addr = "lo4", port = "@p" },
+  { do = "socket", name = "c", type = "tcp", family = "v4" },
+  { do = "connect", sock = "c", addr = "lo4", port = "l", check = true },
+]
+"#;
+    let (_d, s) = suite(
+        &[("t/refused.toml", REFUSED)],
+        "[[expect]]\ncase = \"t::refused\"\noutcomes = { connect_c = \"ECONNREFUSED\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"y\"\n",
+    );
+    let r = run(&s, "t::refused");
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+}

@@ -135,8 +135,104 @@ fn the_regression_report_names_what_changed() {
 #[test]
 fn annotations_point_at_the_case_file() {
     let lines = report::annotations::lines(&run("ci", 20, 10));
-    assert_eq!(lines.len(), 2);
-    assert!(lines[0].starts_with("::error file=cases/topic0/case0.toml,line=7,title=sockspec fail on ci%3A topic0%3A%3Acase0%3A%3Ap=0::step 4"), "{}", lines[0]);
+    // Tests 0 and 10 fail, in two case files: one annotation each.
+    assert_eq!(lines.len(), 2, "{lines:#?}");
+    assert!(
+        lines[0].starts_with(
+            "::error file=cases/topic0/case0.toml,line=7,title=sockspec%3A 1 failing in cases/topic0/case0.toml::1 test result(s) did not pass"
+        ),
+        "{}",
+        lines[0]
+    );
+    assert!(
+        lines[0].contains(
+            "First: topic0::case0::p=0 fail on ci: step 4 `bind b`: expected EADDRINUSE, got ok"
+        ),
+        "{}",
+        lines[0]
+    );
+}
+
+#[test]
+fn annotations_are_one_per_case_file_and_at_most_ten_per_step() {
+    // Every test fails: 1000 tests in 217 case files (topic i%7, case i%31),
+    // in two runs reported by one step.
+    let runs = [run("a", 1000, 1), run("b", 1000, 1)];
+    let lines = report::annotations::for_runs(&runs);
+    assert_eq!(lines.len(), report::annotations::MAX_PER_STEP, "{lines:#?}");
+    assert!(lines.iter().all(|l| l.starts_with("::error ")));
+    // topic0/case0 holds tests 0, 217, 434, 651 and 868: 5 in each run.
+    assert!(
+        lines[0].contains("title=sockspec%3A 10 failing in cases/topic0/case0.toml::10 test result(s) did not pass in cases/topic0/case0.toml (a, b)"),
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0].contains("%0AAlso: "), "{}", lines[0]);
+    // The last one counts what was left out and says where to look.
+    let last = lines.last().unwrap();
+    assert!(!last.contains("file="), "{last}");
+    assert!(
+        last.contains("in 208 more case file(s) did not pass"),
+        "{last}"
+    );
+    assert!(last.contains("results artifacts"), "{last}");
+    // Few enough files: no overflow line.
+    assert_eq!(report::annotations::for_runs(&[run("a", 9, 1)]).len(), 9);
+}
+
+#[test]
+fn annotation_paths_are_repository_relative_from_cargo_test_and_sockspec_run() {
+    let root = std::path::Path::new("/home/runner/work/sockspec/sockspec");
+    // `sockspec run` from the repository root writes relative paths;
+    // `cargo test` writes the crate's absolute `harness/../cases` path.
+    let relative = run("run", 1, 1);
+    let mut absolute = run("cargo test", 1, 1);
+    absolute.tests[0].file = format!("{}/harness/../cases/topic0/case0.toml", root.display());
+    for r in [relative, absolute] {
+        let lines = report::annotations::for_runs_in(std::slice::from_ref(&r), root);
+        assert!(
+            lines[0].starts_with("::error file=cases/topic0/case0.toml,line=7,"),
+            "{}",
+            lines[0]
+        );
+    }
+}
+
+#[test]
+fn summaries_stay_under_the_step_summary_limit_and_point_at_the_full_report() {
+    // Ten runs of a thousand tests that all error, with long reasons and
+    // labels: far more than 1 MiB if every row were listed.
+    let runs: Vec<Results> = (0..10)
+        .map(|i| {
+            let mut r = run(&format!("run {i} {}", "x".repeat(300)), 1000, 1);
+            for t in &mut r.tests {
+                t.verdict = Verdict::Error;
+                t.reason = Some(format!("setup step 2 failed: {}", "y".repeat(4000)));
+            }
+            r
+        })
+        .collect();
+    let md = report::markdown::summary(&runs);
+    assert!(
+        md.len() < report::markdown::MAX_BYTES,
+        "the summary is {} bytes",
+        md.len()
+    );
+    assert!(
+        md.contains(report::markdown::FULL_REPORT),
+        "no pointer to the full report"
+    );
+    assert!(md.contains("more test(s) not listed here"));
+
+    let (old, mut new) = (run("old", 1000, 0), run("new", 1000, 1));
+    for t in &mut new.tests {
+        t.steps[0].label = Some("l".repeat(5000));
+        t.steps[0].outcome = "z".repeat(5000);
+    }
+    let (md, changed) = report::markdown::regression(&old, &new);
+    assert_eq!(changed, 1000);
+    assert!(md.len() < report::markdown::MAX_BYTES, "{} bytes", md.len());
+    assert!(md.contains(report::markdown::FULL_REPORT));
 }
 
 #[test]

@@ -91,10 +91,9 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         wrote = true;
     }
     if a.annotations {
-        for r in &runs {
-            for line in report::annotations::lines(r) {
-                out::line(&line);
-            }
+        // One set for all runs: GitHub shows 10 error annotations per step.
+        for line in report::annotations::for_runs(&runs) {
+            out::line(&line);
         }
         wrote = true;
     }

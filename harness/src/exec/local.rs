@@ -196,7 +196,7 @@ impl Local {
                     Proto::Tcp => (Type::STREAM, Protocol::TCP),
                     Proto::Udp => (Type::DGRAM, Protocol::UDP),
                 };
-                let sock = match Socket::new(domain(*family), ty, Some(p)) {
+                let sock = match sys::new_socket(domain(*family), ty, Some(p)) {
                     Ok(s) => s,
                     Err(e) => return Ok(Done::err(&e)),
                 };
@@ -267,7 +267,7 @@ impl Local {
                         Err(e) => return Ok(Done::err(&e)),
                     }
                 }
-                match ls.sock.accept() {
+                match sys::accept(&ls.sock) {
                     Ok((new, _)) => {
                         let new = LocalSock {
                             sock: new,
@@ -484,7 +484,12 @@ fn get_opt(s: &Socket, slot: &LocalSock, opt: Opt) -> io::Result<Outcome> {
 
 /// A blocking connect that cannot outlive the deadline: the kernel's verdict on
 /// loopback is the same as a plain blocking connect's (the 4-tuple checks
-/// happen before the SYN; a refusal comes back as SO_ERROR).
+/// happen before the SYN; a refusal comes back as SO_ERROR). It waits for the
+/// test's whole remaining time, never a shorter fixed timeout: Windows answers
+/// a connect to a closed loopback port with ECONNREFUSED only after its SYN
+/// retries, about 2 s (https://github.com/libuv/libuv/pull/2896), so a case
+/// that expects several refusals there needs `deadline_ms` beyond the 5 s
+/// default.
 fn connect(s: &Socket, target: SocketAddr, nonblocking: bool, timeout: Duration) -> Done {
     let addr: SockAddr = target.into();
     if nonblocking {
@@ -714,7 +719,7 @@ fn spread(
             let ready = sys::poll_readable(listeners, wait)?;
             let mut any = false;
             for (i, r) in ready.iter().enumerate() {
-                if *r && let Ok((s, _)) = listeners[i].accept() {
+                if *r && let Ok((s, _)) = sys::accept(listeners[i]) {
                     // Reset on close, so no TIME_WAIT is left behind.
                     let _ = s.set_linger(Some(Duration::ZERO));
                     accepted.push(s);
@@ -725,7 +730,7 @@ fn spread(
             Ok(any)
         };
     for _ in 0..count {
-        let c = match Socket::new(domain, Type::STREAM, Some(Protocol::TCP)) {
+        let c = match sys::new_socket(domain, Type::STREAM, Some(Protocol::TCP)) {
             Ok(c) => c,
             Err(e) => return (Done::err(&e), ports),
         };

@@ -150,9 +150,12 @@ impl Drop for Claims {
 pub fn have_ipv6() -> bool {
     static V6: OnceLock<bool> = OnceLock::new();
     *V6.get_or_init(|| {
-        Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
-            .and_then(|s| s.bind(&SocketAddr::from((Ipv6Addr::LOCALHOST, 0)).into()))
-            .is_ok()
+        // Behind the gate, like every socket closed here (`sys::closing`).
+        crate::sys::closing(|| {
+            Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))
+                .and_then(|s| s.bind(&SocketAddr::from((Ipv6Addr::LOCALHOST, 0)).into()))
+                .is_ok()
+        })
     })
 }
 
@@ -161,6 +164,20 @@ pub fn lease(claims: &mut Claims) -> io::Result<u16> {
     let mut last = None;
     for _ in 0..64 {
         match crate::sys::closing(probe) {
+            Ok(Some(p)) if crate::sys::BIND_IGNORES_TIME_WAIT => match in_table(p)? {
+                Some(e) => {
+                    last = Some(format!(
+                        "port {p} still has an earlier test's {} {} -> {}",
+                        crate::outcome::Outcome::State(e.state),
+                        e.local,
+                        e.remote
+                    ))
+                }
+                None => match claims.claim(p) {
+                    Ok(()) => return Ok(p),
+                    Err(_) => last = Some(format!("port {p} is held by another test")),
+                },
+            },
             Ok(Some(p)) => match claims.claim(p) {
                 Ok(()) => return Ok(p),
                 Err(_) => last = Some(format!("port {p} is held by another test")),
@@ -173,6 +190,17 @@ pub fn lease(claims: &mut Claims) -> io::Result<u16> {
         io::ErrorKind::AddrInUse,
         format!("no free port after 64 tries: {}", last.unwrap_or_default()),
     ))
+}
+
+/// An entry of the kernel's TCP table on local port `port`. Where a plain
+/// bind does not conflict with TIME_WAIT (Windows: `sys::BIND_IGNORES_TIME_WAIT`)
+/// the probes cannot see an earlier test's TIME_WAIT on a port, and the test
+/// would meet it; there a lease reads the table too, as the engine does for
+/// ports connect() picks.
+fn in_table(port: u16) -> io::Result<Option<crate::sys::TcpEntry>> {
+    Ok(crate::sys::tcp_table()?
+        .into_iter()
+        .find(|e| e.local.port() == port))
 }
 
 /// Binds wildcard probes with no reuse options: a wildcard bind without
@@ -259,6 +287,44 @@ mod tests {
         drop(a);
         let mut b = book.begin(0);
         assert!(b.claim(4001).is_err());
+    }
+
+    /// What a lease on Windows looks for: an earlier connection's TIME_WAIT
+    /// entry on the port, in the kernel's own table.
+    #[test]
+    fn a_time_wait_entry_is_found_in_the_table() {
+        if !crate::sys::CHEAP_TCP_TABLE {
+            return; // netstat: covered by its parser's fixtures instead
+        }
+        use std::io::Read;
+        let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        l.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .unwrap();
+        l.listen(1).unwrap();
+        let c = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        c.connect(&l.local_addr().unwrap()).unwrap();
+        let port = c.local_addr().unwrap().as_socket().unwrap().port();
+        let (mut a, _) = l.accept().unwrap();
+        // The client closes first, so its end goes to TIME_WAIT once the
+        // server's FIN arrives.
+        drop(c);
+        let mut buf = [0u8; 1];
+        assert_eq!(a.read(&mut buf).unwrap(), 0);
+        drop(a);
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            let e = in_table(port).unwrap();
+            if let Some(e) = &e
+                && e.state == crate::outcome::TcpState::TimeWait
+            {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < until,
+                "no TIME_WAIT on {port}: {e:?}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
     }
 
     #[test]

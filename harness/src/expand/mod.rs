@@ -201,25 +201,25 @@ fn resolve_test(
         }
         errors.append(&mut f.errors);
         let Some(action) = action else { continue };
-        if let Some(o) = &require {
-            if !action.accepts(o) {
-                errors.push(InputError::at(
-                    &t.at,
-                    format!("a `{}` step cannot have the outcome `{o}`", t.kind),
-                ));
-            }
+        if let Some(o) = &require
+            && !action.accepts(o)
+        {
+            errors.push(InputError::at(
+                &t.at,
+                format!("a `{}` step cannot have the outcome `{o}`", t.kind),
+            ));
         }
-        if let Some(label) = &check {
-            if !scope.labels.insert(label.clone()) {
-                errors.push(
-                    InputError::at(
-                        &t.at,
-                        format!("check label `{label}` is used twice in one test"),
-                    )
-                    .in_combo(ctx.combo())
-                    .help("give one of the steps its own label: `check = \"name\"`"),
-                );
-            }
+        if let Some(label) = &check
+            && !scope.labels.insert(label.clone())
+        {
+            errors.push(
+                InputError::at(
+                    &t.at,
+                    format!("check label `{label}` is used twice in one test"),
+                )
+                .in_combo(ctx.combo())
+                .help("give one of the steps its own label: `check = \"name\"`"),
+            );
         }
         let opt_scope = OptScope {
             os: os.clone(),

@@ -174,13 +174,13 @@ pub fn check_semantics(
                         needs.insert(Need::Ipv6Multicast);
                         needs.insert(Need::Root);
                     }
-                    if let Some((fam, proto)) = fp {
-                        if fam != Family::of(group) || proto != Proto::Udp {
-                            err(
-                                format!("`{}` needs a UDP socket of the group's family", opt.key()),
-                                None,
-                            );
-                        }
+                    if let Some((fam, proto)) = fp
+                        && (fam != Family::of(group) || proto != Proto::Udp)
+                    {
+                        err(
+                            format!("`{}` needs a UDP socket of the group's family", opt.key()),
+                            None,
+                        );
                     }
                 }
                 _ => {}
@@ -303,11 +303,10 @@ pub fn check_semantics(
         addr: IpAddr::V6(a),
         ..
     }) = action
+        && a.is_multicast()
     {
-        if a.is_multicast() {
-            needs.insert(Need::Ipv6Multicast);
-            needs.insert(Need::Root);
-        }
+        needs.insert(Need::Ipv6Multicast);
+        needs.insert(Need::Root);
     }
 }
 

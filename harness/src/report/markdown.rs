@@ -5,11 +5,58 @@ use std::fmt::Write as _;
 use super::matrix::{Row, rows};
 use crate::results::{Results, TestRecord, Verdict};
 
-/// Rows beyond this many are counted, not listed (step summaries are capped at 1 MiB).
+/// Rows beyond this many are counted, not listed.
 const MAX_ROWS: usize = 300;
 
+/// GitHub refuses a step summary over 1 MiB (the whole of it, not the
+/// excess): <https://docs.github.com/en/actions/reference/workflows-and-actions/workflow-commands#step-isolation-and-limits>.
+/// Every summary here stays under this many bytes, room left for what a job
+/// appends around it.
+pub const MAX_BYTES: usize = 1024 * 1024 - 64 * 1024;
+
+/// Room kept for the closing note when rows are cut.
+const NOTE_ROOM: usize = 1024;
+
+/// A cell's text is cut at this many characters.
+const MAX_CELL: usize = 400;
+
+/// Where the rows a summary leaves out are.
+pub const FULL_REPORT: &str = "the full report: the workflow run's `sockspec-report` artifact \
+     (HTML) and `results-*` artifacts (JSON), which `sockspec report --html FILE RESULTS.json...` \
+     renders";
+
 fn esc(s: &str) -> String {
-    s.replace('|', "\\|").replace('\n', " ")
+    let s = s.replace('|', "\\|").replace('\n', " ");
+    match s.char_indices().nth(MAX_CELL) {
+        Some((cut, _)) => format!("{}…", &s[..cut]),
+        None => s,
+    }
+}
+
+/// Appends table rows while the text stays under [`MAX_BYTES`]; returns how
+/// many were left out.
+fn push_rows(out: &mut String, rows: impl ExactSizeIterator<Item = String>) -> usize {
+    let total = rows.len();
+    let mut written = 0;
+    for line in rows.take(MAX_ROWS) {
+        if out.len() + line.len() + 1 + NOTE_ROOM > MAX_BYTES {
+            break;
+        }
+        out.push_str(&line);
+        out.push('\n');
+        written += 1;
+    }
+    total - written
+}
+
+fn left_out_note(out: &mut String, n: usize, what: &str) {
+    if n > 0 {
+        let _ = writeln!(
+            out,
+            "\n…and {n} more {what} not listed here (a step summary holds at most 1 MiB, and this \
+             one lists {MAX_ROWS} rows at most): see {FULL_REPORT}."
+        );
+    }
 }
 
 /// A cell: the verdict, the outcomes, and for a mismatch what was expected.
@@ -94,20 +141,15 @@ pub fn summary(runs: &[Results]) -> String {
         rule.push_str("---|");
     }
     let _ = writeln!(out, "{header}\n{rule}");
-    for row in differing.iter().take(MAX_ROWS) {
+    let lines = differing.iter().map(|row| {
         let mut line = format!("| `{}` |", esc(row.name));
         for c in &row.cells {
             line.push_str(&format!(" {} |", cell(*c)));
         }
-        let _ = writeln!(out, "{line}");
-    }
-    if differing.len() > MAX_ROWS {
-        let _ = writeln!(
-            out,
-            "\n…and {} more (see the HTML report).",
-            differing.len() - MAX_ROWS
-        );
-    }
+        line
+    });
+    let left_out = push_rows(&mut out, lines);
+    left_out_note(&mut out, left_out, "test(s)");
     out
 }
 
@@ -153,24 +195,22 @@ pub fn regression(old: &Results, new: &Results) -> (String, usize) {
             out,
             "| test | step | old | new | expectation (new run) |\n|---|---|---|---|---|"
         );
-        for (name, a, b) in changed.iter().take(MAX_ROWS) {
+        let lines = changed.iter().map(|(name, a, b)| {
             let steps = changed_steps(a, b);
             let cells = |f: &dyn Fn(&Change<'_>) -> String| {
                 steps.iter().map(f).collect::<Vec<_>>().join("<br>")
             };
-            let _ = writeln!(
-                out,
+            format!(
                 "| `{}` | {} | {} | {} | {} |",
                 esc(name),
                 cells(&|c| format!("`{}`", esc(c.label))),
                 cells(&|c| format!("`{}`", esc(c.old))),
                 cells(&|c| format!("`{}`", esc(c.new))),
                 cells(&|c| esc(&c.expectation)),
-            );
-        }
-        if changed.len() > MAX_ROWS {
-            let _ = writeln!(out, "\n…and {} more.", changed.len() - MAX_ROWS);
-        }
+            )
+        });
+        let left_out = push_rows(&mut out, lines);
+        left_out_note(&mut out, left_out, "changed test(s)");
     }
     (out, changed.len())
 }

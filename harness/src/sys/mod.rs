@@ -42,6 +42,9 @@ compile_error!("sockspec runs on Unix and Windows");
 
 pub use imp::*;
 
+mod netstat_text;
+pub use netstat_text::parse_netstat;
+
 /// The interface IPv6 multicast cases use: one end of a veth pair in the
 /// worker's own network namespace (Linux), since IPv6 multicast does not work
 /// on `lo`.
@@ -128,6 +131,46 @@ pub fn spawning<T>(f: impl FnOnce() -> T) -> T {
     f()
 }
 
+/// Whether a new descriptor becomes close-on-exec only in a second call.
+/// socket2 creates sockets with SOCK_CLOEXEC and accepts with accept4 where
+/// the system has them, but on Apple systems it calls socket(2) / accept(2)
+/// and then fcntl(FD_CLOEXEC) (socket2 0.6 src/socket.rs `Socket::new` →
+/// `set_common_flags`, `Socket::accept` → `set_common_accept_flags`;
+/// <https://github.com/rust-lang/socket2/blob/master/src/socket.rs>). A child
+/// forked between the two calls keeps the socket, and its port, until it
+/// execs.
+const CLOEXEC_IS_A_SECOND_CALL: bool = cfg!(any(
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "tvos",
+    target_os = "watchos",
+    target_os = "visionos"
+));
+
+/// `Socket::new`, never leaking into a child that starts meanwhile: behind
+/// the child gate where close-on-exec is a second call.
+pub fn new_socket(
+    domain: socket2::Domain,
+    ty: socket2::Type,
+    protocol: Option<socket2::Protocol>,
+) -> io::Result<socket2::Socket> {
+    if CLOEXEC_IS_A_SECOND_CALL {
+        closing(|| socket2::Socket::new(domain, ty, protocol))
+    } else {
+        socket2::Socket::new(domain, ty, protocol)
+    }
+}
+
+/// `Socket::accept`, like [`new_socket`]. Callers wait for a connection
+/// first, so that the gate is not held while accept blocks.
+pub fn accept(sock: &socket2::Socket) -> io::Result<(socket2::Socket, socket2::SockAddr)> {
+    if CLOEXEC_IS_A_SECOND_CALL {
+        closing(|| sock.accept())
+    } else {
+        sock.accept()
+    }
+}
+
 /// `Command::output`, with the start behind the gate.
 pub fn output(cmd: &mut std::process::Command) -> io::Result<std::process::Output> {
     use std::process::Stdio;
@@ -143,14 +186,37 @@ pub fn output(cmd: &mut std::process::Command) -> io::Result<std::process::Outpu
 /// (<https://man.freebsd.org/cgi/man.cgi?query=lo&sektion=4>).
 pub fn second_loopback() -> Result<(), String> {
     let addr = SocketAddr::from(([127, 0, 0, 2], 0));
-    socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
-        .and_then(|s| s.bind(&addr.into()))
-        .map_err(|e| {
-            format!(
-                "127.0.0.2 is not an address of this machine ({e}); add it to loopback first \
+    // Created and closed behind the gate: a child must not keep the port.
+    closing(|| {
+        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::DGRAM, None)
+            .and_then(|s| s.bind(&addr.into()))
+    })
+    .map_err(|e| {
+        format!(
+            "127.0.0.2 is not an address of this machine ({e}); add it to loopback first \
                  (macOS, BSD: `sudo ifconfig lo0 alias 127.0.0.2 up`)"
-            )
-        })
+        )
+    })
+}
+
+/// Why a need that only this machine can answer, at run time, is unmet here;
+/// `None` when it is met or is not such a need. Asked before a test runs so
+/// that `cargo test` ignores the trial with the reason rather than failing it.
+/// Privilege alone does not settle these: GitHub's Windows runners run as
+/// Administrator (so `Root` is met), yet an actor cannot run as another user
+/// there.
+pub fn unmet_need(need: &crate::model::Need) -> Option<String> {
+    use crate::model::Need;
+    static LOOPBACK: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    match need {
+        Need::OtherUser if !OTHER_USER => Some(
+            "sockspec runs an actor as another user only on Unix (setuid); on Windows that \
+             needs another account's credentials"
+                .into(),
+        ),
+        Need::SecondLoopback => LOOPBACK.get_or_init(second_loopback).clone().err(),
+        _ => None,
+    }
 }
 
 /// Normalises IPv4-mapped IPv6 addresses to IPv4, as kernels report dual-stack
@@ -185,95 +251,37 @@ pub(crate) fn unsupported(what: &str) -> io::Error {
     )
 }
 
-/// Parses `netstat -an` output (BSD, macOS, illumos): rows whose last column is
-/// a TCP state and which hold two `address.port` columns.
-pub fn parse_netstat(text: &str) -> Vec<TcpEntry> {
-    fn state(s: &str) -> Option<TcpState> {
-        Some(match s {
-            "LISTEN" => TcpState::Listen,
-            "SYN_SENT" => TcpState::SynSent,
-            "SYN_RCVD" | "SYN_RECEIVED" => TcpState::SynReceived,
-            "ESTABLISHED" => TcpState::Established,
-            "FIN_WAIT_1" => TcpState::FinWait1,
-            "FIN_WAIT_2" => TcpState::FinWait2,
-            "CLOSE_WAIT" => TcpState::CloseWait,
-            "CLOSING" => TcpState::Closing,
-            "LAST_ACK" => TcpState::LastAck,
-            "TIME_WAIT" => TcpState::TimeWait,
-            "CLOSED" => TcpState::Closed,
-            _ => return None,
-        })
-    }
-    fn endpoint(s: &str, v6_hint: bool) -> Option<SocketAddr> {
-        let (host, port) = s.rsplit_once('.')?;
-        let port: u16 = if port == "*" { 0 } else { port.parse().ok()? };
-        let host = host.split('%').next()?;
-        let ip = if host == "*" {
-            if v6_hint {
-                std::net::Ipv6Addr::UNSPECIFIED.into()
-            } else {
-                std::net::Ipv4Addr::UNSPECIFIED.into()
-            }
-        } else {
-            host.parse().ok()?
-        };
-        Some(SocketAddr::new(ip, port))
-    }
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let cols: Vec<&str> = line.split_whitespace().collect();
-        let Some(st) = cols.last().and_then(|s| state(s)) else {
-            continue;
-        };
-        let v6 = cols
-            .first()
-            .is_some_and(|p| p.ends_with('6') && !p.ends_with("46"));
-        let eps: Vec<SocketAddr> = cols
-            .iter()
-            .filter(|c| c.contains('.'))
-            .filter_map(|c| endpoint(c, v6))
-            .collect();
-        if eps.len() >= 2 {
-            out.push(TcpEntry {
-                local: canonical(eps[0]),
-                remote: canonical(eps[1]),
-                state: st,
-            });
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn netstat_bsd_and_macos_rows() {
-        let text = "Active Internet connections (including servers)\n\
-Proto Recv-Q Send-Q Local Address          Foreign Address        (state)\n\
-tcp4       0      0 127.0.0.1.52100        127.0.0.1.40000        TIME_WAIT\n\
-tcp46      0      0 *.40000                *.*                    LISTEN\n\
-tcp6       0      0 ::1.40001              ::1.52101              ESTABLISHED\n\
-udp4       0      0 *.5353                 *.*\n";
-        let rows = parse_netstat(text);
-        assert_eq!(rows.len(), 3);
-        assert_eq!(rows[0].local, "127.0.0.1:52100".parse().unwrap());
-        assert_eq!(rows[0].state, TcpState::TimeWait);
-        assert_eq!(rows[1].local, "0.0.0.0:40000".parse().unwrap());
-        assert_eq!(rows[1].state, TcpState::Listen);
-        assert_eq!(rows[2].remote, "[::1]:52101".parse().unwrap());
+    fn closing_and_spawning_exclude_each_other() {
+        spawning(|| assert!(CHILD_GATE.try_read().is_err(), "a close could run now"));
+        closing(|| assert!(CHILD_GATE.try_write().is_err(), "a child could start now"));
     }
 
+    /// New and accepted sockets are close-on-exec as they come back, so no
+    /// child started later keeps them.
+    #[cfg(unix)]
     #[test]
-    fn netstat_illumos_rows() {
-        // illumos prints no protocol column and pads with window sizes.
-        let text = "TCP: IPv4\n   Local Address        Remote Address    Swind Send-Q Rwind Recv-Q    State\n\
--------------------- -------------------- ----- ------ ----- ------ -----------\n\
-127.0.0.1.40000      127.0.0.1.52100      128000      0 128000      0 TIME_WAIT\n";
-        let rows = parse_netstat(text);
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].remote, "127.0.0.1:52100".parse().unwrap());
+    fn new_and_accepted_sockets_are_close_on_exec() {
+        use socket2::{Domain, Protocol, Type};
+        use std::os::fd::AsRawFd;
+        let cloexec = |s: &socket2::Socket| {
+            // SAFETY: F_GETFD on a descriptor we own.
+            let flags = unsafe { libc::fcntl(s.as_raw_fd(), libc::F_GETFD) };
+            flags >= 0 && flags & libc::FD_CLOEXEC != 0
+        };
+        let l = new_socket(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        assert!(cloexec(&l));
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        l.listen(1).unwrap();
+        let c = new_socket(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        c.connect(&l.local_addr().unwrap()).unwrap();
+        let (a, _) = accept(&l).unwrap();
+        assert!(cloexec(&a));
     }
 
     #[test]

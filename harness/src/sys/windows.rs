@@ -214,16 +214,32 @@ pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
 }
 
 /// closesocket, returning its result: with SO_LINGER {1, n} on a non-blocking
-/// socket it fails with WSAEWOULDBLOCK.
-/// https://learn.microsoft.com/windows/win32/api/winsock/nf-winsock-closesocket
+/// socket it fails with WSAEWOULDBLOCK when the close cannot complete at once,
+/// and then the socket is *still open*: "the application can call closesocket
+/// again" (https://learn.microsoft.com/windows/win32/api/winsock/nf-winsock-closesocket,
+/// and the linger table in https://learn.microsoft.com/windows/win32/winsock/graceful-shutdown-linger-options-and-socket-closure-2).
+/// That result is what the test sees; the socket is then finished as a
+/// program would: made blocking and closed again, which waits at most the
+/// linger time and resets the connection if the data is still unsent by
+/// then. Leaving it open would keep its port and connection for the rest of
+/// the run, where other tests would meet them.
 pub fn close(sock: Socket) -> io::Result<()> {
     let s = sock.into_raw_socket() as ws::SOCKET;
     // SAFETY: we own the socket (taken from Socket) and close it once.
     if unsafe { ws::closesocket(s) } == 0 {
-        Ok(())
-    } else {
-        Err(last_wsa_error())
+        return Ok(());
     }
+    let e = last_wsa_error();
+    if e.raw_os_error() == Some(ws::WSAEWOULDBLOCK) {
+        let mut nonblocking: u32 = 0;
+        // SAFETY: the socket is still ours (closesocket did not complete);
+        // FIONBIO takes a u32 flag; the second closesocket releases it.
+        unsafe {
+            ws::ioctlsocket(s, ws::FIONBIO, &mut nonblocking);
+            ws::closesocket(s);
+        }
+    }
+    Err(e)
 }
 
 fn poll(socks: &[&Socket], events: i16, timeout: Duration) -> io::Result<Vec<bool>> {
@@ -351,6 +367,12 @@ fn rows<T>(buf: &[u8]) -> Vec<T> {
 
 /// GetTcpTable is one call: cheap enough to do after every implicit bind.
 pub const CHEAP_TCP_TABLE: bool = true;
+
+/// A bind without options succeeds on a port whose only use is a TIME_WAIT
+/// entry (only SO_EXCLUSIVEADDRUSE sockets wait for it:
+/// https://learn.microsoft.com/windows/win32/winsock/using-so-reuseaddr-and-so-exclusiveaddruse),
+/// so a lease's probe binds cannot see an earlier test's TIME_WAIT.
+pub const BIND_IGNORES_TIME_WAIT: bool = true;
 
 /// The kernel's TCP table through the IP Helper API. The plain tables, not
 /// GetExtendedTcpTable's owner-PID ones: nothing here needs the PID, and
@@ -521,7 +543,10 @@ pub fn receive_socket(_chan: &DescriptorChannel, blob: Option<&str>) -> io::Resu
             ws::FROM_PROTOCOL_INFO,
             &info,
             0,
-            ws::WSA_FLAG_OVERLAPPED,
+            // Not inheritable, like every socket socket2 makes: a child that
+            // sockspec starts must not keep it (and its port) open.
+            // https://learn.microsoft.com/windows/win32/api/winsock2/nf-winsock2-wsasocketw
+            ws::WSA_FLAG_OVERLAPPED | ws::WSA_FLAG_NO_HANDLE_INHERIT,
         );
         if s == ws::INVALID_SOCKET {
             return Err(last_wsa_error());
@@ -546,5 +571,67 @@ pub fn kill_pid(pid: u32) {
             TerminateProcess(h, 1);
             CloseHandle(h);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use socket2::{Domain, Protocol, Type};
+    use std::io::Read;
+
+    fn pair() -> (Socket, Socket) {
+        let l = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        l.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap();
+        l.listen(1).unwrap();
+        let c = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        c.connect(&l.local_addr().unwrap()).unwrap();
+        let (a, _) = l.accept().unwrap();
+        (c, a)
+    }
+
+    /// A lingering close that cannot complete at once (the peer reads
+    /// nothing, the send buffer is full) still ends the connection: the peer
+    /// gets everything up to end of file or a reset, not a socket left open.
+    #[test]
+    fn a_lingering_nonblocking_close_does_not_leak_the_socket() {
+        let (c, mut peer) = pair();
+        c.set_linger(Some(Duration::from_secs(1))).unwrap();
+        c.set_nonblocking(true).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..10_000 {
+            match c.send(&chunk) {
+                Ok(_) => {}
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => panic!("send: {e}"),
+            }
+        }
+        let closed = close(c);
+        peer.set_read_timeout(Some(Duration::from_secs(10)))
+            .unwrap();
+        let mut buf = vec![0u8; 64 * 1024];
+        loop {
+            match peer.read(&mut buf) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(e) if e.raw_os_error() == Some(ws::WSAECONNRESET) => break,
+                Err(e) => panic!("the closed socket is still open ({e}); close said {closed:?}"),
+            }
+        }
+    }
+
+    /// A socket that arrives from another process is not inheritable.
+    #[test]
+    fn received_sockets_are_not_inheritable() {
+        use windows_sys::Win32::Foundation::{GetHandleInformation, HANDLE_FLAG_INHERIT};
+        let s = Socket::new(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        let blob = send_socket(&DescriptorChannel, &s, std::process::id()).unwrap();
+        let r = receive_socket(&DescriptorChannel, blob.as_deref()).unwrap();
+        let mut flags = 0u32;
+        // SAFETY: a socket handle we own, and a u32 to fill.
+        let ok = unsafe { GetHandleInformation(r.as_raw_socket() as HANDLE, &mut flags) };
+        assert_ne!(ok, 0, "{}", io::Error::last_os_error());
+        assert_eq!(flags & HANDLE_FLAG_INHERIT, 0, "flags {flags:#x}");
     }
 }

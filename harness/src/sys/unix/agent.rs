@@ -23,7 +23,9 @@ pub fn spawn_agent(
     program: &Path,
     env: &[(String, String)],
 ) -> io::Result<(Child, DescriptorChannel)> {
-    let (ours, theirs) = UnixStream::pair()?;
+    // std makes the pair close-on-exec in a second call on Apple systems:
+    // created behind the gate so that no other child starting now keeps it.
+    let (ours, theirs) = crate::sys::closing(UnixStream::pair)?;
     let theirs_fd = theirs.as_raw_fd();
     let mut cmd = Command::new(program);
     cmd.envs(env.iter().map(|(k, v)| (k, v)))
@@ -77,23 +79,72 @@ pub fn send_socket(
     Ok(None)
 }
 
-/// Receives the socket sent with [`send_socket`].
+/// Receives the socket sent with [`send_socket`]. The descriptor must be
+/// close-on-exec before any child can start: MSG_CMSG_CLOEXEC sets it in the
+/// receive itself where the system has it; elsewhere (Apple, illumos) the
+/// receive and the fcntl run behind the child gate, once the message is there,
+/// so that the gate is never held while waiting.
 pub fn receive_socket(chan: &DescriptorChannel, _blob: Option<&str>) -> io::Result<Socket> {
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    ))]
+    let received = receive_fd(chan, MsgFlags::MSG_CMSG_CLOEXEC);
+    #[cfg(not(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "dragonfly",
+        target_os = "netbsd",
+        target_os = "openbsd"
+    )))]
+    let received = wait_for_message(chan)
+        .and_then(|()| crate::sys::closing(|| receive_fd(chan, MsgFlags::empty())));
+    received
+}
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "android",
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+fn wait_for_message(chan: &DescriptorChannel) -> io::Result<()> {
+    let mut pfd = libc::pollfd {
+        fd: chan.0.as_raw_fd(),
+        events: libc::POLLIN,
+        revents: 0,
+    };
+    loop {
+        // SAFETY: one valid pollfd; -1 waits as long as recvmsg would.
+        if unsafe { libc::poll(&mut pfd, 1, -1) } >= 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        if e.kind() != io::ErrorKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+fn receive_fd(chan: &DescriptorChannel, flags: MsgFlags) -> io::Result<Socket> {
     let mut byte = [0u8; 1];
     let mut iov = [IoSliceMut::new(&mut byte)];
     let mut space = nix::cmsg_space!([RawFd; 1]);
-    let msg = recvmsg::<()>(
-        chan.0.as_raw_fd(),
-        &mut iov,
-        Some(&mut space),
-        MsgFlags::empty(),
-    )
-    .map_err(io::Error::from)?;
+    let msg = recvmsg::<()>(chan.0.as_raw_fd(), &mut iov, Some(&mut space), flags)
+        .map_err(io::Error::from)?;
     for c in msg.cmsgs().map_err(io::Error::from)? {
         if let ControlMessageOwned::ScmRights(fds) = c
             && let Some(fd) = fds.first()
         {
-            // SAFETY: the kernel gave us a new descriptor that nothing else owns.
+            // SAFETY: the kernel gave us a new descriptor that nothing else
+            // owns. FD_CLOEXEC again: a no-op where the receive set it.
             unsafe {
                 libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
                 return Ok(Socket::from_raw_fd(*fd));

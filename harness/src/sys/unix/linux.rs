@@ -12,6 +12,10 @@ use crate::sys::{Isolation, IsolationMode, TcpEntry, canonical, isolation_mode};
 /// (0.2 ms in a worker's namespace).
 pub const CHEAP_TCP_TABLE: bool = true;
 
+/// A bind without options conflicts with a TIME_WAIT entry on the port,
+/// so a lease's probe binds see it.
+pub const BIND_IGNORES_TIME_WAIT: bool = false;
+
 /// The calling thread's TCP table. `/proc/thread-self/net` (not `/proc/net`,
 /// which follows the main thread) so a worker sees its own namespace:
 /// https://man7.org/linux/man-pages/man5/proc_pid_net.5.html

@@ -11,13 +11,19 @@ use crate::sys::{Isolation, IsolationMode, TcpEntry, isolation_mode, parse_netst
 /// Reading the table runs netstat: too slow to do after every implicit bind.
 pub const CHEAP_TCP_TABLE: bool = false;
 
+/// A bind without options conflicts with a TIME_WAIT entry on the port,
+/// so a lease's probe binds see it.
+pub const BIND_IGNORES_TIME_WAIT: bool = false;
+
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     let args: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
         &["-an", "-P", "tcp"]
     } else if cfg!(any(target_os = "macos", target_os = "ios")) {
-        // -W: do not truncate IPv6 addresses.
-        &["-anW", "-p", "tcp"]
+        // -l: whole IPv6 addresses (inet6print cuts them to 16 characters
+        // otherwise; -W widens only IPv4's). network_cmds netstat.tproj/inet6.c
+        &["-anl", "-p", "tcp"]
     } else if cfg!(target_os = "freebsd") {
+        // -W: whole IPv6 addresses (39 characters, not 16). usr.bin/netstat/inet6.c
         &["-anW", "-p", "tcp"]
     } else {
         &["-an", "-p", "tcp"]
@@ -30,7 +36,10 @@ pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
             String::from_utf8_lossy(&out.stderr).trim()
         )));
     }
-    Ok(parse_netstat(&String::from_utf8_lossy(&out.stdout)))
+    Ok(parse_netstat(
+        &String::from_utf8_lossy(&out.stdout),
+        &|name| super::if_index(name).ok(),
+    ))
 }
 
 pub fn isolate_thread() -> Result<Isolation, String> {

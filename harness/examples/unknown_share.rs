@@ -30,7 +30,11 @@ fn main() {
     if let Some(os) = by_case {
         let file = suite.expectations.for_os(os);
         let mut counts: std::collections::BTreeMap<&str, (usize, usize)> = Default::default();
-        for t in suite.tests.iter().filter(|t| t.not_applicable(os).is_none()) {
+        for t in suite
+            .tests
+            .iter()
+            .filter(|t| t.not_applicable(os).is_none())
+        {
             for label in t.steps.iter().filter_map(|s| s.check.as_deref()) {
                 let c = counts.entry(t.case.id.as_str()).or_default();
                 c.0 += 1;
@@ -49,11 +53,18 @@ fn main() {
         }
         return;
     }
-    println!("{:<8} {:>8} {:>8} {:>7}", "os", "checked", "unknown", "share");
+    println!(
+        "{:<8} {:>8} {:>8} {:>7}",
+        "os", "checked", "unknown", "share"
+    );
     for os in OsFamily::ALL {
         let (mut total, mut unknown) = (0usize, 0usize);
         let file = suite.expectations.for_os(*os);
-        for t in suite.tests.iter().filter(|t| t.not_applicable(*os).is_none()) {
+        for t in suite
+            .tests
+            .iter()
+            .filter(|t| t.not_applicable(*os).is_none())
+        {
             for label in t.steps.iter().filter_map(|s| s.check.as_deref()) {
                 total += 1;
                 match file.and_then(|f| f.resolve(t, label, None)) {

@@ -553,6 +553,7 @@ pub fn load_file(
     (errors.len() == before).then_some(file)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn parse_entry(
     index: &LineIndex,
     at: Location,

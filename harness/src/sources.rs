@@ -279,11 +279,15 @@ fn parse_source(
         (Some(u), None) => {
             for (name, f) in [("path", &raw.path), ("commit", &raw.commit)] {
                 if let Some(f) = f {
-                    errors.push(index.err(f.span(), format!("`{name}` goes with `repo`, not `url`")));
+                    errors
+                        .push(index.err(f.span(), format!("`{name}` goes with `repo`, not `url`")));
                 }
             }
             if raw.line.is_some() || raw.lines.is_some() {
-                errors.push(InputError::at(&at, "`line`/`lines` go with `repo`, not `url`"));
+                errors.push(InputError::at(
+                    &at,
+                    "`line`/`lines` go with `repo`, not `url`",
+                ));
             }
             let ok = u.get_ref().starts_with("https://") || u.get_ref().starts_with("http://");
             if !ok {
@@ -296,7 +300,9 @@ fn parse_source(
             errors.push(
                 InputError::at(
                     &at,
-                    format!("source `{key}` needs `url`, or `repo` + `path` + `commit` + `line`/`lines`"),
+                    format!(
+                        "source `{key}` needs `url`, or `repo` + `path` + `commit` + `line`/`lines`"
+                    ),
                 )
                 .help(HELP),
             );
@@ -333,7 +339,8 @@ fn parse_repo(
         return None;
     };
     let Some(commit) = &raw.commit else {
-        errors.push(InputError::at(at, "a `repo` source needs `commit` (40 hex digits)").help(HELP));
+        errors
+            .push(InputError::at(at, "a `repo` source needs `commit` (40 hex digits)").help(HELP));
         return None;
     };
     let c = commit.get_ref();
@@ -354,7 +361,10 @@ fn parse_repo(
             if parsed.is_none() {
                 errors.push(index.err(
                     ls.span(),
-                    format!("`lines = \"{}\"` is not a range like \"120-160\"", ls.get_ref()),
+                    format!(
+                        "`lines = \"{}\"` is not a range like \"120-160\"",
+                        ls.get_ref()
+                    ),
                 ));
             }
             parsed
@@ -369,8 +379,11 @@ fn parse_repo(
         }
         (None, None) => {
             errors.push(
-                InputError::at(at, "a `repo` source needs `line` or `lines`: the lines it means")
-                    .help(HELP),
+                InputError::at(
+                    at,
+                    "a `repo` source needs `line` or `lines`: the lines it means",
+                )
+                .help(HELP),
             );
             None
         }
@@ -429,8 +442,14 @@ mod tests {
         );
         let text: Vec<String> = errors.iter().map(|e| e.to_string()).collect();
         let all = text.join("\n");
-        assert!(all.contains(":6:10: `abc` is not a full commit hash"), "{all}");
-        assert!(all.contains(":11:8: `blog` is not a kind of source"), "{all}");
+        assert!(
+            all.contains(":6:10: `abc` is not a full commit hash"),
+            "{all}"
+        );
+        assert!(
+            all.contains(":11:8: `blog` is not a kind of source"),
+            "{all}"
+        );
         assert!(all.contains("needs `url`, or `repo`"), "{all}");
     }
 }

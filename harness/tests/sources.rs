@@ -112,11 +112,23 @@ fn confidence_must_fit_the_kinds_cited() {
 #[test]
 fn a_source_needs_a_url_or_a_pinned_file() {
     let bad = SOURCES
-        .replace("url = \"https://man7.org/linux/man-pages/man7/socket.7.html\"\n", "")
-        .replace("commit = \"0123456789abcdef0123456789abcdef01234567\"", "commit = \"main\"");
+        .replace(
+            "url = \"https://man7.org/linux/man-pages/man7/socket.7.html\"\n",
+            "",
+        )
+        .replace(
+            "commit = \"0123456789abcdef0123456789abcdef01234567\"",
+            "commit = \"main\"",
+        );
     let dir = tree(&bad, &expect("\"linux-bind-conflict\"", "S"));
     let (code, text) = check(dir.path());
     assert_eq!(code, Some(2), "{text}");
-    assert!(text.contains("sources.toml:1:1: source `linux-socket7` needs `url`"), "{text}");
-    assert!(text.contains("sources.toml:11:10: `main` is not a full commit hash"), "{text}");
+    assert!(
+        text.contains("sources.toml:1:1: source `linux-socket7` needs `url`"),
+        "{text}"
+    );
+    assert!(
+        text.contains("sources.toml:11:10: `main` is not a full commit hash"),
+        "{text}"
+    );
 }

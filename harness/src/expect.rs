@@ -20,14 +20,18 @@ use crate::error::{InputError, LineIndex};
 use crate::load::{EXPECTED_DIR, selector_labels, toml_error};
 use crate::model::{Case, Location, OsFamily, Test};
 use crate::outcome::Outcome;
+use crate::sources::Registry;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provenance {
     /// Blessed from real runs on these releases.
     Observed { seen_on: Vec<String> },
-    /// From a document: `cite` names it (a key of semantics.md, a man page, ...).
+    /// From a document: `cite` names it. With a sources registry
+    /// (`cases/sources.toml`), `keys` are the registry keys cited and `cite`
+    /// is them joined by ", "; without one, `cite` is free text.
     Documented {
         cite: String,
+        keys: Vec<String>,
         confidence: Option<String>,
     },
 }
@@ -43,7 +47,9 @@ impl Provenance {
     pub fn summary(&self) -> String {
         match self {
             Provenance::Observed { seen_on } => format!("observed on {}", seen_on.join(", ")),
-            Provenance::Documented { cite, confidence } => match confidence {
+            Provenance::Documented {
+                cite, confidence, ..
+            } => match confidence {
                 Some(c) => format!("documented: {cite} [{c}]"),
                 None => format!("documented: {cite}"),
             },
@@ -292,6 +298,8 @@ impl ExpectFile {
 #[derive(Debug, Default)]
 pub struct Expectations {
     pub files: BTreeMap<OsFamily, ExpectFile>,
+    /// `cases/sources.toml`, when the tree has one.
+    pub sources: Option<Registry>,
 }
 
 impl Expectations {
@@ -322,11 +330,86 @@ struct RawEntry {
     #[serde(default)]
     seen_on: Option<Spanned<Vec<String>>>,
     #[serde(default)]
-    cite: Option<Spanned<String>>,
+    cite: Option<Spanned<Cite>>,
     #[serde(default)]
     confidence: Option<Spanned<String>>,
     #[serde(default)]
     why: Option<Spanned<String>>,
+}
+
+/// `cite = "key"` or `cite = ["key1", "key2"]`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Cite {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Cite {
+    fn keys(&self) -> Vec<String> {
+        match self {
+            Cite::One(k) => vec![k.trim().to_string()],
+            Cite::Many(ks) => ks.iter().map(|k| k.trim().to_string()).collect(),
+        }
+    }
+}
+
+/// Checks a cite against the registry (when there is one) and the
+/// confidence against the kinds of the sources cited.
+fn check_cite(
+    index: &LineIndex,
+    cite: &Spanned<Cite>,
+    confidence: Option<&str>,
+    sources: Option<&Registry>,
+    errors: &mut Vec<InputError>,
+) -> Vec<String> {
+    let keys = cite.get_ref().keys();
+    if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
+        errors.push(index.err(cite.span(), "`cite` has an empty key"));
+    }
+    let Some(reg) = sources else {
+        return keys;
+    };
+    let mut kinds = Vec::new();
+    for k in &keys {
+        match reg.get(k) {
+            Some(s) => kinds.push(s.kind),
+            None => {
+                let near = reg.near(k);
+                let mut e = index.err(
+                    cite.span(),
+                    format!("`{k}` is not a key of {}", reg.path.display()),
+                );
+                e = e.help(if near.is_empty() {
+                    format!("add it to {} or cite one of its keys", reg.path.display())
+                } else {
+                    format!("close keys: {}", near.join(", "))
+                });
+                errors.push(e);
+            }
+        }
+    }
+    // T, the weakest claim, goes with any source (e.g. one OS's code cited
+    // for another); D, S and E need a cited source of that kind.
+    if let Some(c) = confidence
+        && c != "T"
+        && kinds.len() == keys.len()
+        && !kinds.iter().any(|k| k.confidence() == c)
+    {
+        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        errors.push(
+            index
+                .err(
+                    cite.span(),
+                    format!(
+                        "confidence {c} needs a cited source of that kind; these are {}",
+                        names.join(", ")
+                    ),
+                )
+                .help("D: vendor-doc, man-page, release-notes; S: kernel-source; E: peer-test; T: any"),
+        );
+    }
+    keys
 }
 
 /// Confidence tags, as in semantics.md.
@@ -345,7 +428,10 @@ pub fn load_all(
     errors: &mut Vec<InputError>,
 ) -> Expectations {
     let dir = root.join(EXPECTED_DIR);
-    let mut out = Expectations::default();
+    let mut out = Expectations {
+        sources: crate::sources::load(root, errors),
+        ..Expectations::default()
+    };
     let Ok(read) = std::fs::read_dir(&dir) else {
         return out;
     };
@@ -367,7 +453,7 @@ pub fn load_all(
             );
             continue;
         };
-        if let Some(f) = load_file(&path, os, cases, &by_case, errors) {
+        if let Some(f) = load_file(&path, os, cases, &by_case, out.sources.as_ref(), errors) {
             out.files.insert(os, f);
         }
     }
@@ -391,6 +477,7 @@ pub fn load_file(
     os: OsFamily,
     cases: &[Arc<Case>],
     by_case: &HashMap<String, Vec<Arc<Test>>>,
+    sources: Option<&Registry>,
     errors: &mut Vec<InputError>,
 ) -> Option<ExpectFile> {
     let text = match crate::load::read_input(path) {
@@ -436,7 +523,16 @@ pub fn load_file(
     let mut entries = Vec::new();
     for raw in raw.expect {
         let at = index.loc(raw.span().start);
-        if let Some(e) = parse_entry(&index, at, raw.into_inner(), os, cases, by_case, errors) {
+        if let Some(e) = parse_entry(
+            &index,
+            at,
+            raw.into_inner(),
+            os,
+            cases,
+            by_case,
+            sources,
+            errors,
+        ) {
             entries.push(e);
         }
     }
@@ -457,6 +553,7 @@ pub fn load_file(
     (errors.len() == before).then_some(file)
 }
 
+#[allow(clippy::too_many_arguments)]
 fn parse_entry(
     index: &LineIndex,
     at: Location,
@@ -464,6 +561,7 @@ fn parse_entry(
     os: OsFamily,
     cases: &[Arc<Case>],
     by_case: &HashMap<String, Vec<Arc<Test>>>,
+    sources: Option<&Registry>,
     errors: &mut Vec<InputError>,
 ) -> Option<Entry> {
     let before = errors.len();
@@ -561,17 +659,22 @@ fn parse_entry(
                 }
             });
             match raw.cite {
-                Some(c) if !c.get_ref().trim().is_empty() => Provenance::Documented {
-                    cite: c.into_inner(),
-                    confidence,
-                },
+                Some(c) => {
+                    let keys = check_cite(index, &c, confidence.as_deref(), sources, errors);
+                    Provenance::Documented {
+                        cite: keys.join(", "),
+                        keys,
+                        confidence,
+                    }
+                }
                 _ => {
                     errors.push(
                         InputError::at(&at, "a documented entry needs `cite`")
-                            .help("cite a key of semantics.md (\"semantics.md F2\"), a man page or a vendor page"),
+                            .help("cite keys of cases/sources.toml: cite = \"key\" or cite = [\"key1\", \"key2\"]"),
                     );
                     Provenance::Documented {
                         cite: String::new(),
+                        keys: Vec::new(),
                         confidence,
                     }
                 }

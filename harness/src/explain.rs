@@ -140,6 +140,7 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
             let _ = writeln!(out, "  note: Wine ({wine}) differs from Windows ({win})");
         }
     }
+    sources_section(&mut out, suite, test);
     if let Some(recipe) = &case.recipe {
         let _ = writeln!(
             out,
@@ -171,4 +172,49 @@ fn recipe_rule(r: &crate::model::Recipe) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// Every source the test's resolved documented expectations cite, once, with
+/// its kind and a link a reader can open (from `cases/sources.toml`).
+fn sources_section(out: &mut String, suite: &Suite, test: &Test) {
+    let Some(reg) = &suite.expectations.sources else {
+        return;
+    };
+    let mut cited: Vec<(&str, Vec<&str>)> = Vec::new();
+    for label in test.steps.iter().filter_map(|s| s.check.as_deref()) {
+        for os in OsFamily::ALL {
+            let Some(a) = suite
+                .expectations
+                .for_os(*os)
+                .and_then(|f| f.resolve(test, label, None))
+            else {
+                continue;
+            };
+            let Provenance::Documented { keys, .. } = &a.entry.provenance else {
+                continue;
+            };
+            for k in keys {
+                match cited.iter_mut().find(|(c, _)| c == k) {
+                    Some((_, oses)) if !oses.contains(&os.as_str()) => oses.push(os.as_str()),
+                    Some(_) => {}
+                    None => cited.push((k.as_str(), vec![os.as_str()])),
+                }
+            }
+        }
+    }
+    if cited.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nsources cited ({}):", reg.path.display());
+    for (key, oses) in cited {
+        let Some(src) = reg.get(key) else { continue };
+        let _ = writeln!(
+            out,
+            "  {key} [{}] ({})\n      {}\n      {}",
+            src.kind.as_str(),
+            oses.join(", "),
+            src.title,
+            src.link()
+        );
+    }
 }

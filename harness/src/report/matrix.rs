@@ -1,8 +1,11 @@
 //! Tests x runs: the shape every cross-run report shares.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
+use crate::Suite;
 use crate::results::{Results, StepRecord, TestRecord, Verdict};
+use crate::sources::{Registry, Source};
 
 /// One test's row across runs.
 pub struct Row<'a> {
@@ -58,15 +61,56 @@ pub fn cell_text(t: &TestRecord) -> String {
 }
 
 /// A step's expected outcome and the entry it came from:
-/// `EADDRINUSE (observed on 6.18.44, linux.toml:12)`.
+/// `EADDRINUSE (observed on 6.18.44, linux.toml:12)`; a documented entry's
+/// cited keys become Markdown links to the sources
+/// (`documented: [ms-reuseaddr](https://...) vendor-doc [D]`).
 pub fn expected_step(s: &StepRecord) -> Option<String> {
     let (exp, e) = (s.expected.as_ref()?, s.expectation.as_ref()?);
     Some(format!(
         "{exp} ({}, {}:{})",
-        e.provenance,
+        linked_provenance(&e.provenance),
         e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
         e.line
     ))
+}
+
+/// The sources registry of the cases tree this binary reads
+/// ([`Suite::default_root`]), loaded once; reports read results files, not
+/// the suite, so the cited keys in them are looked up here.
+fn registry() -> Option<&'static Registry> {
+    static REGISTRY: OnceLock<Option<Registry>> = OnceLock::new();
+    REGISTRY
+        .get_or_init(|| crate::sources::load(&Suite::default_root(), &mut Vec::new()))
+        .as_ref()
+}
+
+/// The registry sources a provenance text cites (`documented: k1, k2 [S]`).
+pub fn cited_sources(provenance: &str) -> Vec<&'static Source> {
+    let Some(rest) = provenance.strip_prefix("documented: ") else {
+        return Vec::new();
+    };
+    let keys = rest.rsplit_once(" [").map_or(rest, |(k, _)| k);
+    let Some(reg) = registry() else {
+        return Vec::new();
+    };
+    keys.split(", ").filter_map(|k| reg.get(k.trim())).collect()
+}
+
+/// `provenance` with each cited key as a Markdown link and its kind.
+fn linked_provenance(provenance: &str) -> String {
+    let sources = cited_sources(provenance);
+    if sources.is_empty() {
+        return provenance.to_string();
+    }
+    let links: Vec<String> = sources
+        .iter()
+        .map(|s| format!("[{}]({}) {}", s.key, s.link(), s.kind.as_str()))
+        .collect();
+    let confidence = provenance
+        .rsplit_once(" [")
+        .map(|(_, c)| format!(" [{c}"))
+        .unwrap_or_default();
+    format!("documented: {}{confidence}", links.join(", "))
 }
 
 /// Each checked step's expectation, for a tooltip or a detail line.
@@ -74,10 +118,25 @@ pub fn expectation_text(t: &TestRecord) -> String {
     let mut out = Vec::new();
     for s in &t.steps {
         let Some(label) = &s.label else { continue };
-        match expected_step(s) {
-            Some(e) => out.push(format!("{label}: expected {e}")),
-            None if s.outcome != "not_run" => out.push(format!("{label}: no expectation")),
-            None => {}
+        match (&s.expected, &s.expectation) {
+            (Some(exp), Some(e)) => {
+                out.push(format!(
+                    "{label}: expected {exp} ({}, {}:{})",
+                    e.provenance,
+                    e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
+                    e.line
+                ));
+                for src in cited_sources(&e.provenance) {
+                    out.push(format!(
+                        "    {} [{}]: {}",
+                        src.key,
+                        src.kind.as_str(),
+                        src.link()
+                    ));
+                }
+            }
+            _ if s.outcome != "not_run" => out.push(format!("{label}: no expectation")),
+            _ => {}
         }
     }
     if let Some(r) = &t.reason {

@@ -118,8 +118,8 @@ pub fn observations(
             Verdict::Error => Some(Refusal::NoVerdict(reason())),
             Verdict::Intermittent => Some(Refusal::Intermittent),
             _ => r.problem.as_ref().map(|p| Refusal::Problem {
-                problem: p.clone(),
-                reason: reason(),
+                problem: p.kind().to_string(),
+                reason: crate::report::wording::problem(p),
             }),
         };
         if let Some(why) = why {

@@ -1,12 +1,12 @@
 //! Stage 4: compare what a test did with what this OS's expectations say.
 
-use std::fmt::Write as _;
-
-use crate::exec::{Observed, Problem};
+use crate::exec::Observed;
 use crate::expect::{Applied, ExpectFile};
-use crate::model::{OsFamily, Test};
+use crate::model::Test;
 use crate::outcome::Outcome;
-use crate::results::{ExpectationRef, StepRecord, TestRecord, Variant, Verdict};
+use crate::results::{
+    ExpectationRef, Mismatch, MismatchKind, Problem, StepRecord, TestRecord, Variant, Verdict,
+};
 
 /// The command that blesses exactly one test.
 pub fn bless_command(name: &str) -> String {
@@ -44,6 +44,7 @@ fn base_record(test: &Test) -> TestRecord {
         verdict: Verdict::Pass,
         reason: None,
         problem: None,
+        mismatches: Vec::new(),
         duration_ms: 0.0,
         attempts: 0,
         retries: Vec::new(),
@@ -54,18 +55,11 @@ fn base_record(test: &Test) -> TestRecord {
 }
 
 /// Judges one run of a test.
-pub fn judge(
-    test: &Test,
-    obs: &Observed,
-    file: Option<&ExpectFile>,
-    os: OsFamily,
-    release: &str,
-) -> TestRecord {
+pub fn judge(test: &Test, obs: &Observed, file: Option<&ExpectFile>, release: &str) -> TestRecord {
     let mut rec = base_record(test);
     rec.duration_ms = obs.took.as_secs_f64() * 1000.0;
     rec.attempts = obs.attempts;
     rec.retries = obs.retries.clone();
-    let mut mismatches = String::new();
     for r in &obs.steps {
         let step = test.steps.iter().find(|s| s.index == r.index);
         let mut sr = StepRecord {
@@ -86,54 +80,21 @@ pub fn judge(
                 sr.expected = Some(a.outcome.to_string());
                 sr.expectation = Some(expectation_ref(a));
             }
-            let what = step.map_or_else(|| r.kind.to_string(), |s| s.to_string());
             // A step that did not run is not judged: the step that stopped it is.
-            match applied {
-                _ if r.outcome == Outcome::NotRun => {}
-                None => {
-                    let _ = writeln!(
-                        mismatches,
-                        "step {} `{what}` ({label}): got {}{}, and {os} has no expectation for it",
-                        r.index + 1,
-                        r.outcome,
-                        raw_note(r.raw)
-                    );
-                }
-                Some(a) if *a.outcome == Outcome::Unknown => {
-                    let _ = writeln!(
-                        mismatches,
-                        "step {} `{what}` ({label}): got {}{}; the expectation is `unknown`\n    expectation: {}:{} ({})",
-                        r.index + 1,
-                        r.outcome,
-                        raw_note(r.raw),
-                        a.entry.at.file.display(),
-                        a.entry.at.line,
-                        a.entry.provenance.summary()
-                    );
-                }
-                Some(a) if *a.outcome != r.outcome => {
-                    let _ = writeln!(
-                        mismatches,
-                        "step {} `{what}` ({label}): expected {}, got {}{}{}\n    expectation: {}:{} ({}){}",
-                        r.index + 1,
-                        a.outcome,
-                        r.outcome,
-                        raw_note(r.raw),
-                        r.detail
-                            .as_deref()
-                            .map(|d| format!(" — {d}"))
-                            .unwrap_or_default(),
-                        a.entry.at.file.display(),
-                        a.entry.at.line,
-                        a.entry.provenance.summary(),
-                        a.entry
-                            .why
-                            .as_deref()
-                            .map(|w| format!("\n    why: {w}"))
-                            .unwrap_or_default()
-                    );
-                }
-                Some(_) => {}
+            let kind = match applied {
+                _ if r.outcome == Outcome::NotRun => None,
+                None => Some(MismatchKind::NoExpectation),
+                Some(a) if *a.outcome == Outcome::Unknown => Some(MismatchKind::Unknown),
+                Some(a) if *a.outcome != r.outcome => Some(MismatchKind::Differs),
+                Some(_) => None,
+            };
+            if let Some(kind) = kind {
+                rec.mismatches.push(Mismatch {
+                    step: r.index,
+                    label: label.clone(),
+                    kind,
+                    what: step.map_or_else(|| r.kind.to_string(), |s| s.to_string()),
+                });
             }
         }
         rec.steps.push(sr);
@@ -149,57 +110,29 @@ pub fn judge(
         });
         rec.recipe = Some(verdict.to_string());
     }
-    rec.problem = obs.problem.as_ref().map(|p| {
-        match p {
-            Problem::Setup { .. } => "setup",
-            Problem::Precondition { .. } => "precondition",
-            Problem::Harness(_) => "harness",
-            Problem::Hung => "hung",
-            Problem::Unavailable(_) => "unavailable",
+    rec.problem = obs.problem.clone().map(|p| match p {
+        Problem::Setup { step, msg, .. } => {
+            let s = test.steps.iter().find(|s| s.index == step);
+            Problem::Setup {
+                step,
+                msg,
+                at: s.map(|s| s.at.to_string()),
+                what: s.map(|s| s.to_string()),
+            }
         }
-        .to_string()
+        p => p,
     });
-    match &obs.problem {
-        Some(Problem::Unavailable(why)) => {
-            rec.verdict = Verdict::Skip;
-            rec.reason = Some(why.clone());
-        }
-        Some(p @ Problem::Precondition { .. }) => {
-            rec.verdict = Verdict::Fail;
-            rec.reason = Some(p.to_string());
-        }
-        Some(p) => {
-            rec.verdict = Verdict::Error;
-            rec.reason = Some(format!("{p}{}", setup_details(test, obs)));
-        }
-        None if !mismatches.is_empty() => {
-            rec.verdict = Verdict::Fail;
-            rec.reason = Some(format!(
-                "{mismatches}in {}:{}\nbless just this test (after checking it is right): {}",
-                test.case.file.display(),
-                rec.line,
-                bless_command(&test.name)
-            ));
-        }
-        None => {}
+    rec.verdict = match &rec.problem {
+        Some(Problem::Unavailable { .. }) => Verdict::Skip,
+        Some(Problem::Precondition { .. }) => Verdict::Fail,
+        Some(_) => Verdict::Error,
+        None if !rec.mismatches.is_empty() => Verdict::Fail,
+        None => Verdict::Pass,
+    };
+    if let Some(Problem::Unavailable { msg }) = &rec.problem {
+        rec.reason = Some(msg.clone());
     }
     rec
-}
-
-fn raw_note(raw: Option<i32>) -> String {
-    raw.map(|r| format!(" (raw {r})")).unwrap_or_default()
-}
-
-fn setup_details(test: &Test, obs: &Observed) -> String {
-    let step = match &obs.problem {
-        Some(Problem::Setup { step, .. }) => *step,
-        _ => return String::new(),
-    };
-    test.steps
-        .iter()
-        .find(|s| s.index == step)
-        .map(|s| format!("\n    at {} (`{s}`)", s.at))
-        .unwrap_or_default()
 }
 
 /// Folds the records of repeated runs of one test into one record.
@@ -230,12 +163,8 @@ pub fn fold_repeats(mut runs: Vec<TestRecord>) -> TestRecord {
             .map(|v| format!("  {}x {}", v.count, v.signature))
             .collect();
         rec.reason = Some(format!(
-            "outcomes varied over {n} runs:\n{}{}",
-            lines.join("\n"),
-            rec.reason
-                .as_deref()
-                .map(|r| format!("\none run said: {r}"))
-                .unwrap_or_default()
+            "outcomes varied over {n} runs:\n{}",
+            lines.join("\n")
         ));
         rec.verdict = Verdict::Intermittent;
     }

@@ -1,6 +1,6 @@
 //! The results file: one run of the suite on one machine, as JSON.
 //!
-//! Schema `sockspec/results/v1` (documented in README.md, "Results JSON").
+//! Schema `sockspec/results/v2` (documented in README.md, "Results JSON").
 //! Additive changes keep the version; anything that changes the meaning of
 //! an existing field bumps it. Readers reject other schema values.
 
@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
-pub const SCHEMA: &str = "sockspec/results/v1";
+pub const SCHEMA: &str = "sockspec/results/v2";
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Results {
@@ -135,11 +135,17 @@ pub struct TestRecord {
     pub line: usize,
     pub params: BTreeMap<String, String>,
     pub verdict: Verdict,
+    /// Why a test was skipped, or what varied between repeats: text.
+    /// Failures are data ([`TestRecord::mismatches`], [`TestRecord::problem`]);
+    /// reporters word them (`report::wording`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
-    /// Why there is no kernel verdict: setup, precondition, harness, hung, unavailable.
+    /// Why there is no kernel verdict.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub problem: Option<String>,
+    pub problem: Option<Problem>,
+    /// The checked steps that did not do what this OS's expectations say.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mismatches: Vec<Mismatch>,
     pub duration_ms: f64,
     pub attempts: u32,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -175,6 +181,66 @@ impl TestRecord {
         }
         parts.join(" ")
     }
+}
+
+/// Why a test has no kernel verdict.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Problem {
+    /// An unchecked step (setup) failed.
+    Setup {
+        step: usize,
+        msg: String,
+        /// Where the step is written, and what it does (filled in by judge).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        at: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        what: Option<String>,
+    },
+    /// A `require` was not met: the test could not show what it claims.
+    Precondition { step: usize, msg: String },
+    /// The harness could not do its part (read the kernel's table, ...).
+    Harness { msg: String },
+    /// The attempt did not finish by its deadline and was abandoned.
+    Hung,
+    /// The machine lacks something the test needs (found out at run time).
+    Unavailable { msg: String },
+}
+
+impl Problem {
+    /// The kind as one word: setup, precondition, harness, hung, unavailable.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Problem::Setup { .. } => "setup",
+            Problem::Precondition { .. } => "precondition",
+            Problem::Harness { .. } => "harness",
+            Problem::Hung => "hung",
+            Problem::Unavailable { .. } => "unavailable",
+        }
+    }
+}
+
+/// How a checked step disagreed with this OS's expectations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MismatchKind {
+    /// The OS has no expectation for the step.
+    NoExpectation,
+    /// The expectation is `unknown`: never a pass.
+    Unknown,
+    /// The step gave another outcome than expected.
+    Differs,
+}
+
+/// A checked step that did not do what was expected; its outcome and
+/// expectation are in the test's [`StepRecord`] with the same `step` index.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Mismatch {
+    pub step: usize,
+    pub label: String,
+    pub kind: MismatchKind,
+    /// The step in one line (`bind b 127.0.0.1:port(a)`).
+    pub what: String,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -140,7 +140,7 @@ fn run_repeats(
             break;
         }
         let obs = run_test(test, &env);
-        runs.push(judge(test, &obs, file, platform.os, &platform.release));
+        runs.push(judge(test, &obs, file, &platform.release));
     }
     fold_repeats(runs)
 }

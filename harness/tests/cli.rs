@@ -38,7 +38,8 @@ fn bless_from_results_that_name_no_test_of_the_suite_is_refused() {
     let r = dir.path().join("r.json");
     std::fs::write(
         &r,
-        r#"{"schema":"sockspec/results/v1","run":{"os":"linux","kernel":"6.18.1","os_detail":"","arch":"x86_64","sockspec":"0","started":"","duration_ms":0,"jobs":1,"repeat":1,"isolation":"host","privileged":false},"summary":{"total":0,"pass":0,"fail":0,"error":0,"skip":0,"intermittent":0},"tests":[]}"#,
+        r#"{"schema":"SCHEMA","run":{"os":"linux","kernel":"6.18.1","os_detail":"","arch":"x86_64","sockspec":"0","started":"","duration_ms":0,"jobs":1,"repeat":1,"isolation":"host","privileged":false},"summary":{"total":0,"pass":0,"fail":0,"error":0,"skip":0,"intermittent":0},"tests":[]}"#
+            .replace("SCHEMA", sockspec::results::SCHEMA),
     )
     .unwrap();
     let (c, err) = code(sockspec().arg("bless").arg("--from").arg(&r));
@@ -107,7 +108,7 @@ fn a_closed_pipe_ends_output_quietly() {
     }
 }
 
-#[cfg(unix)]
+#[cfg(target_os = "linux")]
 mod interrupt {
     use super::*;
 
@@ -140,8 +141,19 @@ mod interrupt {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Past loading the suite (slow in a debug build), inside the first tests.
-        std::thread::sleep(Duration::from_millis(2500));
+        // Wait until the run has started its worker (main thread, the
+        // signal handler's thread and one worker): loading the suite takes a
+        // while in a debug build on a loaded machine. Then let it run a bit.
+        let tasks = format!("/proc/{}/task", child.id());
+        let started = Instant::now();
+        while std::fs::read_dir(&tasks).map_or(0, |d| d.count()) < 3 {
+            assert!(
+                started.elapsed() < Duration::from_secs(60),
+                "the run never started"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(1000));
         child
     }
 

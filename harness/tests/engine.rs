@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sockspec::exec::ports::PortBook;
+use sockspec::report::wording::why;
 use sockspec::results::Verdict;
 use sockspec::run::run_one;
 use sockspec::{Platform, Suite};
@@ -54,7 +55,7 @@ fn a_matching_expectation_passes() {
         "[[expect]]\ncase = \"t::twice\"\noutcomes = { bind_b = \"EADDRINUSE\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"y\"\n",
     );
     let r = run(&s, "t::twice");
-    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
     let step = r
         .steps
         .iter()
@@ -73,7 +74,7 @@ fn a_mismatch_names_both_outcomes_the_entry_and_the_bless_command() {
     );
     let r = run(&s, "t::twice");
     assert_eq!(r.verdict, Verdict::Fail);
-    let why = r.reason.unwrap();
+    let why = why(&r).unwrap();
     for needle in [
         "step 4 `bind b 127.0.0.1:port(a)` (bind_b): expected ok, got EADDRINUSE",
         ".toml:3 (documented: a doc)",
@@ -90,7 +91,7 @@ fn a_missing_expectation_fails_and_says_how_to_bless() {
     let (_d, s) = suite(&[("t/twice.toml", TWICE)], "");
     let r = run(&s, "t::twice");
     assert_eq!(r.verdict, Verdict::Fail);
-    let why = r.reason.unwrap();
+    let why = why(&r).unwrap();
     assert!(why.contains("has no expectation for it"), "{why}");
     assert!(why.contains("bless --exact 't::twice'"), "{why}");
 }
@@ -103,7 +104,7 @@ fn an_unknown_expectation_never_passes() {
     );
     let r = run(&s, "t::twice");
     assert_eq!(r.verdict, Verdict::Fail);
-    assert!(r.reason.unwrap().contains("the expectation is `unknown`"));
+    assert!(why(&r).unwrap().contains("the expectation is `unknown`"));
 }
 
 #[test]
@@ -132,7 +133,7 @@ steps = [
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
     let recv = r
         .steps
         .iter()
@@ -161,8 +162,8 @@ steps = [
     );
     let r = run(&s, "t::pre");
     assert_eq!(r.verdict, Verdict::Fail);
-    assert_eq!(r.problem.as_deref(), Some("precondition"));
-    assert!(r.reason.unwrap().contains("must give TIME_WAIT"));
+    assert_eq!(r.problem.as_ref().map(|p| p.kind()), Some("precondition"));
+    assert!(why(&r).unwrap().contains("must give TIME_WAIT"));
     let bind = r
         .steps
         .iter()
@@ -181,7 +182,7 @@ fn tests_for_other_systems_are_skipped_with_the_reason() {
     let r = run(&s, "t::other");
     assert_eq!(r.verdict, Verdict::Skip);
     assert_eq!(
-        r.reason.as_deref(),
+        why(&r).as_deref(),
         Some(format!("only meaningful on {other}").as_str())
     );
 }
@@ -211,7 +212,7 @@ steps = [
         "took {:?}",
         started.elapsed()
     );
-    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
     #[cfg(target_os = "linux")]
     {
         let kids: usize = std::fs::read_dir("/proc/self/task")
@@ -260,5 +261,5 @@ steps = [
         "[[expect]]\ncase = \"t::refused\"\noutcomes = { connect_c = \"ECONNREFUSED\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"y\"\n",
     );
     let r = run(&s, "t::refused");
-    assert_eq!(r.verdict, Verdict::Pass, "{:?}", r.reason);
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
 }

@@ -4,7 +4,8 @@ use std::collections::BTreeMap;
 
 use sockspec::report;
 use sockspec::results::{
-    ExpectationRef, Results, RunInfo, SCHEMA, StepRecord, Summary, TestRecord, Verdict,
+    ExpectationRef, Mismatch, MismatchKind, Problem, Results, RunInfo, SCHEMA, StepRecord, Summary,
+    TestRecord, Verdict,
 };
 
 fn run(label: &str, tests: usize, flip: usize) -> Results {
@@ -29,9 +30,18 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
                 line: 7,
                 params: BTreeMap::from([("p".to_string(), i.to_string())]),
                 verdict,
-                reason: (verdict == Verdict::Fail)
-                    .then(|| "step 4 `bind b`: expected EADDRINUSE, got ok".into()),
+                reason: None,
                 problem: None,
+                mismatches: if verdict == Verdict::Fail {
+                    vec![Mismatch {
+                        step: 3,
+                        label: "bind_b".into(),
+                        kind: MismatchKind::Differs,
+                        what: "bind b 127.0.0.1:port(a)".into(),
+                    }]
+                } else {
+                    vec![]
+                },
                 duration_ms: 0.4,
                 attempts: 1,
                 retries: vec![],
@@ -146,7 +156,7 @@ fn annotations_point_at_the_case_file() {
     );
     assert!(
         lines[0].contains(
-            "First: topic0::case0::p=0 fail on ci: step 4 `bind b`: expected EADDRINUSE, got ok"
+            "First: topic0::case0::p=0 fail on ci: step 4 `bind b 127.0.0.1:port(a)` (bind_b): expected EADDRINUSE, got ok"
         ),
         "{}",
         lines[0]
@@ -207,7 +217,12 @@ fn summaries_stay_under_the_step_summary_limit_and_point_at_the_full_report() {
             let mut r = run(&format!("run {i} {}", "x".repeat(300)), 1000, 1);
             for t in &mut r.tests {
                 t.verdict = Verdict::Error;
-                t.reason = Some(format!("setup step 2 failed: {}", "y".repeat(4000)));
+                t.problem = Some(Problem::Setup {
+                    step: 1,
+                    msg: "y".repeat(4000),
+                    at: None,
+                    what: None,
+                });
             }
             r
         })

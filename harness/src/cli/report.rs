@@ -12,7 +12,7 @@ use super::{check_output, out};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Results files (schema sockspec/results/v1).
+    /// Results files (schema sockspec/results/v2).
     #[arg(required = true, value_name = "RESULTS.json")]
     results: Vec<PathBuf>,
     /// Write the Markdown summary here (`-` for stdout).

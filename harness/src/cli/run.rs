@@ -18,7 +18,7 @@ pub struct Args {
     select: Select,
     #[command(flatten)]
     exec: Exec,
-    /// Write the results as JSON (schema sockspec/results/v1).
+    /// Write the results as JSON (schema sockspec/results/v2).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
     /// A name for this run in reports, e.g. the CI job [env: SOCKSPEC_LABEL].

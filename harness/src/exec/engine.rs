@@ -119,6 +119,8 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
                 problem = Some(Problem::Setup {
                     step: step.index,
                     msg: "the test's deadline passed".into(),
+                    at: None,
+                    what: None,
                 });
             }
             continue;
@@ -191,6 +193,8 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
                             .map(|d| format!(" ({d})"))
                             .unwrap_or_default()
                     ),
+                    at: None,
+                    what: None,
                 },
             });
         }
@@ -328,9 +332,9 @@ impl Engine<'_> {
             })
             .collect();
         let table = sys::tcp_table().map_err(|e| {
-            Stop::Problem(Problem::Harness(format!(
-                "reading the kernel's TCP table: {e}"
-            )))
+            Stop::Problem(Problem::Harness {
+                msg: format!("reading the kernel's TCP table: {e}"),
+            })
         })?;
         let stranger = table.iter().find(|e| {
             e.local.port() == local.port()
@@ -392,17 +396,19 @@ impl Engine<'_> {
 
     fn step(&mut self, step: &Step) -> Result<(Done, bool), Stop> {
         let deadline = self.deadline;
-        let harness = |e: String| Stop::Problem(Problem::Harness(e));
+        let harness = |e: String| Stop::Problem(Problem::Harness { msg: e });
         match &step.action {
             Action::Spawn(steps::Spawn { actor, user }) => {
                 if user.is_some() && !sys::OTHER_USER {
-                    return Err(Stop::Problem(Problem::Unavailable(
-                        "sockspec runs an actor as another user only on Unix (setuid); on Windows that needs another account's credentials".into(),
-                    )));
+                    return Err(Stop::Problem(Problem::Unavailable {
+                        msg: "sockspec runs an actor as another user only on Unix (setuid); on Windows that needs another account's credentials".into(),
+                    }));
                 }
                 let uid = match user {
                     Some(u) => Some(u.uid().ok_or_else(|| {
-                        Stop::Problem(Problem::Unavailable(format!("no user {u} on this machine")))
+                        Stop::Problem(Problem::Unavailable {
+                            msg: format!("no user {u} on this machine"),
+                        })
                     })?),
                     None => None,
                 };

@@ -40,36 +40,7 @@ pub struct StepResult {
     pub took: Duration,
 }
 
-/// Why a test has no kernel verdict.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Problem {
-    /// An unchecked step (setup) failed.
-    Setup { step: usize, msg: String },
-    /// A `require` was not met: the test could not show what it claims.
-    Precondition { step: usize, msg: String },
-    /// The harness could not do its part (read the kernel's table, ...).
-    Harness(String),
-    /// The attempt did not finish by its deadline and was abandoned.
-    Hung,
-    /// The machine lacks something the test needs (found out at run time).
-    Unavailable(String),
-}
-
-impl std::fmt::Display for Problem {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Problem::Setup { step, msg } => write!(f, "setup step {} failed: {msg}", step + 1),
-            Problem::Precondition { step, msg } => {
-                write!(f, "precondition of step {} not met: {msg}", step + 1)
-            }
-            Problem::Harness(m) => write!(f, "harness error: {m}"),
-            Problem::Hung => {
-                f.write_str("the test did not finish by its deadline; its thread was abandoned")
-            }
-            Problem::Unavailable(m) => f.write_str(m),
-        }
-    }
-}
+pub use crate::results::Problem;
 
 pub struct AttemptResult {
     pub steps: Vec<StepResult>,
@@ -114,7 +85,7 @@ pub fn run_test(test: &Arc<Test>, env: &Env) -> Observed {
     if let Some(why) = unavailable {
         return Observed {
             steps: Vec::new(),
-            problem: Some(Problem::Unavailable(why)),
+            problem: Some(Problem::Unavailable { msg: why }),
             attempts: 0,
             retries,
             took: started.elapsed(),
@@ -128,9 +99,11 @@ pub fn run_test(test: &Arc<Test>, env: &Env) -> Observed {
                 retries.push(why.clone());
                 return Observed {
                     steps: r.steps,
-                    problem: Some(Problem::Harness(format!(
-                        "gave up after {MAX_ATTEMPTS} attempts with port trouble: {why}"
-                    ))),
+                    problem: Some(Problem::Harness {
+                        msg: format!(
+                            "gave up after {MAX_ATTEMPTS} attempts with port trouble: {why}"
+                        ),
+                    }),
                     attempts: attempt,
                     retries,
                     took: started.elapsed(),
@@ -172,7 +145,9 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
     if let Err(e) = spawned {
         return AttemptResult {
             steps: Vec::new(),
-            problem: Some(Problem::Harness(format!("cannot start a thread: {e}"))),
+            problem: Some(Problem::Harness {
+                msg: format!("cannot start a thread: {e}"),
+            }),
             retry: None,
         };
     }

@@ -108,9 +108,8 @@ fn file_annotation(file: &str, fails: &[Failure<'_>]) -> String {
     let mut tests: Vec<&str> = fails.iter().map(|f| f.test.name.as_str()).collect();
     tests.sort_unstable();
     tests.dedup();
-    let reason = first
-        .test
-        .reason
+    let why = super::wording::why(first.test);
+    let reason = why
         .as_deref()
         .and_then(|r| r.lines().next())
         .unwrap_or(first.test.verdict.as_str());

@@ -11,7 +11,7 @@ pub fn progress_line(rec: &TestRecord) -> Option<String> {
         return None;
     }
     let mut s = format!("{:<12} {}", rec.verdict.as_str().to_uppercase(), rec.name);
-    if let Some(r) = &rec.reason {
+    if let Some(r) = super::wording::why(rec) {
         for line in r.lines() {
             let _ = write!(s, "\n    {line}");
         }

@@ -27,16 +27,10 @@ pub fn report(results: &Results) -> Result<String, String> {
                     NonSuccessKind::Failure
                 };
                 let mut s = TestCaseStatus::non_success(kind);
-                s.set_message(
-                    t.reason
-                        .as_deref()
-                        .unwrap_or(v.as_str())
-                        .lines()
-                        .next()
-                        .unwrap_or("")
-                        .to_string(),
-                );
-                s.set_description(t.reason.clone().unwrap_or_default());
+                let why = super::wording::why(t).unwrap_or_default();
+                // The first line is the message; the whole text the body.
+                s.set_message(why.lines().next().unwrap_or(v.as_str()).to_string());
+                s.set_description(why);
                 s.set_type(v.as_str());
                 s
             }

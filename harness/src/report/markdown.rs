@@ -81,7 +81,7 @@ fn cell(t: Option<&TestRecord>) -> String {
     };
     let mut s = format!("{v} `{}`", esc(&t.signature()));
     if t.verdict == Verdict::Error || (t.verdict == Verdict::Fail && mism.is_empty()) {
-        if let Some(r) = &t.reason {
+        if let Some(r) = super::wording::why(t) {
             s.push_str(&format!(" — {}", esc(r.lines().next().unwrap_or(""))));
         }
     } else if !mism.is_empty() && t.verdict != Verdict::Pass {
@@ -253,8 +253,7 @@ fn changed_steps<'a>(old: &'a TestRecord, new: &'a TestRecord) -> Vec<Change<'a>
             label: "(verdict)",
             old: old.verdict.as_str(),
             new: new.verdict.as_str(),
-            expectation: new
-                .reason
+            expectation: super::wording::why(new)
                 .as_deref()
                 .and_then(|r| r.lines().next())
                 .unwrap_or("")

@@ -139,7 +139,7 @@ pub fn expectation_text(t: &TestRecord) -> String {
             _ => {}
         }
     }
-    if let Some(r) = &t.reason {
+    if let Some(r) = super::wording::why(t) {
         out.push(r.lines().next().unwrap_or_default().to_string());
     }
     out.join("\n")

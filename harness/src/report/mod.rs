@@ -14,6 +14,7 @@ pub mod html;
 pub mod junit;
 pub mod markdown;
 pub mod matrix;
+pub mod wording;
 
 /// A file-name-safe form of a run's title (for one JUnit file per run).
 pub fn slug(s: &str) -> String {

@@ -27,11 +27,12 @@ use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 use crate::Suite;
 use crate::atomic;
 use crate::error::Error;
-use crate::expect::{Entry, Provenance, group_tests, version_numbers};
+use crate::expect::{Entry, Provenance, group_tests};
 use crate::load::EXPECTED_DIR;
 use crate::model::{OsFamily, ParamValue, Test};
 use crate::outcome::Outcome;
 use crate::results::{TestRecord, Verdict};
+use crate::version::version_numbers;
 
 /// What one test did, for bless.
 #[derive(Clone, Debug)]

@@ -25,6 +25,7 @@ pub mod run;
 pub mod sources;
 pub mod steps;
 pub mod sys;
+pub mod version;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

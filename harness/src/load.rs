@@ -326,9 +326,11 @@ pub fn load_case(
             .filter_map(|s| match OsFamily::from_name(s.get_ref()) {
                 Some(f) => Some(f),
                 None => {
-                    errors.push(index.err(s.span(), format!("unknown OS family `{}`", s.get_ref())).help(
-                        "use linux, macos, windows, freebsd, openbsd, netbsd, illumos or wine",
-                    ));
+                    errors.push(
+                        index
+                            .err(s.span(), format!("unknown OS family `{}`", s.get_ref()))
+                            .help(format!("OS families: {}", OsFamily::names())),
+                    );
                     None
                 }
             })

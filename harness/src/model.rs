@@ -53,6 +53,12 @@ impl OsFamily {
         }
     }
 
+    /// Every family's name, for help texts: `linux, macos, ...`.
+    pub fn names() -> String {
+        let names: Vec<&str> = OsFamily::ALL.iter().map(|o| o.as_str()).collect();
+        names.join(", ")
+    }
+
     pub fn from_name(s: &str) -> Option<OsFamily> {
         OsFamily::ALL.iter().copied().find(|f| f.as_str() == s)
     }

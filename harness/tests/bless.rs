@@ -317,7 +317,8 @@ fn real_tree() -> tempfile::TempDir {
 
 #[test]
 fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
-    use sockspec::expect::{Provenance, version_numbers};
+    use sockspec::expect::Provenance;
+    use sockspec::version::version_numbers;
     let dir = real_tree();
     let s = Suite::load(dir.path()).unwrap();
     let linux = s.expectations.for_os(OsFamily::Linux).unwrap();

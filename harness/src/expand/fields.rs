@@ -270,7 +270,7 @@ pub fn step_os(f: &mut Fields<'_>) -> Option<Vec<OsFamily>> {
     let list = |f: &mut Fields<'_>, name: &str| -> Option<Vec<OsFamily>> {
         f.parse(
             name,
-            "a list of OS families (linux, macos, windows, freebsd, openbsd, netbsd, illumos, wine)",
+            &format!("a list of OS families ({})", OsFamily::names()),
             |v| {
                 v.as_array()?
                     .iter()

@@ -308,4 +308,139 @@ mod tests {
         assert_eq!(parse_addr("10.1.2.3"), Some("10.1.2.3".parse().unwrap()));
         assert_eq!(parse_addr("loopback"), None);
     }
+
+    /// The tests one case file expands to (no expectations needed).
+    fn expand_case(text: &str) -> Result<Vec<std::sync::Arc<Test>>, String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("t")).unwrap();
+        std::fs::write(dir.path().join("t/c.toml"), text).unwrap();
+        crate::Suite::load(dir.path())
+            .map(|s| s.tests)
+            .map_err(|e| e.to_string())
+    }
+
+    fn case(grid: &str, steps: &str) -> String {
+        format!("title = \"t\"\nsource = \"s\"\nsteps = [\n{steps}\n]\n{grid}")
+    }
+
+    const SOCK: &str = r#"  { do = "socket", name = "a", type = "tcp", family = "v4" },"#;
+
+    #[test]
+    fn test_names_list_every_parameter_in_grid_order() {
+        let t = expand_case(&case(
+            "[grid]\nproto = [\"tcp\", \"udp\"]\nreuse = [false, true]\n",
+            r#"  { do = "socket", name = "a", type = "{proto}", family = "v4" },"#,
+        ))
+        .unwrap();
+        let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "t::c::proto=tcp::reuse=false",
+                "t::c::proto=tcp::reuse=true",
+                "t::c::proto=udp::reuse=false",
+                "t::c::proto=udp::reuse=true",
+            ]
+        );
+    }
+
+    #[test]
+    fn when_keeps_a_step_only_in_the_combinations_it_names() {
+        let t = expand_case(&case(
+            "[grid]\nlisten = [false, true]\n",
+            &format!(
+                "{SOCK}\n  {{ do = \"bind\", sock = \"a\", addr = \"lo4\", port = 0 }},\n  {{ do = \"listen\", sock = \"a\", when = {{ listen = true }} }},"
+            ),
+        ))
+        .unwrap();
+        assert_eq!(t[0].steps.len(), 2, "{}", t[0].name);
+        assert_eq!(t[1].steps.len(), 3, "{}", t[1].name);
+        assert_eq!(t[1].steps[2].action.kind(), "listen");
+    }
+
+    #[test]
+    fn excludes_drop_the_combinations_they_select() {
+        let t = expand_case(&case(
+            "[grid]\na = [1, 2]\nb = [\"x\", \"y\"]\n\n[[exclude]]\na = 2\nb = \"y\"\n",
+            SOCK,
+        ))
+        .unwrap();
+        let names: Vec<&str> = t.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["t::c::a=1::b=x", "t::c::a=1::b=y", "t::c::a=2::b=x"]
+        );
+    }
+
+    #[test]
+    fn fields_of_table_values_and_interpolation() {
+        let t = expand_case(&case(
+            "[grid]\nside = { v4 = { fam = \"v4\", addr = \"lo4\" }, v6 = { fam = \"v6\", addr = \"lo6\" } }\n",
+            r#"  { do = "socket", name = "s_{side.fam}", type = "tcp", family = "{side.fam}" },
+  { do = "bind", sock = "s_{side.fam}", addr = "{side.addr}", port = 0, check = "bound" },"#,
+        ))
+        .unwrap();
+        assert_eq!(t[1].steps[1].to_string(), "bind s_v6 [::1]:0");
+        assert_eq!(t[0].steps[1].to_string(), "bind s_v4 127.0.0.1:0");
+        // A field the value lacks is an error naming it.
+        let e = expand_case(&case(
+            "[grid]\nside = { v4 = { fam = \"v4\" } }\n",
+            r#"  { do = "socket", name = "a", type = "tcp", family = "{side.nope}" },"#,
+        ))
+        .unwrap_err();
+        assert!(e.contains("has no field `nope`"), "{e}");
+    }
+
+    #[test]
+    fn booleans_stay_booleans() {
+        // `{on}` alone is the grid's boolean, not the string "true".
+        let t = expand_case(&case(
+            "[grid]\non = [true, false]\n",
+            &format!("{SOCK}\n  {{ do = \"setopt\", sock = \"a\", opt = \"reuseaddr\", value = \"{{on}}\" }},"),
+        ))
+        .unwrap();
+        let value = |t: &Test| match &t.steps[1].action {
+            crate::model::Action::SetOpt(s) => s.value.clone(),
+            a => panic!("{a:?}"),
+        };
+        assert_eq!(value(&t[0]), crate::model::OptValue::Bool(true));
+        assert_eq!(value(&t[1]), crate::model::OptValue::Bool(false));
+    }
+
+    #[test]
+    fn os_and_not_os_name_the_families_a_step_runs_on() {
+        let t = expand_case(&case(
+            "",
+            &format!(
+                "{SOCK}\n  {{ do = \"setopt\", sock = \"a\", opt = \"reuseaddr\", value = true, os = [\"windows\"] }},\n  {{ do = \"setopt\", sock = \"a\", opt = \"reuseport\", value = true, not_os = [\"windows\", \"wine\", \"illumos\"] }},"
+            ),
+        ))
+        .unwrap();
+        use crate::model::OsFamily::*;
+        assert_eq!(t[0].steps[1].os, Some(vec![Windows]));
+        let not = t[0].steps[2].os.clone().unwrap();
+        assert!(not.contains(&Linux) && !not.contains(&Windows) && !not.contains(&Illumos));
+        // SO_REUSEPORT is a need only where the step runs: not on Windows.
+        assert_eq!(t[0].not_applicable(Windows), None);
+        let both = expand_case(&case(
+            "",
+            &format!("{SOCK}\n  {{ do = \"setopt\", sock = \"a\", opt = \"reuseaddr\", value = true, os = [\"linux\"], not_os = [\"wine\"] }},"),
+        ))
+        .unwrap_err();
+        assert!(both.contains("give `os` or `not_os`, not both"), "{both}");
+    }
+
+    #[test]
+    fn a_probe_asks_whether_an_option_exists_instead_of_needing_it() {
+        let steps = |probe: &str| {
+            format!(
+                "{SOCK}\n  {{ do = \"setopt\", sock = \"a\", opt = \"exclbind\", value = true{probe}, check = true }},"
+            )
+        };
+        let plain = expand_case(&case("", &steps(""))).unwrap();
+        let probe = expand_case(&case("", &steps(", probe = true"))).unwrap();
+        use crate::model::OsFamily::Linux;
+        assert!(plain[0].not_applicable(Linux).is_some());
+        assert_eq!(probe[0].not_applicable(Linux), None);
+    }
 }

@@ -86,7 +86,7 @@ pub fn nobody_uid() -> Option<u32> {
 }
 
 /// Whether workers should get network namespaces of their own.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IsolationMode {
     /// A namespace where possible (Linux, with privilege), else the host.
     Auto,

@@ -60,7 +60,8 @@ pub fn os_release() -> String {
     let signature = std::fs::read_to_string("/proc/version_signature").unwrap_or_default();
     match upstream_version(&u.version().to_string_lossy(), &signature) {
         Some(up)
-            if crate::expect::version_numbers(&up) != crate::expect::version_numbers(&release) =>
+            if crate::version::version_numbers(&up)
+                != crate::version::version_numbers(&release) =>
         {
             format!("{up} ({release})")
         }

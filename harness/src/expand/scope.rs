@@ -41,6 +41,24 @@ impl OptScope {
     }
 }
 
+/// The errors of one step, all at the step's position.
+struct Errs<'a> {
+    at: &'a Location,
+    errors: &'a mut Vec<InputError>,
+}
+
+impl Errs<'_> {
+    fn err(&mut self, msg: String, help: Option<&str>) {
+        let mut e = InputError::at(self.at, msg);
+        if let Some(h) = help {
+            e = e.help(h);
+        }
+        self.errors.push(e);
+    }
+}
+
+/// Checks one step against what the test has done so far, updates the
+/// scope, and adds what the step needs from the machine.
 pub fn check_semantics(
     action: &Action,
     actor: Option<&str>,
@@ -50,13 +68,20 @@ pub fn check_semantics(
     needs: &mut BTreeSet<Need>,
     errors: &mut Vec<InputError>,
 ) {
-    let mut err = |msg: String, help: Option<&str>| {
-        let mut e = InputError::at(at, msg);
-        if let Some(h) = help {
-            e = e.help(h);
-        }
-        errors.push(e);
-    };
+    let mut e = Errs { at, errors };
+    check_uses(action, scope, &mut e);
+    if let Some(p) = action.port() {
+        check_port(p, scope, &mut e);
+    }
+    check_sockets(action, actor, opt_scope, scope, needs, &mut e);
+    check_lifecycle(action, scope, needs, &mut e);
+    address_needs(action, scope, needs);
+}
+
+/// The sockets a step uses exist, are open (unless only their remembered
+/// endpoint is read), and live in one actor.
+fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
+    let mut err = |msg: String, help: Option<&str>| e.err(msg, help);
     // Sockets the step needs open, and those it may use after close (for their
     // remembered endpoint).
     let (open_needed, remembered): (Vec<&str>, Vec<&str>) = match action {
@@ -79,31 +104,6 @@ pub fn check_semantics(
             _ => {}
         }
     }
-    let mut port_ref = |p: &PortRef, scope: &mut Scope| match p {
-        PortRef::Of(s) if !scope.socks.contains_key(s) => err(
-            format!("port of `{s}`: no socket `{s}` exists at this point"),
-            Some("a port is \"@lease\", 0, or the name of an earlier socket"),
-        ),
-        PortRef::Of(s) if !scope.socks[s].bound => err(
-            format!("port of `{s}`: `{s}` has no port yet at this point (it is not bound)"),
-            Some("bind it first, or use a leased port (\"@p\") for both"),
-        ),
-        PortRef::Lease(l) => {
-            scope.leases.insert(l.clone());
-        }
-        _ => {}
-    };
-    match action {
-        Action::Bind(steps::Bind { port, .. }) | Action::Connect(steps::Connect { port, .. }) => {
-            port_ref(port, scope)
-        }
-        Action::Send(steps::Send {
-            to: Some((_, p)), ..
-        })
-        | Action::Fanout(steps::Fanout { port: p, .. })
-        | Action::Spread(steps::Spread { port: p, .. }) => port_ref(p, scope),
-        _ => {}
-    }
     // Multi-socket steps run inside one actor.
     let socks = action.socks();
     if socks.len() > 1 && !matches!(action, Action::SamePort(_)) {
@@ -121,6 +121,37 @@ pub fn check_semantics(
             );
         }
     }
+}
+
+/// A port names a lease, or a socket that exists and has a port.
+fn check_port(p: &PortRef, scope: &mut Scope, e: &mut Errs<'_>) {
+    let mut err = |msg: String, help: Option<&str>| e.err(msg, help);
+    match p {
+        PortRef::Of(s) if !scope.socks.contains_key(s) => err(
+            format!("port of `{s}`: no socket `{s}` exists at this point"),
+            Some("a port is \"@lease\", 0, or the name of an earlier socket"),
+        ),
+        PortRef::Of(s) if !scope.socks[s].bound => err(
+            format!("port of `{s}`: `{s}` has no port yet at this point (it is not bound)"),
+            Some("bind it first, or use a leased port (\"@p\") for both"),
+        ),
+        PortRef::Lease(l) => {
+            scope.leases.insert(l.clone());
+        }
+        _ => {}
+    }
+}
+
+/// Sockets: created once, options that suit them, addresses of their family.
+fn check_sockets(
+    action: &Action,
+    actor: Option<&str>,
+    opt_scope: &OptScope,
+    scope: &mut Scope,
+    needs: &mut BTreeSet<Need>,
+    e: &mut Errs<'_>,
+) {
+    let mut err = |msg: String, help: Option<&str>| e.err(msg, help);
     let fam_of = |scope: &Scope, s: &str| scope.socks.get(s).map(|i| (i.family, i.proto));
     match action {
         Action::Socket(steps::Socket {
@@ -216,6 +247,20 @@ pub fn check_semantics(
         {
             err(format!("`{}` needs a TCP socket", action.kind()), None);
         }
+        _ => {}
+    }
+}
+
+/// Closing, actors starting and ending, sockets moving between actors and
+/// accepted into being.
+fn check_lifecycle(
+    action: &Action,
+    scope: &mut Scope,
+    needs: &mut BTreeSet<Need>,
+    e: &mut Errs<'_>,
+) {
+    let mut err = |msg: String, help: Option<&str>| e.err(msg, help);
+    match action {
         Action::Close(steps::Close { sock, .. }) => {
             if let Some(i) = scope.socks.get_mut(sock) {
                 i.open = false;
@@ -273,6 +318,10 @@ pub fn check_semantics(
             scope.socks.insert(name.clone(), info);
         }
     }
+}
+
+/// Which sockets now have a port, and what the step's addresses need.
+fn address_needs(action: &Action, scope: &mut Scope, needs: &mut BTreeSet<Need>) {
     // Steps that give a socket a local port.
     if let Action::Bind(steps::Bind { sock, .. })
     | Action::Connect(steps::Connect { sock, .. })

@@ -155,61 +155,18 @@ fn resolve_test(
         if !step_applies(t, &ctx, &lc.case.grid, &mut errors) {
             continue;
         }
-        let mut f = Fields {
-            t,
-            ctx: &ctx,
-            errors: Vec::new(),
+        let Some((step, probe)) = read_step(t, &ctx, &mut errors) else {
+            continue;
         };
-        let kind = Kind::named(t.kind).expect("load accepted only known step kinds");
-        let action = (kind.read)(&mut f);
-        let check = match t.field("check") {
-            Some((_, Value::Boolean(true))) => action.as_ref().map(|a| a.label()),
-            Some((_, Value::String(s))) => Some(s.clone()),
-            _ => None,
-        };
-        let actor = if t.kind == "socket" {
-            f.raw("actor").and_then(|_| f.ident("actor"))
-        } else {
-            None
-        };
-        let require = f.raw("require").and_then(|(at, v)| match v.as_str() {
-            Some(s) => match s.parse::<Outcome>() {
-                Ok(o) => Some(o),
-                Err(e) => {
-                    f.err(&at, format!("`require`: {e}"));
-                    None
-                }
-            },
-            None => {
-                f.err(&at, "`require` must be an outcome string".into());
-                None
-            }
-        });
-        let os = step_os(&mut f);
-        let probe = match f.t.field("probe") {
-            Some(_) => f
-                .parse("probe", "true or false", Value::as_bool)
-                .unwrap_or(false),
-            None => false,
-        };
-        if probe && t.field("check").is_none() {
-            let at = t.at.clone();
-            f.err(
-                &at,
-                "a `probe` step asks whether an option exists: give it a `check`".into(),
-            );
-        }
-        errors.append(&mut f.errors);
-        let Some(action) = action else { continue };
-        if let Some(o) = &require
-            && !action.accepts(o)
+        if let Some(o) = &step.require
+            && !step.action.accepts(o)
         {
             errors.push(InputError::at(
                 &t.at,
                 format!("a `{}` step cannot have the outcome `{o}`", t.kind),
             ));
         }
-        if let Some(label) = &check
+        if let Some(label) = &step.check
             && !scope.labels.insert(label.clone())
         {
             errors.push(
@@ -222,33 +179,85 @@ fn resolve_test(
             );
         }
         let opt_scope = OptScope {
-            os: os.clone(),
+            os: step.os.clone(),
             probe,
         };
         check_semantics(
-            &action,
-            actor.as_deref(),
+            &step.action,
+            step.actor.as_deref(),
             &t.at,
             &opt_scope,
             &mut scope,
             &mut needs,
             &mut errors,
         );
-        steps.push(Step {
-            index: t.index,
-            at: t.at.clone(),
-            actor,
-            action,
-            check,
-            os,
-            require,
-        });
+        steps.push(step);
     }
     if errors.is_empty() {
         Ok((steps, needs.into_iter().collect()))
     } else {
         Err(errors)
     }
+}
+
+/// Reads one step template for a combination: its action and the fields
+/// every step may carry. Returns the step and whether it is a probe.
+fn read_step(
+    t: &StepTemplate,
+    ctx: &Ctx<'_>,
+    errors: &mut Vec<InputError>,
+) -> Option<(Step, bool)> {
+    let mut f = Fields {
+        t,
+        ctx,
+        errors: Vec::new(),
+    };
+    let kind = Kind::named(t.kind).expect("load accepted only known step kinds");
+    let action = (kind.read)(&mut f);
+    let check = match t.field("check") {
+        Some((_, Value::Boolean(true))) => action.as_ref().map(|a| a.label()),
+        Some((_, Value::String(s))) => Some(s.clone()),
+        _ => None,
+    };
+    let actor = if t.kind == "socket" {
+        f.raw("actor").and_then(|_| f.ident("actor"))
+    } else {
+        None
+    };
+    let require = f.raw("require").and_then(|(at, v)| match v.as_str() {
+        Some(s) => match s.parse::<Outcome>() {
+            Ok(o) => Some(o),
+            Err(e) => {
+                f.err(&at, format!("`require`: {e}"));
+                None
+            }
+        },
+        None => {
+            f.err(&at, "`require` must be an outcome string".into());
+            None
+        }
+    });
+    let os = step_os(&mut f);
+    let probe = match f.t.field("probe") {
+        Some(_) => f
+            .parse("probe", "true or false", Value::as_bool)
+            .unwrap_or(false),
+        None => false,
+    };
+    if probe && t.field("check").is_none() {
+        f.err_at_step("a `probe` step asks whether an option exists: give it a `check`");
+    }
+    errors.append(&mut f.errors);
+    let step = Step {
+        index: t.index,
+        at: t.at.clone(),
+        actor,
+        action: action?,
+        check,
+        os,
+        require,
+    };
+    Some((step, probe))
 }
 
 fn step_applies(

@@ -101,6 +101,22 @@ impl Suite {
             .iter()
             .filter_map(|f| load::load_case(root, f, known.as_ref(), &mut errors))
             .collect();
+        // Bounded before anything is built: each case's grid is bounded by
+        // the loader, the whole tree here.
+        let steps: u64 = loaded
+            .iter()
+            .map(|l| l.case.combinations().saturating_mul(l.steps.len() as u64))
+            .sum();
+        if steps > load::MAX_STEPS {
+            errors.push(InputError::file(
+                root,
+                format!(
+                    "these cases would expand to {steps} steps in all; sockspec takes at most {}",
+                    load::MAX_STEPS
+                ),
+            ).help("each test's steps are kept in memory: split the tree, or shrink the grids"));
+            return Err(InputErrors(errors));
+        }
         let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, &mut errors)
             .into_iter()
             .map(Arc::new)

@@ -95,6 +95,11 @@ pub const MAX_INPUT_BYTES: u64 = 4 << 20;
 /// before any test is built, so a huge grid is refused, not allocated.
 pub const MAX_GRID_COMBINATIONS: u64 = 10_000;
 
+/// Most steps a whole case tree may expand to (tests times their steps,
+/// before `exclude`): about 150 MiB of expanded tests, so `check` stays
+/// under 256 MiB on any input.
+pub const MAX_STEPS: u64 = 300_000;
+
 /// Reads an input file (case, expectation, claims, sources): a regular file
 /// of at most [`MAX_INPUT_BYTES`], in UTF-8. Anything else (a FIFO would
 /// block the read, a device would never end) is refused without opening it.
@@ -357,6 +362,7 @@ pub fn load_case(
     let combinations = grid
         .iter()
         .fold(1u64, |n, (_, values)| n.saturating_mul(values.len() as u64));
+    // (Case::combinations counts the same once the case exists.)
     if combinations > MAX_GRID_COMBINATIONS {
         errors.push(
             index

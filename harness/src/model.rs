@@ -410,6 +410,15 @@ pub struct Case {
     pub recipe: Option<Recipe>,
 }
 
+impl Case {
+    /// How many combinations the grid has, before `exclude`.
+    pub fn combinations(&self) -> u64 {
+        self.grid
+            .iter()
+            .fold(1u64, |n, (_, values)| n.saturating_mul(values.len() as u64))
+    }
+}
+
 /// When a recipe "works": each listed check gives one of its outcomes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {

@@ -546,3 +546,40 @@ fn an_unreadable_topic_directory_is_named() {
     assert_eq!(out.status.code(), Some(2), "{err}");
     assert_has(&err, &["locked: cannot read this directory"]);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {
+    // Thirty cases at the per-case limit: more tests than a tree may have.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    // 2 (proto) x 10 x 10 x 10 x 4 = 8000 combinations, under the per-case limit.
+    let mut axes: String = (0..3)
+        .map(|i| format!("p{i} = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]\n"))
+        .collect();
+    axes.push_str("p3 = [0, 1, 2, 3]\n");
+    for n in 0..30 {
+        std::fs::write(
+            dir.path().join(format!("t/c{n}.toml")),
+            format!("{GOOD_CASE}{axes}"),
+        )
+        .unwrap();
+    }
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(&err, &["would expand to 960000 steps", "at most 300000"]);
+    // The largest tree it accepts: 9 such cases, 288000 steps.
+    for n in 9..30 {
+        std::fs::remove_file(dir.path().join(format!("t/c{n}.toml"))).unwrap();
+    }
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    // Peak memory of the children so far (this `check` is the largest).
+    let usage =
+        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
+    assert!(
+        usage.max_rss() < 256 * 1024,
+        "peak RSS {} KiB",
+        usage.max_rss()
+    );
+}

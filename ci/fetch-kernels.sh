@@ -76,32 +76,44 @@ if $changed || [ -n "${FETCH_REFRESH:-}" ] || [ ! -e "$stamp" ] || [ -n "$(find 
 fi
 # The choice only changes with the lists: reuse it while its kernels are here.
 if [ -s "$root/selection" ] && [ "$root/selection" -nt "$stamp" ] &&
-  cut -f4 "$root/selection" | xargs ls >/dev/null 2>&1; then
+  cut -f4 "$root/selection" | xargs ls >/dev/null 2>&1 &&
+  cut -f4 "$root/selection" | xargs -n1 dirname | sed 's|$|/veth.ko|' | xargs ls >/dev/null 2>&1; then
   cat "$root/selection"
   exit 0
 fi
 
 # unpack TMPDIR DEST PACKAGE VERSION: download and unpack the package into
-# DEST/boot/vmlinuz-<release>. Since Debian 14 linux-image-* is a
-# metapackage: the kernel is /usr/lib/modules/<release>/vmlinuz in the
-# linux-binary-* it depends on.
+# DEST/boot/vmlinuz-<release>, with the veth module beside it as
+# DEST/boot/veth.ko (uncompressed): the cloud kernels build veth as a module,
+# and the guests need it for IPv6 multicast. Since Debian 14 linux-image-*
+# is a metapackage: the kernel is /usr/lib/modules/<release>/vmlinuz in the
+# linux-binary-* it depends on, the modules are in linux-modules-*.
 unpack() {
-  local tmp=$1 dest=$2 pkg=$3 ver=$4 bin img
+  local tmp=$1 dest=$2 pkg=$3 ver=$4 dep img ko
   rm -rf "$dest"
   (cd "$tmp" && timeout 600 apt-get "${aptopts[@]}" -qq download "$pkg=$ver" </dev/null >&2) || return 1
   dpkg-deb -x "$tmp/${pkg}_"*.deb "$dest" || return 1
   if ! ls "$dest"/boot/vmlinuz-* >/dev/null 2>&1; then
-    bin=$(apt-cache "${aptopts[@]}" show "$pkg=$ver" </dev/null | grep -m1 '^Depends:' | grep -oE 'linux-binary-[^ ,]+' | head -1)
-    [ -n "$bin" ] || return 1
-    echo "fetch-kernels: the kernel of $pkg is in $bin" >&2
-    (cd "$tmp" && timeout 600 apt-get "${aptopts[@]}" -qq download "$bin=$ver" </dev/null >&2) || return 1
-    dpkg-deb -x "$tmp/${bin}_"*.deb "$dest" || return 1
+    for dep in $(apt-cache "${aptopts[@]}" show "$pkg=$ver" </dev/null | grep -m1 '^Depends:' |
+      grep -oE 'linux-(binary|modules)-[^ ,]+'); do
+      echo "fetch-kernels: $pkg: fetching $dep" >&2
+      (cd "$tmp" && timeout 600 apt-get "${aptopts[@]}" -qq download "$dep=$ver" </dev/null >&2) || return 1
+      dpkg-deb -x "$tmp/${dep}_"*.deb "$dest" || return 1
+    done
     img=$(ls "$dest"/usr/lib/modules/*/vmlinuz 2>/dev/null | head -1)
     [ -n "$img" ] || return 1
     mkdir -p "$dest/boot"
     mv "$img" "$dest/boot/vmlinuz-$(basename "$(dirname "$img")")"
   fi
-  # Only the kernel image is needed: the modules are most of the package.
+  ko=$(find "$dest/lib/modules" "$dest/usr/lib/modules" -path '*/drivers/net/veth.ko*' 2>/dev/null | head -1)
+  case $ko in
+    *.ko) cp "$ko" "$dest/boot/veth.ko" ;;
+    *.ko.xz) xz -dc "$ko" >"$dest/boot/veth.ko" ;;
+    *.ko.zst) zstd -qdc "$ko" >"$dest/boot/veth.ko" ;;
+    *.ko.gz) gzip -dc "$ko" >"$dest/boot/veth.ko" ;;
+    *) echo "fetch-kernels: $pkg has no veth module (IPv6 multicast tests will skip)" >&2 ;;
+  esac
+  # Only the kernel image and veth are needed: the modules are most of the package.
   rm -rf "$dest/lib" "$dest/usr"
   ls "$dest"/boot/vmlinuz-* >/dev/null 2>&1
 }
@@ -138,7 +150,7 @@ for v, _, p in sorted(found, key=cmp_to_key(cmp), reverse=True):
   got=
   while read -r pkg ver; do
     dir="$kernels/${pkg}_${ver//[^A-Za-z0-9.+-]/_}"
-    if ls "$dir"/boot/vmlinuz-* >/dev/null 2>&1; then got=1; break; fi
+    if ls "$dir"/boot/vmlinuz-* "$dir"/boot/veth.ko >/dev/null 2>&1; then got=1; break; fi
     echo "fetch-kernels: downloading $pkg $ver ($s)" >&2
     tmp=$(mktemp -d "$kernels/dl.XXXXXX")
     if unpack "$tmp" "$dir.part" "$pkg" "$ver"; then

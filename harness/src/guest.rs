@@ -62,22 +62,24 @@ fn run() -> Result<(), String> {
         MsFlags::empty(),
         None::<&str>,
     );
-    // How long the kernel took to reach us (ci/kernels.sh reports it).
-    if let Some(up) = std::fs::read_to_string("/proc/uptime")
-        .ok()
-        .and_then(|t| t.split_whitespace().next().map(str::to_owned))
-    {
-        println!("sockspec guest: init {up} s after boot");
-    }
+    // Where the time goes (ci/kernels.sh reports it): seconds since boot.
+    let uptime = || {
+        std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    println!("sockspec guest: init {} s after boot", uptime());
     load_modules();
     crate::sys::bring_up_loopback().map_err(|e| format!("bringing lo up: {e}"))?;
     let suite = crate::Suite::load(std::path::Path::new("/cases")).map_err(|e| e.to_string())?;
     let platform = crate::Platform::current();
     println!(
-        "sockspec guest: {} tests on {} {}",
+        "sockspec guest: {} tests on {} {} (loaded {} s after boot)",
         suite.tests.len(),
         platform.os,
-        platform.release
+        platform.release,
+        uptime()
     );
     // Workers: SOCKSPEC_JOBS=N on the kernel command line, else one per CPU.
     let jobs = std::env::var("SOCKSPEC_JOBS")
@@ -111,6 +113,7 @@ fn run() -> Result<(), String> {
         out.write_all(b"\n").map_err(|e| e.to_string())?;
     }
     writeln!(out, "{END}").map_err(|e| e.to_string())?;
+    writeln!(out, "sockspec guest: done {} s after boot", uptime()).map_err(|e| e.to_string())?;
     Ok(())
 }
 

@@ -132,9 +132,8 @@ fn load_modules() {
     for path in paths {
         let r = std::fs::File::open(&path).and_then(|f| {
             // SAFETY: finit_module(2) with a valid fd and an empty parameter string.
-            let rc = unsafe {
-                libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0)
-            };
+            let rc =
+                unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0) };
             if rc == 0 {
                 Ok(())
             } else {

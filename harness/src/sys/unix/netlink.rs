@@ -80,7 +80,8 @@ impl Msg {
     fn open(&mut self, kind: u16) -> usize {
         let at = self.0.len();
         self.0.extend_from_slice(&0u16.to_ne_bytes());
-        self.0.extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
+        self.0
+            .extend_from_slice(&(kind | NLA_F_NESTED).to_ne_bytes());
         at
     }
 
@@ -226,7 +227,10 @@ mod tests {
     fn veth_request_layout() {
         let m = new_veth_request("sockspec0", "sockspec0p", 7);
         // Header: length, RTM_NEWLINK, flags, seq.
-        assert_eq!(u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize, m.len());
+        assert_eq!(
+            u32::from_ne_bytes(m[0..4].try_into().unwrap()) as usize,
+            m.len()
+        );
         assert_eq!(u16::from_ne_bytes([m[4], m[5]]), RTM_NEWLINK);
         assert_eq!(u16::from_ne_bytes([m[6], m[7]]), 0x605);
         assert_eq!(u32::from_ne_bytes(m[8..12].try_into().unwrap()), 7);
@@ -239,7 +243,10 @@ mod tests {
         assert_eq!(&m[36..46], b"sockspec0\0");
         // IFLA_LINKINFO spans the rest, nested.
         assert_eq!(u16::from_ne_bytes([m[48], m[49]]) as usize, m.len() - 48);
-        assert_eq!(u16::from_ne_bytes([m[50], m[51]]), IFLA_LINKINFO | NLA_F_NESTED);
+        assert_eq!(
+            u16::from_ne_bytes([m[50], m[51]]),
+            IFLA_LINKINFO | NLA_F_NESTED
+        );
         assert_eq!(&m[52..64], b"\x09\x00\x01\x00veth\x00\x00\x00\x00");
         assert!(m.windows(11).any(|w| w == b"sockspec0p\0"));
         assert_eq!(m.len() % 4, 0);

@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Writes a newc cpio initramfs: /init (a static binary), /dev/console,
-/proc, a directory tree (the cases) under a given name, and kernel modules
+/proc, /etc/passwd and /etc/group (root and nobody: tests that drop to
+another user look nobody up), a directory tree (the cases) under a given name, and kernel modules
 (for that kernel) in /modules.
 
     ci/initramfs.py OUT INIT_BINARY TREE_DIR NAME_IN_IMAGE [MODULE.ko]...
@@ -32,6 +33,10 @@ with open(out, "wb") as f:
     entry(f, "dev", stat.S_IFDIR | 0o755)
     entry(f, "dev/console", stat.S_IFCHR | 0o600, rdev=(5, 1))
     entry(f, "proc", stat.S_IFDIR | 0o755)
+    entry(f, "etc", stat.S_IFDIR | 0o755)
+    entry(f, "etc/passwd", stat.S_IFREG | 0o644,
+          b"root:x:0:0:root:/:/init\nnobody:x:65534:65534:nobody:/nonexistent:/init\n")
+    entry(f, "etc/group", stat.S_IFREG | 0o644, b"root:x:0:\nnogroup:x:65534:\n")
     entry(f, "init", stat.S_IFREG | 0o755, open(init, "rb").read())
     entry(f, name, stat.S_IFDIR | 0o755)
     for root, dirs, files in os.walk(tree):

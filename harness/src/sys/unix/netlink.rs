@@ -56,7 +56,7 @@ impl Msg {
     }
 
     fn align(&mut self) {
-        while self.0.len() % 4 != 0 {
+        while !self.0.len().is_multiple_of(4) {
             self.0.push(0);
         }
     }
@@ -249,7 +249,7 @@ mod tests {
         );
         assert_eq!(&m[52..64], b"\x09\x00\x01\x00veth\x00\x00\x00\x00");
         assert!(m.windows(11).any(|w| w == b"sockspec0p\0"));
-        assert_eq!(m.len() % 4, 0);
+        assert!(m.len().is_multiple_of(4));
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! It mounts /proc, brings `lo` up, runs the whole suite on this kernel,
 //! prints the results to the console between markers — gzip, then base64, so
 //! that megabytes of JSON cross an emulated serial line in a moment — and
-//! powers the machine off.
+//! ends the machine with a reboot, which QEMU's `-no-reboot` turns into an
+//! exit (a power-off would need ACPI, which the guests boot without).
 
 #[cfg(target_os = "linux")]
 use std::io::Write;
@@ -24,7 +25,7 @@ pub fn is_init() -> bool {
         && std::env::var_os("SOCKSPEC_GUEST").is_some_and(|v| v == "1")
 }
 
-/// Runs the suite as init and powers off; never returns.
+/// Runs the suite as init and ends the machine; never returns.
 #[cfg(target_os = "linux")]
 pub fn run_as_init() -> ! {
     if let Err(e) = run() {
@@ -32,8 +33,9 @@ pub fn run_as_init() -> ! {
     }
     let _ = std::io::stdout().flush();
     nix::unistd::sync();
+    let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_AUTOBOOT);
     let _ = nix::sys::reboot::reboot(nix::sys::reboot::RebootMode::RB_POWER_OFF);
-    // Power-off failed: as PID 1 we must not return.
+    // Both failed: as PID 1 we must not return.
     loop {
         std::thread::sleep(std::time::Duration::from_secs(3600));
     }
@@ -60,17 +62,34 @@ fn run() -> Result<(), String> {
         MsFlags::empty(),
         None::<&str>,
     );
+    // Where the time goes (ci/kernels.sh reports it): seconds since boot.
+    let uptime = || {
+        std::fs::read_to_string("/proc/uptime")
+            .ok()
+            .and_then(|t| t.split_whitespace().next().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    println!("sockspec guest: init {} s after boot", uptime());
+    load_modules();
     crate::sys::bring_up_loopback().map_err(|e| format!("bringing lo up: {e}"))?;
     let suite = crate::Suite::load(std::path::Path::new("/cases")).map_err(|e| e.to_string())?;
     let platform = crate::Platform::current();
     println!(
-        "sockspec guest: {} tests on {} {}",
+        "sockspec guest: {} tests on {} {} (loaded {} s after boot)",
         suite.tests.len(),
         platform.os,
-        platform.release
+        platform.release,
+        uptime()
     );
+    // Workers: SOCKSPEC_JOBS=N on the kernel command line, else one per CPU.
+    let jobs = std::env::var("SOCKSPEC_JOBS")
+        .ok()
+        .and_then(|j| j.parse().ok())
+        .filter(|&j: &usize| j > 0)
+        .unwrap_or_else(crate::run::default_jobs);
     let opts = crate::run::Options {
         label: Some(format!("linux {} (qemu)", platform.release)),
+        jobs,
         ..crate::run::Options::default()
     };
     let results = crate::run::run(&suite, &platform, &opts, |_| {});
@@ -94,7 +113,39 @@ fn run() -> Result<(), String> {
         out.write_all(b"\n").map_err(|e| e.to_string())?;
     }
     writeln!(out, "{END}").map_err(|e| e.to_string())?;
+    writeln!(out, "sockspec guest: done {} s after boot", uptime()).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Loads the kernel modules ci/kernels.sh put in /modules (veth: Debian's
+/// cloud kernels build it as a module, and IPv6 multicast needs a veth pair).
+/// A module that does not load leaves its tests to skip, saying why.
+/// <https://man7.org/linux/man-pages/man2/finit_module.2.html>
+#[cfg(target_os = "linux")]
+fn load_modules() {
+    use std::os::fd::AsRawFd;
+    let Ok(dir) = std::fs::read_dir("/modules") else {
+        return;
+    };
+    let mut paths: Vec<_> = dir.filter_map(|e| e.ok().map(|e| e.path())).collect();
+    paths.sort();
+    for path in paths {
+        let r = std::fs::File::open(&path).and_then(|f| {
+            // SAFETY: finit_module(2) with a valid fd and an empty parameter string.
+            let rc =
+                unsafe { libc::syscall(libc::SYS_finit_module, f.as_raw_fd(), c"".as_ptr(), 0) };
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error())
+            }
+        });
+        match r {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+            Err(e) => println!("sockspec guest: loading {}: {e}", path.display()),
+        }
+    }
 }
 
 #[cfg(not(target_os = "linux"))]

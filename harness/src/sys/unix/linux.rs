@@ -187,30 +187,15 @@ fn make_veth() -> Result<(), String> {
         std::fs::write(&path, "0").map_err(|e| format!("{path}: {e}"))?;
     }
     let peer = format!("{}p", crate::sys::V6_MCAST_IFACE);
-    let run = |args: &[&str]| -> Result<(), String> {
-        let out = crate::sys::output(std::process::Command::new("ip").args(args)).map_err(|e| {
-            format!("IPv6 multicast needs iproute2's `ip` to make a veth pair: {e}")
-        })?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "`ip {}` failed: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    run(&[
-        "link",
-        "add",
-        crate::sys::V6_MCAST_IFACE,
-        "type",
-        "veth",
-        "peer",
-        "name",
-        &peer,
-    ])?;
+    // rtnetlink, as `ip link add NAME up type veth peer name PEER` would
+    // (no `ip` binary needed, and no child process started).
+    super::netlink::create_veth(crate::sys::V6_MCAST_IFACE, &peer).map_err(|e| {
+        format!(
+            "making the veth pair {}/{peer} (rtnetlink RTM_NEWLINK): {e}",
+            crate::sys::V6_MCAST_IFACE
+        )
+    })?;
+    // NAME is up already (the ioctl is a no-op then); PEER comes up now.
     set_up(crate::sys::V6_MCAST_IFACE).map_err(|e| e.to_string())?;
     set_up(&peer).map_err(|e| e.to_string())?;
     wait_for_v6_multicast(crate::sys::V6_MCAST_IFACE)

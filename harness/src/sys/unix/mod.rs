@@ -17,6 +17,8 @@ mod os;
 mod os;
 
 mod agent;
+#[cfg(any(target_os = "linux", target_os = "android"))]
+mod netlink;
 
 pub use agent::{
     DescriptorChannel, agent_channel, become_user, die_with_parent, kill_pid, receive_socket,

@@ -39,7 +39,7 @@ fi
 
 # sockspec, static, as /init; the cases beside it.
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
-cargo build --release -q --target x86_64-unknown-linux-musl
+cargo build --release -q --features guest --target x86_64-unknown-linux-musl
 bin=target/x86_64-unknown-linux-musl/release/sockspec
 if [ ! -e "$cache/init" ] || [ "$bin" -nt "$cache/init" ]; then strip -o "$cache/init" "$bin"; fi
 # One initramfs per kernel: sockspec, the cases, and that kernel's veth

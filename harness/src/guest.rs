@@ -1,5 +1,6 @@
 //! sockspec as PID 1 of a throwaway Linux guest (ci/kernels.sh boots other
 //! kernels under QEMU with an initramfs holding only sockspec and the cases).
+//! Built only with the `guest` feature, which ci/kernels.sh turns on.
 //!
 //! It mounts /proc, brings `lo` up, runs the whole suite on this kernel,
 //! prints the results to the console between markers — gzip, then base64, so
@@ -7,7 +8,7 @@
 //! ends the machine with a reboot, which QEMU's `-no-reboot` turns into an
 //! exit (a power-off would need ACPI, which the guests boot without).
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "guest"))]
 use std::io::Write;
 
 /// Markers around the results on the console.
@@ -20,13 +21,13 @@ pub const END: &str = "=====SOCKSPEC RESULTS END=====";
 /// init as an environment variable
 /// (<https://docs.kernel.org/admin-guide/kernel-parameters.html>).
 pub fn is_init() -> bool {
-    cfg!(target_os = "linux")
+    cfg!(all(target_os = "linux", feature = "guest"))
         && std::process::id() == 1
         && std::env::var_os("SOCKSPEC_GUEST").is_some_and(|v| v == "1")
 }
 
 /// Runs the suite as init and ends the machine; never returns.
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "guest"))]
 pub fn run_as_init() -> ! {
     if let Err(e) = run() {
         println!("sockspec guest: {e}");
@@ -41,7 +42,7 @@ pub fn run_as_init() -> ! {
     }
 }
 
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "guest"))]
 fn run() -> Result<(), String> {
     use base64::Engine as _;
     use nix::mount::{MsFlags, mount};
@@ -121,7 +122,7 @@ fn run() -> Result<(), String> {
 /// cloud kernels build it as a module, and IPv6 multicast needs a veth pair).
 /// A module that does not load leaves its tests to skip, saying why.
 /// <https://man7.org/linux/man-pages/man2/finit_module.2.html>
-#[cfg(target_os = "linux")]
+#[cfg(all(target_os = "linux", feature = "guest"))]
 fn load_modules() {
     use std::os::fd::AsRawFd;
     let Ok(dir) = std::fs::read_dir("/modules") else {
@@ -148,7 +149,7 @@ fn load_modules() {
     }
 }
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(all(target_os = "linux", feature = "guest")))]
 pub fn run_as_init() -> ! {
-    unreachable!("only a Linux guest boots sockspec as init")
+    unreachable!("only a Linux build with the `guest` feature boots sockspec as init")
 }

@@ -102,6 +102,8 @@ fn new_observations_are_grouped_and_documents_kept() {
         "{text}"
     );
     assert_eq!(sum.added, 3, "{text}");
+    // The whole file, as a reviewer would read it in a diff.
+    insta::assert_snapshot!("blessed_freebsd_toml", text);
     // And now the file passes its own check, and resolves to the observations.
     let s = Suite::load(dir.path()).unwrap();
     let f = s.expectations.for_os(OsFamily::Freebsd).unwrap();

@@ -270,3 +270,9 @@ fn results_round_trip_and_other_schemas_are_refused() {
             .contains("schema `sockspec/results/v9`")
     );
 }
+
+#[test]
+fn junit_words_failures_from_the_typed_results() {
+    let xml = report::junit::report(&run("ci", 3, 2)).unwrap();
+    insta::assert_snapshot!("junit_three_tests", xml);
+}

@@ -263,3 +263,23 @@ steps = [
     let r = run(&s, "t::refused");
     assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
 }
+
+#[test]
+fn getsockname_reports_the_bound_address() {
+    let case = r#"title = "where a bind lands"
+source = "getsockname(2)"
+steps = [
+  { do = "socket", name = "a", type = "udp", family = "v4" },
+  { do = "bind", sock = "a", addr = "lo4", port = 0 },
+  { do = "getsockname", sock = "a", addr = "lo4", check = "is_lo" },
+  { do = "getsockname", sock = "a", addr = "any4", check = "is_any" },
+]
+"#;
+    let (_d, s) = suite(
+        &[("t/name.toml", case)],
+        "[[expect]]\ncase = \"t::name\"\noutcomes = { is_lo = \"true\", is_any = \"false\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"the address bound\"\n",
+    );
+    let r = run(&s, "t::name");
+    assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
+    assert_eq!(r.outcome("is_lo"), Some("true"));
+}

@@ -376,6 +376,14 @@ impl Local {
                 done.extra_ports = client_ports;
                 done
             }
+            Action::GetSockName(steps::GetSockName { sock, addr }) => {
+                match self.sock(sock)?.sock.local_addr() {
+                    Ok(a) => Done::of(Outcome::Bool(
+                        a.as_socket().is_some_and(|a| a.ip() == *addr),
+                    )),
+                    Err(e) => Done::err(&e),
+                }
+            }
             Action::Fill(steps::Fill { sock }) => {
                 let ls = self.sock(sock)?;
                 fill(&ls.sock, ls.nonblocking)

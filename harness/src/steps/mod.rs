@@ -18,7 +18,7 @@ use std::net::IpAddr;
 
 pub use actors::{Exit, Kill, Pass, Spawn, User};
 pub use data::{Close, Drain, Fill, Recv, Send, Shutdown};
-pub use observe::{Fanout, SamePort, Sleep, Spread, TcpState};
+pub use observe::{Fanout, GetSockName, SamePort, Sleep, Spread, TcpState};
 pub use ports::{Accept, Bind, Connect, Listen};
 pub use sockets::{GetOpt, SetOpt, Socket};
 
@@ -153,8 +153,29 @@ macro_rules! step_kinds {
 }
 
 step_kinds!(
-    Socket, SetOpt, GetOpt, Bind, Listen, Connect, Accept, Send, Recv, Shutdown, Close, TcpState,
-    Fanout, Spread, Fill, Drain, SamePort, Sleep, Spawn, Pass, Kill, Exit,
+    Socket,
+    SetOpt,
+    GetOpt,
+    Bind,
+    Listen,
+    Connect,
+    Accept,
+    Send,
+    Recv,
+    Shutdown,
+    Close,
+    TcpState,
+    Fanout,
+    Spread,
+    Fill,
+    Drain,
+    SamePort,
+    Sleep,
+    Spawn,
+    Pass,
+    Kill,
+    Exit,
+    GetSockName,
 );
 
 impl Action {

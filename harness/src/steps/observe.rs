@@ -248,3 +248,37 @@ impl StepKind for Sleep {
         write!(f, "sleep {} ms", self.ms)
     }
 }
+
+/// `getsockname`: whether the socket's local address is `addr` (the port
+/// is not compared: it is the kernel's or a lease's).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct GetSockName {
+    pub sock: String,
+    pub addr: IpAddr,
+}
+
+impl StepKind for GetSockName {
+    const NAME: &'static str = "getsockname";
+    const REQUIRED: &'static [&'static str] = &["sock", "addr"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        let sock = f.ident("sock");
+        let addr = f.addr("addr");
+        Some(GetSockName {
+            sock: sock?,
+            addr: addr?,
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "getsockname {} is {}", self.sock, self.addr)
+    }
+
+    fn accepts(&self, o: &Outcome) -> bool {
+        matches!(o, Outcome::Bool(_) | Outcome::Error(_))
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}

@@ -493,7 +493,10 @@ fn check_claims(
     {
         errors.push(
             index
-                .err(span, "`claims` is empty: name the ids of cases/claims.toml the case checks")
+                .err(
+                    span,
+                    "`claims` is empty: name the ids of cases/claims.toml the case checks",
+                )
                 .help(format!("ids in claims.toml: {}; {add_one}", ids(known))),
         );
     }
@@ -518,7 +521,10 @@ fn check_claims(
                             c.span(),
                             format!("claim `{}` is not in claims.toml", c.get_ref()),
                         )
-                        .help(format!("{near}ids in claims.toml: {}; {add_one}", ids(known))),
+                        .help(format!(
+                            "{near}ids in claims.toml: {}; {add_one}",
+                            ids(known)
+                        )),
                 );
                 None
             } else {

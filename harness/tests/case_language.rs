@@ -38,11 +38,21 @@ fn every_enumerated_field_lists_its_values() {
         ),
         (
             r#"{ do = "socket", name = "a", type = "udp", family = "v4", opts = ["broadcst"] },"#,
-            &["unknown option `broadcst`", "broadcast", "reuseaddr", "bindtodevice"],
+            &[
+                "unknown option `broadcst`",
+                "broadcast",
+                "reuseaddr",
+                "bindtodevice",
+            ],
         ),
         (
             &format!(r#"{SOCK} {{ do = "setopt", sock = "a", opt = "brodcast", value = true }},"#),
-            &["`opt` must be one of:", "broadcast", "bound_if", "multicast_loop"],
+            &[
+                "`opt` must be one of:",
+                "broadcast",
+                "bound_if",
+                "multicast_loop",
+            ],
         ),
         (
             &format!(r#"{SOCK} {{ do = "getopt", sock = "a", opt = "join" }},"#),
@@ -64,7 +74,10 @@ fn every_enumerated_field_lists_its_values() {
         ),
         (
             &format!(r#"{SOCK} {{ do = "sleep", ms = 1, os = ["linuks"] }},"#),
-            &["`os` must be", "linux, macos, windows, freebsd, openbsd, netbsd, illumos, wine"],
+            &[
+                "`os` must be",
+                "linux, macos, windows, freebsd, openbsd, netbsd, illumos, wine",
+            ],
         ),
         (
             r#"{ do = "spawn", actor = "x", user = "root" },"#,

@@ -56,17 +56,45 @@ fn the_loader_requires_claims_where_the_tree_has_a_claims_file() {
     .unwrap();
     let case = "title = \"x\"\nsource = \"y\"\nsteps = [{ do = \"sleep\", ms = 1 }]\n";
     std::fs::write(dir.path().join("t/c.toml"), case).unwrap();
-    let e = Suite::load(dir.path()).err().expect("a case without claims must not load").to_string();
-    for needle in ["t/c.toml:1:1", "names no claims", "ids in claims.toml: A1", "[[claim]]"] {
+    let e = Suite::load(dir.path())
+        .err()
+        .expect("a case without claims must not load")
+        .to_string();
+    for needle in [
+        "t/c.toml:1:1",
+        "names no claims",
+        "ids in claims.toml: A1",
+        "[[claim]]",
+    ] {
         assert!(e.contains(needle), "{needle:?} not in {e}");
     }
     std::fs::write(dir.path().join("t/c.toml"), format!("claims = []\n{case}")).unwrap();
-    let e = Suite::load(dir.path()).err().expect("empty claims").to_string();
-    assert!(e.contains("t/c.toml:1:10") && e.contains("`claims` is empty"), "{e}");
-    std::fs::write(dir.path().join("t/c.toml"), format!("claims = [\"A2\"]\n{case}")).unwrap();
-    let e = Suite::load(dir.path()).err().expect("unknown claim").to_string();
-    assert!(e.contains("t/c.toml:1:11") && e.contains("close ids: A1"), "{e}");
-    std::fs::write(dir.path().join("t/c.toml"), format!("claims = [\"A1\"]\n{case}")).unwrap();
+    let e = Suite::load(dir.path())
+        .err()
+        .expect("empty claims")
+        .to_string();
+    assert!(
+        e.contains("t/c.toml:1:10") && e.contains("`claims` is empty"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("t/c.toml"),
+        format!("claims = [\"A2\"]\n{case}"),
+    )
+    .unwrap();
+    let e = Suite::load(dir.path())
+        .err()
+        .expect("unknown claim")
+        .to_string();
+    assert!(
+        e.contains("t/c.toml:1:11") && e.contains("close ids: A1"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("t/c.toml"),
+        format!("claims = [\"A1\"]\n{case}"),
+    )
+    .unwrap();
     Suite::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
 }
 

@@ -222,7 +222,10 @@ mod help {
         }
         assert!(missing.is_empty(), "without help: {missing:?}");
         let list = cli.find_subcommand("list").unwrap();
-        let filter = list.get_arguments().find(|a| a.get_id() == "filter").unwrap();
+        let filter = list
+            .get_arguments()
+            .find(|a| a.get_id() == "filter")
+            .unwrap();
         let text = filter.get_help().unwrap().to_string();
         assert!(!text.contains("Run tests"), "{text}");
     }

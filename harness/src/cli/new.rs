@@ -62,7 +62,11 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let text = scaffold(&root, &path, &parts.join("::"), &claims);
     sockspec::atomic::write(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))?;
-    out::line(&format!("{}: new case `{}` written", path.display(), parts.join("::")));
+    out::line(&format!(
+        "{}: new case `{}` written",
+        path.display(),
+        parts.join("::")
+    ));
     out::line(&format!(
         "next: edit it, then `cargo run --release -- run {0}` and `cargo run --release -- bless {0}`",
         parts.join("::")
@@ -101,7 +105,11 @@ fn known_claims(path: &Path) -> Result<Option<Vec<String>>, Error> {
 fn add_claim(path: &Path, parts: &[String]) -> Result<String, Error> {
     let id = format!("NEW-{}", parts.join("-"));
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    let sep = if text.ends_with('\n') || text.is_empty() { "" } else { "\n" };
+    let sep = if text.ends_with('\n') || text.is_empty() {
+        ""
+    } else {
+        "\n"
+    };
     let new = format!(
         "{text}{sep}\n[[claim]]\nid = \"{id}\"\nfrom = \"sockspec new: say where the claim is stated (a man page, a seed, semantics.md)\"\nsays = \"{}: the claim in one line\"\n",
         parts.join("::")
@@ -126,7 +134,10 @@ fn scaffold(root: &Path, path: &Path, id: &str, claims: &[String]) -> String {
         let up: PathBuf = (0..depth).map(|_| "..").collect();
         format!(
             "#:schema {}\n",
-            up.join(super::schema::CASE_SCHEMA).display().to_string().replace('\\', "/")
+            up.join(super::schema::CASE_SCHEMA)
+                .display()
+                .to_string()
+                .replace('\\', "/")
         )
     } else {
         String::new()
@@ -179,7 +190,14 @@ mod tests {
     fn names_are_validated() {
         assert!(parse_name("bind::privileged").is_ok());
         assert!(parse_name("a::b::c").is_ok());
-        for bad in ["bind", "Bind::x", "bind::", "::x", "bind::a-b", "bind::../x"] {
+        for bad in [
+            "bind",
+            "Bind::x",
+            "bind::",
+            "::x",
+            "bind::a-b",
+            "bind::../x",
+        ] {
             assert!(parse_name(bad).is_err(), "{bad}");
         }
     }

@@ -98,28 +98,48 @@ fn field(name: &str) -> Value {
     let ident = json!({ "type": "string", "pattern": "^[a-z0-9_]+$" });
     let v = match name {
         "do" => json!({ "enum": names(KINDS, |k| k.name.to_string()) }),
-        "check" => json!({ "description": "true (label `<do>_<sock>`) or a label naming the outcome in expectation files",
-                          "anyOf": [{ "type": "boolean" }, ident.clone()] }),
-        "require" => json!({ "type": "string", "description": "an outcome the step must give, else the test fails as a precondition" }),
-        "when" => json!({ "type": "object", "description": "keep the step only in tests with these parameter values" }),
-        "os" | "not_os" => json!({ "type": "array", "minItems": 1, "items": { "enum": os_names() } }),
+        "check" => {
+            json!({ "description": "true (label `<do>_<sock>`) or a label naming the outcome in expectation files",
+                          "anyOf": [{ "type": "boolean" }, ident.clone()] })
+        }
+        "require" => {
+            json!({ "type": "string", "description": "an outcome the step must give, else the test fails as a precondition" })
+        }
+        "when" => {
+            json!({ "type": "object", "description": "keep the step only in tests with these parameter values" })
+        }
+        "os" | "not_os" => {
+            json!({ "type": "array", "minItems": 1, "items": { "enum": os_names() } })
+        }
         "type" => json!({ "enum": ["tcp", "udp"] }),
-        "family" => json!({ "type": "string", "description": "\"v4\", \"v6\" or an address of the family" }),
+        "family" => {
+            json!({ "type": "string", "description": "\"v4\", \"v6\" or an address of the family" })
+        }
         "opt" => json!({ "enum": opt_keys }),
         "opts" => json!({ "description": "on/off options set at once: a list, \"a+b\" or \"none\"",
                          "anyOf": [{ "type": "array", "items": { "enum": names(Opt::ALL, |o| o.key().to_string()) } }, { "type": "string" }] }),
-        "value" => json!({ "description": "true/false; [on, seconds] for linger; a group for join/leave; an interface for multicast_if, bindtodevice, bound_if" }),
-        "addr" | "to_addr" => json!({ "type": "string", "description": "an IP address or any4, lo4, lo4b, any6, lo6, mapped_any, mapped_lo, mapped_lo4b, group4, group6" }),
-        "port" | "to_port" => json!({ "description": "0, \"@name\" (a leased port), \"@name!low\" (a leased port below 1024) or a socket name; never a number",
-                                      "anyOf": [{ "const": 0 }, { "type": "string", "pattern": "^(@[a-z0-9_]+(!low)?|[a-z0-9_]+)$" }] }),
+        "value" => {
+            json!({ "description": "true/false; [on, seconds] for linger; a group for join/leave; an interface for multicast_if, bindtodevice, bound_if" })
+        }
+        "addr" | "to_addr" => {
+            json!({ "type": "string", "description": "an IP address or any4, lo4, lo4b, any6, lo6, mapped_any, mapped_lo, mapped_lo4b, group4, group6" })
+        }
+        "port" | "to_port" => {
+            json!({ "description": "0, \"@name\" (a leased port), \"@name!low\" (a leased port below 1024) or a socket name; never a number",
+                                      "anyOf": [{ "const": 0 }, { "type": "string", "pattern": "^(@[a-z0-9_]+(!low)?|[a-z0-9_]+)$" }] })
+        }
         "how" => json!({ "enum": ["read", "write", "both"] }),
         "observe" => json!({ "enum": ["each", "who", "count"] }),
         "want" => json!({ "enum": names(TcpState::ALL, |s| s.as_str().to_string()) }),
         "user" => json!({ "anyOf": [{ "const": "nobody" }, { "type": "integer", "minimum": 1 }] }),
         "probe" => json!({ "type": "boolean" }),
-        "bands" => json!({ "type": "object", "additionalProperties": { "type": "array", "items": { "type": "integer" }, "minItems": 2, "maxItems": 2 } }),
+        "bands" => {
+            json!({ "type": "object", "additionalProperties": { "type": "array", "items": { "type": "integer" }, "minItems": 2, "maxItems": 2 } })
+        }
         "receivers" | "listeners" => json!({ "type": "array", "items": ident }),
-        "backlog" | "bytes" | "count" | "ms" | "wait_ms" => json!({ "type": "integer", "minimum": 0 }),
+        "backlog" | "bytes" | "count" | "ms" | "wait_ms" => {
+            json!({ "type": "integer", "minimum": 0 })
+        }
         "sock" | "name" | "actor" | "a" | "b" | "to" | "iface" => json!({ "type": "string" }),
         _ => json!({}),
     };
@@ -183,10 +203,19 @@ pub fn case_schema() -> Value {
 
 /// An outcome as expectation files write it.
 fn outcome() -> Value {
-    let mut fixed: Vec<String> = ["ok", "data", "eof", "timeout", "unsupported", "unknown", "true", "false"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut fixed: Vec<String> = [
+        "ok",
+        "data",
+        "eof",
+        "timeout",
+        "unsupported",
+        "unknown",
+        "true",
+        "false",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     fixed.extend(names(TcpState::ALL, |s| s.as_str().to_string()));
     fixed.extend(names(ErrName::ALL, |e| e.as_str().into_owned()));
     let alternatives = format!(

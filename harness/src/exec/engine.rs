@@ -275,7 +275,9 @@ impl Engine<'_> {
                 }
                 let p = lease_named(self.claims, l).map_err(|e| match e.kind() {
                     // No privileged ports here, or no privilege to prove one free.
-                    std::io::ErrorKind::Unsupported => Stop::Problem(Problem::Unavailable(e.to_string())),
+                    std::io::ErrorKind::Unsupported => {
+                        Stop::Problem(Problem::Unavailable(e.to_string()))
+                    }
                     _ => Stop::Retry(format!("leasing a port: {e}")),
                 })?;
                 self.leases.insert(l.clone(), p);

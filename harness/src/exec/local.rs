@@ -449,7 +449,9 @@ fn set_opt(
             }
         }
         (Opt::Broadcast, OptValue::Bool(b)) => s.set_broadcast(*b),
-        (Opt::BindToDevice | Opt::BoundIf, OptValue::Iface(i)) => sys::bind_device(s, family, opt, i),
+        (Opt::BindToDevice | Opt::BoundIf, OptValue::Iface(i)) => {
+            sys::bind_device(s, family, opt, i)
+        }
         (Opt::MulticastIf, OptValue::Iface(i)) => match i.parse::<IpAddr>() {
             Ok(IpAddr::V4(a)) => s.set_multicast_if_v4(&a),
             _ => s.set_multicast_if_v6(sys::if_index(i)?),

@@ -219,7 +219,9 @@ pub fn lease_low(claims: &mut Claims) -> io::Result<u16> {
     if limit < 2 {
         return Err(io::Error::new(
             io::ErrorKind::Unsupported,
-            format!("no privileged ports here: the first unprivileged port is {limit} (net.ipv4.ip_unprivileged_port_start)"),
+            format!(
+                "no privileged ports here: the first unprivileged port is {limit} (net.ipv4.ip_unprivileged_port_start)"
+            ),
         ));
     }
     let low = limit.saturating_sub(LOW_SPAN).max(1);
@@ -242,7 +244,9 @@ pub fn lease_low(claims: &mut Claims) -> io::Result<u16> {
             Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
                 return Err(io::Error::new(
                     io::ErrorKind::Unsupported,
-                    format!("leasing a privileged port needs the privilege to bind one (port {p}: {e})"),
+                    format!(
+                        "leasing a privileged port needs the privilege to bind one (port {p}: {e})"
+                    ),
                 ));
             }
             Err(e) => return Err(e),
@@ -310,14 +314,12 @@ fn probe_at(port: u16, first: Option<Socket>) -> io::Result<bool> {
             (Ipv4Addr::UNSPECIFIED, port).into(),
         ));
     }
-    plan.extend([
-        (
-            Domain::IPV4,
-            Type::DGRAM,
-            Protocol::UDP,
-            (Ipv4Addr::UNSPECIFIED, port).into(),
-        ),
-    ]);
+    plan.extend([(
+        Domain::IPV4,
+        Type::DGRAM,
+        Protocol::UDP,
+        (Ipv4Addr::UNSPECIFIED, port).into(),
+    )]);
     if v6 {
         plan.push((
             Domain::IPV6,

@@ -259,7 +259,11 @@ pub fn opt_value(f: &mut Fields<'_>, opt: Opt) -> Option<OptValue> {
             .parse(
                 "value",
                 "an interface name (`lo` on Linux, `lo0` on macOS)",
-                |v| v.as_str().filter(|s| !s.is_empty() && s.len() < 16).map(str::to_string),
+                |v| {
+                    v.as_str()
+                        .filter(|s| !s.is_empty() && s.len() < 16)
+                        .map(str::to_string)
+                },
             )
             .map(OptValue::Iface),
         _ => f.parse("value", "true or false (or 1 or 0)", |v| match v {

@@ -276,7 +276,7 @@ impl Engine<'_> {
                 let p = lease_named(self.claims, l).map_err(|e| match e.kind() {
                     // No privileged ports here, or no privilege to prove one free.
                     std::io::ErrorKind::Unsupported => {
-                        Stop::Problem(Problem::Unavailable(e.to_string()))
+                        Stop::Problem(Problem::Unavailable { msg: e.to_string() })
                     }
                     _ => Stop::Retry(format!("leasing a port: {e}")),
                 })?;

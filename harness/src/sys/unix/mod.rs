@@ -188,7 +188,7 @@ pub fn bind_device(
     opt: Opt,
     iface: &str,
 ) -> io::Result<()> {
-    let _ = (family, iface);
+    let _ = (sock, family, iface);
     match opt {
         #[cfg(any(target_os = "linux", target_os = "android"))]
         Opt::BindToDevice => sock.bind_device(Some(iface.as_bytes())),

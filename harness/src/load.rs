@@ -71,7 +71,7 @@ struct RawCase {
     #[serde(default)]
     requires: Option<Vec<Spanned<String>>>,
     #[serde(default)]
-    claims: Vec<Spanned<String>>,
+    claims: Option<Spanned<Vec<Spanned<String>>>>,
     steps: Spanned<Vec<Spanned<RawStep>>>,
     #[serde(default)]
     grid: Option<Spanned<IndexMap<String, Spanned<Value>>>>,
@@ -402,27 +402,7 @@ pub fn load_case(
         }
     }
 
-    let claims: Vec<String> = raw
-        .claims
-        .iter()
-        .filter_map(|c| {
-            if known_claims.is_some_and(|k| !k.contains(c.get_ref())) {
-                errors.push(
-                    index
-                        .err(
-                            c.span(),
-                            format!("claim `{}` is not in claims.toml", c.get_ref()),
-                        )
-                        .help(
-                            "add it to <cases>/claims.toml with `from` and `says`, or fix the id",
-                        ),
-                );
-                None
-            } else {
-                Some(c.get_ref().clone())
-            }
-        })
-        .collect();
+    let claims = check_claims(&index, raw.claims, known_claims, errors);
     let recipe = raw.recipe.map(|r| {
         let span = r.span();
         let mut works = Vec::new();
@@ -479,6 +459,79 @@ pub fn load_case(
         excludes,
         grid_at,
     })
+}
+
+/// The claims a case names. Where the tree has a `claims.toml`, every case
+/// must name at least one of its ids (the claims table maps each claim to
+/// its tests), and only those.
+fn check_claims(
+    index: &LineIndex,
+    raw: Option<Spanned<Vec<Spanned<String>>>>,
+    known: Option<&HashSet<String>>,
+    errors: &mut Vec<InputError>,
+) -> Vec<String> {
+    let add_one = "or add one to <cases>/claims.toml: [[claim]] id = \"...\", from = \"where it is stated\", says = \"the claim in one line\"";
+    let ids = |known: &HashSet<String>| {
+        let mut ids: Vec<&str> = known.iter().map(String::as_str).collect();
+        ids.sort();
+        ids.join(", ")
+    };
+    let Some(raw) = raw else {
+        if let Some(known) = known {
+            errors.push(
+                index
+                    .err(0..0, "the case names no claims: add `claims = [\"ID\", ...]`, the ids of cases/claims.toml it checks")
+                    .help(format!("ids in claims.toml: {}; {add_one}", ids(known))),
+            );
+        }
+        return Vec::new();
+    };
+    let span = raw.span();
+    let list = raw.into_inner();
+    if list.is_empty()
+        && let Some(known) = known
+    {
+        errors.push(
+            index
+                .err(
+                    span,
+                    "`claims` is empty: name the ids of cases/claims.toml the case checks",
+                )
+                .help(format!("ids in claims.toml: {}; {add_one}", ids(known))),
+        );
+    }
+    list.iter()
+        .filter_map(|c| {
+            if let Some(known) = known
+                && !known.contains(c.get_ref())
+            {
+                let near: Vec<&str> = known
+                    .iter()
+                    .filter(|k| strsim::damerau_levenshtein(k, c.get_ref()) <= 2)
+                    .map(String::as_str)
+                    .collect();
+                let near = if near.is_empty() {
+                    String::new()
+                } else {
+                    format!("close ids: {}; ", near.join(", "))
+                };
+                errors.push(
+                    index
+                        .err(
+                            c.span(),
+                            format!("claim `{}` is not in claims.toml", c.get_ref()),
+                        )
+                        .help(format!(
+                            "{near}ids in claims.toml: {}; {add_one}",
+                            ids(known)
+                        )),
+                );
+                None
+            } else {
+                Some(c.get_ref().clone())
+            }
+        })
+        .collect()
 }
 
 /// The check label a template declares, when it is not parameterised.

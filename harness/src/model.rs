@@ -76,6 +76,11 @@ impl OsFamily {
             Opt::ExclusiveAddrUse => matches!(self, Windows | Wine),
             // illumos getsockopt(3SOCKET)
             Opt::ExclBind => matches!(self, Illumos),
+            // socket(7): SO_BINDTODEVICE is Linux's own.
+            Opt::BindToDevice => matches!(self, Linux),
+            // ip(4P) on illumos; netinet/in.h on macOS (IP_BOUND_IF, 10.7+).
+            Opt::BoundIf => matches!(self, Macos | Illumos),
+            // SO_BROADCAST is everywhere (POSIX, Winsock).
             _ => true,
         }
     }
@@ -148,6 +153,12 @@ pub enum Opt {
     Leave,
     MulticastIf,
     MulticastLoop,
+    /// SO_BROADCAST: may send to a broadcast address.
+    Broadcast,
+    /// SO_BINDTODEVICE (Linux): the socket uses one interface only.
+    BindToDevice,
+    /// IP_BOUND_IF / IPV6_BOUND_IF (macOS, illumos): the same, by index.
+    BoundIf,
 }
 
 impl Opt {
@@ -164,6 +175,9 @@ impl Opt {
         Opt::Leave,
         Opt::MulticastIf,
         Opt::MulticastLoop,
+        Opt::Broadcast,
+        Opt::BindToDevice,
+        Opt::BoundIf,
     ];
 
     pub fn key(&self) -> &'static str {
@@ -180,6 +194,9 @@ impl Opt {
             Opt::Leave => "leave",
             Opt::MulticastIf => "multicast_if",
             Opt::MulticastLoop => "multicast_loop",
+            Opt::Broadcast => "broadcast",
+            Opt::BindToDevice => "bindtodevice",
+            Opt::BoundIf => "bound_if",
         }
     }
 
@@ -197,6 +214,9 @@ impl Opt {
             Opt::Leave => "IP_DROP_MEMBERSHIP",
             Opt::MulticastIf => "IP_MULTICAST_IF",
             Opt::MulticastLoop => "IP_MULTICAST_LOOP",
+            Opt::Broadcast => "SO_BROADCAST",
+            Opt::BindToDevice => "SO_BINDTODEVICE",
+            Opt::BoundIf => "IP_BOUND_IF",
         }
     }
 
@@ -219,6 +239,7 @@ impl Opt {
                 | Opt::V6Only
                 | Opt::NonBlocking
                 | Opt::MulticastLoop
+                | Opt::Broadcast
         )
     }
 }

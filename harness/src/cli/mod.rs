@@ -11,9 +11,11 @@ mod check;
 mod claims;
 mod explain;
 mod list;
+mod new;
 pub mod out;
 mod report;
 mod run;
+mod schema;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -143,6 +145,12 @@ enum Command {
     /// Print the claims table (claim -> tests -> where each OS's answer comes
     /// from); --write puts it into <cases>/README.md.
     Claims(claims::Args),
+    /// Write a new case file, commented, with every required key, ready to
+    /// run and bless (never overwrites).
+    New(new::Args),
+    /// Print the JSON Schemas of case and expectation files; --write puts
+    /// them under <cases>/schema, --check tells whether they are current.
+    Schema(schema::Args),
 }
 
 /// Parses the command line and runs the command.
@@ -156,6 +164,8 @@ pub fn main() -> ExitCode {
         Command::Report(a) => report::exec(a),
         Command::Check(a) => check::exec(a),
         Command::Claims(a) => claims::exec(a),
+        Command::New(a) => new::exec(a),
+        Command::Schema(a) => schema::exec(a),
     };
     match result {
         Ok(code) => code,
@@ -185,4 +195,38 @@ fn check_output(path: &Path) -> Result<(), Error> {
     }
     sockspec::atomic::check_writable(path)
         .map_err(|e| Error::Usage(format!("{}: cannot write here: {e}", path.display())))
+}
+
+#[cfg(test)]
+mod help {
+    use clap::CommandFactory;
+
+    /// Every subcommand and every argument says what it is for
+    /// (`sockspec <cmd> --help`), and `list` does not claim to run tests.
+    #[test]
+    fn every_subcommand_and_argument_has_help() {
+        let cli = super::Cli::command();
+        let mut missing = Vec::new();
+        for sub in cli.get_subcommands() {
+            if sub.get_about().is_none() {
+                missing.push(sub.get_name().to_string());
+            }
+            for arg in sub.get_arguments() {
+                if arg.is_hide_set() || matches!(arg.get_id().as_str(), "help" | "version") {
+                    continue;
+                }
+                if arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{} {}", sub.get_name(), arg.get_id()));
+                }
+            }
+        }
+        assert!(missing.is_empty(), "without help: {missing:?}");
+        let list = cli.find_subcommand("list").unwrap();
+        let filter = list
+            .get_arguments()
+            .find(|a| a.get_id() == "filter")
+            .unwrap();
+        let text = filter.get_help().unwrap().to_string();
+        assert!(!text.contains("Run tests"), "{text}");
+    }
 }

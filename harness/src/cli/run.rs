@@ -21,7 +21,7 @@ pub struct Args {
     /// Write the results as JSON (schema sockspec/results/v2).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
-    /// A name for this run in reports, e.g. the CI job [env: SOCKSPEC_LABEL].
+    /// A name for this run in reports, e.g. the CI job.
     #[arg(long, env = "SOCKSPEC_LABEL")]
     label: Option<String>,
     /// Print only the summary, not each failure.

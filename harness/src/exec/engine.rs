@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use super::actors::{Actor, Pids};
 use super::local::{Addrs, Done, Local};
-use super::ports::{Claims, lease};
+use super::ports::{Claims, lease_named};
 use super::{AttemptResult, Problem, StepResult};
 use crate::model::{Action, Family, PortRef, Proto, Step, Test};
 use crate::outcome::{ErrName, Outcome, TcpState};
@@ -273,8 +273,13 @@ impl Engine<'_> {
                 if let Some(p) = self.leases.get(l) {
                     return Ok((*p, false));
                 }
-                let p =
-                    lease(self.claims).map_err(|e| Stop::Retry(format!("leasing a port: {e}")))?;
+                let p = lease_named(self.claims, l).map_err(|e| match e.kind() {
+                    // No privileged ports here, or no privilege to prove one free.
+                    std::io::ErrorKind::Unsupported => {
+                        Stop::Problem(Problem::Unavailable { msg: e.to_string() })
+                    }
+                    _ => Stop::Retry(format!("leasing a port: {e}")),
+                })?;
                 self.leases.insert(l.clone(), p);
                 Ok((p, true))
             }

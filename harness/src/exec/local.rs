@@ -456,6 +456,10 @@ fn set_opt(
                 }
             }
         }
+        (Opt::Broadcast, OptValue::Bool(b)) => s.set_broadcast(*b),
+        (Opt::BindToDevice | Opt::BoundIf, OptValue::Iface(i)) => {
+            sys::bind_device(s, family, opt, i)
+        }
         (Opt::MulticastIf, OptValue::Iface(i)) => match i.parse::<IpAddr>() {
             Ok(IpAddr::V4(a)) => s.set_multicast_if_v4(&a),
             _ => s.set_multicast_if_v6(sys::if_index(i)?),
@@ -481,6 +485,7 @@ fn get_opt(s: &Socket, slot: &LocalSock, opt: Opt) -> io::Result<Outcome> {
         Opt::NonBlocking => Outcome::Bool(slot.nonblocking),
         Opt::MulticastLoop if slot.family == Family::V6 => Outcome::Bool(s.multicast_loop_v6()?),
         Opt::MulticastLoop => Outcome::Bool(s.multicast_loop_v4()?),
+        Opt::Broadcast => Outcome::Bool(s.broadcast()?),
         other => {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,

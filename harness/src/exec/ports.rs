@@ -4,7 +4,10 @@
 //! (port 0, or a connect's implicit bind) or asks for a *lease* (`"@p"`): a
 //! port the kernel handed to wildcard probe sockets in both families and both
 //! protocols, which proves nothing on the machine holds it, and which is then
-//! released for the test to bind.
+//! released for the test to bind. A *privileged* lease (`"@p!low"`) is a
+//! port below the first unprivileged one (1024; on Linux
+//! `net.ipv4.ip_unprivileged_port_start` if lower), proven free by the same
+//! four probes bound on it; leasing one needs the privilege to bind there.
 //!
 //! Every port any socket of a test attempt ends up on is *claimed* in the
 //! run-wide [`PortBook`]. If two attempts in one isolation scope ever hold the
@@ -192,6 +195,77 @@ pub fn lease(claims: &mut Claims) -> io::Result<u16> {
     ))
 }
 
+/// The suffix of a lease name that asks for a privileged port: `"@p!low"`.
+pub const LOW_SUFFIX: &str = "!low";
+
+/// How many ports below the first unprivileged one a privileged lease tries.
+const LOW_SPAN: u16 = 424;
+
+/// The lease a test's `"@name"` asks for: a privileged port when the name
+/// ends in [`LOW_SUFFIX`], else any free port the kernel hands out.
+pub fn lease_named(claims: &mut Claims, name: &str) -> io::Result<u16> {
+    if name.ends_with(LOW_SUFFIX) {
+        lease_low(claims)
+    } else {
+        lease(claims)
+    }
+}
+
+/// A free privileged port (below [`crate::sys::first_unprivileged_port`]),
+/// claimed for the attempt. `Unsupported` when there are none here, or the
+/// harness lacks the privilege to bind one (and so to prove it free).
+pub fn lease_low(claims: &mut Claims) -> io::Result<u16> {
+    let limit = crate::sys::first_unprivileged_port();
+    if limit < 2 {
+        return Err(io::Error::new(
+            io::ErrorKind::Unsupported,
+            format!(
+                "no privileged ports here: the first unprivileged port is {limit} (net.ipv4.ip_unprivileged_port_start)"
+            ),
+        ));
+    }
+    let low = limit.saturating_sub(LOW_SPAN).max(1);
+    let span = u64::from(limit - low);
+    // A different starting point per attempt, so retries try other ports.
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
+        ^ claims.attempt.wrapping_mul(0x9e37_79b9);
+    let mut last = String::from("every candidate was taken");
+    for i in 0..64u64 {
+        let p = low + ((seed + i * 37) % span) as u16;
+        match crate::sys::closing(|| probe_at(p, None)) {
+            Ok(true) => {}
+            Ok(false) => {
+                last = format!("port {p} is in use");
+                continue;
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                return Err(io::Error::new(
+                    io::ErrorKind::Unsupported,
+                    format!(
+                        "leasing a privileged port needs the privilege to bind one (port {p}: {e})"
+                    ),
+                ));
+            }
+            Err(e) => return Err(e),
+        }
+        if crate::sys::BIND_IGNORES_TIME_WAIT && in_table(p)?.is_some() {
+            last = format!("port {p} still has an earlier test's TCP entry");
+            continue;
+        }
+        match claims.claim(p) {
+            Ok(()) => return Ok(p),
+            Err(_) => last = format!("port {p} is held by another test"),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no free privileged port after 64 tries: {last}"),
+    ))
+}
+
 /// An entry of the kernel's TCP table on local port `port`. Where a plain
 /// bind does not conflict with TIME_WAIT (Windows: `sys::BIND_IGNORES_TIME_WAIT`)
 /// the probes cannot see an earlier test's TIME_WAIT on a port, and the test
@@ -222,21 +296,30 @@ fn probe() -> io::Result<Option<u16>> {
         .as_socket()
         .map(|a| a.port())
         .ok_or_else(|| io::Error::other("probe has no port"))?;
-    let mut holders = vec![first];
-    let mut plan: Vec<(Domain, Type, Protocol, SocketAddr)> = vec![
-        (
+    Ok(probe_at(port, Some(first))?.then_some(port))
+}
+
+/// Binds plain wildcard probes on `port`: TCP and UDP, IPv4 and (where the
+/// machine has it) IPv6 only, `first` already holding one of them. Whether
+/// all bound; a bind refused for lack of privilege is an error.
+fn probe_at(port: u16, first: Option<Socket>) -> io::Result<bool> {
+    let v6 = have_ipv6();
+    let mut holders: Vec<Socket> = first.into_iter().collect();
+    let mut plan: Vec<(Domain, Type, Protocol, SocketAddr)> = Vec::new();
+    if v6 || holders.is_empty() {
+        plan.push((
             Domain::IPV4,
             Type::STREAM,
             Protocol::TCP,
             (Ipv4Addr::UNSPECIFIED, port).into(),
-        ),
-        (
-            Domain::IPV4,
-            Type::DGRAM,
-            Protocol::UDP,
-            (Ipv4Addr::UNSPECIFIED, port).into(),
-        ),
-    ];
+        ));
+    }
+    plan.extend([(
+        Domain::IPV4,
+        Type::DGRAM,
+        Protocol::UDP,
+        (Ipv4Addr::UNSPECIFIED, port).into(),
+    )]);
     if v6 {
         plan.push((
             Domain::IPV6,
@@ -244,18 +327,27 @@ fn probe() -> io::Result<Option<u16>> {
             Protocol::UDP,
             (Ipv6Addr::UNSPECIFIED, port).into(),
         ));
+        if holders.is_empty() {
+            plan.push((
+                Domain::IPV6,
+                Type::STREAM,
+                Protocol::TCP,
+                (Ipv6Addr::UNSPECIFIED, port).into(),
+            ));
+        }
     }
     for (domain, ty, proto, addr) in plan {
         let s = Socket::new(domain, ty, Some(proto))?;
         if domain == Domain::IPV6 {
             s.set_only_v6(true)?;
         }
-        if s.bind(&addr.into()).is_err() {
-            return Ok(None);
+        match s.bind(&addr.into()) {
+            Ok(()) => holders.push(s),
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => return Err(e),
+            Err(_) => return Ok(false),
         }
-        holders.push(s);
     }
-    Ok(Some(port))
+    Ok(true)
 }
 
 #[cfg(test)]
@@ -324,6 +416,27 @@ mod tests {
                 "no TIME_WAIT on {port}: {e:?}"
             );
             std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// `@p!low`: a port below the first unprivileged one, free in both
+    /// families and protocols; where the harness may not bind there, the
+    /// lease says so (a test using it is then unavailable, not failed).
+    #[test]
+    fn privileged_leases_are_low_and_free() {
+        let book = Arc::new(PortBook::new());
+        let mut c = book.begin(0);
+        match lease_named(&mut c, "p!low") {
+            Ok(p) => {
+                assert!(p < crate::sys::first_unprivileged_port(), "{p}");
+                assert!(c.holds(p));
+                for ty in [Type::STREAM, Type::DGRAM] {
+                    let s = Socket::new(Domain::IPV4, ty, None).unwrap();
+                    s.bind(&SocketAddr::from((Ipv4Addr::UNSPECIFIED, p)).into())
+                        .unwrap();
+                }
+            }
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::Unsupported, "{e}"),
         }
     }
 

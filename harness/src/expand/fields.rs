@@ -118,11 +118,18 @@ impl<'a> Fields<'a> {
     pub fn port(&mut self, name: &str) -> Option<PortRef> {
         self.parse(
             name,
-            "0 (the kernel chooses), \"@name\" (a fresh leased port) or a socket name (that socket's port); port numbers are never written",
+            "0 (the kernel chooses), \"@name\" (a fresh leased port), \"@name!low\" (a fresh leased port below 1024, the privileged range) or a socket name (that socket's port); port numbers are never written",
             |v| match v {
                 Value::Integer(0) => Some(PortRef::Zero),
                 Value::String(s) => match s.strip_prefix('@') {
                     Some(l) if is_ident(l) => Some(PortRef::Lease(l.to_string())),
+                    Some(l)
+                        if l
+                            .strip_suffix(crate::exec::ports::LOW_SUFFIX)
+                            .is_some_and(is_ident) =>
+                    {
+                        Some(PortRef::Lease(l.to_string()))
+                    }
                     Some(_) => None,
                     None if is_ident(s) => Some(PortRef::Of(s.clone())),
                     None => None,
@@ -247,6 +254,17 @@ pub fn opt_value(f: &mut Fields<'_>, opt: Opt) -> Option<OptValue> {
                         .unwrap_or_else(|| s.to_string())
                 })
             })
+            .map(OptValue::Iface),
+        Opt::BindToDevice | Opt::BoundIf => f
+            .parse(
+                "value",
+                "an interface name (`lo` on Linux, `lo0` on macOS)",
+                |v| {
+                    v.as_str()
+                        .filter(|s| !s.is_empty() && s.len() < 16)
+                        .map(str::to_string)
+                },
+            )
             .map(OptValue::Iface),
         _ => f.parse("value", "true or false (or 1 or 0)", |v| match v {
             Value::Boolean(b) => Some(OptValue::Bool(*b)),

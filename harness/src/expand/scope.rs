@@ -347,6 +347,12 @@ fn address_needs(action: &Action, scope: &mut Scope, needs: &mut BTreeSet<Need>)
     if addr.is_some_and(|a| is_extra_loopback(*a)) {
         needs.insert(Need::SecondLoopback);
     }
+    // A privileged lease ("@p!low") is proven free by binding it: root.
+    if let Some(crate::model::PortRef::Lease(l)) = action.port()
+        && l.ends_with(crate::exec::ports::LOW_SUFFIX)
+    {
+        needs.insert(Need::Root);
+    }
     // Addresses of IPv6 groups need the namespace interface.
     if let Action::Fanout(steps::Fanout {
         addr: IpAddr::V6(a),

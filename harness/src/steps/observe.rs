@@ -34,9 +34,13 @@ impl StepKind for TcpState {
     fn read(f: &mut Fields<'_>) -> Option<Self> {
         let sock = f.ident("sock");
         let want = f.or("want", None, |f| {
+            let names: Vec<&str> = crate::outcome::TcpState::ALL
+                .iter()
+                .map(|s| s.as_str())
+                .collect();
             f.parse(
                 "want",
-                "a TCP state name (TIME_WAIT, none, ...)",
+                &format!("a TCP state: one of {}", names.join(", ")),
                 |v| match v.as_str()?.parse::<Outcome>().ok()? {
                     Outcome::State(s) => Some(s),
                     _ => None,

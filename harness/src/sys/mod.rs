@@ -199,6 +199,19 @@ pub fn second_loopback() -> Result<(), String> {
     })
 }
 
+/// The first port a process without privilege may bind: 1024, or on Linux
+/// `net.ipv4.ip_unprivileged_port_start` as the calling thread's network
+/// namespace has it, when lower (ip(7)).
+pub fn first_unprivileged_port() -> u16 {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if let Ok(s) = std::fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        && let Ok(n) = s.trim().parse::<u32>()
+    {
+        return n.min(1024) as u16;
+    }
+    1024
+}
+
 /// Why a need that only this machine can answer, at run time, is unmet here;
 /// `None` when it is met or is not such a need. Asked before a test runs so
 /// that `cargo test` ignores the trial with the reason rather than failing it.

@@ -204,6 +204,17 @@ pub fn set_special(sock: &Socket, opt: Opt, on: bool) -> io::Result<()> {
     }
 }
 
+/// Windows has no option that ties a socket to an interface by name
+/// (IP_UNICAST_IF only picks the outgoing interface).
+pub fn bind_device(
+    _sock: &Socket,
+    _family: crate::model::Family,
+    opt: Opt,
+    _iface: &str,
+) -> io::Result<()> {
+    Err(super::unsupported(opt.c_name()))
+}
+
 pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
     match opt {
         Opt::ExclusiveAddrUse => {

@@ -236,6 +236,7 @@ pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
         "net/ipv4/tcp_timestamps",
         "net/ipv4/ip_local_port_range",
         "net/ipv6/bindv6only",
+        "net/ipv4/ip_unprivileged_port_start",
     ]
     .iter()
     .filter_map(|k| {

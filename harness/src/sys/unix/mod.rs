@@ -180,6 +180,35 @@ pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
     }
 }
 
+/// Ties a socket to one interface: SO_BINDTODEVICE by name (Linux, socket(7)),
+/// IP_BOUND_IF / IPV6_BOUND_IF by index (macOS, illumos).
+pub fn bind_device(
+    sock: &Socket,
+    family: crate::model::Family,
+    opt: Opt,
+    iface: &str,
+) -> io::Result<()> {
+    let _ = (sock, family, iface);
+    match opt {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        Opt::BindToDevice => sock.bind_device(Some(iface.as_bytes())),
+        #[cfg(any(
+            target_os = "macos",
+            target_os = "ios",
+            target_os = "illumos",
+            target_os = "solaris"
+        ))]
+        Opt::BoundIf => {
+            let index = std::num::NonZeroU32::new(if_index(iface)?);
+            match family {
+                crate::model::Family::V4 => sock.bind_device_by_index_v4(index),
+                crate::model::Family::V6 => sock.bind_device_by_index_v6(index),
+            }
+        }
+        _ => Err(super::unsupported(opt.c_name())),
+    }
+}
+
 #[cfg(any(target_os = "illumos", target_os = "solaris"))]
 fn setsockopt_int(sock: &Socket, level: i32, name: i32, v: i32) -> io::Result<()> {
     // SAFETY: a valid fd and a pointer to an int of the size we pass.

@@ -1,0 +1,127 @@
+//! The case language helps whoever writes a new case: every enumerated
+//! field's error lists the values it takes, and the options and port forms
+//! added for new cases load.
+
+use sockspec::Suite;
+
+/// A scratch tree holding one case whose steps are `steps`.
+fn tree(steps: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    std::fs::write(
+        dir.path().join("t/c.toml"),
+        format!("title = \"x\"\nsource = \"y\"\nsteps = [\n{steps}\n]\n"),
+    )
+    .unwrap();
+    dir
+}
+
+fn error(steps: &str) -> String {
+    match Suite::load(tree(steps).path()) {
+        Ok(_) => panic!("loaded, but should not have: {steps}"),
+        Err(e) => e.to_string(),
+    }
+}
+
+const SOCK: &str = r#"{ do = "socket", name = "a", type = "udp", family = "v4" },"#;
+
+#[test]
+fn every_enumerated_field_lists_its_values() {
+    let cases: &[(&str, &[&str])] = &[
+        (
+            r#"{ do = "socket", name = "a", type = "sctp", family = "v4" },"#,
+            &["`type` must be", "\"tcp\" or \"udp\""],
+        ),
+        (
+            r#"{ do = "socket", name = "a", type = "udp", family = "v5" },"#,
+            &["`family` must be", "\"v4\", \"v6\""],
+        ),
+        (
+            r#"{ do = "socket", name = "a", type = "udp", family = "v4", opts = ["broadcst"] },"#,
+            &[
+                "unknown option `broadcst`",
+                "broadcast",
+                "reuseaddr",
+                "bindtodevice",
+            ],
+        ),
+        (
+            &format!(r#"{SOCK} {{ do = "setopt", sock = "a", opt = "brodcast", value = true }},"#),
+            &[
+                "`opt` must be one of:",
+                "broadcast",
+                "bound_if",
+                "multicast_loop",
+            ],
+        ),
+        (
+            &format!(r#"{SOCK} {{ do = "getopt", sock = "a", opt = "join" }},"#),
+            &["`opt` must be one of:", "broadcast", "linger"],
+        ),
+        (
+            &format!(r#"{SOCK} {{ do = "shutdown", sock = "a", how = "half" }},"#),
+            &["`how` must be", "\"read\", \"write\" or \"both\""],
+        ),
+        (
+            &format!(r#"{SOCK} {{ do = "tcp_state", sock = "a", want = "TIMEWAIT" }},"#),
+            &["`want` must be", "TIME_WAIT", "ESTABLISHED", "none"],
+        ),
+        (
+            &format!(
+                r#"{SOCK} {{ do = "spread", addr = "lo4", port = "a", listeners = ["a"], observe = "each" }},"#
+            ),
+            &["`observe` must be", "\"count\" or \"who\""],
+        ),
+        (
+            &format!(r#"{SOCK} {{ do = "sleep", ms = 1, os = ["linuks"] }},"#),
+            &[
+                "`os` must be",
+                "linux, macos, windows, freebsd, openbsd, netbsd, illumos, wine",
+            ],
+        ),
+        (
+            r#"{ do = "spawn", actor = "x", user = "root" },"#,
+            &["`user` must be", "\"nobody\""],
+        ),
+        (
+            &format!(r#"{SOCK} {{ do = "bind", sock = "a", addr = "lo4", port = "@p!high" }},"#),
+            &["`port` must be", "\"@name!low\""],
+        ),
+    ];
+    for (steps, needles) in cases {
+        let e = error(steps);
+        assert!(e.contains("t/c.toml:"), "no location in {e}");
+        for n in *needles {
+            assert!(e.contains(n), "{n:?} not in the error for {steps}:\n{e}");
+        }
+    }
+}
+
+#[test]
+fn new_options_load() {
+    let steps = format!(
+        r#"{SOCK}
+  {{ do = "setopt", sock = "a", opt = "broadcast", value = true }},
+  {{ do = "getopt", sock = "a", opt = "broadcast" }},
+  {{ do = "setopt", sock = "a", opt = "bindtodevice", value = "lo", os = ["linux"] }},
+  {{ do = "setopt", sock = "a", opt = "bound_if", value = "lo0", os = ["macos"] }},
+  {{ do = "bind", sock = "a", addr = "lo4", port = "@p!low" }},"#
+    );
+    let dir = tree(&steps);
+    let suite = Suite::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(suite.tests.len(), 1);
+    let text: Vec<String> = suite.tests[0].steps.iter().map(|s| s.to_string()).collect();
+    assert!(text.iter().any(|s| s.contains("SO_BROADCAST")), "{text:?}");
+    assert!(text.iter().any(|s| s.contains("@p!low")), "{text:?}");
+}
+
+#[test]
+fn options_exist_per_family() {
+    use sockspec::model::{Opt, OsFamily};
+    assert!(OsFamily::Linux.has_opt(Opt::BindToDevice));
+    assert!(!OsFamily::Macos.has_opt(Opt::BindToDevice));
+    assert!(OsFamily::Macos.has_opt(Opt::BoundIf));
+    assert!(!OsFamily::Linux.has_opt(Opt::BoundIf));
+    assert!(!OsFamily::Windows.has_opt(Opt::BoundIf));
+    assert!(OsFamily::ALL.iter().all(|o| o.has_opt(Opt::Broadcast)));
+}

@@ -272,7 +272,7 @@ impl Mark {
 
 /// The legend printed under a grid.
 pub const LEGEND: &str = "[o] observed on a named release (blessed)  [d] documented (cited)  \
-[?] unknown: no source says  [!] disputed: sources disagree  \
+[?] unknown: no source says  [!] disputed: sources disagree\n\
 n/a: cannot run there  (none): no expectation yet  not_run: an earlier step is expected to fail first";
 
 /// Whether the candidates for a step disagree across sources.
@@ -347,11 +347,17 @@ pub fn expectation(
 }
 
 /// A grid cell: the checked outcomes of `test` on `os`, each with its mark.
-pub fn grid_cell(suite: &Suite, test: &Test, os: OsFamily) -> String {
+/// `only` limits the cell to those checks (all when empty).
+pub fn grid_cell(suite: &Suite, test: &Test, os: OsFamily, only: &[String]) -> String {
     if test.not_applicable(os).is_some() {
         return "n/a".into();
     }
-    let labels: Vec<&str> = test.steps.iter().filter_map(|s| s.check.as_deref()).collect();
+    let labels: Vec<&str> = test
+        .steps
+        .iter()
+        .filter_map(|s| s.check.as_deref())
+        .filter(|l| only.is_empty() || only.iter().any(|o| o == l))
+        .collect();
     let many = labels.len() > 1;
     let got: Vec<Result<(crate::outcome::Outcome, Mark), String>> = labels
         .iter()
@@ -373,7 +379,7 @@ pub fn grid_cell(suite: &Suite, test: &Test, os: OsFamily) -> String {
     if let Some(m) = shared {
         parts.push(format!("[{}]", m.as_str()));
     }
-    if let Some(recipe) = &test.case.recipe {
+    if let Some(recipe) = test.case.recipe.as_ref().filter(|_| only.is_empty()) {
         let file = suite.expectations.for_os(os);
         let v = recipe.verdict(|label| {
             file.and_then(|f| f.resolve(test, label, None))
@@ -423,6 +429,7 @@ pub fn grid(
     case: &crate::model::Case,
     oses: &[OsFamily],
     select: &[(String, Vec<String>)],
+    only: &[String],
 ) -> String {
     let tests: Vec<&std::sync::Arc<Test>> = suite
         .tests
@@ -441,7 +448,12 @@ pub fn grid(
         let first = flat.split_inclusive(". ").next().unwrap_or_default().trim_end();
         let _ = writeln!(out, "  claim: {first}");
     }
-    let checks: Vec<&str> = case.checks.iter().map(|(l, _)| l.as_str()).collect();
+    let checks: Vec<&str> = case
+        .checks
+        .iter()
+        .map(|(l, _)| l.as_str())
+        .filter(|l| only.is_empty() || only.iter().any(|o| o == l))
+        .collect();
     let _ = writeln!(
         out,
         "  {} of {} test(s); checked: {}\n",
@@ -459,7 +471,7 @@ pub fn grid(
                 .iter()
                 .map(|(k, _)| t.param(k).unwrap_or("").to_string())
                 .collect();
-            r.extend(oses.iter().map(|os| grid_cell(suite, t, *os)));
+            r.extend(oses.iter().map(|os| grid_cell(suite, t, *os, only)));
             r
         })
         .collect();

@@ -20,6 +20,9 @@ pub struct Args {
     /// `--where proto=tcp`, `--where state=joined,left`; repeatable.
     #[arg(long = "where", value_name = "PARAM=VALUE")]
     select: Vec<String>,
+    /// Show only these checked steps in a case's grid, comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "LABEL")]
+    check: Vec<String>,
     #[command(flatten)]
     cases: Cases,
 }
@@ -41,15 +44,27 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     if let Some(case) = suite.cases.iter().find(|c| c.id == a.test) {
         let oses = parse_oses(&a.os)?;
         let select = parse_where(case, &a.select)?;
-        out::print(&sockspec::explain::grid(&suite, case, &oses, &select));
+        for l in &a.check {
+            if !case.checks.iter().any(|(c, _)| c == l) {
+                let known: Vec<&str> = case.checks.iter().map(|(c, _)| c.as_str()).collect();
+                return Err(Error::Usage(format!(
+                    "--check: {} has no checked step `{l}` (its checks: {})",
+                    case.id,
+                    known.join(", ")
+                )));
+            }
+        }
+        out::print(&sockspec::explain::grid(
+            &suite, case, &oses, &select, &a.check,
+        ));
         return Ok(ExitCode::SUCCESS);
     }
-    if !a.os.is_empty() || !a.select.is_empty() {
-        if suite.test(&a.test).is_some() {
-            return Err(Error::Usage(
-                "--os and --where filter a case's grid; give a case id (the test name up to its first parameter)".into(),
-            ));
-        }
+    if (!a.os.is_empty() || !a.select.is_empty() || !a.check.is_empty())
+        && suite.test(&a.test).is_some()
+    {
+        return Err(Error::Usage(
+            "--os, --where and --check filter a case's grid; give a case id (the test name up to its first parameter)".into(),
+        ));
     }
     let Some(t) = suite.test(&a.test) else {
         let cases: Vec<&str> = suite

@@ -478,7 +478,7 @@ pub fn grid(
     out.push_str(&text_table(&header, &rows));
     let _ = writeln!(out, "\n{LEGEND}");
     if !case.holds.is_empty() {
-        let _ = writeln!(out, "\nclaim verdict (`[[holds]]` of {}):", case.file.display());
+        let _ = writeln!(out, "\nclaim verdict (by the case's `[[holds]]`):");
         let none = crate::claims::Observations::new();
         for os in oses {
             let v = crate::claims::verdicts(&suite.expectations, &none, &tests, *os);

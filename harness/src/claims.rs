@@ -204,6 +204,11 @@ impl Verdicts {
         }
     }
 
+    /// How many tests the claim predicts anything for.
+    pub fn total(&self) -> usize {
+        self.holds + self.contradicted + self.unknown
+    }
+
     pub fn verdict(&self) -> Verdict {
         match (self.holds, self.contradicted) {
             (0, 0) => Verdict::Unknown,
@@ -218,6 +223,7 @@ impl Verdicts {
         let total = self.holds + self.contradicted + self.unknown;
         let v = self.verdict();
         match v {
+            Verdict::Unknown if total == 0 => "— (predicts nothing here)".into(),
             Verdict::Unknown => v.as_str().into(),
             Verdict::Holds | Verdict::Contradicted if self.unknown == 0 => v.as_str().into(),
             Verdict::Holds => format!("holds ({} of {total} known)", self.holds),
@@ -245,11 +251,17 @@ impl Verdicts {
 pub fn test_verdict(
     test: &Test,
     os: OsFamily,
+    claim: Option<&str>,
     outcome: impl Fn(&str) -> Option<Outcome>,
 ) -> Option<Verdict> {
     let mut any = false;
     let mut unknown = false;
-    for h in test.case.holds.iter().filter(|h| h.applies(test, os)) {
+    for h in test
+        .case
+        .holds
+        .iter()
+        .filter(|h| h.is_for(claim) && h.applies(test, os))
+    {
         for (label, allowed) in &h.outcomes {
             any = true;
             match outcome(label) {
@@ -308,23 +320,37 @@ pub fn contradictions(tests: &[Arc<Test>], os: OsFamily, records: &[TestRecord])
         let Some(test) = tests.iter().find(|t| t.name == r.name) else {
             continue;
         };
-        let got = test_verdict(test, os, |label| r.outcome(label).and_then(|o| o.parse().ok()));
-        if got == Some(Verdict::Contradicted) {
-            let predicted: Vec<String> = test
-                .case
+        let case = &test.case;
+        // The case's claim as a whole, or each claim id its entries name.
+        let groups: Vec<Option<&str>> = if case.holds.iter().all(|h| h.claims.is_empty()) {
+            vec![None]
+        } else {
+            case.claims.iter().map(|c| Some(c.as_str())).collect()
+        };
+        for claim in groups {
+            let got = test_verdict(test, os, claim, |label| {
+                r.outcome(label).and_then(|o| o.parse().ok())
+            });
+            if got != Some(Verdict::Contradicted) {
+                continue;
+            }
+            let predicted: Vec<String> = case
                 .holds
                 .iter()
-                .filter(|h| h.applies(test, os))
+                .filter(|h| h.is_for(claim) && h.applies(test, os))
                 .flat_map(|h| h.outcomes.iter())
                 .map(|(l, allowed)| {
                     let a: Vec<String> = allowed.iter().map(|o| o.to_string()).collect();
                     format!("{l}={} (got {})", a.join("|"), r.outcome(l).unwrap_or("nothing"))
                 })
                 .collect();
+            let whose = match claim {
+                Some(c) => format!("claim {c}"),
+                None => format!("the claim of {}", case.id),
+            };
             out.push(format!(
-                "warning: {} contradicts the claim of {} on {os}: it predicts {}",
+                "warning: {} contradicts {whose} on {os}: it predicts {}",
                 r.name,
-                test.case.id,
                 predicted.join(", ")
             ));
         }
@@ -339,6 +365,7 @@ pub fn verdicts(
     observed: &Observations<'_>,
     tests: &[&Arc<Test>],
     os: OsFamily,
+    claim: Option<&str>,
 ) -> Verdicts {
     let mut v = Verdicts::default();
     let runs = observed.get(&os);
@@ -347,7 +374,7 @@ pub fn verdicts(
             continue;
         }
         let rec = runs.and_then(|m| m.get(test.name.as_str()));
-        let got = test_verdict(test, os, |label| match rec {
+        let got = test_verdict(test, os, claim, |label| match rec {
             Some(r) => r.outcome(label).and_then(|o| o.parse().ok()),
             None => expected(expectations, test, os, label),
         });
@@ -388,7 +415,7 @@ pub fn table_with(
         out,
         "\nPer OS, first the verdict: **holds**, **contradicted** or **mixed** where a case \
          says what the claim predicts (`[[holds]]`) and the outcomes are known, else \
-         `unknown`; counts are tests. Then where the expected outcomes of the claim's \
+         `unknown`; — where no case predicts anything for the claim on that OS; counts are tests. Then where the expected outcomes of the claim's \
          tests come from — `observed` (blessed from a run), `documented` (cited), `unknown` \
          (no source says), `none` (no expectation yet), `n/a` (the tests cannot run there); \
          counts are checked steps.\n"
@@ -431,8 +458,9 @@ pub fn table_with(
                 if from == "n/a" {
                     from
                 } else {
-                    let v = verdicts(expectations, observed, &ts, *os);
+                    let v = verdicts(expectations, observed, &ts, *os, Some(&claim.id));
                     match v.verdict() {
+                        Verdict::Unknown if v.total() == 0 => format!("—<br>{from}"),
                         Verdict::Unknown => format!("unknown<br>{from}"),
                         _ => format!("**{}**<br>{from}", v.cell()),
                     }
@@ -456,4 +484,67 @@ pub fn splice(text: &str, table: &str) -> String {
         }
         _ => format!("{text}\n{table}"),
     }
+}
+
+/// One claim's verdicts in a report: per run, by the outcomes it observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunVerdicts {
+    pub id: String,
+    pub says: String,
+    /// None where the run ran none of the tests the claim predicts.
+    pub per_run: Vec<Option<Verdicts>>,
+}
+
+/// The verdicts of every claim some case predicts (`[[holds]]`), per run,
+/// from the outcomes the runs observed (tests that passed or failed).
+pub fn per_run(
+    claims: &[Claim],
+    cases: &[Arc<Case>],
+    tests: &[Arc<Test>],
+    runs: &[Results],
+) -> Vec<RunVerdicts> {
+    let mut out = Vec::new();
+    for claim in claims {
+        let predicting: Vec<&Arc<Case>> = cases
+            .iter()
+            .filter(|c| {
+                c.claims.contains(&claim.id) && c.holds.iter().any(|h| h.is_for(Some(&claim.id)))
+            })
+            .collect();
+        if predicting.is_empty() {
+            continue;
+        }
+        let per_run = runs
+            .iter()
+            .map(|r| {
+                let os = OsFamily::from_name(&r.run.os)?;
+                let mut v = Verdicts::default();
+                let mut any = false;
+                for rec in r.tests.iter().filter(|t| {
+                    matches!(t.verdict, crate::results::Verdict::Pass | crate::results::Verdict::Fail)
+                }) {
+                    let Some(test) = tests.iter().find(|t| {
+                        t.name == rec.name && predicting.iter().any(|c| c.id == t.case.id)
+                    }) else {
+                        continue;
+                    };
+                    if let Some(got) =
+                        test_verdict(test, os, Some(&claim.id), |l| {
+                            rec.outcome(l).and_then(|o| o.parse().ok())
+                        })
+                    {
+                        any = true;
+                        v.add(got);
+                    }
+                }
+                any.then_some(v)
+            })
+            .collect();
+        out.push(RunVerdicts {
+            id: claim.id.clone(),
+            says: claim.says.clone(),
+            per_run,
+        });
+    }
+    out
 }

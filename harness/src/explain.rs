@@ -477,13 +477,38 @@ pub fn grid(
         .collect();
     out.push_str(&text_table(&header, &rows));
     let _ = writeln!(out, "\n{LEGEND}");
+    // One verdict for the case's claim, or one per claim id when its
+    // `[[holds]]` entries predict for some claims only.
+    let groups: Vec<Option<&str>> = if case.holds.iter().all(|h| h.claims.is_empty()) {
+        vec![None]
+    } else {
+        case.claims
+            .iter()
+            .filter(|c| case.holds.iter().any(|h| h.is_for(Some(c))))
+            .map(|c| Some(c.as_str()))
+            .collect()
+    };
     if !case.holds.is_empty() {
-        let _ = writeln!(out, "\nclaim verdict (by the case's `[[holds]]`):");
         let none = crate::claims::Observations::new();
-        for os in oses {
-            let v = crate::claims::verdicts(&suite.expectations, &none, &tests, *os);
-            let _ = writeln!(out, "  {:<8} {}", os.as_str(), v.cell());
-        }
+        let mut header = vec!["claim verdict".to_string()];
+        header.extend(oses.iter().map(|o| o.as_str().to_string()));
+        let rows: Vec<Vec<String>> = groups
+            .iter()
+            .map(|claim| {
+                let mut r = vec![claim.map_or("the case's claim".to_string(), str::to_string)];
+                r.extend(oses.iter().map(|os| {
+                    let v = crate::claims::verdicts(&suite.expectations, &none, &tests, *os, *claim);
+                    if v.total() == 0 { "—".to_string() } else { v.cell() }
+                }));
+                r
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nBy the case's `[[holds]]` (what its claims predict), over these rows; \
+             — where a claim predicts nothing:\n"
+        );
+        out.push_str(&text_table(&header, &rows));
     }
     out
 }

@@ -90,6 +90,8 @@ struct RawHolds {
     select: IndexMap<String, Spanned<Value>>,
     #[serde(default)]
     os: Vec<Spanned<String>>,
+    #[serde(default)]
+    claims: Vec<Spanned<String>>,
     outcomes: IndexMap<String, Spanned<Value>>,
 }
 
@@ -470,7 +472,7 @@ pub fn load_case(
     let holds = raw
         .holds
         .into_iter()
-        .map(|h| load_holds(&index, h, &grid, &checks, errors))
+        .map(|h| load_holds(&index, h, &grid, &checks, &claims, errors))
         .collect();
     if errors.len() > before {
         return None;
@@ -782,6 +784,7 @@ fn load_holds(
     raw: Spanned<RawHolds>,
     grid: &[(String, Vec<ParamValue>)],
     checks: &[(String, &'static str)],
+    case_claims: &[String],
     errors: &mut Vec<InputError>,
 ) -> Holds {
     let span = raw.span();
@@ -809,6 +812,17 @@ fn load_holds(
             })
             .collect()
     });
+    let mut claims = Vec::new();
+    for c in raw.claims {
+        if case_claims.contains(c.get_ref()) {
+            claims.push(c.into_inner());
+        } else {
+            errors.push(index.err(
+                c.span(),
+                format!("`holds.claims` names `{}`, which is not in the case's `claims`", c.get_ref()),
+            ));
+        }
+    }
     let mut outcomes = Vec::new();
     for (label, v) in raw.outcomes {
         if !checks.iter().any(|(l, _)| *l == label) {
@@ -832,5 +846,10 @@ fn load_holds(
     if outcomes.is_empty() {
         errors.push(index.err(span, "`holds` must name at least one checked step in `outcomes`"));
     }
-    Holds { select, os, outcomes }
+    Holds {
+        select,
+        os,
+        claims,
+        outcomes,
+    }
 }

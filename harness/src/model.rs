@@ -419,10 +419,18 @@ pub struct Case {
 pub struct Holds {
     pub select: Vec<(String, Vec<String>)>,
     pub os: Option<Vec<OsFamily>>,
+    /// The claim ids (of the case's `claims`) this prediction is for; empty:
+    /// all of them.
+    pub claims: Vec<String>,
     pub outcomes: Vec<(String, Vec<Outcome>)>,
 }
 
 impl Holds {
+    /// Whether this entry predicts for `claim` (None: the case's claim as a whole).
+    pub fn is_for(&self, claim: Option<&str>) -> bool {
+        self.claims.is_empty() || claim.is_some_and(|c| self.claims.iter().any(|x| x == c))
+    }
+
     pub fn applies(&self, test: &Test, os: OsFamily) -> bool {
         self.os.as_ref().is_none_or(|o| o.contains(&os))
             && self

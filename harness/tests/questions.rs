@@ -40,7 +40,12 @@ fn every_readme_question_prints_a_table() {
             out.status,
             String::from_utf8_lossy(&out.stderr)
         );
-        let table: Vec<&str> = stdout.lines().filter(|l| l.starts_with('|')).collect();
+        // The grid: the first block of table lines.
+        let table: Vec<&str> = stdout
+            .lines()
+            .skip_while(|l| !l.starts_with('|'))
+            .take_while(|l| l.starts_with('|'))
+            .collect();
         assert!(table.len() >= 3, "{args:?} printed no table:\n{stdout}");
         assert!(table[1].starts_with("|--"), "{args:?}: no header rule:\n{stdout}");
         let header: Vec<&str> = table[0].split('|').map(str::trim).collect();

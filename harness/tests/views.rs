@@ -224,7 +224,7 @@ fn verdicts_count_holds_contradictions_and_unknowns() {
     let suite = Suite::load(dir.path()).unwrap();
     let tests: Vec<_> = suite.tests.iter().collect();
     let none = sockspec::claims::Observations::new();
-    let v = |os| sockspec::claims::verdicts(&suite.expectations, &none, &tests, os);
+    let v = |os| sockspec::claims::verdicts(&suite.expectations, &none, &tests, os, None);
     use sockspec::claims::Verdict;
     use sockspec::model::OsFamily;
     let linux = v(OsFamily::Linux);
@@ -245,7 +245,7 @@ fn verdicts_count_holds_contradictions_and_unknowns() {
     ))
     .unwrap();
     let obs = sockspec::claims::observations(std::slice::from_ref(&run));
-    let linux = sockspec::claims::verdicts(&suite.expectations, &obs, &tests, OsFamily::Linux);
+    let linux = sockspec::claims::verdicts(&suite.expectations, &obs, &tests, OsFamily::Linux, None);
     assert_eq!(linux.verdict(), Verdict::Mixed);
     let warnings = sockspec::claims::contradictions(&suite.tests, OsFamily::Linux, &run.tests);
     assert_eq!(warnings.len(), 1, "{warnings:?}");

@@ -60,6 +60,50 @@ fn provenance_code(t: &TestRecord) -> &'static str {
 }
 
 pub fn page(runs: &[Results]) -> String {
+    page_with_claims(runs, &[])
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The claims a case predicts, judged by each run (a table above the matrix).
+fn claims_table(claims: &[crate::claims::RunVerdicts], runs: &[Results]) -> String {
+    if claims.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<details id=\"claims\"><summary>Claims, judged by what the runs observed</summary>\
+         <table class=\"claims\"><thead><tr><th>claim</th><th>says</th>",
+    );
+    for r in runs {
+        s.push_str(&format!("<th>{}</th>", esc(&r.run.title())));
+    }
+    s.push_str("</tr></thead><tbody>");
+    for c in claims {
+        s.push_str(&format!("<tr><td>{}</td><td>{}</td>", esc(&c.id), esc(&c.says)));
+        for v in &c.per_run {
+            match v {
+                None => s.push_str("<td>—</td>"),
+                Some(v) if v.total() == 0 => s.push_str("<td>—</td>"),
+                Some(v) => s.push_str(&format!(
+                    "<td class=\"cv-{}\">{}</td>",
+                    v.verdict().as_str(),
+                    esc(&v.cell())
+                )),
+            }
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</tbody></table></details>");
+    s
+}
+
+/// [`page`], with the claims' verdicts per run above the matrix.
+pub fn page_with_claims(runs: &[Results], claims: &[crate::claims::RunVerdicts]) -> String {
     let mut strings = Strings::default();
     let run_data: Vec<Value> = runs
         .iter()
@@ -140,7 +184,7 @@ pub fn page(runs: &[Results]) -> String {
          (<a href=\"#all\">#all</a> opens on every row); in a cell, <mark>the step that differs</mark>.</p>\
          <p><input id=\"filter\" type=\"search\" placeholder=\"filter tests by name\" size=\"50\"> \
          <label><input id=\"only\" type=\"checkbox\"> only rows that differ</label> \
-         <span id=\"shown\"></span></p>\
+         <span id=\"shown\"></span></p>{}\
          <table id=\"matrix\"><thead id=\"head\"></thead><tbody id=\"body\"></tbody></table>\
          <script id=\"data\" type=\"application/json\">{payload}</script>\
          <script>{JS}</script></body></html>\n",
@@ -148,6 +192,7 @@ pub fn page(runs: &[Results]) -> String {
         all.len(),
         runs.len(),
         all.len(),
+        claims_table(claims, runs),
     )
 }
 
@@ -164,6 +209,8 @@ td.cell{font-family:ui-monospace,monospace;font-size:12px;max-width:17em;overflo
 td.cell mark{background:#ffd54f;font-weight:bold}\
 td.cell small{display:block;color:#777;font-family:system-ui,sans-serif}\
 .v-p{background:#eef8ee}.v-f{background:#fbe3e3}.v-e{background:#f3d9f7}\
+table.claims{margin:.5em 0 1em}table.claims td{max-width:40em}\
+.cv-holds{background:#eef8ee}.cv-contradicted{background:#fbe3e3}.cv-mixed{background:#fdebd3}\
 .v-i{background:#fdebd3}.v-s{background:#f2f2f2;color:#888}.v-none{background:#fff;color:#bbb}";
 
 const JS: &str = r#"

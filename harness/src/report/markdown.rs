@@ -183,6 +183,42 @@ pub fn summary(runs: &[Results]) -> String {
     out
 }
 
+/// The claims section: each claim a case predicts, judged by each run's
+/// observed outcomes (`sockspec claims` judges them by the expectations).
+pub fn claims_section(claims: &[crate::claims::RunVerdicts], runs: &[Results]) -> String {
+    let mut out = String::new();
+    if claims.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Claims, judged by what the runs observed\n\nPer run: **holds**, \
+         **contradicted**, **mixed** or `unknown` over the claim's tests that ran \
+         (counts are tests); — where none ran.\n"
+    );
+    let mut header = String::from("| claim | says |");
+    let mut rule = String::from("|---|---|");
+    for r in runs {
+        header.push_str(&format!(" {} |", esc(&r.run.title())));
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for c in claims {
+        let mut line = format!("| {} | {} |", esc(&c.id), esc(&c.says));
+        for v in &c.per_run {
+            let cell = match v {
+                None => "—".to_string(),
+                Some(v) if v.total() == 0 => "—".to_string(),
+                Some(v) if v.verdict() == crate::claims::Verdict::Unknown => v.cell(),
+                Some(v) => format!("**{}**", v.cell()),
+            };
+            line.push_str(&format!(" {cell} |"));
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    out
+}
+
 /// Tests whose outcomes changed from `old` to `new` (skips aside), with
 /// both outcomes and the new run's expectation. Returns the report and the
 /// number of changed tests.

@@ -304,7 +304,10 @@ pub fn observations(runs: &[Results]) -> Observations<'_> {
         };
         let m = out.entry(os).or_default();
         for t in &r.tests {
-            if matches!(t.verdict, crate::results::Verdict::Pass | crate::results::Verdict::Fail) {
+            if matches!(
+                t.verdict,
+                crate::results::Verdict::Pass | crate::results::Verdict::Fail
+            ) {
                 m.insert(t.name.as_str(), t);
             }
         }
@@ -341,7 +344,11 @@ pub fn contradictions(tests: &[Arc<Test>], os: OsFamily, records: &[TestRecord])
                 .flat_map(|h| h.outcomes.iter())
                 .map(|(l, allowed)| {
                     let a: Vec<String> = allowed.iter().map(|o| o.to_string()).collect();
-                    format!("{l}={} (got {})", a.join("|"), r.outcome(l).unwrap_or("nothing"))
+                    format!(
+                        "{l}={} (got {})",
+                        a.join("|"),
+                        r.outcome(l).unwrap_or("nothing")
+                    )
                 })
                 .collect();
             let whose = match claim {
@@ -521,18 +528,19 @@ pub fn per_run(
                 let mut v = Verdicts::default();
                 let mut any = false;
                 for rec in r.tests.iter().filter(|t| {
-                    matches!(t.verdict, crate::results::Verdict::Pass | crate::results::Verdict::Fail)
+                    matches!(
+                        t.verdict,
+                        crate::results::Verdict::Pass | crate::results::Verdict::Fail
+                    )
                 }) {
                     let Some(test) = tests.iter().find(|t| {
                         t.name == rec.name && predicting.iter().any(|c| c.id == t.case.id)
                     }) else {
                         continue;
                     };
-                    if let Some(got) =
-                        test_verdict(test, os, Some(&claim.id), |l| {
-                            rec.outcome(l).and_then(|o| o.parse().ok())
-                        })
-                    {
+                    if let Some(got) = test_verdict(test, os, Some(&claim.id), |l| {
+                        rec.outcome(l).and_then(|o| o.parse().ok())
+                    }) {
                         any = true;
                         v.add(got);
                     }

@@ -98,7 +98,11 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
             let cands = file.candidates(test, label, None);
             match cands.first() {
                 Some(a) => {
-                    let mark = if disputed(&cands) { " [!] disputed" } else { "" };
+                    let mark = if disputed(&cands) {
+                        " [!] disputed"
+                    } else {
+                        ""
+                    };
                     let _ = writeln!(
                         out,
                         "  {:<8} {:<14} {}   {}:{}{mark}",
@@ -364,8 +368,10 @@ pub fn grid_cell(suite: &Suite, test: &Test, os: OsFamily, only: &[String]) -> S
         .map(|l| expectation(suite, test, os, l))
         .collect();
     // One mark for the cell when every known outcome has the same one.
-    let marks: std::collections::BTreeSet<Mark> =
-        got.iter().filter_map(|g| g.as_ref().ok().map(|(_, m)| *m)).collect();
+    let marks: std::collections::BTreeSet<Mark> = got
+        .iter()
+        .filter_map(|g| g.as_ref().ok().map(|(_, m)| *m))
+        .collect();
     let shared = (marks.len() == 1).then(|| *marks.iter().next().unwrap_or(&Mark::Observed));
     let mut parts = Vec::new();
     for (label, g) in labels.iter().zip(got) {
@@ -374,7 +380,11 @@ pub fn grid_cell(suite: &Suite, test: &Test, os: OsFamily, only: &[String]) -> S
             Ok((o, m)) => format!("{o} [{}]", m.as_str()),
             Err(why) => why,
         };
-        parts.push(if many { format!("{label}={text}") } else { text });
+        parts.push(if many {
+            format!("{label}={text}")
+        } else {
+            text
+        });
     }
     if let Some(m) = shared {
         parts.push(format!("[{}]", m.as_str()));
@@ -445,7 +455,11 @@ pub fn grid(
     let _ = writeln!(out, "{}\n  {}", case.id, case.title);
     if let Some(claim) = &case.claim {
         let flat = claim.split_whitespace().collect::<Vec<_>>().join(" ");
-        let first = flat.split_inclusive(". ").next().unwrap_or_default().trim_end();
+        let first = flat
+            .split_inclusive(". ")
+            .next()
+            .unwrap_or_default()
+            .trim_end();
         let _ = writeln!(out, "  claim: {first}");
     }
     let checks: Vec<&str> = case
@@ -497,8 +511,13 @@ pub fn grid(
             .map(|claim| {
                 let mut r = vec![claim.map_or("the case's claim".to_string(), str::to_string)];
                 r.extend(oses.iter().map(|os| {
-                    let v = crate::claims::verdicts(&suite.expectations, &none, &tests, *os, *claim);
-                    if v.total() == 0 { "—".to_string() } else { v.cell() }
+                    let v =
+                        crate::claims::verdicts(&suite.expectations, &none, &tests, *os, *claim);
+                    if v.total() == 0 {
+                        "—".to_string()
+                    } else {
+                        v.cell()
+                    }
                 }));
                 r
             })

@@ -792,7 +792,10 @@ fn load_holds(
     let mut select = Vec::new();
     for (k, v) in raw.select {
         let Some((_, axis)) = grid.iter().find(|(n, _)| *n == k) else {
-            errors.push(index.err(v.span(), format!("`holds.where` names `{k}`, which is not a grid parameter")));
+            errors.push(index.err(
+                v.span(),
+                format!("`holds.where` names `{k}`, which is not a grid parameter"),
+            ));
             continue;
         };
         match selector_labels(v.get_ref(), axis) {
@@ -806,7 +809,8 @@ fn load_holds(
             .filter_map(|s| {
                 let f = OsFamily::from_name(s.get_ref());
                 if f.is_none() {
-                    errors.push(index.err(s.span(), format!("unknown OS family `{}`", s.get_ref())));
+                    errors
+                        .push(index.err(s.span(), format!("unknown OS family `{}`", s.get_ref())));
                 }
                 f
             })
@@ -819,14 +823,20 @@ fn load_holds(
         } else {
             errors.push(index.err(
                 c.span(),
-                format!("`holds.claims` names `{}`, which is not in the case's `claims`", c.get_ref()),
+                format!(
+                    "`holds.claims` names `{}`, which is not in the case's `claims`",
+                    c.get_ref()
+                ),
             ));
         }
     }
     let mut outcomes = Vec::new();
     for (label, v) in raw.outcomes {
         if !checks.iter().any(|(l, _)| *l == label) {
-            errors.push(index.err(v.span(), format!("`holds.outcomes` names `{label}`, which is not a checked step")));
+            errors.push(index.err(
+                v.span(),
+                format!("`holds.outcomes` names `{label}`, which is not a checked step"),
+            ));
             continue;
         }
         let items: Vec<&Value> = match v.get_ref() {
@@ -844,7 +854,10 @@ fn load_holds(
         outcomes.push((label, allowed));
     }
     if outcomes.is_empty() {
-        errors.push(index.err(span, "`holds` must name at least one checked step in `outcomes`"));
+        errors.push(index.err(
+            span,
+            "`holds` must name at least one checked step in `outcomes`",
+        ));
     }
     Holds {
         select,

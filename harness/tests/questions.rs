@@ -12,7 +12,9 @@ fn repo() -> PathBuf {
 /// The commands of README.md's "Questions" section (after `cargo run --release --`).
 fn commands() -> Vec<Vec<String>> {
     let readme = std::fs::read_to_string(repo().join("README.md")).unwrap();
-    let start = readme.find("\n## Questions\n").expect("README has a Questions section");
+    let start = readme
+        .find("\n## Questions\n")
+        .expect("README has a Questions section");
     let rest = &readme[start + 1..];
     let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
     rest[..end]
@@ -47,11 +49,17 @@ fn every_readme_question_prints_a_table() {
             .take_while(|l| l.starts_with('|'))
             .collect();
         assert!(table.len() >= 3, "{args:?} printed no table:\n{stdout}");
-        assert!(table[1].starts_with("|--"), "{args:?}: no header rule:\n{stdout}");
+        assert!(
+            table[1].starts_with("|--"),
+            "{args:?}: no header rule:\n{stdout}"
+        );
         let header: Vec<&str> = table[0].split('|').map(str::trim).collect();
         if let Some(i) = args.iter().position(|a| a == "--os") {
             for os in args[i + 1].split(',') {
-                assert!(header.contains(&os), "{args:?}: no {os} column in {header:?}");
+                assert!(
+                    header.contains(&os),
+                    "{args:?}: no {os} column in {header:?}"
+                );
             }
         }
         // Every row has a cell per column, and no cell is empty.

@@ -184,7 +184,12 @@ fn explain_refuses_bad_filters_with_exit_2() {
         vec!["explain", "demo::rebind", "--where", "reuse=maybe"],
         vec!["explain", "demo::rebind", "--where", "reuse"],
         vec!["explain", "demo::rebind", "--check", "nothing"],
-        vec!["explain", "demo::rebind::reuse=plain::second=lo4", "--os", "linux"],
+        vec![
+            "explain",
+            "demo::rebind::reuse=plain::second=lo4",
+            "--os",
+            "linux",
+        ],
         vec!["explain", "no::such"],
     ] {
         let mut a = args.clone();
@@ -241,11 +246,17 @@ fn verdicts_count_holds_contradictions_and_unknowns() {
     let run: Results = serde_json::from_value(run_json(
         "linux",
         1,
-        &[("demo::rebind::reuse=reuseaddr::second=lo4", "bind_b", "EADDRINUSE", "ok")],
+        &[(
+            "demo::rebind::reuse=reuseaddr::second=lo4",
+            "bind_b",
+            "EADDRINUSE",
+            "ok",
+        )],
     ))
     .unwrap();
     let obs = sockspec::claims::observations(std::slice::from_ref(&run));
-    let linux = sockspec::claims::verdicts(&suite.expectations, &obs, &tests, OsFamily::Linux, None);
+    let linux =
+        sockspec::claims::verdicts(&suite.expectations, &obs, &tests, OsFamily::Linux, None);
     assert_eq!(linux.verdict(), Verdict::Mixed);
     let warnings = sockspec::claims::contradictions(&suite.tests, OsFamily::Linux, &run.tests);
     assert_eq!(warnings.len(), 1, "{warnings:?}");
@@ -265,7 +276,13 @@ fn search_finds_cases_by_title_options_and_errno() {
     let first = text.lines().nth(2).unwrap_or_default();
     assert!(first.starts_with("| linger::abort "), "{text}");
     // Option names and errno names (a WSA prefix matches too).
-    let o = sockspec(&["search", "SO_EXCLUSIVEADDRUSE", "WSAEACCES", "--cases", cases]);
+    let o = sockspec(&[
+        "search",
+        "SO_EXCLUSIVEADDRUSE",
+        "WSAEACCES",
+        "--cases",
+        cases,
+    ]);
     let text = stdout(&o);
     assert!(text.contains("| windows::exclusive "), "{text}");
     let o = sockspec(&["search", "no-such-word-anywhere", "--cases", cases]);
@@ -326,7 +343,12 @@ fn sample(label: &str, repeat: u32, flip: bool) -> Results {
         &[
             ("bind::demo::a=1", "bind_b", "EADDRINUSE", "EADDRINUSE"),
             ("bind::demo::a=2", "bind_b", second, "EADDRINUSE"),
-            ("linger::abort::linger=abort", "peer_sees", "ECONNRESET", "ECONNRESET"),
+            (
+                "linger::abort::linger=abort",
+                "peer_sees",
+                "ECONNRESET",
+                "ECONNRESET",
+            ),
         ],
     ))
     .unwrap()
@@ -358,7 +380,9 @@ fn markdown_summary_snapshot() {
 #[test]
 fn run_color_never_prints_no_escapes_and_bad_color_is_exit_2() {
     assert_eq!(
-        sockspec(&["run", "--color", "sometimes", "options::"]).status.code(),
+        sockspec(&["run", "--color", "sometimes", "options::"])
+            .status
+            .code(),
         Some(2)
     );
 }

@@ -84,7 +84,11 @@ fn claims_table(claims: &[crate::claims::RunVerdicts], runs: &[Results]) -> Stri
     }
     s.push_str("</tr></thead><tbody>");
     for c in claims {
-        s.push_str(&format!("<tr><td>{}</td><td>{}</td>", esc(&c.id), esc(&c.says)));
+        s.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td>",
+            esc(&c.id),
+            esc(&c.says)
+        ));
         for v in &c.per_run {
             match v {
                 None => s.push_str("<td>—</td>"),

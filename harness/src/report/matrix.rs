@@ -52,8 +52,8 @@ impl<'a> Row<'a> {
                 if out.contains(&label) {
                     continue;
                 }
-                let mismatch = s.outcome != "not_run"
-                    && s.expected.as_deref().is_some_and(|e| e != s.outcome);
+                let mismatch =
+                    s.outcome != "not_run" && s.expected.as_deref().is_some_and(|e| e != s.outcome);
                 let disagree = ran
                     .iter()
                     .any(|o| o.outcome(label).is_some_and(|x| x != s.outcome));

@@ -15,6 +15,7 @@ use crate::expect::{Expectations, Provenance};
 use crate::load::toml_error;
 use crate::model::{Case, OsFamily, Test};
 use crate::outcome::Outcome;
+use crate::results::{Results, TestRecord};
 
 pub const FILE: &str = "claims.toml";
 pub const TABLE_BEGIN: &str =
@@ -152,12 +153,262 @@ fn tally(expectations: &Expectations, tests: &[&Arc<Test>], os: OsFamily) -> Tal
     t
 }
 
+/// Whether a claim holds on one OS.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Every test with a prediction gives the predicted outcomes.
+    Holds,
+    /// Every test whose outcome is known contradicts the prediction.
+    Contradicted,
+    /// Some tests hold, some contradict.
+    Mixed,
+    /// No outcome is known, or no case says what the claim predicts.
+    Unknown,
+}
+
+impl Verdict {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Verdict::Holds => "holds",
+            Verdict::Contradicted => "contradicted",
+            Verdict::Mixed => "mixed",
+            Verdict::Unknown => "unknown",
+        }
+    }
+}
+
+impl std::fmt::Display for Verdict {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many tests hold, contradict, or are unknown for a claim on one OS.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Verdicts {
+    pub holds: usize,
+    pub contradicted: usize,
+    pub unknown: usize,
+}
+
+impl Verdicts {
+    pub fn add(&mut self, v: Verdict) {
+        match v {
+            Verdict::Holds => self.holds += 1,
+            Verdict::Contradicted => self.contradicted += 1,
+            Verdict::Mixed => {
+                self.holds += 1;
+                self.contradicted += 1
+            }
+            Verdict::Unknown => self.unknown += 1,
+        }
+    }
+
+    /// How many tests the claim predicts anything for.
+    pub fn total(&self) -> usize {
+        self.holds + self.contradicted + self.unknown
+    }
+
+    pub fn verdict(&self) -> Verdict {
+        match (self.holds, self.contradicted) {
+            (0, 0) => Verdict::Unknown,
+            (_, 0) => Verdict::Holds,
+            (0, _) => Verdict::Contradicted,
+            _ => Verdict::Mixed,
+        }
+    }
+
+    /// `holds`, `contradicted 2 of 6`, `mixed: holds 3, contradicted 2, unknown 1`.
+    pub fn cell(&self) -> String {
+        let total = self.holds + self.contradicted + self.unknown;
+        let v = self.verdict();
+        match v {
+            Verdict::Unknown if total == 0 => "— (predicts nothing here)".into(),
+            Verdict::Unknown => v.as_str().into(),
+            Verdict::Holds | Verdict::Contradicted if self.unknown == 0 => v.as_str().into(),
+            Verdict::Holds => format!("holds ({} of {total} known)", self.holds),
+            Verdict::Contradicted => {
+                format!("contradicted ({} of {total} known)", self.contradicted)
+            }
+            Verdict::Mixed => {
+                let mut s = format!(
+                    "mixed (holds {}, contradicted {}",
+                    self.holds, self.contradicted
+                );
+                if self.unknown > 0 {
+                    let _ = write!(s, ", unknown {}", self.unknown);
+                }
+                s.push(')');
+                s
+            }
+        }
+    }
+}
+
+/// Whether the case's claim holds on one test on `os`, given each checked
+/// step's outcome (`outcome(label)`: expected or observed). None when the
+/// case predicts nothing for this test there (no `[[holds]]` entry applies).
+pub fn test_verdict(
+    test: &Test,
+    os: OsFamily,
+    claim: Option<&str>,
+    outcome: impl Fn(&str) -> Option<Outcome>,
+) -> Option<Verdict> {
+    let mut any = false;
+    let mut unknown = false;
+    for h in test
+        .case
+        .holds
+        .iter()
+        .filter(|h| h.is_for(claim) && h.applies(test, os))
+    {
+        for (label, allowed) in &h.outcomes {
+            any = true;
+            match outcome(label) {
+                None | Some(Outcome::Unknown) | Some(Outcome::NotRun) => unknown = true,
+                Some(o) if allowed.iter().any(|a| a == &o || a == o.base()) => {}
+                Some(_) => return Some(Verdict::Contradicted),
+            }
+        }
+    }
+    any.then_some(if unknown {
+        Verdict::Unknown
+    } else {
+        Verdict::Holds
+    })
+}
+
+/// The outcome `os`'s expectations give `label` of `test` (None: none does).
+pub fn expected(
+    expectations: &Expectations,
+    test: &Test,
+    os: OsFamily,
+    label: &str,
+) -> Option<Outcome> {
+    expectations
+        .for_os(os)
+        .and_then(|f| f.resolve(test, label, None))
+        .map(|a| a.outcome.clone())
+}
+
+/// Observed outcomes of runs, by OS and test name: they take the place of
+/// the expectations for the tests they ran.
+pub type Observations<'a> = BTreeMap<OsFamily, std::collections::HashMap<&'a str, &'a TestRecord>>;
+
+/// Collects the runs' observations (the last run of an OS wins).
+pub fn observations(runs: &[Results]) -> Observations<'_> {
+    let mut out: Observations<'_> = BTreeMap::new();
+    for r in runs {
+        let Some(os) = OsFamily::from_name(&r.run.os) else {
+            continue;
+        };
+        let m = out.entry(os).or_default();
+        for t in &r.tests {
+            if matches!(
+                t.verdict,
+                crate::results::Verdict::Pass | crate::results::Verdict::Fail
+            ) {
+                m.insert(t.name.as_str(), t);
+            }
+        }
+    }
+    out
+}
+
+/// Warnings for the records of a run on `os` whose outcomes contradict
+/// their case's claim (`[[holds]]`): `bless` prints them.
+pub fn contradictions(tests: &[Arc<Test>], os: OsFamily, records: &[TestRecord]) -> Vec<String> {
+    let mut out = Vec::new();
+    for r in records {
+        let Some(test) = tests.iter().find(|t| t.name == r.name) else {
+            continue;
+        };
+        let case = &test.case;
+        // The case's claim as a whole, or each claim id its entries name.
+        let groups: Vec<Option<&str>> = if case.holds.iter().all(|h| h.claims.is_empty()) {
+            vec![None]
+        } else {
+            case.claims.iter().map(|c| Some(c.as_str())).collect()
+        };
+        for claim in groups {
+            let got = test_verdict(test, os, claim, |label| {
+                r.outcome(label).and_then(|o| o.parse().ok())
+            });
+            if got != Some(Verdict::Contradicted) {
+                continue;
+            }
+            let predicted: Vec<String> = case
+                .holds
+                .iter()
+                .filter(|h| h.is_for(claim) && h.applies(test, os))
+                .flat_map(|h| h.outcomes.iter())
+                .map(|(l, allowed)| {
+                    let a: Vec<String> = allowed.iter().map(|o| o.to_string()).collect();
+                    format!(
+                        "{l}={} (got {})",
+                        a.join("|"),
+                        r.outcome(l).unwrap_or("nothing")
+                    )
+                })
+                .collect();
+            let whose = match claim {
+                Some(c) => format!("claim {c}"),
+                None => format!("the claim of {}", case.id),
+            };
+            out.push(format!(
+                "warning: {} contradicts {whose} on {os}: it predicts {}",
+                r.name,
+                predicted.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+/// The claim verdicts on `os` over `tests`: observed outcomes where a run
+/// has them, else the expectations.
+pub fn verdicts(
+    expectations: &Expectations,
+    observed: &Observations<'_>,
+    tests: &[&Arc<Test>],
+    os: OsFamily,
+    claim: Option<&str>,
+) -> Verdicts {
+    let mut v = Verdicts::default();
+    let runs = observed.get(&os);
+    for test in tests {
+        if test.not_applicable(os).is_some() {
+            continue;
+        }
+        let rec = runs.and_then(|m| m.get(test.name.as_str()));
+        let got = test_verdict(test, os, claim, |label| match rec {
+            Some(r) => r.outcome(label).and_then(|o| o.parse().ok()),
+            None => expected(expectations, test, os, label),
+        });
+        if let Some(g) = got {
+            v.add(g);
+        }
+    }
+    v
+}
+
 /// The claims table, as Markdown.
 pub fn table(
     claims: &[Claim],
     cases: &[Arc<Case>],
     tests: &[Arc<Test>],
     expectations: &Expectations,
+) -> String {
+    table_with(claims, cases, tests, expectations, &Observations::new())
+}
+
+/// The claims table, with observed outcomes where `observed` has them.
+pub fn table_with(
+    claims: &[Claim],
+    cases: &[Arc<Case>],
+    tests: &[Arc<Test>],
+    expectations: &Expectations,
+    observed: &Observations<'_>,
 ) -> String {
     let mut by_claim: BTreeMap<&str, Vec<&Arc<Case>>> = BTreeMap::new();
     for c in cases {
@@ -169,9 +420,12 @@ pub fn table(
     let _ = writeln!(out, "{TABLE_BEGIN}");
     let _ = writeln!(
         out,
-        "\nPer OS: where the expected outcomes of the claim's tests come from — `observed` \
-         (blessed from a run), `documented` (cited), `unknown` (no source says), `none` \
-         (no expectation yet), `n/a` (the tests cannot run there). Counts are checked steps.\n"
+        "\nPer OS, first the verdict: **holds**, **contradicted** or **mixed** where a case \
+         says what the claim predicts (`[[holds]]`) and the outcomes are known, else \
+         `unknown`; — where no case predicts anything for the claim on that OS; counts are tests. Then where the expected outcomes of the claim's \
+         tests come from — `observed` (blessed from a run), `documented` (cited), `unknown` \
+         (no source says), `none` (no expectation yet), `n/a` (the tests cannot run there); \
+         counts are checked steps.\n"
     );
     let mut header = String::from("| claim | from | says | tests |");
     let mut rule = String::from("|---|---|---|---|");
@@ -207,7 +461,17 @@ pub fn table(
             let cell = if ts.is_empty() {
                 "—".to_string()
             } else {
-                tally(expectations, &ts, *os).cell()
+                let from = tally(expectations, &ts, *os).cell();
+                if from == "n/a" {
+                    from
+                } else {
+                    let v = verdicts(expectations, observed, &ts, *os, Some(&claim.id));
+                    match v.verdict() {
+                        Verdict::Unknown if v.total() == 0 => format!("—<br>{from}"),
+                        Verdict::Unknown => format!("unknown<br>{from}"),
+                        _ => format!("**{}**<br>{from}", v.cell()),
+                    }
+                }
             };
             row.push_str(&format!(" {cell} |"));
         }
@@ -227,4 +491,68 @@ pub fn splice(text: &str, table: &str) -> String {
         }
         _ => format!("{text}\n{table}"),
     }
+}
+
+/// One claim's verdicts in a report: per run, by the outcomes it observed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RunVerdicts {
+    pub id: String,
+    pub says: String,
+    /// None where the run ran none of the tests the claim predicts.
+    pub per_run: Vec<Option<Verdicts>>,
+}
+
+/// The verdicts of every claim some case predicts (`[[holds]]`), per run,
+/// from the outcomes the runs observed (tests that passed or failed).
+pub fn per_run(
+    claims: &[Claim],
+    cases: &[Arc<Case>],
+    tests: &[Arc<Test>],
+    runs: &[Results],
+) -> Vec<RunVerdicts> {
+    let mut out = Vec::new();
+    for claim in claims {
+        let predicting: Vec<&Arc<Case>> = cases
+            .iter()
+            .filter(|c| {
+                c.claims.contains(&claim.id) && c.holds.iter().any(|h| h.is_for(Some(&claim.id)))
+            })
+            .collect();
+        if predicting.is_empty() {
+            continue;
+        }
+        let per_run = runs
+            .iter()
+            .map(|r| {
+                let os = OsFamily::from_name(&r.run.os)?;
+                let mut v = Verdicts::default();
+                let mut any = false;
+                for rec in r.tests.iter().filter(|t| {
+                    matches!(
+                        t.verdict,
+                        crate::results::Verdict::Pass | crate::results::Verdict::Fail
+                    )
+                }) {
+                    let Some(test) = tests.iter().find(|t| {
+                        t.name == rec.name && predicting.iter().any(|c| c.id == t.case.id)
+                    }) else {
+                        continue;
+                    };
+                    if let Some(got) = test_verdict(test, os, Some(&claim.id), |l| {
+                        rec.outcome(l).and_then(|o| o.parse().ok())
+                    }) {
+                        any = true;
+                        v.add(got);
+                    }
+                }
+                any.then_some(v)
+            })
+            .collect();
+        out.push(RunVerdicts {
+            id: claim.id.clone(),
+            says: claim.says.clone(),
+            per_run,
+        });
+    }
+    out
 }

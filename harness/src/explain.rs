@@ -54,6 +54,19 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
         if let Some(r) = &s.require {
             tags.push(format!("requires {r}"));
         }
+        if let Some(on) = &s.os {
+            let off: Vec<&str> = OsFamily::ALL
+                .iter()
+                .filter(|o| !on.contains(o))
+                .map(|o| o.as_str())
+                .collect();
+            let on: Vec<&str> = on.iter().map(|o| o.as_str()).collect();
+            tags.push(if on.len() <= off.len() {
+                format!("only on {}", on.join(", "))
+            } else {
+                format!("not on {}", off.join(", "))
+            });
+        }
         let tags = if tags.is_empty() {
             String::new()
         } else {
@@ -78,11 +91,21 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
                 let _ = writeln!(out, "  {:<8} (no expectation file)", os.as_str());
                 continue;
             };
-            match file.resolve(test, label, None) {
+            if s.os.as_ref().is_some_and(|on| !on.contains(os)) {
+                let _ = writeln!(out, "  {:<8} —  the step does not run there", os.as_str());
+                continue;
+            }
+            let cands = file.candidates(test, label, None);
+            match cands.first() {
                 Some(a) => {
+                    let mark = if disputed(&cands) {
+                        " [!] disputed"
+                    } else {
+                        ""
+                    };
                     let _ = writeln!(
                         out,
-                        "  {:<8} {:<14} {}   {}:{}",
+                        "  {:<8} {:<14} {}   {}:{}{mark}",
                         os.as_str(),
                         a.outcome.to_string(),
                         a.entry.provenance.summary(),
@@ -113,9 +136,18 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
                         }
                     }
                 }
-                None => {
-                    let _ = writeln!(out, "  {:<8} (no expectation)", os.as_str());
-                }
+                None => match expectation(suite, test, *os, label) {
+                    Err(why) if why == "not_run" => {
+                        let _ = writeln!(
+                            out,
+                            "  {:<8} not_run        an earlier checked step is expected to fail first",
+                            os.as_str()
+                        );
+                    }
+                    _ => {
+                        let _ = writeln!(out, "  {:<8} (no expectation)", os.as_str());
+                    }
+                },
             }
             for r in file.ranged(test, label) {
                 let _ = writeln!(
@@ -217,4 +249,285 @@ fn sources_section(out: &mut String, suite: &Suite, test: &Test) {
             src.link()
         );
     }
+}
+
+/// How one OS knows one checked step's outcome, for the grid's marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Mark {
+    Observed,
+    Documented,
+    /// The expectation says `unknown`: no source says.
+    Unknown,
+    /// Sources disagree: an observation overrules a document, or documents
+    /// citing different sources give different outcomes.
+    Disputed,
+}
+
+impl Mark {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mark::Observed => "o",
+            Mark::Documented => "d",
+            Mark::Unknown => "?",
+            Mark::Disputed => "!",
+        }
+    }
+}
+
+/// The legend printed under a grid.
+pub const LEGEND: &str = "[o] observed on a named release (blessed)  [d] documented (cited)  \
+[?] unknown: no source says  [!] disputed: sources disagree\n\
+n/a: cannot run there  (none): no expectation yet  not_run: an earlier step is expected to fail first";
+
+/// Whether the candidates for a step disagree across sources.
+pub fn disputed(cands: &[crate::expect::Applied<'_>]) -> bool {
+    let Some(best) = cands.first() else {
+        return false;
+    };
+    let best_observed = matches!(best.entry.provenance, Provenance::Observed { .. });
+    cands.iter().skip(1).any(|o| {
+        if o.outcome == best.outcome || matches!(o.outcome, crate::outcome::Outcome::Unknown) {
+            return false;
+        }
+        match (&best.entry.provenance, &o.entry.provenance) {
+            (Provenance::Observed { .. }, Provenance::Documented { .. }) => {
+                // Only the best document counts: a more general one that
+                // the specific one narrows is not a dispute.
+                cands
+                    .iter()
+                    .find(|c| matches!(c.entry.provenance, Provenance::Documented { .. }))
+                    .is_some_and(|d| std::ptr::eq(d.entry, o.entry))
+            }
+            (Provenance::Documented { keys: a, .. }, Provenance::Documented { keys: b, .. }) => {
+                !best_observed
+                    && o.entry.selected == best.entry.selected
+                    && !a.is_empty()
+                    && a.iter().all(|k| !b.contains(k))
+            }
+            _ => false,
+        }
+    })
+}
+
+/// One OS's expectation for one checked step: the outcome and how it is known.
+/// `Err` says why there is none: `n/a ...`, `(none)`, `not_run`.
+pub fn expectation(
+    suite: &Suite,
+    test: &Test,
+    os: OsFamily,
+    label: &str,
+) -> Result<(crate::outcome::Outcome, Mark), String> {
+    if test.not_applicable(os).is_some() {
+        return Err("n/a".into());
+    }
+    let file = suite.expectations.for_os(os).ok_or("(none)")?;
+    let cands = file.candidates(test, label, None);
+    let Some(best) = cands.first() else {
+        // A step after one expected to fail may never run.
+        let at = test
+            .steps
+            .iter()
+            .position(|s| s.check.as_deref() == Some(label))
+            .unwrap_or(0);
+        let earlier_fails = test.steps[..at].iter().any(|s| {
+            s.check.as_deref().is_some_and(|l| {
+                file.resolve(test, l, None).is_some_and(|a| {
+                    !a.outcome.is_ok() && !matches!(a.outcome, crate::outcome::Outcome::Unknown)
+                })
+            })
+        });
+        return Err(if earlier_fails { "not_run" } else { "(none)" }.into());
+    };
+    let mark = if disputed(&cands) {
+        Mark::Disputed
+    } else if matches!(best.outcome, crate::outcome::Outcome::Unknown) {
+        Mark::Unknown
+    } else if matches!(best.entry.provenance, Provenance::Observed { .. }) {
+        Mark::Observed
+    } else {
+        Mark::Documented
+    };
+    Ok((best.outcome.clone(), mark))
+}
+
+/// A grid cell: the checked outcomes of `test` on `os`, each with its mark.
+/// `only` limits the cell to those checks (all when empty).
+pub fn grid_cell(suite: &Suite, test: &Test, os: OsFamily, only: &[String]) -> String {
+    if test.not_applicable(os).is_some() {
+        return "n/a".into();
+    }
+    let labels: Vec<&str> = test
+        .steps
+        .iter()
+        .filter_map(|s| s.check.as_deref())
+        .filter(|l| only.is_empty() || only.iter().any(|o| o == l))
+        .collect();
+    let many = labels.len() > 1;
+    let got: Vec<Result<(crate::outcome::Outcome, Mark), String>> = labels
+        .iter()
+        .map(|l| expectation(suite, test, os, l))
+        .collect();
+    // One mark for the cell when every known outcome has the same one.
+    let marks: std::collections::BTreeSet<Mark> = got
+        .iter()
+        .filter_map(|g| g.as_ref().ok().map(|(_, m)| *m))
+        .collect();
+    let shared = (marks.len() == 1).then(|| *marks.iter().next().unwrap_or(&Mark::Observed));
+    let mut parts = Vec::new();
+    for (label, g) in labels.iter().zip(got) {
+        let text = match g {
+            Ok((o, _)) if shared.is_some() => o.to_string(),
+            Ok((o, m)) => format!("{o} [{}]", m.as_str()),
+            Err(why) => why,
+        };
+        parts.push(if many {
+            format!("{label}={text}")
+        } else {
+            text
+        });
+    }
+    if let Some(m) = shared {
+        parts.push(format!("[{}]", m.as_str()));
+    }
+    if let Some(recipe) = test.case.recipe.as_ref().filter(|_| only.is_empty()) {
+        let file = suite.expectations.for_os(os);
+        let v = recipe.verdict(|label| {
+            file.and_then(|f| f.resolve(test, label, None))
+                .map(|a| a.outcome.clone())
+        });
+        let word = match v {
+            crate::model::RecipeVerdict::Works => "works",
+            crate::model::RecipeVerdict::Fails(_) => "fails",
+            crate::model::RecipeVerdict::Unknown(_) => "unknown",
+        };
+        parts.push(format!("=> {word}"));
+    }
+    parts.join(" ")
+}
+
+/// A plain-text table with aligned columns (also valid Markdown).
+pub fn text_table(header: &[String], rows: &[Vec<String>]) -> String {
+    let mut width: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            width[i] = width[i].max(c.chars().count());
+        }
+    }
+    let line = |cells: &[String]| {
+        let padded: Vec<String> = cells
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c}{}", " ".repeat(width[i] - c.chars().count())))
+            .collect();
+        format!("| {} |", padded.join(" | ")).trim_end().to_string()
+    };
+    let mut out = String::new();
+    let _ = writeln!(out, "{}", line(header));
+    let rule: Vec<String> = width.iter().map(|w| "-".repeat(*w)).collect();
+    let _ = writeln!(out, "|-{}-|", rule.join("-|-"));
+    for r in rows {
+        let _ = writeln!(out, "{}", line(r));
+    }
+    out
+}
+
+/// `sockspec explain CASE`: one row per parameter combination (those
+/// `select` keeps), one column per OS of `oses`, each cell the checked
+/// outcomes with their marks; then the claim's verdict per OS.
+pub fn grid(
+    suite: &Suite,
+    case: &crate::model::Case,
+    oses: &[OsFamily],
+    select: &[(String, Vec<String>)],
+    only: &[String],
+) -> String {
+    let tests: Vec<&std::sync::Arc<Test>> = suite
+        .tests
+        .iter()
+        .filter(|t| t.case.id == case.id)
+        .filter(|t| {
+            select
+                .iter()
+                .all(|(k, vs)| t.param(k).is_some_and(|v| vs.iter().any(|x| x == v)))
+        })
+        .collect();
+    let mut out = String::new();
+    let _ = writeln!(out, "{}\n  {}", case.id, case.title);
+    if let Some(claim) = &case.claim {
+        let flat = claim.split_whitespace().collect::<Vec<_>>().join(" ");
+        let first = flat
+            .split_inclusive(". ")
+            .next()
+            .unwrap_or_default()
+            .trim_end();
+        let _ = writeln!(out, "  claim: {first}");
+    }
+    let checks: Vec<&str> = case
+        .checks
+        .iter()
+        .map(|(l, _)| l.as_str())
+        .filter(|l| only.is_empty() || only.iter().any(|o| o == l))
+        .collect();
+    let _ = writeln!(
+        out,
+        "  {} of {} test(s); checked: {}\n",
+        tests.len(),
+        suite.tests.iter().filter(|t| t.case.id == case.id).count(),
+        checks.join(", ")
+    );
+    let mut header: Vec<String> = case.grid.iter().map(|(k, _)| k.clone()).collect();
+    header.extend(oses.iter().map(|o| o.as_str().to_string()));
+    let rows: Vec<Vec<String>> = tests
+        .iter()
+        .map(|t| {
+            let mut r: Vec<String> = case
+                .grid
+                .iter()
+                .map(|(k, _)| t.param(k).unwrap_or("").to_string())
+                .collect();
+            r.extend(oses.iter().map(|os| grid_cell(suite, t, *os, only)));
+            r
+        })
+        .collect();
+    out.push_str(&text_table(&header, &rows));
+    let _ = writeln!(out, "\n{LEGEND}");
+    // One verdict for the case's claim, or one per claim id when its
+    // `[[holds]]` entries predict for some claims only.
+    let groups: Vec<Option<&str>> = if case.holds.iter().all(|h| h.claims.is_empty()) {
+        vec![None]
+    } else {
+        case.claims
+            .iter()
+            .filter(|c| case.holds.iter().any(|h| h.is_for(Some(c))))
+            .map(|c| Some(c.as_str()))
+            .collect()
+    };
+    if !case.holds.is_empty() {
+        let none = crate::claims::Observations::new();
+        let mut header = vec!["claim verdict".to_string()];
+        header.extend(oses.iter().map(|o| o.as_str().to_string()));
+        let rows: Vec<Vec<String>> = groups
+            .iter()
+            .map(|claim| {
+                let mut r = vec![claim.map_or("the case's claim".to_string(), str::to_string)];
+                r.extend(oses.iter().map(|os| {
+                    let v =
+                        crate::claims::verdicts(&suite.expectations, &none, &tests, *os, *claim);
+                    if v.total() == 0 {
+                        "—".to_string()
+                    } else {
+                        v.cell()
+                    }
+                }));
+                r
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "\nBy the case's `[[holds]]` (what its claims predict), over these rows; \
+             — where a claim predicts nothing:\n"
+        );
+        out.push_str(&text_table(&header, &rows));
+    }
+    out
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use toml::{Spanned, Value};
 
 use crate::error::{InputError, LineIndex};
-use crate::model::{Case, Location, OsFamily, ParamValue, Recipe};
+use crate::model::{Case, Holds, Location, OsFamily, ParamValue, Recipe};
 use crate::outcome::{Outcome, is_ident};
 use crate::steps::{COMMON, KINDS, Kind};
 
@@ -79,6 +79,20 @@ struct RawCase {
     exclude: Vec<Spanned<IndexMap<String, Spanned<Value>>>>,
     #[serde(default)]
     recipe: Option<Spanned<RawRecipe>>,
+    #[serde(default)]
+    holds: Vec<Spanned<RawHolds>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHolds {
+    #[serde(default, rename = "where")]
+    select: IndexMap<String, Spanned<Value>>,
+    #[serde(default)]
+    os: Vec<Spanned<String>>,
+    #[serde(default)]
+    claims: Vec<Spanned<String>>,
+    outcomes: IndexMap<String, Spanned<Value>>,
 }
 
 #[derive(Deserialize)]
@@ -435,6 +449,11 @@ pub fn load_case(
         }
         Recipe { works }
     });
+    let holds = raw
+        .holds
+        .into_iter()
+        .map(|h| load_holds(&index, h, &grid, &checks, &claims, errors))
+        .collect();
     if errors.len() > before {
         return None;
     }
@@ -452,6 +471,7 @@ pub fn load_case(
         checks,
         claims,
         recipe,
+        holds,
     };
     Some(LoadedCase {
         case: Arc::new(case),
@@ -808,4 +828,94 @@ pub fn selector_labels(v: &Value, axis: &[ParamValue]) -> Result<Vec<String>, St
         }
     }
     Ok(out)
+}
+
+/// One `[[holds]]` entry: `where` over the grid, `os`, and per checked step
+/// the outcome (or outcomes) the case's claim predicts.
+fn load_holds(
+    index: &LineIndex,
+    raw: Spanned<RawHolds>,
+    grid: &[(String, Vec<ParamValue>)],
+    checks: &[(String, &'static str)],
+    case_claims: &[String],
+    errors: &mut Vec<InputError>,
+) -> Holds {
+    let span = raw.span();
+    let raw = raw.into_inner();
+    let mut select = Vec::new();
+    for (k, v) in raw.select {
+        let Some((_, axis)) = grid.iter().find(|(n, _)| *n == k) else {
+            errors.push(index.err(
+                v.span(),
+                format!("`holds.where` names `{k}`, which is not a grid parameter"),
+            ));
+            continue;
+        };
+        match selector_labels(v.get_ref(), axis) {
+            Ok(labels) => select.push((k, labels)),
+            Err(e) => errors.push(index.err(v.span(), format!("`holds.where.{k}`: {e}"))),
+        }
+    }
+    let os = (!raw.os.is_empty()).then(|| {
+        raw.os
+            .iter()
+            .filter_map(|s| {
+                let f = OsFamily::from_name(s.get_ref());
+                if f.is_none() {
+                    errors
+                        .push(index.err(s.span(), format!("unknown OS family `{}`", s.get_ref())));
+                }
+                f
+            })
+            .collect()
+    });
+    let mut claims = Vec::new();
+    for c in raw.claims {
+        if case_claims.contains(c.get_ref()) {
+            claims.push(c.into_inner());
+        } else {
+            errors.push(index.err(
+                c.span(),
+                format!(
+                    "`holds.claims` names `{}`, which is not in the case's `claims`",
+                    c.get_ref()
+                ),
+            ));
+        }
+    }
+    let mut outcomes = Vec::new();
+    for (label, v) in raw.outcomes {
+        if !checks.iter().any(|(l, _)| *l == label) {
+            errors.push(index.err(
+                v.span(),
+                format!("`holds.outcomes` names `{label}`, which is not a checked step"),
+            ));
+            continue;
+        }
+        let items: Vec<&Value> = match v.get_ref() {
+            Value::Array(a) => a.iter().collect(),
+            other => vec![other],
+        };
+        let mut allowed = Vec::new();
+        for item in items {
+            match item.as_str().map(str::parse::<Outcome>) {
+                Some(Ok(o)) => allowed.push(o),
+                Some(Err(e)) => errors.push(index.err(v.span(), e.to_string())),
+                None => errors.push(index.err(v.span(), "`holds.outcomes` takes outcome strings")),
+            }
+        }
+        outcomes.push((label, allowed));
+    }
+    if outcomes.is_empty() {
+        errors.push(index.err(
+            span,
+            "`holds` must name at least one checked step in `outcomes`",
+        ));
+    }
+    Holds {
+        select,
+        os,
+        claims,
+        outcomes,
+    }
 }

@@ -429,6 +429,36 @@ pub struct Case {
     pub claims: Vec<String>,
     /// For a case that tries a recipe: the outcomes under which it works.
     pub recipe: Option<Recipe>,
+    /// What the case's claim predicts (`[[holds]]`): the claim holds on a
+    /// test where every listed check gives one of its outcomes.
+    pub holds: Vec<Holds>,
+}
+
+/// One `[[holds]]` entry of a case: for the tests `select` picks (on the
+/// families `os` names, all when None), the outcomes the claim predicts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Holds {
+    pub select: Vec<(String, Vec<String>)>,
+    pub os: Option<Vec<OsFamily>>,
+    /// The claim ids (of the case's `claims`) this prediction is for; empty:
+    /// all of them.
+    pub claims: Vec<String>,
+    pub outcomes: Vec<(String, Vec<Outcome>)>,
+}
+
+impl Holds {
+    /// Whether this entry predicts for `claim` (None: the case's claim as a whole).
+    pub fn is_for(&self, claim: Option<&str>) -> bool {
+        self.claims.is_empty() || claim.is_some_and(|c| self.claims.iter().any(|x| x == c))
+    }
+
+    pub fn applies(&self, test: &Test, os: OsFamily) -> bool {
+        self.os.as_ref().is_none_or(|o| o.contains(&os))
+            && self
+                .select
+                .iter()
+                .all(|(k, labels)| test.param(k).is_some_and(|v| labels.iter().any(|l| l == v)))
+    }
 }
 
 impl Case {

@@ -114,7 +114,7 @@ fn the_summary_lists_only_tests_that_differ() {
         "{md}"
     );
     assert!(
-        md.contains("**FAIL** `bind_b=ok` (bind_b expected EADDRINUSE)"),
+        md.contains("**FAIL** **`bind_b=ok`** (bind_b expected EADDRINUSE)"),
         "{md}"
     );
     let same = report::markdown::summary(&[run("a", 100, 0), run("b", 100, 0)]);

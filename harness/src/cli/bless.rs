@@ -66,6 +66,9 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
                 }
             }
         }
+        for w in sockspec::claims::contradictions(&suite.tests, os, &records) {
+            out::line(&w);
+        }
         blessed_any |= records.len() > refused.len()
             || refused.iter().any(|(_, r)| *r != Refusal::UnknownTest);
         let summary = bless::bless(&suite, os, &release, &obs)?;

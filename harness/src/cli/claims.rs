@@ -16,16 +16,27 @@ pub struct Args {
     /// Exit 1 if <cases>/README.md's table is out of date.
     #[arg(long)]
     check: bool,
+    /// Judge the claims by these runs' observed outcomes where they have
+    /// them (results JSON files); not with --write or --check.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["write", "check"])]
+    results: Vec<std::path::PathBuf>,
 }
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
     let root = a.cases.root();
     let suite = super::load(&root)?;
-    let table = sockspec::claims::table(
+    let runs = a
+        .results
+        .iter()
+        .map(|p| sockspec::results::Results::read(p))
+        .collect::<Result<Vec<_>, _>>()?;
+    let observed = sockspec::claims::observations(&runs);
+    let table = sockspec::claims::table_with(
         &suite.claims,
         &suite.cases,
         &suite.tests,
         &suite.expectations,
+        &observed,
     );
     if !a.write && !a.check {
         out::print(&table);

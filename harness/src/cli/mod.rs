@@ -16,6 +16,7 @@ pub mod out;
 mod report;
 mod run;
 mod schema;
+mod search;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -131,8 +132,11 @@ enum Command {
     Run(run::Args),
     /// List test names (with --verbose: title, and why a test cannot run here).
     List(list::Args),
-    /// Show a test's steps and every OS's expectation for it.
+    /// Show a case's grid as a table (a row per parameter combination, a
+    /// column per OS), or a test's steps and every OS's expectation for it.
     Explain(explain::Args),
+    /// Find cases by title, claim, options and errno names.
+    Search(search::Args),
     /// Run tests (or read results files) and write what happened into the OS's
     /// expectation file. Refuses to run when $CI is set.
     Bless(bless::Args),
@@ -160,6 +164,7 @@ pub fn main() -> ExitCode {
         Command::Run(a) => run::exec(a),
         Command::List(a) => list::exec(a),
         Command::Explain(a) => explain::exec(a),
+        Command::Search(a) => search::exec(a),
         Command::Bless(a) => bless::exec(a),
         Command::Report(a) => report::exec(a),
         Command::Check(a) => check::exec(a),

@@ -77,9 +77,13 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
             ExitCode::from(1)
         });
     }
+    // The claims the cases predict, judged by each run (when the cases load).
+    let claims = sockspec::Suite::load(&sockspec::Suite::default_root())
+        .map(|s| sockspec::claims::per_run(&s.claims, &s.cases, &s.tests, &runs))
+        .unwrap_or_default();
     let mut wrote = false;
     if let Some(path) = &a.html {
-        write(path, &report::html::page(&runs))?;
+        write(path, &report::html::page_with_claims(&runs, &claims))?;
         wrote = true;
     }
     if let Some(dir) = &a.junit {
@@ -100,7 +104,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     if a.markdown.is_some() || !wrote {
         write(
             a.markdown.as_ref().unwrap_or(&stdout),
-            &report::markdown::summary(&runs),
+            &(report::markdown::summary(&runs) + &report::markdown::claims_section(&claims, &runs)),
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -1,5 +1,6 @@
 //! `sockspec run`: run tests on this kernel and print a summary.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -27,6 +28,17 @@ pub struct Args {
     /// Print only the summary, not each failure.
     #[arg(long, short)]
     quiet: bool,
+    /// Colour the console output: auto (on a terminal, unless NO_COLOR is set).
+    #[arg(long, value_enum, default_value_t = ColourChoice::Auto, value_name = "WHEN")]
+    color: ColourChoice,
+}
+
+/// `--color`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ColourChoice {
+    Auto,
+    Always,
+    Never,
 }
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
@@ -48,12 +60,49 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         return Err(Error::Usage("no test matches the filter".into()));
     }
     let quiet = a.quiet;
+    let colour = console::Colour::choose(
+        match a.color {
+            ColourChoice::Auto => "auto",
+            ColourChoice::Always => "always",
+            ColourChoice::Never => "never",
+        },
+        std::io::stdout().is_terminal(),
+        std::env::var("NO_COLOR").ok().as_deref(),
+    );
+    // A progress line on a terminal's stderr, rewritten at most 5 times a second.
+    let total = suite
+        .tests
+        .iter()
+        .filter(|t| opts.filter.matches(&t.name))
+        .count();
+    let progress = std::io::stderr().is_terminal();
+    let (mut done, mut bad, mut shown) = (0, 0, std::time::Instant::now());
+    let mut drawn = false;
     let results = sockspec::run::run(&suite, &platform, &opts, |rec| {
-        if !quiet && let Some(line) = console::progress_line(rec) {
-            out::line(&line);
+        done += 1;
+        if let Some(line) = console::progress_line_in(rec, colour) {
+            bad += 1;
+            if drawn {
+                eprint!("\r\x1b[K");
+                drawn = false;
+            }
+            if !quiet {
+                out::line(&line);
+            }
+        }
+        if progress && (shown.elapsed().as_millis() >= 200 || done == total) {
+            shown = std::time::Instant::now();
+            eprint!(
+                "\r\x1b[K{}",
+                console::running_line(done, total, opts.repeat, bad)
+            );
+            drawn = true;
         }
     });
-    out::print(&console::summary(&results));
+    if drawn {
+        eprint!("\r\x1b[K");
+    }
+    out::print(&console::summary_in(&results, colour));
     if let Some(path) = &a.json {
         results.write(path)?;
         out::line(&format!("results written to {}", path.display()));

@@ -1,16 +1,69 @@
-//! The plain-text summary `sockspec run` prints.
+//! The plain-text summary `sockspec run` prints, in colour when asked
+//! ([`Colour`]), and the progress line of a long run.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use crate::results::{Results, TestRecord, Verdict};
 
+/// Whether console text carries ANSI colours.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Colour(pub bool);
+
+impl Colour {
+    /// `auto`: colour when `is_terminal` and `NO_COLOR` is unset or empty
+    /// (<https://no-color.org>); `always` / `never` decide by themselves.
+    pub fn choose(choice: &str, is_terminal: bool, no_color: Option<&str>) -> Colour {
+        match choice {
+            "always" => Colour(true),
+            "never" => Colour(false),
+            _ => Colour(is_terminal && no_color.is_none_or(str::is_empty)),
+        }
+    }
+
+    fn paint(self, code: &str, text: &str) -> String {
+        if self.0 {
+            format!("\x1b[{code}m{text}\x1b[0m")
+        } else {
+            text.to_string()
+        }
+    }
+
+    /// A verdict's word, coloured by what it means.
+    pub fn verdict(self, v: Verdict, text: &str) -> String {
+        let code = match v {
+            Verdict::Pass => "32",
+            Verdict::Fail => "1;31",
+            Verdict::Error => "1;35",
+            Verdict::Intermittent => "1;33",
+            Verdict::Skip => "2",
+        };
+        self.paint(code, text)
+    }
+
+    /// A count that is bad when not zero.
+    fn count(self, v: Verdict, n: usize, width: usize) -> String {
+        let text = format!("{n:>width$}");
+        if n == 0 || v == Verdict::Skip {
+            text
+        } else {
+            self.verdict(v, &text)
+        }
+    }
+}
+
 /// One line per finished test that did not pass (with its reason, indented).
 pub fn progress_line(rec: &TestRecord) -> Option<String> {
+    progress_line_in(rec, Colour(false))
+}
+
+/// [`progress_line`] with colour.
+pub fn progress_line_in(rec: &TestRecord, c: Colour) -> Option<String> {
     if matches!(rec.verdict, Verdict::Pass | Verdict::Skip) {
         return None;
     }
-    let mut s = format!("{:<12} {}", rec.verdict.as_str().to_uppercase(), rec.name);
+    let word = format!("{:<12}", rec.verdict.as_str().to_uppercase());
+    let mut s = format!("{} {}", c.verdict(rec.verdict, &word), rec.name);
     if let Some(r) = super::wording::why(rec) {
         for line in r.lines() {
             let _ = write!(s, "\n    {line}");
@@ -19,19 +72,54 @@ pub fn progress_line(rec: &TestRecord) -> Option<String> {
     Some(s)
 }
 
+/// The line a long run keeps rewriting (on a terminal): how far it is.
+pub fn running_line(done: usize, total: usize, repeat: u32, not_passed: usize) -> String {
+    let mut s = format!("running: {done}/{total} tests");
+    if repeat > 1 {
+        let _ = write!(s, ", each {repeat} times");
+    }
+    if not_passed > 0 {
+        let _ = write!(s, ", {not_passed} not passed");
+    }
+    s
+}
+
+/// How many times the tests that ran actually ran (repeats included; an
+/// interrupted run may have fewer than tests x repeat).
+pub fn runs_made(results: &Results) -> u64 {
+    results
+        .tests
+        .iter()
+        .filter(|t| t.verdict != Verdict::Skip)
+        .map(|t| {
+            if t.variants.is_empty() {
+                1
+            } else {
+                t.variants.iter().map(|v| u64::from(v.count)).sum()
+            }
+        })
+        .sum()
+}
+
 /// Totals per topic, the skip reasons, and the run's totals.
 pub fn summary(results: &Results) -> String {
+    summary_in(results, Colour(false))
+}
+
+/// [`summary`] with colour.
+pub fn summary_in(results: &Results, c: Colour) -> String {
+    const COLS: [Verdict; 5] = [
+        Verdict::Pass,
+        Verdict::Fail,
+        Verdict::Error,
+        Verdict::Intermittent,
+        Verdict::Skip,
+    ];
     let mut by_topic: BTreeMap<&str, [usize; 5]> = BTreeMap::new();
     let mut skips: BTreeMap<&str, usize> = BTreeMap::new();
     for t in &results.tests {
         let row = by_topic.entry(&t.topic).or_default();
-        let i = match t.verdict {
-            Verdict::Pass => 0,
-            Verdict::Fail => 1,
-            Verdict::Error => 2,
-            Verdict::Intermittent => 3,
-            Verdict::Skip => 4,
-        };
+        let i = COLS.iter().position(|v| *v == t.verdict).unwrap_or(4);
         row[i] += 1;
         if t.verdict == Verdict::Skip {
             *skips
@@ -46,11 +134,18 @@ pub fn summary(results: &Results) -> String {
         "topic", "pass", "fail", "error", "intmt", "skip"
     );
     for (topic, r) in &by_topic {
-        let _ = writeln!(
-            out,
-            "{topic:<14} {:>6} {:>6} {:>6} {:>6} {:>6}",
-            r[0], r[1], r[2], r[3], r[4]
-        );
+        let cells: Vec<String> = COLS
+            .iter()
+            .zip(r)
+            .map(|(v, n)| {
+                if *v == Verdict::Pass {
+                    format!("{n:>6}")
+                } else {
+                    c.count(*v, *n, 6)
+                }
+            })
+            .collect();
+        let _ = writeln!(out, "{topic:<14} {}", cells.join(" "));
     }
     if !skips.is_empty() {
         let _ = writeln!(out, "\nskipped here:");
@@ -70,14 +165,20 @@ pub fn summary(results: &Results) -> String {
         r.jobs,
         r.isolation,
         s.pass,
-        s.fail,
-        s.error,
-        s.intermittent,
+        c.count(Verdict::Fail, s.fail, 0),
+        c.count(Verdict::Error, s.error, 0),
+        c.count(Verdict::Intermittent, s.intermittent, 0),
         s.skip,
         r.duration_ms / 1000.0
     );
     if r.repeat > 1 {
-        let _ = writeln!(out, "each test ran {} times", r.repeat);
+        let ran = s.total - s.skip;
+        let _ = writeln!(
+            out,
+            "repeats: each test ran {} times: {} runs of {ran} tests",
+            r.repeat,
+            runs_made(results)
+        );
     }
     if r.interrupted {
         let _ = writeln!(out, "interrupted: the tests not counted here did not run");

@@ -60,6 +60,54 @@ fn provenance_code(t: &TestRecord) -> &'static str {
 }
 
 pub fn page(runs: &[Results]) -> String {
+    page_with_claims(runs, &[])
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// The claims a case predicts, judged by each run (a table above the matrix).
+fn claims_table(claims: &[crate::claims::RunVerdicts], runs: &[Results]) -> String {
+    if claims.is_empty() {
+        return String::new();
+    }
+    let mut s = String::from(
+        "<details id=\"claims\"><summary>Claims, judged by what the runs observed</summary>\
+         <table class=\"claims\"><thead><tr><th>claim</th><th>says</th>",
+    );
+    for r in runs {
+        s.push_str(&format!("<th>{}</th>", esc(&r.run.title())));
+    }
+    s.push_str("</tr></thead><tbody>");
+    for c in claims {
+        s.push_str(&format!(
+            "<tr><td>{}</td><td>{}</td>",
+            esc(&c.id),
+            esc(&c.says)
+        ));
+        for v in &c.per_run {
+            match v {
+                None => s.push_str("<td>—</td>"),
+                Some(v) if v.total() == 0 => s.push_str("<td>—</td>"),
+                Some(v) => s.push_str(&format!(
+                    "<td class=\"cv-{}\">{}</td>",
+                    v.verdict().as_str(),
+                    esc(&v.cell())
+                )),
+            }
+        }
+        s.push_str("</tr>");
+    }
+    s.push_str("</tbody></table></details>");
+    s
+}
+
+/// [`page`], with the claims' verdicts per run above the matrix.
+pub fn page_with_claims(runs: &[Results], claims: &[crate::claims::RunVerdicts]) -> String {
     let mut strings = Strings::default();
     let run_data: Vec<Value> = runs
         .iter()
@@ -78,17 +126,33 @@ pub fn page(runs: &[Results]) -> String {
     let all = rows(runs);
     let mut topics: Vec<(String, Vec<Value>)> = Vec::new();
     for row in &all {
+        let differing = row.differing_labels();
         let cells: Vec<Value> = row
             .cells
             .iter()
             .map(|c| match c {
                 None => Value::from(0),
-                Some(t) => json!([
-                    verdict_code(t.verdict),
-                    strings.id(&cell_text(t)),
-                    strings.id(&expectation_text(t)),
-                    provenance_code(t),
-                ]),
+                Some(t) => {
+                    let text = cell_text(t);
+                    // Which of the text's space-separated parts (label=outcome)
+                    // differ: the page marks them.
+                    let marks: Vec<usize> = text
+                        .split(' ')
+                        .enumerate()
+                        .filter(|(_, p)| {
+                            p.split_once('=')
+                                .is_some_and(|(l, _)| differing.contains(&l))
+                        })
+                        .map(|(i, _)| i)
+                        .collect();
+                    json!([
+                        verdict_code(t.verdict),
+                        strings.id(&text),
+                        strings.id(&expectation_text(t)),
+                        provenance_code(t),
+                        marks,
+                    ])
+                }
             })
             .collect();
         let r = json!([
@@ -120,10 +184,11 @@ pub fn page(runs: &[Results]) -> String {
          Hover for the expectations, their provenance and why a test failed. \
          <span class=\"v-f\">fail</span> <span class=\"v-e\">error</span> \
          <span class=\"v-i\">intermittent</span> <span class=\"v-s\">skip</span>; rows that differ \
-         between runs or from their expectations are marked.</p>\
+         between runs or from their expectations are marked, and the page opens on them \
+         (<a href=\"#all\">#all</a> opens on every row); in a cell, <mark>the step that differs</mark>.</p>\
          <p><input id=\"filter\" type=\"search\" placeholder=\"filter tests by name\" size=\"50\"> \
          <label><input id=\"only\" type=\"checkbox\"> only rows that differ</label> \
-         <span id=\"shown\"></span></p>\
+         <span id=\"shown\"></span></p>{}\
          <table id=\"matrix\"><thead id=\"head\"></thead><tbody id=\"body\"></tbody></table>\
          <script id=\"data\" type=\"application/json\">{payload}</script>\
          <script>{JS}</script></body></html>\n",
@@ -131,19 +196,25 @@ pub fn page(runs: &[Results]) -> String {
         all.len(),
         runs.len(),
         all.len(),
+        claims_table(claims, runs),
     )
 }
 
 const CSS: &str = "body{font:13px/1.35 system-ui,sans-serif;margin:1em;color:#222}\
 h1{font-size:18px}.legend{color:#555;max-width:70em}\
-table{border-collapse:collapse}th,td{border:1px solid #ddd;padding:2px 5px;vertical-align:top}\
-thead th{position:sticky;top:0;background:#f4f4f4;text-align:left;font-weight:normal}\
-thead th b{display:block}tr.topic th{background:#eaeef5;text-align:left}\
-td.name{font-family:ui-monospace,monospace;white-space:nowrap}\
+table{border-collapse:separate;border-spacing:0}th,td{border:1px solid #ddd;padding:2px 5px;vertical-align:top}\
+thead th{position:sticky;top:0;z-index:2;background:#f4f4f4;text-align:left;font-weight:normal;\
+max-width:17em;overflow-wrap:anywhere}thead th:first-child{left:0;z-index:3}\
+thead th b{display:block}tr.topic th{background:#eaeef5;text-align:left;position:sticky;left:0}\
+td.name{font-family:ui-monospace,monospace;font-size:12px;max-width:22em;overflow-wrap:anywhere;\
+position:sticky;left:0;z-index:1;background:#fff}\
 tr.differs td.name{background:#fff3cd}tr.differs td.name::before{content:'\\25B6  ';color:#b58105}\
-td.cell{font-family:ui-monospace,monospace;font-size:12px;max-width:28em}\
+td.cell{font-family:ui-monospace,monospace;font-size:12px;max-width:17em;overflow-wrap:anywhere}\
+td.cell mark{background:#ffd54f;font-weight:bold}\
 td.cell small{display:block;color:#777;font-family:system-ui,sans-serif}\
 .v-p{background:#eef8ee}.v-f{background:#fbe3e3}.v-e{background:#f3d9f7}\
+table.claims{margin:.5em 0 1em}table.claims td{max-width:40em}\
+.cv-holds{background:#eef8ee}.cv-contradicted{background:#fbe3e3}.cv-mixed{background:#fdebd3}\
 .v-i{background:#fdebd3}.v-s{background:#f2f2f2;color:#888}.v-none{background:#fff;color:#bbb}";
 
 const JS: &str = r#"
@@ -175,13 +246,22 @@ for (const [topic, rows] of D.topics) {
   for (const [name, title, differs, cells] of rows) {
     const row = el('tr', differs ? 'test differs' : 'test');
     row.dataset.name = S[name];
-    const n = el('td', 'name', S[name]);
+    const n = el('td', 'name');
+    // Break long names after each `::`.
+    S[name].split('::').forEach((p, i, all) => {
+      n.appendChild(document.createTextNode(p + (i < all.length - 1 ? '::' : '')));
+      if (i < all.length - 1) n.appendChild(el('wbr'));
+    });
     n.title = S[title];
     row.appendChild(n);
     for (const c of cells) {
       if (c === 0) { row.appendChild(el('td', 'cell v-none', '—')); continue; }
-      const [v, text, exp, prov] = c;
-      const td = el('td', 'cell v-' + v, S[text]);
+      const [v, text, exp, prov, marks] = c;
+      const td = el('td', 'cell v-' + v);
+      S[text].split(' ').forEach((p, i) => {
+        if (i > 0) td.appendChild(document.createTextNode(' '));
+        td.appendChild(marks && marks.includes(i) ? el('mark', null, p) : document.createTextNode(p));
+      });
       td.appendChild(el('small', null, PROV[prov]));
       td.title = S[exp];
       row.appendChild(td);
@@ -209,8 +289,14 @@ function apply() {
 }
 filter.addEventListener('input', apply);
 only.addEventListener('change', apply);
-// A link can carry a filter: report.html#filter=bind::pairs
+// The page opens on the rows that differ, if any. A link can carry a
+// filter (report.html#filter=bind::pairs: every row it matches) or ask
+// for every row (#all).
+const anyDiffers = body.querySelector('tr.differs') !== null;
 const m = location.hash.match(/^#filter=(.*)$/);
 if (m) filter.value = decodeURIComponent(m[1]);
+only.checked = anyDiffers && !m && location.hash !== '#all';
 apply();
+// For ci/html-check.sh: the rendered table's width.
+document.body.dataset.tableWidth = document.getElementById('matrix').offsetWidth;
 "#;

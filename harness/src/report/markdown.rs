@@ -59,8 +59,31 @@ fn left_out_note(out: &mut String, n: usize, what: &str) {
     }
 }
 
-/// A cell: the verdict, the outcomes, and for a mismatch what was expected.
-fn cell(t: Option<&TestRecord>) -> String {
+/// The checked outcomes, each as code, the ones in `differing` in bold.
+fn outcomes(t: &TestRecord, differing: &[&str]) -> String {
+    let parts: Vec<String> = t
+        .steps
+        .iter()
+        .filter_map(|s| {
+            let l = s.label.as_deref()?;
+            let code = format!("`{}`", esc(&format!("{l}={}", s.outcome)));
+            Some(if differing.contains(&l) {
+                format!("**{code}**")
+            } else {
+                code
+            })
+        })
+        .collect();
+    if parts.is_empty() {
+        format!("`{}`", t.verdict.as_str())
+    } else {
+        parts.join(" ")
+    }
+}
+
+/// A cell: the verdict, the outcomes (those that differ in bold), and for a
+/// mismatch what was expected.
+fn cell(t: Option<&TestRecord>, differing: &[&str]) -> String {
     let Some(t) = t else { return "—".into() };
     let mism: Vec<String> = t
         .steps
@@ -79,7 +102,7 @@ fn cell(t: Option<&TestRecord>) -> String {
         Verdict::Intermittent => "**INTERMITTENT**",
         Verdict::Skip => return "skip".into(),
     };
-    let mut s = format!("{v} `{}`", esc(&t.signature()));
+    let mut s = format!("{v} {}", outcomes(t, differing));
     if t.verdict == Verdict::Error || (t.verdict == Verdict::Fail && mism.is_empty()) {
         if let Some(r) = super::wording::why(t) {
             s.push_str(&format!(" — {}", esc(r.lines().next().unwrap_or(""))));
@@ -127,6 +150,12 @@ pub fn summary(runs: &[Results]) -> String {
         differing.len(),
         all.len()
     );
+    if !differing.is_empty() {
+        let _ = writeln!(
+            out,
+            "Only these rows are listed; in each cell the step that differs is in **bold**.\n"
+        );
+    }
     if differing.is_empty() {
         let _ = writeln!(
             out,
@@ -143,13 +172,50 @@ pub fn summary(runs: &[Results]) -> String {
     let _ = writeln!(out, "{header}\n{rule}");
     let lines = differing.iter().map(|row| {
         let mut line = format!("| `{}` |", esc(row.name));
+        let differing = row.differing_labels();
         for c in &row.cells {
-            line.push_str(&format!(" {} |", cell(*c)));
+            line.push_str(&format!(" {} |", cell(*c, &differing)));
         }
         line
     });
     let left_out = push_rows(&mut out, lines);
     left_out_note(&mut out, left_out, "test(s)");
+    out
+}
+
+/// The claims section: each claim a case predicts, judged by each run's
+/// observed outcomes (`sockspec claims` judges them by the expectations).
+pub fn claims_section(claims: &[crate::claims::RunVerdicts], runs: &[Results]) -> String {
+    let mut out = String::new();
+    if claims.is_empty() {
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "\n### Claims, judged by what the runs observed\n\nPer run: **holds**, \
+         **contradicted**, **mixed** or `unknown` over the claim's tests that ran \
+         (counts are tests); — where none ran.\n"
+    );
+    let mut header = String::from("| claim | says |");
+    let mut rule = String::from("|---|---|");
+    for r in runs {
+        header.push_str(&format!(" {} |", esc(&r.run.title())));
+        rule.push_str("---|");
+    }
+    let _ = writeln!(out, "{header}\n{rule}");
+    for c in claims {
+        let mut line = format!("| {} | {} |", esc(&c.id), esc(&c.says));
+        for v in &c.per_run {
+            let cell = match v {
+                None => "—".to_string(),
+                Some(v) if v.total() == 0 => "—".to_string(),
+                Some(v) if v.verdict() == crate::claims::Verdict::Unknown => v.cell(),
+                Some(v) => format!("**{}**", v.cell()),
+            };
+            line.push_str(&format!(" {cell} |"));
+        }
+        let _ = writeln!(out, "{line}");
+    }
     out
 }
 

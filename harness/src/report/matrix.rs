@@ -32,6 +32,40 @@ impl Row<'_> {
     }
 }
 
+impl<'a> Row<'a> {
+    /// The checked steps that make the row differ: a run's outcome is not
+    /// what its expectation says, or runs that ran the step disagree.
+    pub fn differing_labels(&self) -> Vec<&'a str> {
+        let ran: Vec<&'a TestRecord> = self
+            .cells
+            .iter()
+            .flatten()
+            .copied()
+            .filter(|r| r.verdict != Verdict::Skip)
+            .collect();
+        let mut out: Vec<&'a str> = Vec::new();
+        for r in &ran {
+            for s in &r.steps {
+                let Some(label) = s.label.as_deref() else {
+                    continue;
+                };
+                if out.contains(&label) {
+                    continue;
+                }
+                let mismatch =
+                    s.outcome != "not_run" && s.expected.as_deref().is_some_and(|e| e != s.outcome);
+                let disagree = ran
+                    .iter()
+                    .any(|o| o.outcome(label).is_some_and(|x| x != s.outcome));
+                if mismatch || disagree {
+                    out.push(label);
+                }
+            }
+        }
+        out
+    }
+}
+
 /// Rows of every test any run has, grouped by topic, in name order.
 pub fn rows(runs: &[Results]) -> Vec<Row<'_>> {
     let mut by_name: BTreeMap<(&str, &str), Row<'_>> = BTreeMap::new();

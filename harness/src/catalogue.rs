@@ -24,9 +24,23 @@ pub use packed::{CASES, FILES, HASH};
 /// `catalogue <hash>, <n> cases`: which catalogue this binary carries.
 pub const VERSION: &str = env!("SOCKSPEC_CATALOGUE");
 
-/// The directory the embedded catalogue is unpacked into (and loaded from).
+/// The directory the embedded catalogue is unpacked into (and loaded from):
+/// under the user's cache directory, else (say, another user's `$HOME`)
+/// under the temporary directory.
 pub fn root() -> Result<PathBuf, Error> {
-    let parent = cache_base().join("sockspec");
+    unpack(&cache_base()).or_else(|first| unpack(&temp_base()).map_err(|_| first))
+}
+
+/// A directory of this user's own in the shared temporary directory.
+fn temp_base() -> PathBuf {
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("USERNAME"))
+        .unwrap_or_default();
+    std::env::temp_dir().join(format!("sockspec-{user}"))
+}
+
+fn unpack(base: &Path) -> Result<PathBuf, Error> {
+    let parent = base.join("sockspec");
     let dir = parent.join(format!("catalogue-{HASH}"));
     if matches(&dir) {
         return Ok(dir);
@@ -60,7 +74,7 @@ pub fn is_embedded(path: &Path) -> bool {
         && path
             .file_name()
             .is_some_and(|n| n.to_string_lossy() == format!("catalogue-{HASH}"))
-        && path.starts_with(cache_base())
+        && (path.starts_with(cache_base()) || path.starts_with(temp_base()))
 }
 
 fn cache_base() -> PathBuf {

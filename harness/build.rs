@@ -44,7 +44,9 @@ fn main() {
         }
     };
     let mut cases = 0;
-    let mut out = String::from("/// Every file of the catalogue: path under the tree ('/'-separated), bytes.\npub static FILES: &[(&str, &[u8])] = &[\n");
+    let mut out = String::from(
+        "/// Every file of the catalogue: path under the tree ('/'-separated), bytes.\npub static FILES: &[(&str, &[u8])] = &[\n",
+    );
     for (rel, path) in &files {
         let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         eat(rel.as_bytes());
@@ -56,13 +58,21 @@ fn main() {
         {
             cases += 1;
         }
-        out.push_str(&format!("    ({rel:?}, include_bytes!({:?})),\n", path.display().to_string()));
+        out.push_str(&format!(
+            "    ({rel:?}, include_bytes!({:?})),\n",
+            path.display().to_string()
+        ));
     }
     out.push_str("];\n");
     let version = format!("{:012x}", hash >> 16);
-    out.push_str(&format!("/// A hash of the catalogue's paths and contents.\npub const HASH: &str = {version:?};\n"));
-    out.push_str(&format!("/// How many case files it holds.\npub const CASES: usize = {cases};\n"));
-    let dest = PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("catalogue.rs");
+    out.push_str(&format!(
+        "/// A hash of the catalogue's paths and contents.\npub const HASH: &str = {version:?};\n"
+    ));
+    out.push_str(&format!(
+        "/// How many case files it holds.\npub const CASES: usize = {cases};\n"
+    ));
+    let dest =
+        PathBuf::from(std::env::var_os("OUT_DIR").expect("set by cargo")).join("catalogue.rs");
     std::fs::write(&dest, out).unwrap_or_else(|e| panic!("{}: {e}", dest.display()));
     println!("cargo::rustc-env=SOCKSPEC_CATALOGUE=catalogue {version}, {cases} cases");
 }

@@ -78,7 +78,11 @@ pub fn is_embedded(path: &Path) -> bool {
 }
 
 fn cache_base() -> PathBuf {
-    let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
     var("XDG_CACHE_HOME")
         .or_else(|| var("LOCALAPPDATA"))
         .or_else(|| var("HOME").map(|h| h.join(".cache")))

@@ -103,7 +103,11 @@ pub fn load(file: Option<&Path>, profile: Option<&str>) -> Result<Settings, Erro
     let raw: RawSettings = toml::from_str(&text)
         .map_err(|e| InputErrors(vec![crate::load::toml_error(&index, &e)]))?;
     let on_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
-    let profiles = raw.profile.as_ref().map(|p| p.get_ref().clone()).unwrap_or_default();
+    let profiles = raw
+        .profile
+        .as_ref()
+        .map(|p| p.get_ref().clone())
+        .unwrap_or_default();
     let mut errors = Vec::new();
     for p in raw.profile.iter().flat_map(|p| p.get_ref().values()) {
         if let Some(inner) = &p.profile {
@@ -117,7 +121,11 @@ pub fn load(file: Option<&Path>, profile: Option<&str>) -> Result<Settings, Erro
                 return Err(Error::Usage(format!(
                     "--profile {p}: {} has no [profile.{p}] (it has: {})",
                     path.display(),
-                    if known.is_empty() { "none".into() } else { known.join(", ") }
+                    if known.is_empty() {
+                        "none".into()
+                    } else {
+                        known.join(", ")
+                    }
                 )));
             }
             Some(p.to_string())

@@ -40,7 +40,9 @@ pub struct Tree {
 impl Tree {
     /// The prefix of its tests' names: `name/`, or nothing.
     pub fn prefix(&self) -> String {
-        self.name.as_ref().map_or_else(String::new, |n| format!("{n}/"))
+        self.name
+            .as_ref()
+            .map_or_else(String::new, |n| format!("{n}/"))
     }
 
     /// Whether `test_name` is one of this tree's (given every tree of the run).

@@ -50,10 +50,10 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
             .iter()
             .find(|x| filter.matches(&x.name) && t.owns(&x.name, &trees))
     {
-        let ours = trees
-            .iter()
-            .find_map(|t| t.name.as_ref())
-            .map_or_else(|| "--only-cases --cases DIR".into(), |n| format!("a filter such as `{n}/`"));
+        let ours = trees.iter().find_map(|t| t.name.as_ref()).map_or_else(
+            || "--only-cases --cases DIR".into(),
+            |n| format!("a filter such as `{n}/`"),
+        );
         return Err(Error::Other(format!(
             "bless writes expectation files, and `{}` is in the built-in catalogue compiled into sockspec ({}): bless it in a sockspec checkout (its ./cases), or select only your own trees ({ours})",
             test.name,

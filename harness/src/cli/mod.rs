@@ -23,9 +23,9 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use sockspec::Suite;
 use sockspec::config::Settings;
 use sockspec::error::Error;
-use sockspec::trees::Tree;
 use sockspec::run::Filter;
 use sockspec::sys::IsolationMode;
+use sockspec::trees::Tree;
 
 #[derive(Parser)]
 #[command(

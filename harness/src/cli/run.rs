@@ -33,7 +33,12 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     // sockspec.toml's settings, where the command line leaves them open.
     let settings = a.select.cases.settings()?;
     // A configured output's directory (e.g. under target/) is made here.
-    for path in settings.json.iter().chain(&settings.markdown).chain(&settings.junit) {
+    for path in settings
+        .json
+        .iter()
+        .chain(&settings.markdown)
+        .chain(&settings.junit)
+    {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
         }
@@ -42,7 +47,12 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     a.exec.jobs = a.exec.jobs.or(settings.jobs);
     let label = a.label.or(settings.label);
     let stop = stop_on_signal();
-    for path in a.json.iter().chain(&settings.markdown).chain(&settings.junit) {
+    for path in a
+        .json
+        .iter()
+        .chain(&settings.markdown)
+        .chain(&settings.junit)
+    {
         check_output(path)?;
     }
     sockspec::sys::set_isolation_mode(a.exec.isolation.into());

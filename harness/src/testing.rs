@@ -231,8 +231,7 @@ pub fn ignore_reason(
 /// ignored and forced to run (`--ignored`): then it fails with the reason, so
 /// that a test that could not run never passes. Anything else fails.
 pub fn completion(rec: &TestRecord, marked_ignored: bool) -> Result<Completion, Failed> {
-    let reason =
-        || crate::report::wording::why(rec).unwrap_or_else(|| rec.verdict.as_str().into());
+    let reason = || crate::report::wording::why(rec).unwrap_or_else(|| rec.verdict.as_str().into());
     match rec.verdict {
         Verdict::Pass => Ok(Completion::Completed),
         Verdict::Skip if !marked_ignored => Ok(Completion::ignored_with(format!(

@@ -171,6 +171,32 @@ impl ExpectFile {
     }
 }
 
+impl ExpectFile {
+    /// Adds `other`'s entries (another case tree's file for the same OS),
+    /// their case ids prefixed with `prefix` as that tree's tests are, so
+    /// that one suite can run several trees (see [`crate::trees`]).
+    pub fn absorb(&mut self, other: ExpectFile, prefix: &str) {
+        for mut e in other.entries {
+            e.case = format!("{prefix}{}", e.case);
+            self.by_case
+                .entry(e.case.clone())
+                .or_default()
+                .push(self.entries.len());
+            self.entries.push(e);
+        }
+    }
+
+    /// An empty file for `os` (at `path`), to absorb other trees' entries.
+    pub fn empty(os: OsFamily, path: Arc<PathBuf>) -> ExpectFile {
+        ExpectFile {
+            os,
+            path,
+            entries: Vec::new(),
+            by_case: HashMap::new(),
+        }
+    }
+}
+
 /// Every OS's expectations.
 #[derive(Debug, Default)]
 pub struct Expectations {

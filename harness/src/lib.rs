@@ -8,7 +8,9 @@
 
 pub mod atomic;
 pub mod bless;
+pub mod catalogue;
 pub mod claims;
+pub mod config;
 pub mod error;
 pub mod exec;
 pub mod expand;
@@ -25,6 +27,8 @@ pub mod run;
 pub mod sources;
 pub mod steps;
 pub mod sys;
+pub mod testing;
+pub mod trees;
 pub mod version;
 
 use std::path::{Path, PathBuf};
@@ -64,22 +68,31 @@ pub struct Suite {
     pub cases: Vec<Arc<Case>>,
     pub tests: Vec<Arc<Test>>,
     pub expectations: Expectations,
+    /// The case trees it was loaded from ([`trees`]): one, unless
+    /// [`trees::load`] merged several.
+    pub trees: Vec<trees::Tree>,
 }
 
 impl Suite {
-    /// The cases directory: `$SOCKSPEC_CASES`, else `./cases`, else the one
-    /// beside the crate's sources.
+    /// The built-in case tree's directory: the first of `$SOCKSPEC_CASES`,
+    /// else `./cases` when it is sockspec's own tree, else the catalogue
+    /// compiled into the binary, unpacked ([`catalogue::root`]). Never the
+    /// build machine's source tree: an installed binary runs anywhere.
     pub fn default_root() -> PathBuf {
-        if let Some(dir) = std::env::var_os("SOCKSPEC_CASES") {
-            return PathBuf::from(dir);
+        if let Some(dir) = std::env::var_os("SOCKSPEC_CASES")
+            .and_then(|v| std::env::split_paths(&v).next())
+            .filter(|d| !d.as_os_str().is_empty())
+        {
+            return dir;
         }
-        let here = PathBuf::from("cases");
-        if here.is_dir() {
-            return here;
+        match trees::builtin() {
+            Ok(t) => t.root,
+            // Loading from here then reports the directory as missing.
+            Err(e) => {
+                eprintln!("warning: {e}");
+                PathBuf::from("cases")
+            }
         }
-        Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("..")
-            .join("cases")
     }
 
     /// Loads, expands and checks everything under `root`; every problem found
@@ -130,6 +143,11 @@ impl Suite {
             cases,
             tests,
             expectations,
+            trees: vec![trees::Tree {
+                root: root.to_path_buf(),
+                name: None,
+                embedded: catalogue::is_embedded(root),
+            }],
         })
     }
 

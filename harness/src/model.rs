@@ -409,7 +409,7 @@ pub enum Need {
 }
 
 /// One case as loaded from its file.
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 pub struct Case {
     /// `topic::name`, from the file's path under the cases directory.
     pub id: String,

@@ -242,7 +242,7 @@ fn another_kernel_series_gets_a_version_range() {
 fn bless_refuses_on_ci() {
     let dir = tree();
     let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(["bless", "--cases"])
+        .args(["bless", "--only-cases", "--cases"])
         .arg(dir.path())
         .env("CI", "true")
         .output()
@@ -269,7 +269,7 @@ fn bless_from_a_results_file_writes_that_os_file_on_any_os() {
     let path = dir.path().join("results-freebsd.json");
     results.write(&path).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(["bless", "--cases"])
+        .args(["bless", "--only-cases", "--cases"])
         .arg(dir.path())
         .arg("--from")
         .arg(&path)
@@ -407,7 +407,7 @@ mod interrupted_writes {
         ignore_xfsz: bool,
     ) -> std::process::Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockspec"));
-        cmd.args(["bless", "--cases"])
+        cmd.args(["bless", "--only-cases", "--cases"])
             .arg(dir)
             .arg("--from")
             .arg(results)
@@ -442,7 +442,7 @@ mod interrupted_writes {
         let run = Command::new(env!("CARGO_BIN_EXE_sockspec"))
             .args(["run", "-q", "--exact", name, "--json"])
             .arg(&results)
-            .arg("--cases")
+            .args(["--only-cases", "--cases"])
             .arg(dir.path())
             .output()
             .unwrap();

@@ -1,5 +1,6 @@
 //! `cargo test`: every expanded case is its own libtest-mimic trial, judged
-//! against this OS's expectation file.
+//! against this OS's expectation file, through the same API a downstream
+//! project's `tests/sockspec.rs` uses ([`sockspec::testing::Harness`]).
 //!
 //! Tests that cannot run here (another OS, needs root, an option this OS
 //! lacks, a need only the machine can answer such as another user on Windows
@@ -7,104 +8,18 @@
 //! that turns out unable to run only while running is ignored with its
 //! reason. Forced to run (`--ignored`), they fail with the reason: they never
 //! pass.
-//! Set SOCKSPEC_JSON=FILE to also write the results of an in-process run.
+//! SOCKSPEC_CASES=DIR runs another case tree instead; SOCKSPEC_JSON=FILE also
+//! writes the results of an in-process run, labelled $SOCKSPEC_LABEL.
 
-use std::collections::BTreeMap;
 use std::process::ExitCode;
-use std::sync::{Arc, Mutex};
-
-use libtest_mimic::{Arguments, Trial};
-use sockspec::exec::ports::PortBook;
-use sockspec::results::{Results, RunInfo, SCHEMA, Summary, TestRecord};
-use sockspec::run::run_one;
-use sockspec::{Platform, Suite};
-
-mod trial;
 
 fn main() -> ExitCode {
-    // A helper process (an actor) started by one of the trials below.
-    if let Some(code) = sockspec::exec::actors::serve_if_agent() {
-        return code;
-    }
-    let args = Arguments::from_args();
-    let root = Suite::default_root();
-    let suite = match Suite::load(&root) {
-        Ok(s) => Arc::new(s),
-        Err(e) => {
-            eprintln!("{e}");
-            return ExitCode::from(2);
-        }
-    };
-    let platform = Arc::new(Platform::current());
-    let book = Arc::new(PortBook::new());
-    let records: Arc<Mutex<Vec<TestRecord>>> = Arc::default();
-    let mut skips: BTreeMap<String, usize> = BTreeMap::new();
-
-    let trials: Vec<Trial> = suite
-        .tests
-        .iter()
-        .map(|test| {
-            let skip = trial::ignore_reason(&suite, test, &platform, &sockspec::sys::unmet_need);
-            if let Some(r) = &skip {
-                *skips.entry(r.clone()).or_default() += 1;
-            }
-            let (suite, platform, book, records, test) = (
-                suite.clone(),
-                platform.clone(),
-                book.clone(),
-                records.clone(),
-                test.clone(),
-            );
-            let marked_ignored = skip.is_some();
-            Trial::ignorable_test(test.name.clone(), move || {
-                let rec = run_one(&suite, &platform, &test, &book, 1);
-                let done = trial::completion(&rec, marked_ignored);
-                records.lock().unwrap_or_else(|e| e.into_inner()).push(rec);
-                done
-            })
-            .with_ignored_flag(skip.is_some())
-        })
-        .collect();
-
-    if !args.list && !skips.is_empty() {
-        eprintln!(
-            "sockspec: tests ignored on {} {}:",
-            platform.os, platform.release
-        );
-        for (reason, n) in &skips {
-            eprintln!("  {n:>4}  {reason}");
-        }
-    }
-    let started = std::time::SystemTime::now();
-    let conclusion = libtest_mimic::run(&args, trials);
-    if let Some(path) = std::env::var_os("SOCKSPEC_JSON")
-        && !args.list
-    {
-        let tests = std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
-        let results = Results {
-            schema: SCHEMA.into(),
-            run: RunInfo {
-                os: platform.os.to_string(),
-                kernel: platform.release.clone(),
-                os_detail: platform.detail.clone(),
-                arch: platform.arch.into(),
-                sockspec: env!("CARGO_PKG_VERSION").into(),
-                started: humantime::format_rfc3339_seconds(started).to_string(),
-                duration_ms: started.elapsed().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-                jobs: args.test_threads.unwrap_or(0),
-                repeat: 1,
-                isolation: String::from("per-thread"),
-                privileged: platform.privileged,
-                label: std::env::var("SOCKSPEC_LABEL").ok(),
-                settings: BTreeMap::new(),
-                interrupted: false,
-            },
-            summary: Summary::of(&tests),
-            tests,
-        };
-        if let Err(e) = results.write(std::path::Path::new(&path)) {
-            eprintln!("{e}");
-        }
-    }
-    conclusion.exit_code()
+    // This checkout's own tree rather than the copy compiled in: the same
+    // files, but failures then point at cases/... here, where bless edits.
+    // As the only tree, its tests keep their plain names.
+    let tree = concat!(env!("CARGO_MANIFEST_DIR"), "/../cases");
+    sockspec::testing::Harness::new()
+        .builtin(false)
+        .cases(tree)
+        .run()
 }

@@ -31,7 +31,8 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         ));
     }
     sockspec::sys::set_isolation_mode(a.exec.isolation.into());
-    let suite = a.select.cases.load()?;
+    let trees = a.select.cases.trees()?;
+    let suite = sockspec::trees::load(&trees)?;
     let filter = a.select.filter();
     let selected = suite
         .tests
@@ -41,6 +42,24 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     if selected == 0 {
         return Err(Error::Usage("no test matches the filter".into()));
     }
+    // Each test is blessed into the tree it came from; the built-in
+    // catalogue compiled into the binary is no place to write.
+    if let Some(t) = trees.iter().find(|t| t.embedded)
+        && let Some(test) = suite
+            .tests
+            .iter()
+            .find(|x| filter.matches(&x.name) && t.owns(&x.name, &trees))
+    {
+        let ours = trees.iter().find_map(|t| t.name.as_ref()).map_or_else(
+            || "--only-cases --cases DIR".into(),
+            |n| format!("a filter such as `{n}/`"),
+        );
+        return Err(Error::Other(format!(
+            "bless writes expectation files, and `{}` is in the built-in catalogue compiled into sockspec ({}): bless it in a sockspec checkout (its ./cases), or select only your own trees ({ours})",
+            test.name,
+            t.root.display()
+        )));
+    }
     let inputs = if a.from.is_empty() {
         vec![run_here(&suite, &a, selected)]
     } else {
@@ -48,35 +67,46 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     };
     let mut blessed_any = false;
     for (os, release, results) in inputs {
-        // Each bless reloads the suite: later inputs see earlier edits.
-        let suite = a.select.cases.load()?;
-        let records: Vec<_> = results
-            .tests
-            .iter()
-            .filter(|t| filter.matches(&t.name))
-            .cloned()
-            .collect();
-        let (obs, refused) = bless::observations(&suite, &records);
-        let mut skipped = 0;
-        for (name, why) in &refused {
-            match why {
-                Refusal::Skipped(_) => skipped += 1,
-                _ => {
-                    out::line(&format!("not blessed: {name}: {why}"));
+        for tree in trees.iter().filter(|t| !t.embedded) {
+            let prefix = tree.prefix();
+            // This tree's records, under the names its own files use.
+            let records: Vec<_> = results
+                .tests
+                .iter()
+                .filter(|t| filter.matches(&t.name) && tree.owns(&t.name, &trees))
+                .map(|t| {
+                    let mut t = t.clone();
+                    t.name = t.name[prefix.len()..].to_string();
+                    t
+                })
+                .collect();
+            if records.is_empty() {
+                continue;
+            }
+            // Each bless reloads the tree: later inputs see earlier edits.
+            let suite = Suite::load(&tree.root)?;
+            let (obs, refused) = bless::observations(&suite, &records);
+            let mut skipped = 0;
+            for (name, why) in &refused {
+                match why {
+                    Refusal::Skipped(_) => skipped += 1,
+                    _ => {
+                        out::line(&format!("not blessed: {prefix}{name}: {why}"));
+                    }
                 }
             }
-        }
-        for w in sockspec::claims::contradictions(&suite.tests, os, &records) {
-            out::line(&w);
-        }
-        blessed_any |= records.len() > refused.len()
-            || refused.iter().any(|(_, r)| *r != Refusal::UnknownTest);
-        let summary = bless::bless(&suite, os, &release, &obs)?;
-        out::line(&summary.to_string());
-        if skipped > 0 {
-            out::line(&format!(
-                "({skipped} test(s) could not run on {os} {release} and were left alone)"
-            ));
+            for w in sockspec::claims::contradictions(&suite.tests, os, &records) {
+                out::line(&w);
+            }
+            blessed_any |= records.len() > refused.len()
+                || refused.iter().any(|(_, r)| *r != Refusal::UnknownTest);
+            let summary = bless::bless(&suite, os, &release, &obs)?;
+            out::line(&summary.to_string());
+            if skipped > 0 {
+                out::line(&format!(
+                    "({skipped} test(s) could not run on {os} {release} and were left alone)"
+                ));
+            }
         }
     }
     if !a.from.is_empty() && !blessed_any {

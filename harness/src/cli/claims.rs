@@ -23,7 +23,13 @@ pub struct Args {
 }
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
-    let root = a.cases.root();
+    let root = a.cases.root()?;
+    if a.write && sockspec::catalogue::is_embedded(&root) {
+        return Err(Error::Other(format!(
+            "claims --write edits <cases>/README.md, and {} is the catalogue compiled into sockspec: run it in a sockspec checkout (its ./cases) or give --only-cases --cases DIR",
+            root.display()
+        )));
+    }
     let suite = super::load(&root)?;
     let runs = a
         .results

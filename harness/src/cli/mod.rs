@@ -24,20 +24,30 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use sockspec::Suite;
+use sockspec::config::Settings;
 use sockspec::error::Error;
 use sockspec::run::Filter;
 use sockspec::sys::IsolationMode;
+use sockspec::trees::Tree;
 
 #[derive(Parser)]
 #[command(
     name = "sockspec",
-    version,
+    version = VERSION,
     about = "What real kernels do with socket address reuse and teardown"
 )]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
 }
+
+/// `sockspec --version`: the crate's version and the catalogue compiled in.
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("SOCKSPEC_CATALOGUE"),
+    ")"
+);
 
 /// Which tests a command works on.
 #[derive(Args, Clone)]
@@ -55,31 +65,85 @@ struct Select {
 }
 
 impl Select {
+    /// The command line's filters; without FILTERs, sockspec.toml's; its
+    /// `skip` patterns always apply too. (A bad sockspec.toml has already
+    /// stopped the command when it loaded the cases.)
     fn filter(&self) -> Filter {
+        let s = self.cases.settings().unwrap_or_default();
         Filter {
-            patterns: self.filter.clone(),
+            patterns: if self.filter.is_empty() {
+                s.filter
+            } else {
+                self.filter.clone()
+            },
             exact: self.exact,
-            skip: self.skip.clone(),
+            skip: self.skip.iter().cloned().chain(s.skip).collect(),
         }
     }
 }
 
-/// Where the cases are.
+/// Where the cases are (see `sockspec::trees` for the rule) and which
+/// `sockspec.toml` settings apply.
 #[derive(Args, Clone)]
 struct Cases {
-    /// The cases directory (default: $SOCKSPEC_CASES, else ./cases, else the
-    /// one beside sockspec's sources).
-    #[arg(long, value_name = "DIR")]
-    cases: Option<PathBuf>,
+    /// A case tree (with its own expected/) to run beside the built-in
+    /// catalogue; repeatable. Its tests are named `<dir name>/<topic>::...`.
+    /// [default: `cases` in sockspec.toml; $SOCKSPEC_CASES=DIR replaces all]
+    #[arg(long = "cases", value_name = "DIR")]
+    cases: Vec<PathBuf>,
+    /// Run only the trees given with --cases (or in sockspec.toml), not the
+    /// built-in catalogue.
+    #[arg(long)]
+    only_cases: bool,
+    /// The settings file [default: the nearest sockspec.toml, from here up
+    /// to the repository's root].
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Apply [profile.NAME] of sockspec.toml [default: ci when $CI is set
+    /// and the file has one].
+    #[arg(long, value_name = "NAME")]
+    profile: Option<String>,
 }
 
 impl Cases {
-    fn root(&self) -> PathBuf {
-        self.cases.clone().unwrap_or_else(Suite::default_root)
+    fn settings(&self) -> Result<Settings, Error> {
+        sockspec::config::load(self.config.as_deref(), self.profile.as_deref())
+    }
+
+    fn trees(&self) -> Result<Vec<Tree>, Error> {
+        let s = self.settings()?;
+        let extra = if self.cases.is_empty() {
+            s.cases
+        } else {
+            self.cases.clone()
+        };
+        sockspec::trees::resolve(&extra, self.only_cases || s.only_cases)
+    }
+
+    /// The directory of the first tree: the built-in one, or the only one.
+    fn root(&self) -> Result<PathBuf, Error> {
+        let trees = self.trees()?;
+        Ok(trees.into_iter().next().map(|t| t.root).unwrap_or_default())
+    }
+
+    /// The tree a command that writes case files writes into: the last one
+    /// given with --cases, else ./cases; never the compiled-in catalogue.
+    fn writable_root(&self) -> Result<PathBuf, Error> {
+        self.trees()?
+            .into_iter()
+            .rev()
+            .find(|t| !t.embedded)
+            .map(|t| t.root)
+            .ok_or_else(|| {
+                Error::Other(
+                    "the only case tree is the catalogue compiled into sockspec, which is never written: pass --cases DIR"
+                        .into(),
+                )
+            })
     }
 
     fn load(&self) -> Result<Suite, Error> {
-        load(&self.root())
+        Ok(sockspec::trees::load(&self.trees()?)?)
     }
 }
 

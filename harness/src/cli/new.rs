@@ -24,7 +24,7 @@ pub struct Args {
 }
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
-    let root = a.cases.root();
+    let root = a.cases.writable_root()?;
     let parts = parse_name(&a.name)?;
     let (dirs, file) = parts.split_at(parts.len() - 1);
     let dir = dirs.iter().fold(root.clone(), |p, d| p.join(d));

@@ -41,9 +41,30 @@ enum ColourChoice {
     Never,
 }
 
-pub fn exec(a: Args) -> Result<ExitCode, Error> {
+pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
+    // sockspec.toml's settings, where the command line leaves them open.
+    let settings = a.select.cases.settings()?;
+    // A configured output's directory (e.g. under target/) is made here.
+    for path in settings
+        .json
+        .iter()
+        .chain(&settings.markdown)
+        .chain(&settings.junit)
+    {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        }
+    }
+    a.json = a.json.or(settings.json);
+    a.exec.jobs = a.exec.jobs.or(settings.jobs);
+    let label = a.label.or(settings.label);
     let stop = stop_on_signal();
-    if let Some(path) = &a.json {
+    for path in a
+        .json
+        .iter()
+        .chain(&settings.markdown)
+        .chain(&settings.junit)
+    {
         check_output(path)?;
     }
     sockspec::sys::set_isolation_mode(a.exec.isolation.into());
@@ -53,7 +74,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         filter: a.select.filter(),
         jobs: a.exec.jobs(),
         repeat: a.exec.repeat.unwrap_or(1),
-        label: a.label,
+        label,
         stop: Some(stop),
     };
     if !suite.tests.iter().any(|t| opts.filter.matches(&t.name)) {
@@ -106,6 +127,14 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     if let Some(path) = &a.json {
         results.write(path)?;
         out::line(&format!("results written to {}", path.display()));
+    }
+    if let Some(path) = &settings.markdown {
+        let text = sockspec::report::markdown::summary(std::slice::from_ref(&results));
+        sockspec::atomic::write(path, text.as_bytes()).map_err(|e| Error::io(path, e))?;
+    }
+    if let Some(path) = &settings.junit {
+        let xml = sockspec::report::junit::report(&results).map_err(Error::Other)?;
+        sockspec::atomic::write(path, xml.as_bytes()).map_err(|e| Error::io(path, e))?;
     }
     Ok(if results.run.interrupted {
         ExitCode::from(130)

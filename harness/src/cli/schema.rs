@@ -35,7 +35,7 @@ pub struct Args {
 }
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
-    let root = a.cases.root();
+    let root = a.cases.writable_root()?;
     let files = [
         (CASE_SCHEMA, render(&case_schema())),
         (EXPECTATION_SCHEMA, render(&expectation_schema())),

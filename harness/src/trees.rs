@@ -1,0 +1,213 @@
+//! Which case trees a run uses, and how several become one [`Suite`].
+//!
+//! The rule (README, "Your cases beside the built-in ones"):
+//!
+//! - The *built-in* catalogue is `./cases` when the current directory holds
+//!   sockspec's own tree (a `cases/` with `expected/` and `claims.toml`: a
+//!   checkout, where `bless` edits it), else the catalogue compiled into the
+//!   binary ([`crate::catalogue`]).
+//! - Trees given with `--cases DIR` (repeatable), or else by `cases` in
+//!   `sockspec.toml`, are run *beside* the built-in one; `--only-cases` (or
+//!   `only_cases = true`) runs them alone.
+//! - `$SOCKSPEC_CASES=DIR[:DIR...]` replaces everything: those trees alone
+//!   (how the test target and scripts point at a whole other tree).
+//!
+//! When more than one tree is loaded, the tests of every tree but the
+//! built-in one are named `<tree>/<topic>::<case>...`, `<tree>` being the
+//! directory's name, so a name says where a test lives and filters can pick
+//! a tree (`sockspec run mytree/`). A tree's own files never see the prefix:
+//! its expectation files name its cases as `<topic>::<case>`.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::Suite;
+use crate::error::{Error, InputErrors};
+use crate::expect::ExpectFile;
+use crate::model::Test;
+
+/// One case tree (a directory of `<topic>/<case>.toml` and `expected/`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tree {
+    pub root: PathBuf,
+    /// What its tests' names start with (`name/`); `None` for the built-in
+    /// catalogue, and for the only tree of a run.
+    pub name: Option<String>,
+    /// The catalogue compiled into the binary: nothing may be written there.
+    pub embedded: bool,
+}
+
+impl Tree {
+    /// The prefix of its tests' names: `name/`, or nothing.
+    pub fn prefix(&self) -> String {
+        self.name
+            .as_ref()
+            .map_or_else(String::new, |n| format!("{n}/"))
+    }
+
+    /// Whether `test_name` is one of this tree's (given every tree of the run).
+    pub fn owns(&self, test_name: &str, all: &[Tree]) -> bool {
+        match &self.name {
+            Some(_) => test_name.starts_with(&self.prefix()),
+            None => !all
+                .iter()
+                .any(|t| t.name.is_some() && test_name.starts_with(&t.prefix())),
+        }
+    }
+}
+
+/// Whether `dir` is sockspec's own case tree rather than some project's.
+pub fn is_sockspec_tree(dir: &Path) -> bool {
+    dir.join("expected").is_dir() && dir.join("claims.toml").is_file()
+}
+
+/// The built-in catalogue (see the module docs).
+pub fn builtin() -> Result<Tree, Error> {
+    let here = PathBuf::from("cases");
+    if is_sockspec_tree(&here) {
+        return Ok(Tree {
+            root: here,
+            name: None,
+            embedded: false,
+        });
+    }
+    Ok(Tree {
+        root: crate::catalogue::root()?,
+        name: None,
+        embedded: true,
+    })
+}
+
+/// The trees to load: `$SOCKSPEC_CASES` if set, else the built-in one
+/// (unless `only`) and `extra`.
+pub fn resolve(extra: &[PathBuf], only: bool) -> Result<Vec<Tree>, Error> {
+    if let Some(list) = std::env::var_os("SOCKSPEC_CASES").filter(|v| !v.is_empty()) {
+        let dirs: Vec<PathBuf> = std::env::split_paths(&list).collect();
+        return name(Vec::new(), &dirs);
+    }
+    if only && extra.is_empty() {
+        return Err(Error::Usage(
+            "--only-cases needs at least one --cases DIR (or `cases` in sockspec.toml)".into(),
+        ));
+    }
+    let base = if only { Vec::new() } else { vec![builtin()?] };
+    name(base, extra)
+}
+
+/// Adds `dirs` to `trees`, named after their directories; a tree given twice
+/// (or the built-in tree itself) counts once.
+fn name(mut trees: Vec<Tree>, dirs: &[PathBuf]) -> Result<Vec<Tree>, Error> {
+    let same = |a: &Path, b: &Path| match (a.canonicalize(), b.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => a == b,
+    };
+    for dir in dirs {
+        if trees.iter().any(|t| same(&t.root, dir)) {
+            continue;
+        }
+        let label = dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.clone())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "cases".into());
+        if let Some(other) = trees.iter().find(|t| t.name.as_deref() == Some(&label)) {
+            return Err(Error::Usage(format!(
+                "two case trees are both named `{label}` ({} and {}): test names could not tell them apart; rename one directory",
+                other.root.display(),
+                dir.display()
+            )));
+        }
+        trees.push(Tree {
+            root: dir.clone(),
+            name: Some(label),
+            embedded: false,
+        });
+    }
+    // A lone tree keeps plain names: nothing to tell apart.
+    if let [only] = trees.as_mut_slice() {
+        only.name = None;
+    }
+    Ok(trees)
+}
+
+/// Loads every tree (reporting the problems of all of them) and merges them
+/// into one suite: tests, cases and claims of named trees get the tree's
+/// prefix; expectations stay each tree's own.
+pub fn load(trees: &[Tree]) -> Result<Suite, InputErrors> {
+    let mut errors = Vec::new();
+    let mut loaded = Vec::new();
+    for t in trees {
+        match Suite::load(&t.root) {
+            Ok(s) => loaded.push((t, s)),
+            Err(InputErrors(e)) => errors.extend(e),
+        }
+    }
+    InputErrors::finish(errors)?;
+    let mut it = loaded.into_iter();
+    let Some((first, mut suite)) = it.next() else {
+        return Err(InputErrors(Vec::new()));
+    };
+    if first.name.is_some() {
+        suite = prefixed(suite, &first.prefix());
+    }
+    for (t, s) in it {
+        let s = prefixed(s, &t.prefix());
+        suite.claims.extend(s.claims);
+        suite.cases.extend(s.cases);
+        suite.tests.extend(s.tests);
+        for (os, file) in s.expectations.files {
+            let path = file.path.clone();
+            suite
+                .expectations
+                .files
+                .entry(os)
+                .or_insert_with(|| ExpectFile::empty(os, path))
+                .absorb(file, "");
+        }
+    }
+    suite.trees = trees.to_vec();
+    Ok(suite)
+}
+
+/// `suite` with `prefix` on its case ids, test names and claim ids.
+fn prefixed(mut suite: Suite, prefix: &str) -> Suite {
+    if prefix.is_empty() {
+        return suite;
+    }
+    let mut renamed = std::collections::HashMap::new();
+    suite.cases = suite
+        .cases
+        .iter()
+        .map(|c| {
+            let mut n = (**c).clone();
+            n.id = format!("{prefix}{}", c.id);
+            n.claims = n.claims.iter().map(|id| format!("{prefix}{id}")).collect();
+            let n = Arc::new(n);
+            renamed.insert(c.id.clone(), n.clone());
+            n
+        })
+        .collect();
+    suite.tests = suite
+        .tests
+        .iter()
+        .map(|t| {
+            let mut n: Test = (**t).clone();
+            n.name = format!("{prefix}{}", t.name);
+            if let Some(c) = renamed.get(&t.case.id) {
+                n.case = c.clone();
+            }
+            Arc::new(n)
+        })
+        .collect();
+    for c in &mut suite.claims {
+        c.id = format!("{prefix}{}", c.id);
+    }
+    let files = std::mem::take(&mut suite.expectations.files);
+    for (os, file) in files {
+        let mut f = ExpectFile::empty(os, file.path.clone());
+        f.absorb(file, prefix);
+        suite.expectations.files.insert(os, f);
+    }
+    suite
+}

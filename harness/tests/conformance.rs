@@ -97,6 +97,7 @@ fn main() -> ExitCode {
                 privileged: platform.privileged,
                 label: std::env::var("SOCKSPEC_LABEL").ok(),
                 settings: BTreeMap::new(),
+                implementation: sockspec::exec::actors::implementation().ok(),
                 interrupted: false,
             },
             summary: Summary::of(&tests),

@@ -381,7 +381,11 @@ class Agent {
       if (!s.obj) resolve(done());
       else if (s.kind === 'server') s.obj.close(() => resolve(done()));
       else if (s.kind === 'dgram') s.obj.close(() => resolve(done()));
-      else {
+      else if (s.obj.closed) {
+        // Node already closed it (without allowHalfOpen it ends and closes
+        // a stream once the peer has).
+        resolve(done('ok', null, 'Node had closed it already, after the end of stream'));
+      } else {
         s.obj.once('close', () => resolve(done()));
         s.obj.destroy();
       }

@@ -311,6 +311,7 @@ impl Engine<'_> {
         };
         match &mut a {
             Action::Bind(steps::Bind { port, .. })
+            | Action::Server(steps::Server { port, .. })
             | Action::Connect(steps::Connect { port, .. })
             | Action::Fanout(steps::Fanout { port, .. })
             | Action::Spread(steps::Spread { port, .. }) => fix(port, self)?,
@@ -320,7 +321,10 @@ impl Engine<'_> {
             }) => fix(port, self)?,
             _ => {}
         }
-        Ok((a, first_use && matches!(action, Action::Bind(_))))
+        Ok((
+            a,
+            first_use && matches!(action, Action::Bind(_) | Action::Server(_)),
+        ))
     }
 
     /// A port connect() picked may still carry another test's TIME_WAIT (the
@@ -418,12 +422,10 @@ impl Engine<'_> {
                     return Ok(None);
                 };
                 if !self.actors.contains_key(MAIN) {
+                    // A helper that is slow to start on a loaded machine
+                    // (an interpreter) costs a re-run, never an outcome.
                     let (a, _) = Actor::spawn_cmd("main", cmd, None, self.deadline, self.pids)
-                        .map_err(|e| {
-                            Stop::Problem(Problem::Harness {
-                                msg: format!("cannot start the run's agent: {e}"),
-                            })
-                        })?;
+                        .map_err(|e| Stop::Retry(format!("starting the run's agent: {e}")))?;
                     self.actors.insert(MAIN.to_string(), a);
                 }
                 Ok(self.actors.get_mut(MAIN))
@@ -443,6 +445,11 @@ impl Engine<'_> {
                 if user.is_some() && !sys::OTHER_USER {
                     return Err(Stop::Problem(Problem::Unavailable {
                         msg: "sockspec runs an actor as another user only on Unix (setuid); on Windows that needs another account's credentials".into(),
+                    }));
+                }
+                if user.is_some() && (runtime.is_some() || run_agent().is_some()) {
+                    return Err(Stop::Problem(Problem::Unavailable {
+                        msg: "a helper in another runtime than sockspec's own does not become another user".into(),
                     }));
                 }
                 let uid = match user {

@@ -326,7 +326,14 @@ class Agent {
     return new Promise((resolve) => {
       const cb = (e) => resolve(e ? errDone(e) : done());
       if (s.kind === 'dgram') {
-        if (!s.obj) throw new Unsupported('a send from an unbound UDP socket', 'not expressed by this helper');
+        if (!s.obj) {
+          // dgram binds an unbound socket to a port of the OS's choice on its first send.
+          s.obj = dgram.createSocket({ type: s.family === 'V6' ? 'udp6' : 'udp4', reuseAddr: s.opts.reuseAddr });
+          s.messages = new Queue();
+          s.obj.on('message', (m) => s.messages.push({ n: m.length }));
+          s.obj.on('error', () => {});
+          s.bound = true;
+        }
         if (a.to) s.obj.send(data, portNumber(a.to[1]), a.to[0], cb);
         else s.obj.send(data, cb);
       } else if (s.kind === 'stream' && s.obj) {

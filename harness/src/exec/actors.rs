@@ -120,9 +120,9 @@ fn program() -> Result<PathBuf, String> {
     }
 }
 
-/// Requests from the harness.
+/// Requests from the harness (docs/agent-protocol.md).
 #[derive(Serialize, Deserialize, Debug)]
-enum ToAgent {
+pub enum ToAgent {
     Exec {
         action: Action,
         /// Milliseconds left before the test's deadline.
@@ -145,16 +145,16 @@ enum ToAgent {
 
 /// A helper's account of itself, in its hello.
 #[derive(Serialize, Deserialize, Debug, Clone)]
-struct Implementation {
+pub struct Implementation {
     /// `rust`, `python`, `node`, ...
-    runtime: String,
+    pub runtime: String,
     /// The runtime's version.
-    version: String,
+    pub version: String,
 }
 
-/// Answers from the agent.
+/// Answers from the agent (docs/agent-protocol.md).
 #[derive(Serialize, Deserialize, Debug)]
-enum FromAgent {
+pub enum FromAgent {
     /// The first message: the protocol version the agent speaks, who it is.
     Hello {
         protocol: u32,
@@ -539,9 +539,24 @@ fn serve(parent: u32) -> Result<(), String> {
     let mut local = Local::default();
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
-        let msg: ToAgent = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))?;
+        let msg: ToAgent = match serde_json::from_str(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                reply(&FromAgent::Failed(format!("bad request: {e}")))?;
+                continue;
+            }
+        };
         match msg {
             ToAgent::Exec { action, left_ms } => {
+                if let Action::Server(s) = &action
+                    && s.api != "default"
+                {
+                    reply(&FromAgent::Unsupported {
+                        what: format!("server api `{}`", s.api),
+                        reason: "Rust std has one way to make a server".into(),
+                    })?;
+                    continue;
+                }
                 let done = local.exec(&action, Instant::now() + Duration::from_millis(left_ms));
                 reply(&FromAgent::Done {
                     done,

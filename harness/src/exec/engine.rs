@@ -577,6 +577,15 @@ impl Engine<'_> {
                 let (done, addrs) = match self.holder(&holder)? {
                     None => {
                         let d = sys::closing(|| self.local.exec(&resolved, deadline));
+                        // What the helper protocol calls Unsupported.
+                        if let Action::Server(s) = action
+                            && d.outcome == Outcome::Unsupported
+                        {
+                            return Err(Stop::Problem(Problem::Unavailable(format!(
+                                "rust std cannot express server api `{}`",
+                                s.api
+                            ))));
+                        }
                         (d, self.local.addrs())
                     }
                     Some(a) => match a.exec(&resolved, deadline) {

@@ -54,6 +54,13 @@ pub fn spawn_agent(
 
 /// The agent's end of the channel (descriptor 3, inherited).
 pub fn agent_channel() -> DescriptorChannel {
+    // Started by hand (a protocol test), without the channel: a dead one.
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    if unsafe { libc::fcntl(AGENT_FD, libc::F_GETFD) } < 0
+        && let Ok((ours, _)) = UnixStream::pair()
+    {
+        return DescriptorChannel(ours);
+    }
     // SAFETY: the harness put our end of a socketpair on descriptor 3 before
     // exec; we take ownership of it once, here.
     let s = unsafe { UnixStream::from_raw_fd(AGENT_FD) };

@@ -61,7 +61,10 @@ fn check(root: &Value, s: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
     if let Some(e) = s.get("enum").and_then(Value::as_array)
         && !e.contains(v)
     {
-        errs.push(format!("{at}: {v} is not one of {}", Value::Array(e.clone())));
+        errs.push(format!(
+            "{at}: {v} is not one of {}",
+            Value::Array(e.clone())
+        ));
     }
     if let Some(n) = v.as_f64() {
         if let Some(m) = s.get("minimum").and_then(Value::as_f64)
@@ -234,7 +237,11 @@ fn every_request_validates() {
     ] {
         validate(&schema, "request", &serde_json::to_value(r).unwrap());
     }
-    rejects(&schema, "request", &json!({"Exec": {"action": {"Nope": {}}, "left_ms": 1}}));
+    rejects(
+        &schema,
+        "request",
+        &json!({"Exec": {"action": {"Nope": {}}, "left_ms": 1}}),
+    );
     rejects(
         &schema,
         "request",
@@ -283,7 +290,11 @@ fn every_answer_kind_validates() {
     for a in answers {
         validate(&schema, "answer", &serde_json::to_value(a).unwrap());
     }
-    rejects(&schema, "answer", &json!({"Hello": {"protocol": 2, "pid": 1, "identity": null, "implementation": {"runtime": "r", "version": "v"}, "capabilities": []}}));
+    rejects(
+        &schema,
+        "answer",
+        &json!({"Hello": {"protocol": 2, "pid": 1, "identity": null, "implementation": {"runtime": "r", "version": "v"}, "capabilities": []}}),
+    );
 }
 
 /// The built-in agent, started as the harness starts it, answers a session
@@ -345,20 +356,49 @@ fn conforms(argv: &[&str]) {
         answer()
     };
     let exec = |a: Value| json!({"Exec": {"action": a, "left_ms": 3000}});
-    let s = session(exec(json!({"Server": {"name": "s", "proto": "Tcp", "addr": "127.0.0.1", "port": {"Number": 0}, "api": "default"}})));
-    let local = s["Done"]["addrs"][0][1]["local"].as_str().unwrap().to_string();
+    let s = session(exec(
+        json!({"Server": {"name": "s", "proto": "Tcp", "addr": "127.0.0.1", "port": {"Number": 0}, "api": "default"}}),
+    ));
+    let local = s["Done"]["addrs"][0][1]["local"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let port: u16 = local.rsplit(':').next().unwrap().parse().unwrap();
     for (a, want) in [
-        (json!({"Socket": {"name": "c", "proto": "Tcp", "family": "V4", "opts": []}}), "ok"),
-        (json!({"Connect": {"sock": "c", "addr": "127.0.0.1", "port": {"Number": port}}}), "ok"),
+        (
+            json!({"Socket": {"name": "c", "proto": "Tcp", "family": "V4", "opts": []}}),
+            "ok",
+        ),
+        (
+            json!({"Connect": {"sock": "c", "addr": "127.0.0.1", "port": {"Number": port}}}),
+            "ok",
+        ),
         (json!({"Accept": {"sock": "s", "name": "a"}}), "ok"),
-        (json!({"Send": {"sock": "c", "bytes": 10, "to": null}}), "ok"),
-        (json!({"Recv": {"sock": "a", "wait": {"secs": 1, "nanos": 0}}}), "data"),
-        (json!({"Server": {"name": "t", "proto": "Tcp", "addr": "127.0.0.1", "port": {"Number": port}, "api": "default"}}), "EADDRINUSE"),
-        (json!({"Socket": {"name": "d", "proto": "Tcp", "family": "V4", "opts": []}}), "ok"),
-        (json!({"Connect": {"sock": "d", "addr": "127.0.0.1", "port": {"Number": closed}}}), "ECONNREFUSED"),
+        (
+            json!({"Send": {"sock": "c", "bytes": 10, "to": null}}),
+            "ok",
+        ),
+        (
+            json!({"Recv": {"sock": "a", "wait": {"secs": 1, "nanos": 0}}}),
+            "data",
+        ),
+        (
+            json!({"Server": {"name": "t", "proto": "Tcp", "addr": "127.0.0.1", "port": {"Number": port}, "api": "default"}}),
+            "EADDRINUSE",
+        ),
+        (
+            json!({"Socket": {"name": "d", "proto": "Tcp", "family": "V4", "opts": []}}),
+            "ok",
+        ),
+        (
+            json!({"Connect": {"sock": "d", "addr": "127.0.0.1", "port": {"Number": closed}}}),
+            "ECONNREFUSED",
+        ),
         (json!({"Close": {"sock": "c", "bands": []}}), "ok"),
-        (json!({"Drain": {"sock": "a", "wait": {"secs": 1, "nanos": 0}}}), "eof"),
+        (
+            json!({"Drain": {"sock": "a", "wait": {"secs": 1, "nanos": 0}}}),
+            "eof",
+        ),
     ] {
         let r = session(exec(a.clone()));
         assert_eq!(r["Done"]["done"]["outcome"], want, "{a} gave {r}");
@@ -375,7 +415,10 @@ fn conforms(argv: &[&str]) {
     writeln!(stdin, "{}", exec(json!({"Frobnicate": {"sock": "s"}}))).unwrap();
     stdin.flush().unwrap();
     let r = answer();
-    assert!(r.get("Unsupported").is_some() || r.get("Failed").is_some(), "{r}");
+    assert!(
+        r.get("Unsupported").is_some() || r.get("Failed").is_some(),
+        "{r}"
+    );
     writeln!(stdin, "\"Exit\"").unwrap();
     stdin.flush().unwrap();
     assert!(child.wait().unwrap().success());

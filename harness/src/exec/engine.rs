@@ -581,10 +581,9 @@ impl Engine<'_> {
                         if let Action::Server(s) = action
                             && d.outcome == Outcome::Unsupported
                         {
-                            return Err(Stop::Problem(Problem::Unavailable(format!(
-                                "rust std cannot express server api `{}`",
-                                s.api
-                            ))));
+                            return Err(Stop::Problem(Problem::Unavailable {
+                                msg: format!("rust std cannot express server api `{}`", s.api),
+                            }));
                         }
                         (d, self.local.addrs())
                     }

@@ -48,6 +48,10 @@ pub struct RunInfo {
     /// Settings of the network stack that change outcomes (Linux sysctls).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
+    /// What ran the steps: the runtime and its version (`python 3.11.7`
+    /// with `--agent`; `rust std (sockspec 0.1.0)` by default).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub implementation: Option<String>,
     /// The run was interrupted (SIGINT / SIGTERM): tests not listed did not run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub interrupted: bool,
@@ -56,9 +60,16 @@ pub struct RunInfo {
 impl RunInfo {
     /// A short name for the run: its label, or OS and kernel.
     pub fn title(&self) -> String {
-        match &self.label {
+        let title = match &self.label {
             Some(l) => l.clone(),
             None => format!("{} {}", self.os, self.kernel),
+        };
+        // Another runtime than sockspec's own is part of the run's name.
+        match &self.implementation {
+            Some(i) if !i.starts_with("rust std") && !title.contains(i.as_str()) => {
+                format!("{title} ({i})")
+            }
+            _ => title,
         }
     }
 }

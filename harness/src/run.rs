@@ -219,6 +219,7 @@ pub fn run(
             privileged: platform.privileged,
             label: opts.label.clone(),
             settings,
+            implementation: crate::exec::actors::implementation().ok(),
             interrupted,
         },
         summary: Summary::of(&tests),

@@ -205,6 +205,7 @@ fn results(
             privileged: platform.privileged,
             label: std::env::var("SOCKSPEC_LABEL").ok(),
             settings: BTreeMap::new(),
+            implementation: crate::exec::actors::implementation().ok(),
             interrupted: false,
         },
         summary: Summary::of(&tests),

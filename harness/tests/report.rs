@@ -85,6 +85,7 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
             privileged: true,
             label: Some(label.into()),
             settings: BTreeMap::new(),
+            implementation: None,
             interrupted: false,
         },
         summary: Summary::of(&tests),

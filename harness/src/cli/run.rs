@@ -25,6 +25,11 @@ pub struct Args {
     /// A name for this run in reports, e.g. the CI job.
     #[arg(long, env = "SOCKSPEC_LABEL")]
     label: Option<String>,
+    /// Run every socket step in this helper: a runtime (`python`, `node`,
+    /// `rust`) or a command speaking docs/agent-protocol.md, e.g.
+    /// 'python3 helpers/python/agent.py'.
+    #[arg(long, value_name = "CMD")]
+    agent: Option<String>,
     /// Print only the summary, not each failure.
     #[arg(long, short)]
     quiet: bool,
@@ -68,6 +73,13 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         check_output(path)?;
     }
     sockspec::sys::set_isolation_mode(a.exec.isolation.into());
+    if let Some(cmd) = &a.agent {
+        use sockspec::exec::actors;
+        actors::set_run_agent(actors::AgentCmd::parse(cmd).map_err(Error::Usage)?);
+        let which =
+            actors::implementation().map_err(|e| Error::Usage(format!("--agent {cmd}: {e}")))?;
+        out::line(&format!("steps run in {which}"));
+    }
     let suite = a.select.cases.load()?;
     let platform = Platform::current();
     let opts = Options {

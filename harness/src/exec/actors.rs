@@ -7,6 +7,12 @@
 //! read from stdin, one JSON line each, on stdout. Sockets travel between
 //! processes over a second channel: SCM_RIGHTS on a socketpair on Unix, a
 //! WSADuplicateSocket blob inside the JSON on Windows.
+//!
+//! The messages are protocol version [`PROTOCOL`], specified in
+//! `docs/agent-protocol.md` with a JSON Schema beside it: helpers in other
+//! runtimes (`helpers/python`, `helpers/node`) speak it too. A run started
+//! with `--agent` runs every socket step in such a helper
+//! ([`set_run_agent`]); a `spawn` step may name a runtime for its actor.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
@@ -25,6 +31,81 @@ pub const AGENT_ENV: &str = "SOCKSPEC_AGENT";
 const USER_ENV: &str = "SOCKSPEC_AGENT_USER";
 
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
+static RUN_AGENT: OnceLock<AgentCmd> = OnceLock::new();
+
+/// The version of the helper protocol this harness speaks.
+pub const PROTOCOL: u32 = 1;
+
+/// What a helper process is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AgentCmd {
+    /// sockspec itself in agent mode (Rust std and socket2).
+    Builtin,
+    /// Another program and its arguments, speaking the protocol.
+    External(Vec<String>),
+}
+
+impl AgentCmd {
+    /// A runtime name (`rust`, `python`, `node`) or a command line
+    /// (`python3 helpers/python/agent.py`). The shipped helpers are found in
+    /// `$SOCKSPEC_HELPERS`, else in the source tree's `helpers/`.
+    pub fn parse(s: &str) -> Result<AgentCmd, String> {
+        let helpers = || {
+            std::env::var_os("SOCKSPEC_HELPERS")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../helpers"))
+                })
+        };
+        let shipped = |interp: &str, file: &str| {
+            AgentCmd::External(vec![
+                interp.to_string(),
+                helpers().join(file).to_string_lossy().into_owned(),
+            ])
+        };
+        Ok(match s.trim() {
+            "" => return Err("an empty agent command".into()),
+            "rust" | "builtin" => AgentCmd::Builtin,
+            "python" => shipped("python3", "python/agent.py"),
+            "node" => shipped("node", "node/agent.js"),
+            cmd => AgentCmd::External(cmd.split_whitespace().map(str::to_string).collect()),
+        })
+    }
+}
+
+/// Makes every socket step of this process's tests run in a helper started
+/// with `cmd` (`sockspec run --agent`); `spawn` steps without a runtime start
+/// the same helper.
+pub fn set_run_agent(cmd: AgentCmd) {
+    let _ = RUN_AGENT.set(cmd);
+}
+
+/// The helper every socket step runs in, when the run has one.
+pub fn run_agent() -> Option<&'static AgentCmd> {
+    RUN_AGENT.get().filter(|c| **c != AgentCmd::Builtin)
+}
+
+/// The implementation that runs the steps: `rust std (sockspec 0.1.0)`, or
+/// what the run's helper says it is in its hello (`python 3.11.7`).
+/// Asked once per process: a helper is started, greets, and is ended.
+pub fn implementation() -> Result<String, String> {
+    static ASKED: OnceLock<Result<String, String>> = OnceLock::new();
+    ASKED
+        .get_or_init(|| match run_agent() {
+            None => Ok(builtin_implementation().to_string()),
+            Some(cmd) => {
+                let pids = Pids::default();
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let (a, _) = Actor::spawn_cmd("probe", cmd, None, deadline, &pids)?;
+                Ok(a.implementation.clone())
+            }
+        })
+        .clone()
+}
+
+fn builtin_implementation() -> &'static str {
+    concat!("rust std (sockspec ", env!("CARGO_PKG_VERSION"), ")")
+}
 
 /// The program to start as an agent (default: the running executable). Test
 /// binaries whose `main` is libtest's set the `sockspec` binary here.
@@ -39,9 +120,9 @@ fn program() -> Result<PathBuf, String> {
     }
 }
 
-/// Requests from the harness.
+/// Requests from the harness (docs/agent-protocol.md).
 #[derive(Serialize, Deserialize, Debug)]
-enum ToAgent {
+pub enum ToAgent {
     Exec {
         action: Action,
         /// Milliseconds left before the test's deadline.
@@ -62,12 +143,26 @@ enum ToAgent {
     Exit,
 }
 
-/// Answers from the agent.
+/// A helper's account of itself, in its hello.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct Implementation {
+    /// `rust`, `python`, `node`, ...
+    pub runtime: String,
+    /// The runtime's version.
+    pub version: String,
+}
+
+/// Answers from the agent (docs/agent-protocol.md).
 #[derive(Serialize, Deserialize, Debug)]
-enum FromAgent {
+pub enum FromAgent {
+    /// The first message: the protocol version the agent speaks, who it is.
     Hello {
+        protocol: u32,
         pid: u32,
         identity: Option<String>,
+        implementation: Implementation,
+        /// Optional parts of the protocol it implements: `pass` (Export and Adopt).
+        capabilities: Vec<String>,
     },
     Done {
         done: Done,
@@ -78,7 +173,36 @@ enum FromAgent {
         nonblocking: bool,
     },
     Adopted,
+    /// The runtime cannot express this request (a step kind, a field value,
+    /// a socket hand-off): never an outcome.
+    Unsupported {
+        what: String,
+        reason: String,
+    },
     Failed(String),
+}
+
+/// Why an actor could not do what was asked.
+#[derive(Debug)]
+pub enum AgentError {
+    /// The helper's runtime cannot express it.
+    Unsupported(String),
+    /// Anything else: the helper failed, vanished or did not answer.
+    Failed(String),
+}
+
+impl From<String> for AgentError {
+    fn from(s: String) -> Self {
+        AgentError::Failed(s)
+    }
+}
+
+impl std::fmt::Display for AgentError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AgentError::Unsupported(m) | AgentError::Failed(m) => f.write_str(m),
+        }
+    }
 }
 
 /// The PIDs of the helper processes of an attempt, so that a hung attempt's
@@ -89,6 +213,10 @@ pub type Pids = Arc<Mutex<Vec<u32>>>;
 pub struct Actor {
     pub name: String,
     pub pid: u32,
+    /// `runtime version`, from the hello.
+    pub implementation: String,
+    external: bool,
+    capabilities: Vec<String>,
     child: Child,
     stdin: ChildStdin,
     rx: mpsc::Receiver<Result<FromAgent, String>>,
@@ -99,18 +227,46 @@ pub struct Actor {
 impl Actor {
     /// Starts an agent, as `user` if given; returns it with the identity
     /// proof the agent sends back.
+    /// Starts the run's helper (`--agent`), else sockspec's own.
     pub fn spawn(
         name: &str,
         user: Option<u32>,
         deadline: Instant,
         pids: &Pids,
     ) -> Result<(Actor, Option<String>), String> {
-        let program = program()?;
+        Self::spawn_cmd(
+            name,
+            run_agent().unwrap_or(&AgentCmd::Builtin),
+            user,
+            deadline,
+            pids,
+        )
+    }
+
+    /// Starts a helper with `cmd`.
+    pub fn spawn_cmd(
+        name: &str,
+        cmd: &AgentCmd,
+        user: Option<u32>,
+        deadline: Instant,
+        pids: &Pids,
+    ) -> Result<(Actor, Option<String>), String> {
+        let (program, args) = match cmd {
+            AgentCmd::Builtin => (program()?, Vec::new()),
+            AgentCmd::External(argv) => (
+                PathBuf::from(argv.first().ok_or("an empty agent command")?),
+                argv[1..].to_vec(),
+            ),
+        };
+        let external = matches!(cmd, AgentCmd::External(_));
+        if external && user.is_some() {
+            return Err("a helper in another runtime cannot become another user".into());
+        }
         let mut env = vec![(AGENT_ENV.to_string(), std::process::id().to_string())];
         if let Some(u) = user {
             env.push((USER_ENV.to_string(), u.to_string()));
         }
-        let (mut child, chan) = sys::spawn_agent(&program, &env)
+        let (mut child, chan) = sys::spawn_agent(&program, &args, &env)
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let pid = child.id();
         pids.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
@@ -140,9 +296,28 @@ impl Actor {
             rx,
             chan,
             ended: false,
+            implementation: String::new(),
+            external,
+            capabilities: Vec::new(),
         };
         match actor.wait_answer(deadline)? {
-            FromAgent::Hello { identity, .. } => Ok((actor, identity)),
+            FromAgent::Hello {
+                protocol,
+                identity,
+                implementation,
+                capabilities,
+                ..
+            } => {
+                if protocol != PROTOCOL {
+                    return Err(format!(
+                        "the agent speaks protocol version {protocol}; this harness speaks {PROTOCOL}"
+                    ));
+                }
+                actor.implementation =
+                    format!("{} {}", implementation.runtime, implementation.version);
+                actor.capabilities = capabilities;
+                Ok((actor, identity))
+            }
             FromAgent::Failed(e) => Err(e),
             other => Err(format!("unexpected first answer from the agent: {other:?}")),
         }
@@ -157,6 +332,10 @@ impl Actor {
 
     fn wait_answer(&mut self, deadline: Instant) -> Result<FromAgent, String> {
         let left = deadline.saturating_duration_since(Instant::now());
+        let ended = |a: &mut Actor| match a.child.try_wait() {
+            Ok(Some(st)) => format!(" ({st})"),
+            _ => String::new(),
+        };
         match self.rx.recv_timeout(left) {
             Ok(Ok(FromAgent::Failed(e))) => Err(format!("actor `{}`: {e}", self.name)),
             Ok(r) => r,
@@ -165,7 +344,9 @@ impl Actor {
                 self.name
             )),
             Err(mpsc::RecvTimeoutError::Disconnected) => {
-                Err(format!("actor `{}` ended unexpectedly", self.name))
+                std::thread::sleep(Duration::from_millis(5));
+                let status = ended(self);
+                Err(format!("actor `{}` ended unexpectedly{status}", self.name))
             }
         }
     }
@@ -175,7 +356,7 @@ impl Actor {
         &mut self,
         action: &Action,
         deadline: Instant,
-    ) -> Result<(Done, Vec<(String, Addrs)>), String> {
+    ) -> Result<(Done, Vec<(String, Addrs)>), AgentError> {
         let left_ms = deadline
             .saturating_duration_since(Instant::now())
             .as_millis() as u64;
@@ -185,8 +366,35 @@ impl Actor {
         })?;
         // The agent enforces the deadline itself; allow a moment for the answer.
         match self.wait_answer(deadline + Duration::from_millis(500))? {
-            FromAgent::Done { done, addrs } => Ok((done, addrs)),
-            other => Err(format!("unexpected answer: {other:?}")),
+            FromAgent::Done { mut done, addrs } => {
+                // The portable name comes from the OS's own code, whatever
+                // name another runtime gives it (Python's EAGAIN is
+                // sockspec's EWOULDBLOCK).
+                if self.external
+                    && let (crate::outcome::Outcome::Error(_), Some(raw)) =
+                        (&done.outcome, done.raw)
+                {
+                    done.outcome = crate::outcome::Outcome::Error(sys::error_name(raw));
+                }
+                Ok((done, addrs))
+            }
+            FromAgent::Unsupported { what, reason } => Err(self.unsupported(&what, &reason)),
+            other => Err(format!("unexpected answer: {other:?}").into()),
+        }
+    }
+
+    fn unsupported(&self, what: &str, reason: &str) -> AgentError {
+        AgentError::Unsupported(format!(
+            "{} cannot express {what}: {reason}",
+            self.implementation
+        ))
+    }
+
+    fn can_pass(&self) -> Result<(), AgentError> {
+        if self.capabilities.iter().any(|c| c == "pass") {
+            Ok(())
+        } else {
+            Err(self.unsupported("a socket hand-off", "its helper does not implement `pass`"))
         }
     }
 
@@ -197,7 +405,8 @@ impl Actor {
         deadline: Instant,
         proto: Proto,
         family: Family,
-    ) -> Result<LocalSock, String> {
+    ) -> Result<LocalSock, AgentError> {
+        self.can_pass()?;
         self.send(&ToAgent::Export {
             sock: sock.to_string(),
             to_pid: std::process::id(),
@@ -213,13 +422,20 @@ impl Actor {
                     nonblocking,
                 })
             }
-            other => Err(format!("unexpected answer: {other:?}")),
+            FromAgent::Unsupported { what, reason } => Err(self.unsupported(&what, &reason)),
+            other => Err(format!("unexpected answer: {other:?}").into()),
         }
     }
 
     /// Gives a socket of this process to the actor; this process's copy is
     /// closed once the actor holds its own.
-    pub fn adopt(&mut self, sock: &str, ls: LocalSock, deadline: Instant) -> Result<(), String> {
+    pub fn adopt(
+        &mut self,
+        sock: &str,
+        ls: LocalSock,
+        deadline: Instant,
+    ) -> Result<(), AgentError> {
+        self.can_pass()?;
         let blob = sys::send_socket(&self.chan, &ls.sock, self.pid)
             .map_err(|e| format!("sending `{sock}`: {e}"))?;
         self.send(&ToAgent::Adopt {
@@ -231,7 +447,8 @@ impl Actor {
         })?;
         match self.wait_answer(deadline)? {
             FromAgent::Adopted => Ok(()),
-            other => Err(format!("unexpected answer: {other:?}")),
+            FromAgent::Unsupported { what, reason } => Err(self.unsupported(&what, &reason)),
+            other => Err(format!("unexpected answer: {other:?}").into()),
         }
     }
 
@@ -308,15 +525,38 @@ fn serve(parent: u32) -> Result<(), String> {
     sys::die_with_parent(parent);
     let chan = sys::agent_channel();
     reply(&FromAgent::Hello {
+        protocol: PROTOCOL,
         pid: std::process::id(),
         identity,
+        implementation: Implementation {
+            runtime: "rust".into(),
+            version: builtin_implementation()
+                .trim_start_matches("rust ")
+                .to_string(),
+        },
+        capabilities: vec!["pass".into()],
     })?;
     let mut local = Local::default();
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
-        let msg: ToAgent = serde_json::from_str(&line).map_err(|e| format!("bad request: {e}"))?;
+        let msg: ToAgent = match serde_json::from_str(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                reply(&FromAgent::Failed(format!("bad request: {e}")))?;
+                continue;
+            }
+        };
         match msg {
             ToAgent::Exec { action, left_ms } => {
+                if let Action::Server(s) = &action
+                    && s.api != "default"
+                {
+                    reply(&FromAgent::Unsupported {
+                        what: format!("server api `{}`", s.api),
+                        reason: "Rust std has one way to make a server".into(),
+                    })?;
+                    continue;
+                }
                 let done = local.exec(&action, Instant::now() + Duration::from_millis(left_ms));
                 reply(&FromAgent::Done {
                     done,

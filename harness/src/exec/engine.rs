@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::actors::{Actor, Pids};
+use super::actors::{Actor, AgentCmd, AgentError, Pids, run_agent};
 use super::local::{Addrs, Done, Local};
 use super::ports::{Claims, lease_named};
 use super::{AttemptResult, Problem, StepResult};
@@ -32,6 +32,19 @@ struct Slot {
     failed: bool,
     /// Closed, or its process ended; its addresses stay known.
     open: bool,
+}
+
+/// Where the run's helper (`--agent`) sits among the actors: a name no case
+/// can give one.
+const MAIN: &str = "";
+
+/// A helper that could not do a step: one its runtime cannot express makes
+/// the test unavailable (skipped, with the reason), never passed.
+fn agent_stop(e: AgentError) -> Stop {
+    match e {
+        AgentError::Unsupported(m) => Stop::Problem(Problem::Unavailable { msg: m }),
+        AgentError::Failed(m) => Stop::Problem(Problem::Harness { msg: m }),
+    }
 }
 
 /// Why a step produced no kernel outcome.
@@ -303,6 +316,7 @@ impl Engine<'_> {
         };
         match &mut a {
             Action::Bind(steps::Bind { port, .. })
+            | Action::Server(steps::Server { port, .. })
             | Action::Connect(steps::Connect { port, .. })
             | Action::Fanout(steps::Fanout { port, .. })
             | Action::Spread(steps::Spread { port, .. }) => fix(port, self)?,
@@ -312,7 +326,10 @@ impl Engine<'_> {
             }) => fix(port, self)?,
             _ => {}
         }
-        Ok((a, first_use && matches!(action, Action::Bind(_))))
+        Ok((
+            a,
+            first_use && matches!(action, Action::Bind(_) | Action::Server(_)),
+        ))
     }
 
     /// A port connect() picked may still carry another test's TIME_WAIT (the
@@ -399,14 +416,45 @@ impl Engine<'_> {
             .ok_or_else(|| Stop::NotRun(format!("actor `{name}` is not running")))
     }
 
+    /// The helper that holds the sockets of `holder`: a named actor, or for
+    /// the main process the run's helper (`--agent`), started at first use;
+    /// `None` when this process holds them itself.
+    fn holder(&mut self, holder: &Option<String>) -> Result<Option<&mut Actor>, Stop> {
+        match holder {
+            Some(a) => self.actor(a).map(Some),
+            None => {
+                let Some(cmd) = run_agent() else {
+                    return Ok(None);
+                };
+                if !self.actors.contains_key(MAIN) {
+                    // A helper that is slow to start on a loaded machine
+                    // (an interpreter) costs a re-run, never an outcome.
+                    let (a, _) = Actor::spawn_cmd("main", cmd, None, self.deadline, self.pids)
+                        .map_err(|e| Stop::Retry(format!("starting the run's agent: {e}")))?;
+                    self.actors.insert(MAIN.to_string(), a);
+                }
+                Ok(self.actors.get_mut(MAIN))
+            }
+        }
+    }
+
     fn step(&mut self, step: &Step) -> Result<(Done, bool), Stop> {
         let deadline = self.deadline;
         let harness = |e: String| Stop::Problem(Problem::Harness { msg: e });
         match &step.action {
-            Action::Spawn(steps::Spawn { actor, user }) => {
+            Action::Spawn(steps::Spawn {
+                actor,
+                user,
+                runtime,
+            }) => {
                 if user.is_some() && !sys::OTHER_USER {
                     return Err(Stop::Problem(Problem::Unavailable {
                         msg: "sockspec runs an actor as another user only on Unix (setuid); on Windows that needs another account's credentials".into(),
+                    }));
+                }
+                if user.is_some() && (runtime.is_some() || run_agent().is_some()) {
+                    return Err(Stop::Problem(Problem::Unavailable {
+                        msg: "a helper in another runtime than sockspec's own does not become another user".into(),
                     }));
                 }
                 let uid = match user {
@@ -417,11 +465,24 @@ impl Engine<'_> {
                     })?),
                     None => None,
                 };
-                let (a, identity) =
-                    Actor::spawn(actor, uid, deadline, self.pids).map_err(harness)?;
-                self.actors.insert(actor.clone(), a);
+                let (a, identity) = match runtime {
+                    None => Actor::spawn(actor, uid, deadline, self.pids).map_err(harness)?,
+                    // A runtime this machine lacks (no python3, no node)
+                    // cannot run the test: skipped, saying so.
+                    Some(r) => AgentCmd::parse(r)
+                        .and_then(|cmd| Actor::spawn_cmd(actor, &cmd, uid, deadline, self.pids))
+                        .map_err(|e| {
+                            Stop::Problem(Problem::Unavailable {
+                                msg: format!("cannot start a {r} helper: {e}"),
+                            })
+                        })?,
+                };
                 let mut d = Done::ok();
-                d.detail = identity.map(|i| format!("running as {i}"));
+                d.detail = Some(match identity {
+                    Some(i) => format!("{} running as {i}", a.implementation),
+                    None => a.implementation.clone(),
+                });
+                self.actors.insert(actor.clone(), a);
                 Ok((d, false))
             }
             Action::Kill(steps::Kill { actor }) | Action::Exit(steps::Exit { actor }) => {
@@ -445,19 +506,18 @@ impl Engine<'_> {
                 if from == to {
                     return Ok((Done::ok().detail("already there"), false));
                 }
-                let ls = match &from {
+                let ls = match self.holder(&from)? {
                     None => self
                         .local
                         .take(sock)
                         .ok_or_else(|| harness(format!("`{sock}` is not here")))?,
-                    Some(a) => self
-                        .actor(a)?
+                    Some(a) => a
                         .export(sock, deadline, proto, family)
-                        .map_err(harness)?,
+                        .map_err(agent_stop)?,
                 };
-                match &to {
+                match self.holder(&to)? {
                     None => self.local.insert(sock, ls),
-                    Some(a) => self.actor(a)?.adopt(sock, ls, deadline).map_err(harness)?,
+                    Some(a) => a.adopt(sock, ls, deadline).map_err(agent_stop)?,
                 }
                 if let Some(slot) = self.slots.get_mut(sock) {
                     slot.actor = to;
@@ -497,7 +557,7 @@ impl Engine<'_> {
                 // Where the step runs: a new socket where the case puts it,
                 // any other step where its socket lives.
                 let holder = match action {
-                    Action::Socket(_) => step.actor.clone(),
+                    Action::Socket(_) | Action::Server(_) => step.actor.clone(),
                     _ => {
                         let mut holder = None;
                         for (i, s) in action.socks().into_iter().enumerate() {
@@ -519,14 +579,25 @@ impl Engine<'_> {
                         .map(|_| sock.clone()),
                     _ => None,
                 };
-                let (done, addrs) = match &holder {
+                let (done, addrs) = match self.holder(&holder)? {
                     None => {
                         let d = sys::closing(|| self.local.exec(&resolved, deadline));
+                        // What the helper protocol calls Unsupported.
+                        if let Action::Server(s) = action
+                            && d.outcome == Outcome::Unsupported
+                        {
+                            return Err(Stop::Problem(Problem::Unavailable {
+                                msg: format!("rust std cannot express server api `{}`", s.api),
+                            }));
+                        }
                         (d, self.local.addrs())
                     }
-                    Some(a) => match self.actor(a)?.exec(&resolved, deadline) {
+                    Some(a) => match a.exec(&resolved, deadline) {
                         Ok(x) => x,
-                        Err(e) => (Done::of(Outcome::Timeout).detail(e), Vec::new()),
+                        Err(AgentError::Failed(e)) => {
+                            (Done::of(Outcome::Timeout).detail(e), Vec::new())
+                        }
+                        Err(e @ AgentError::Unsupported(_)) => return Err(agent_stop(e)),
                     },
                 };
                 match action {
@@ -538,6 +609,13 @@ impl Engine<'_> {
                     }) if done.outcome.is_ok() => {
                         self.slots
                             .insert(name.clone(), self.new_slot(holder.clone(), *proto, *family));
+                    }
+                    Action::Server(steps::Server {
+                        name, proto, addr, ..
+                    }) if done.outcome.is_ok() => {
+                        let family = Family::of(addr);
+                        self.slots
+                            .insert(name.clone(), self.new_slot(holder.clone(), *proto, family));
                     }
                     Action::Accept(steps::Accept { sock, name }) if done.outcome.is_ok() => {
                         let (proto, family) = self

@@ -220,6 +220,40 @@ impl Local {
                 self.socks.insert(name.clone(), ls);
                 Done::ok()
             }
+            Action::Server(steps::Server {
+                name,
+                proto,
+                addr,
+                port,
+                api,
+            }) => {
+                if api != "default" {
+                    return Ok(Done::of(Outcome::Unsupported)
+                        .detail(format!("Rust std has no `{api}` server API")));
+                }
+                // Rust std's own way, with its defaults: on Unix
+                // TcpListener::bind sets SO_REUSEADDR, UdpSocket::bind nothing.
+                let at = SocketAddr::new(*addr, number(port));
+                let sock: io::Result<Socket> = match proto {
+                    Proto::Tcp => std::net::TcpListener::bind(at).map(Socket::from),
+                    Proto::Udp => std::net::UdpSocket::bind(at).map(Socket::from),
+                };
+                match sock {
+                    Ok(sock) => {
+                        self.socks.insert(
+                            name.clone(),
+                            LocalSock {
+                                sock,
+                                proto: *proto,
+                                family: Family::of(addr),
+                                nonblocking: false,
+                            },
+                        );
+                        Done::ok()
+                    }
+                    Err(e) => Done::err(&e),
+                }
+            }
             Action::SetOpt(steps::SetOpt { sock, opt, value }) => {
                 let ls = self
                     .socks

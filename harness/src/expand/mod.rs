@@ -219,7 +219,7 @@ fn read_step(
         Some((_, Value::String(s))) => Some(s.clone()),
         _ => None,
     };
-    let actor = if t.kind == "socket" {
+    let actor = if t.kind == "socket" || t.kind == "server" {
         f.raw("actor").and_then(|_| f.ident("actor"))
     } else {
         None

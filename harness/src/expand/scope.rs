@@ -85,7 +85,7 @@ fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
     // Sockets the step needs open, and those it may use after close (for their
     // remembered endpoint).
     let (open_needed, remembered): (Vec<&str>, Vec<&str>) = match action {
-        Action::Socket(_) => (vec![], vec![]),
+        Action::Socket(_) | Action::Server(_) => (vec![], vec![]),
         Action::TcpState(steps::TcpState { sock, .. }) => (vec![], vec![sock]),
         Action::SamePort(steps::SamePort { a, b }) => (vec![], vec![a, b]),
         other => (other.socks(), vec![]),
@@ -193,6 +193,34 @@ fn check_sockets(
                 },
             );
         }
+        Action::Server(steps::Server {
+            name, proto, addr, ..
+        }) => {
+            if scope.socks.contains_key(name) {
+                err(
+                    format!("socket `{name}` is created twice"),
+                    Some("give the new socket its own name"),
+                );
+            }
+            if let Some(a) = actor
+                && scope.actors.get(a) != Some(&true)
+            {
+                err(
+                    format!("actor `{a}` is not running when this step creates `{name}`"),
+                    None,
+                );
+            }
+            scope.socks.insert(
+                name.clone(),
+                SockInfo {
+                    actor: actor.map(str::to_string),
+                    proto: *proto,
+                    family: Family::of(addr),
+                    open: true,
+                    bound: true,
+                },
+            );
+        }
         Action::SetOpt(steps::SetOpt { sock, opt, value }) => {
             needs.extend(opt_scope.need(*opt));
             let fp = fam_of(scope, sock);
@@ -266,7 +294,7 @@ fn check_lifecycle(
                 i.open = false;
             }
         }
-        Action::Spawn(steps::Spawn { actor, user }) => {
+        Action::Spawn(steps::Spawn { actor, user, .. }) => {
             if scope.actors.insert(actor.clone(), true).is_some() {
                 err(format!("actor `{actor}` is spawned twice"), None);
             }
@@ -335,6 +363,7 @@ fn address_needs(action: &Action, scope: &mut Scope, needs: &mut BTreeSet<Need>)
     // 127.0.0.2 and kin exist on loopback only on some systems.
     let addr = match action {
         Action::Bind(steps::Bind { addr, .. })
+        | Action::Server(steps::Server { addr, .. })
         | Action::Connect(steps::Connect { addr, .. })
         | Action::Fanout(steps::Fanout { addr, .. })
         | Action::Spread(steps::Spread { addr, .. })

@@ -12,6 +12,10 @@ use crate::expand::fields::Fields;
 pub struct Spawn {
     pub actor: String,
     pub user: Option<User>,
+    /// The helper's runtime (`rust`, `python`, `node`; see
+    /// `docs/agent-protocol.md`); `None`: the run's (`--agent`, else sockspec).
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// Another user, as a case names it: resolved on the machine that runs the
@@ -45,7 +49,7 @@ impl fmt::Display for User {
 impl StepKind for Spawn {
     const NAME: &'static str = "spawn";
     const REQUIRED: &'static [&'static str] = &["actor"];
-    const OPTIONAL: &'static [&'static str] = &["user"];
+    const OPTIONAL: &'static [&'static str] = &["user", "runtime"];
 
     fn read(f: &mut Fields<'_>) -> Option<Self> {
         let actor = f.ident("actor");
@@ -59,16 +63,28 @@ impl StepKind for Spawn {
             })
             .map(Some)
         })?;
+        let runtime = f.or("runtime", None, |f| {
+            f.parse("runtime", "\"rust\", \"python\" or \"node\"", |v| {
+                v.as_str()
+                    .filter(|s| ["rust", "python", "node"].contains(s))
+                    .map(|s| Some(s.to_string()))
+            })
+        })?;
         Some(Spawn {
             actor: actor?,
             user,
+            runtime,
         })
     }
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "spawn {}", self.actor)?;
+        if let Some(r) = &self.runtime {
+            write!(f, " in {r}")?;
+        }
         match self.user {
-            Some(u) => write!(f, "spawn {} as {u}", self.actor),
-            None => write!(f, "spawn {}", self.actor),
+            Some(u) => write!(f, " as {u}"),
+            None => Ok(()),
         }
     }
 

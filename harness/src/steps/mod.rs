@@ -11,6 +11,7 @@ mod actors;
 mod data;
 mod observe;
 mod ports;
+mod server;
 mod sockets;
 
 use std::fmt;
@@ -20,6 +21,7 @@ pub use actors::{Exit, Kill, Pass, Spawn, User};
 pub use data::{Close, Drain, Fill, Recv, Send, Shutdown};
 pub use observe::{Fanout, GetSockName, SamePort, Sleep, Spread, TcpState};
 pub use ports::{Accept, Bind, Connect, Listen};
+pub use server::Server;
 pub use sockets::{GetOpt, SetOpt, Socket};
 
 use crate::expand::fields::Fields;
@@ -176,6 +178,7 @@ step_kinds!(
     Kill,
     Exit,
     GetSockName,
+    Server,
 );
 
 impl Action {
@@ -215,6 +218,7 @@ impl Action {
     pub fn addr(&self) -> Option<&IpAddr> {
         match self {
             Action::Bind(Bind { addr, .. })
+            | Action::Server(Server { addr, .. })
             | Action::Connect(Connect { addr, .. })
             | Action::Fanout(Fanout { addr, .. })
             | Action::Spread(Spread { addr, .. })
@@ -230,6 +234,7 @@ impl Action {
     pub fn port(&self) -> Option<&PortRef> {
         match self {
             Action::Bind(Bind { port, .. })
+            | Action::Server(Server { port, .. })
             | Action::Connect(Connect { port, .. })
             | Action::Fanout(Fanout { port, .. })
             | Action::Spread(Spread { port, .. })

@@ -468,13 +468,15 @@ fn job() -> Option<HANDLE> {
 
 pub fn spawn_agent(
     program: &std::path::Path,
+    args: &[String],
     env: &[(String, String)],
 ) -> io::Result<(std::process::Child, DescriptorChannel)> {
     use std::os::windows::io::AsRawHandle;
     use std::process::{Command, Stdio};
     use windows_sys::Win32::System::JobObjects::AssignProcessToJobObject;
     let mut cmd = Command::new(program);
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -21,6 +21,7 @@ pub struct DescriptorChannel(UnixStream);
 /// socketpair's other end on descriptor 3.
 pub fn spawn_agent(
     program: &Path,
+    args: &[String],
     env: &[(String, String)],
 ) -> io::Result<(Child, DescriptorChannel)> {
     // std makes the pair close-on-exec in a second call on Apple systems:
@@ -28,7 +29,8 @@ pub fn spawn_agent(
     let (ours, theirs) = crate::sys::closing(UnixStream::pair)?;
     let theirs_fd = theirs.as_raw_fd();
     let mut cmd = Command::new(program);
-    cmd.envs(env.iter().map(|(k, v)| (k, v)))
+    cmd.args(args)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
@@ -39,6 +41,9 @@ pub fn spawn_agent(
             if libc::dup2(theirs_fd, AGENT_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Helpers in other runtimes die with the harness too (Linux).
+            #[cfg(any(target_os = "linux", target_os = "android"))]
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             Ok(())
         });
     }
@@ -49,6 +54,13 @@ pub fn spawn_agent(
 
 /// The agent's end of the channel (descriptor 3, inherited).
 pub fn agent_channel() -> DescriptorChannel {
+    // Started by hand (a protocol test), without the channel: a dead one.
+    // SAFETY: F_GETFD only asks whether the descriptor is open.
+    if unsafe { libc::fcntl(AGENT_FD, libc::F_GETFD) } < 0
+        && let Ok((ours, _)) = UnixStream::pair()
+    {
+        return DescriptorChannel(ours);
+    }
     // SAFETY: the harness put our end of a socketpair on descriptor 3 before
     // exec; we take ownership of it once, here.
     let s = unsafe { UnixStream::from_raw_fd(AGENT_FD) };

@@ -1,0 +1,425 @@
+//! The helper protocol (docs/agent-protocol.md): every request the harness
+//! can send and every answer the built-in agent gives validate against
+//! docs/agent-protocol.schema.json. The validator below knows the part of
+//! JSON Schema the document uses (type, enum, const, properties, required,
+//! additionalProperties, items, prefixItems, minItems, maxItems, minimum,
+//! maximum, oneOf, anyOf, $ref); `pattern` is checked by parsing outcomes
+//! with sockspec's own parser instead.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use sockspec::Suite;
+use sockspec::exec::actors::{FromAgent, Implementation, ToAgent};
+use sockspec::exec::local::{Addrs, Done};
+use sockspec::model::{Family, Proto};
+use sockspec::outcome::Outcome;
+use sockspec::steps::KINDS;
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+fn schema() -> Value {
+    let text = std::fs::read_to_string(root().join("docs/agent-protocol.schema.json"))
+        .expect("docs/agent-protocol.schema.json");
+    serde_json::from_str(&text).expect("the schema is JSON")
+}
+
+/// Errors of `v` against `s` (empty: valid).
+fn check(root: &Value, s: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
+    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
+        let name = r.strip_prefix("#/$defs/").expect("local references only");
+        let def = &root["$defs"][name];
+        assert!(!def.is_null(), "no $defs/{name}");
+        check(root, def, v, at, errs);
+    }
+    if let Some(t) = s.get("type").and_then(Value::as_str) {
+        let ok = match t {
+            "object" => v.is_object(),
+            "array" => v.is_array(),
+            "string" => v.is_string(),
+            "integer" => v.is_i64() || v.is_u64(),
+            "number" => v.is_number(),
+            "boolean" => v.is_boolean(),
+            "null" => v.is_null(),
+            other => panic!("unknown type {other}"),
+        };
+        if !ok {
+            errs.push(format!("{at}: {v} is not {t}"));
+            return;
+        }
+    }
+    if let Some(c) = s.get("const")
+        && c != v
+    {
+        errs.push(format!("{at}: {v} is not {c}"));
+    }
+    if let Some(e) = s.get("enum").and_then(Value::as_array)
+        && !e.contains(v)
+    {
+        errs.push(format!(
+            "{at}: {v} is not one of {}",
+            Value::Array(e.clone())
+        ));
+    }
+    if let Some(n) = v.as_f64() {
+        if let Some(m) = s.get("minimum").and_then(Value::as_f64)
+            && n < m
+        {
+            errs.push(format!("{at}: {n} < {m}"));
+        }
+        if let Some(m) = s.get("maximum").and_then(Value::as_f64)
+            && n > m
+        {
+            errs.push(format!("{at}: {n} > {m}"));
+        }
+    }
+    if let Some(o) = v.as_object() {
+        let props = s.get("properties").and_then(Value::as_object);
+        for r in s
+            .get("required")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            let r = r.as_str().unwrap();
+            if !o.contains_key(r) {
+                errs.push(format!("{at}: `{r}` is missing"));
+            }
+        }
+        for (k, x) in o {
+            match props.and_then(|p| p.get(k)) {
+                Some(ps) => check(root, ps, x, &format!("{at}.{k}"), errs),
+                None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
+                    errs.push(format!("{at}: unexpected `{k}`"))
+                }
+                None => {}
+            }
+        }
+    }
+    if let Some(a) = v.as_array() {
+        let prefix = s.get("prefixItems").and_then(Value::as_array);
+        for (i, x) in a.iter().enumerate() {
+            let item = prefix.and_then(|p| p.get(i)).or(s.get("items"));
+            if let Some(is) = item {
+                check(root, is, x, &format!("{at}[{i}]"), errs);
+            }
+        }
+        if let Some(m) = s.get("minItems").and_then(Value::as_u64)
+            && (a.len() as u64) < m
+        {
+            errs.push(format!("{at}: fewer than {m} items"));
+        }
+        if let Some(m) = s.get("maxItems").and_then(Value::as_u64)
+            && (a.len() as u64) > m
+        {
+            errs.push(format!("{at}: more than {m} items"));
+        }
+    }
+    let matching = |list: &Value| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .filter(|b| {
+                let mut e = Vec::new();
+                check(root, b, v, at, &mut e);
+                e.is_empty()
+            })
+            .count()
+    };
+    if let Some(list) = s.get("oneOf") {
+        let n = matching(list);
+        if n != 1 {
+            errs.push(format!("{at}: {v} matches {n} of oneOf"));
+        }
+    }
+    if let Some(list) = s.get("anyOf")
+        && matching(list) == 0
+    {
+        errs.push(format!("{at}: {v} matches none of anyOf"));
+    }
+}
+
+fn validate(schema: &Value, def: &str, v: &Value) {
+    let mut errs = Vec::new();
+    check(schema, &schema["$defs"][def], v, def, &mut errs);
+    assert!(errs.is_empty(), "{v}\n  {}", errs.join("\n  "));
+    // The one place the schema says `pattern`: an outcome parses as one.
+    if let Some(o) = v.pointer("/Done/done/outcome").and_then(Value::as_str) {
+        o.parse::<Outcome>()
+            .unwrap_or_else(|e| panic!("outcome {o}: {e}"));
+    }
+}
+
+fn rejects(schema: &Value, def: &str, v: &Value) {
+    let mut errs = Vec::new();
+    check(schema, &schema["$defs"][def], v, def, &mut errs);
+    assert!(!errs.is_empty(), "the schema accepts {v}");
+}
+
+/// Every port reference as the number the engine would have made of it.
+fn resolve_ports(v: &mut Value) {
+    match v {
+        Value::Object(o) => {
+            if o.len() == 1 && (o.contains_key("Lease") || o.contains_key("Of")) {
+                *v = json!({ "Number": 4242 });
+                return;
+            }
+            o.values_mut().for_each(resolve_ports);
+        }
+        Value::Array(a) => a.iter_mut().for_each(resolve_ports),
+        _ => {}
+    }
+}
+
+/// Steps the engine runs itself: never sent to a helper.
+const ENGINE_STEPS: &[&str] = &[
+    "tcp_state",
+    "same_port",
+    "sleep",
+    "spawn",
+    "pass",
+    "kill",
+    "exit",
+];
+
+#[test]
+fn every_request_validates() {
+    let schema = schema();
+    let mut seen = std::collections::BTreeSet::new();
+    for tree in ["cases", "harness/tests/protocol-cases"] {
+        let suite = Suite::load(&root().join(tree)).unwrap_or_else(|e| panic!("{e}"));
+        for t in &suite.tests {
+            for s in &t.steps {
+                if ENGINE_STEPS.contains(&s.action.kind()) {
+                    continue;
+                }
+                seen.insert(s.action.kind());
+                let mut v = serde_json::to_value(ToAgent::Exec {
+                    action: s.action.clone(),
+                    left_ms: 5000,
+                })
+                .unwrap();
+                resolve_ports(&mut v);
+                validate(&schema, "request", &v);
+                // What a helper reads back is the action the engine sent.
+                let back: ToAgent = serde_json::from_value(v).unwrap();
+                assert!(matches!(back, ToAgent::Exec { .. }));
+            }
+        }
+    }
+    for k in KINDS {
+        if !ENGINE_STEPS.contains(&k.name) {
+            assert!(
+                seen.contains(k.name),
+                "no case uses step `{}`: the schema test cannot see it",
+                k.name
+            );
+        }
+    }
+    for r in [
+        ToAgent::Export {
+            sock: "s".into(),
+            to_pid: 7,
+        },
+        ToAgent::Adopt {
+            sock: "s".into(),
+            proto: Proto::Udp,
+            family: Family::V6,
+            nonblocking: false,
+            blob: None,
+        },
+        ToAgent::Exit,
+    ] {
+        validate(&schema, "request", &serde_json::to_value(r).unwrap());
+    }
+    rejects(
+        &schema,
+        "request",
+        &json!({"Exec": {"action": {"Nope": {}}, "left_ms": 1}}),
+    );
+    rejects(
+        &schema,
+        "request",
+        &json!({"Exec": {"action": {"Bind": {"sock": "a", "addr": "127.0.0.1", "port": {"Lease": "p"}}}, "left_ms": 1}}),
+    );
+}
+
+#[test]
+fn every_answer_kind_validates() {
+    let schema = schema();
+    let mut done = Done::ok();
+    done.outcome = Outcome::Error(sockspec::outcome::ErrName::EADDRINUSE);
+    done.raw = Some(98);
+    let answers = [
+        FromAgent::Hello {
+            protocol: 1,
+            pid: 1,
+            identity: None,
+            implementation: Implementation {
+                runtime: "rust".into(),
+                version: "x".into(),
+            },
+            capabilities: vec!["pass".into()],
+        },
+        FromAgent::Done {
+            done,
+            addrs: vec![(
+                "a".into(),
+                Addrs {
+                    local: Some(SocketAddr::from((Ipv4Addr::LOCALHOST, 80))),
+                    peer: Some("[::1]:9".parse().unwrap()),
+                },
+            )],
+        },
+        FromAgent::Exported {
+            blob: None,
+            nonblocking: true,
+        },
+        FromAgent::Adopted,
+        FromAgent::Unsupported {
+            what: "step `fill`".into(),
+            reason: "r".into(),
+        },
+        FromAgent::Failed("f".into()),
+    ];
+    for a in answers {
+        validate(&schema, "answer", &serde_json::to_value(a).unwrap());
+    }
+    rejects(
+        &schema,
+        "answer",
+        &json!({"Hello": {"protocol": 2, "pid": 1, "identity": null, "implementation": {"runtime": "r", "version": "v"}, "capabilities": []}}),
+    );
+}
+
+/// The built-in agent, started as the harness starts it, answers a session
+/// of real steps with messages that validate.
+#[test]
+fn the_builtin_agent_conforms() {
+    conforms(&[env!("CARGO_BIN_EXE_sockspec")]);
+}
+
+/// So do the shipped helpers, where their runtime is installed.
+#[test]
+fn the_python_helper_conforms() {
+    let helper = root().join("helpers/python/agent.py");
+    conforms(&["python3", helper.to_str().unwrap()]);
+}
+
+#[test]
+fn the_node_helper_conforms() {
+    let helper = root().join("helpers/node/agent.js");
+    conforms(&["node", helper.to_str().unwrap()]);
+}
+
+fn conforms(argv: &[&str]) {
+    let schema = schema();
+    let started = Command::new(argv[0])
+        .args(&argv[1..])
+        .env("SOCKSPEC_AGENT", std::process::id().to_string())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn();
+    let mut child = match started {
+        Ok(c) => c,
+        Err(e) if argv[0] != env!("CARGO_BIN_EXE_sockspec") => {
+            eprintln!("skipped: cannot start {}: {e}", argv[0]);
+            return;
+        }
+        Err(e) => panic!("cannot start the agent: {e}"),
+    };
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut answer = || -> Value {
+        let l = lines.next().expect("an answer").expect("a line");
+        let v: Value = serde_json::from_str(&l).expect("JSON");
+        validate(&schema, "answer", &v);
+        v
+    };
+    let hello = answer();
+    assert_eq!(hello["Hello"]["protocol"], 1, "{hello}");
+    // A port nobody holds any more, for a refused connect.
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut session = |req: Value| -> Value {
+        validate(&schema, "request", &req);
+        writeln!(stdin, "{req}").unwrap();
+        stdin.flush().unwrap();
+        answer()
+    };
+    let exec = |a: Value| json!({"Exec": {"action": a, "left_ms": 3000}});
+    let s = session(exec(
+        json!({"Server": {"name": "s", "proto": "Tcp", "addr": "127.0.0.1", "port": {"Number": 0}, "api": "default"}}),
+    ));
+    let local = s["Done"]["addrs"][0][1]["local"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let port: u16 = local.rsplit(':').next().unwrap().parse().unwrap();
+    for (a, want) in [
+        (
+            json!({"Socket": {"name": "c", "proto": "Tcp", "family": "V4", "opts": []}}),
+            "ok",
+        ),
+        (
+            json!({"Connect": {"sock": "c", "addr": "127.0.0.1", "port": {"Number": port}}}),
+            "ok",
+        ),
+        (json!({"Accept": {"sock": "s", "name": "a"}}), "ok"),
+        (
+            json!({"Send": {"sock": "c", "bytes": 10, "to": null}}),
+            "ok",
+        ),
+        (
+            json!({"Recv": {"sock": "a", "wait": {"secs": 1, "nanos": 0}}}),
+            "data",
+        ),
+        (
+            json!({"Server": {"name": "t", "proto": "Tcp", "addr": "127.0.0.1", "port": {"Number": port}, "api": "default"}}),
+            "EADDRINUSE",
+        ),
+        (
+            json!({"Socket": {"name": "d", "proto": "Tcp", "family": "V4", "opts": []}}),
+            "ok",
+        ),
+        (
+            json!({"Connect": {"sock": "d", "addr": "127.0.0.1", "port": {"Number": closed}}}),
+            "ECONNREFUSED",
+        ),
+        (json!({"Close": {"sock": "c", "bands": []}}), "ok"),
+        (
+            json!({"Drain": {"sock": "a", "wait": {"secs": 1, "nanos": 0}}}),
+            "eof",
+        ),
+    ] {
+        let r = session(exec(a.clone()));
+        assert_eq!(r["Done"]["done"]["outcome"], want, "{a} gave {r}");
+    }
+    // Reading an option back: an outcome, or Unsupported where the runtime
+    // has no API for it (Node); both are messages of the protocol.
+    let r = session(exec(json!({"GetOpt": {"sock": "s", "opt": "ReuseAddr"}})));
+    assert!(
+        r["Done"]["done"]["outcome"].is_string() || r.get("Unsupported").is_some(),
+        "{r}"
+    );
+    // A request outside the schema (a step kind from a later version): an
+    // answer, not silence or an exit.
+    writeln!(stdin, "{}", exec(json!({"Frobnicate": {"sock": "s"}}))).unwrap();
+    stdin.flush().unwrap();
+    let r = answer();
+    assert!(
+        r.get("Unsupported").is_some() || r.get("Failed").is_some(),
+        "{r}"
+    );
+    writeln!(stdin, "\"Exit\"").unwrap();
+    stdin.flush().unwrap();
+    assert!(child.wait().unwrap().success());
+}

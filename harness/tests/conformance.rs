@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 
 use libtest_mimic::{Arguments, Trial};
 use sockspec::exec::ports::PortBook;
-use sockspec::results::{Results, RunInfo, SCHEMA, Summary, TestRecord};
+use sockspec::results::{Results, SCHEMA, Summary, TestRecord};
 use sockspec::run::run_one;
 use sockspec::{Platform, Suite};
 
@@ -81,24 +81,21 @@ fn main() -> ExitCode {
         && !args.list
     {
         let tests = std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
+        let run = sockspec::run::header(
+            &platform,
+            sockspec::run::HeaderParts {
+                started,
+                duration_ms: started.elapsed().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+                jobs: args.test_threads.unwrap_or_else(sockspec::run::default_jobs),
+                repeat: 1,
+                label: std::env::var("SOCKSPEC_LABEL").ok(),
+                interrupted: false,
+                worker: None,
+            },
+        );
         let results = Results {
             schema: SCHEMA.into(),
-            run: RunInfo {
-                os: platform.os.to_string(),
-                kernel: platform.release.clone(),
-                os_detail: platform.detail.clone(),
-                arch: platform.arch.into(),
-                sockspec: env!("CARGO_PKG_VERSION").into(),
-                started: humantime::format_rfc3339_seconds(started).to_string(),
-                duration_ms: started.elapsed().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-                jobs: args.test_threads.unwrap_or(0),
-                repeat: 1,
-                isolation: String::from("per-thread"),
-                privileged: platform.privileged,
-                label: std::env::var("SOCKSPEC_LABEL").ok(),
-                settings: BTreeMap::new(),
-                interrupted: false,
-            },
+            run,
             summary: Summary::of(&tests),
             tests,
         };

@@ -34,8 +34,8 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     if let Some(path) = &a.json {
         check_output(path)?;
     }
-    sockspec::sys::set_isolation_mode(a.exec.isolation.into());
     let suite = a.select.cases.load()?;
+    a.exec.setup(&suite)?;
     let platform = Platform::current();
     let opts = Options {
         filter: a.select.filter(),

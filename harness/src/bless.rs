@@ -242,7 +242,8 @@ pub fn bless_in(
                     }
                 }
             }
-            let top = file.and_then(|f| f.resolve_in(&o.test, label, Some(release), Some(settings)));
+            let top =
+                file.and_then(|f| f.resolve_in(&o.test, label, Some(release), Some(settings)));
             let mut replaces = None;
             let (kernel, max_selected, note) = match top {
                 // Under non-default settings, an entry without this exact
@@ -691,6 +692,7 @@ fn label_value(axis: &[ParamValue], label: &str) -> Value {
     scalar.unwrap_or_else(|| Value::from(label))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn new_entry(
     case: &crate::model::Case,
     select: &Selector,

@@ -569,7 +569,12 @@ fn parse_entry(
                     .collect();
                 errors.push(
                     index
-                        .err(v.span(), format!("`settings`: `{key}` is not a setting sockspec records on {os}"))
+                        .err(
+                            v.span(),
+                            format!(
+                                "`settings`: `{key}` is not a setting sockspec records on {os}"
+                            ),
+                        )
                         .help(if keys.is_empty() {
                             format!("no settings condition an expectation on {os}")
                         } else {

@@ -82,7 +82,8 @@ pub fn judge(
             expectation: None,
         };
         if let Some(label) = &r.label {
-            let applied = file.and_then(|f| f.resolve_in(test, label, Some(release), Some(settings)));
+            let applied =
+                file.and_then(|f| f.resolve_in(test, label, Some(release), Some(settings)));
             if let Some(a) = &applied {
                 sr.expected = Some(a.outcome.to_string());
                 sr.expectation = Some(expectation_ref(a));

@@ -184,8 +184,8 @@ fn settings_cause(
         .find(|s| s.index == *step)
         .and_then(|s| s.require.as_ref())
         .map(|o| o.to_string());
-    let Some(cause) = wanted
-        .and_then(|w| sys::settings::precondition_cause(platform.os, settings, &w))
+    let Some(cause) =
+        wanted.and_then(|w| sys::settings::precondition_cause(platform.os, settings, &w))
     else {
         return;
     };
@@ -327,7 +327,11 @@ pub fn use_profile(root: &std::path::Path, name: &str) -> Result<(), crate::erro
         return Err(Error::Usage(format!(
             "no profile `{name}` in {}; profiles: {}",
             root.join(sys::settings::PROFILES_FILE).display(),
-            if names.is_empty() { "none".to_string() } else { names.join(", ") }
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
         )));
     };
     if sys::isolation_mode() == sys::IsolationMode::Host {

@@ -86,7 +86,9 @@ fn main() -> ExitCode {
             sockspec::run::HeaderParts {
                 started,
                 duration_ms: started.elapsed().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-                jobs: args.test_threads.unwrap_or_else(sockspec::run::default_jobs),
+                jobs: args
+                    .test_threads
+                    .unwrap_or_else(sockspec::run::default_jobs),
                 repeat: 1,
                 label: std::env::var("SOCKSPEC_LABEL").ok(),
                 interrupted: false,

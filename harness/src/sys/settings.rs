@@ -33,7 +33,12 @@ pub struct Known {
     pub source: &'static str,
 }
 
-const fn k(os: OsFamily, key: &'static str, default: Option<&'static str>, source: &'static str) -> Known {
+const fn k(
+    os: OsFamily,
+    key: &'static str,
+    default: Option<&'static str>,
+    source: &'static str,
+) -> Known {
     Known {
         os,
         key,
@@ -47,12 +52,42 @@ const fn k(os: OsFamily, key: &'static str, default: Option<&'static str>, sourc
 /// cases/sources.toml (a test checks they exist there).
 pub const KNOWN: &[Known] = &[
     // https://docs.kernel.org/networking/ip-sysctl.html
-    k(OsFamily::Linux, "net.ipv4.ip_local_port_range", Some("32768 60999"), "linux-ip-sysctl"),
-    k(OsFamily::Linux, "net.ipv4.ip_unprivileged_port_start", Some("1024"), "linux-ip-sysctl"),
-    k(OsFamily::Linux, "net.ipv4.ip_autobind_reuse", Some("0"), "linux-ip-sysctl"),
-    k(OsFamily::Linux, "net.ipv4.tcp_tw_reuse", Some("2"), "linux-ip-sysctl"),
-    k(OsFamily::Linux, "net.ipv4.tcp_timestamps", Some("1"), "linux-ip-sysctl"),
-    k(OsFamily::Linux, "net.ipv6.bindv6only", Some("0"), "linux-ip-sysctl"),
+    k(
+        OsFamily::Linux,
+        "net.ipv4.ip_local_port_range",
+        Some("32768 60999"),
+        "linux-ip-sysctl",
+    ),
+    k(
+        OsFamily::Linux,
+        "net.ipv4.ip_unprivileged_port_start",
+        Some("1024"),
+        "linux-ip-sysctl",
+    ),
+    k(
+        OsFamily::Linux,
+        "net.ipv4.ip_autobind_reuse",
+        Some("0"),
+        "linux-ip-sysctl",
+    ),
+    k(
+        OsFamily::Linux,
+        "net.ipv4.tcp_tw_reuse",
+        Some("2"),
+        "linux-ip-sysctl",
+    ),
+    k(
+        OsFamily::Linux,
+        "net.ipv4.tcp_timestamps",
+        Some("1"),
+        "linux-ip-sysctl",
+    ),
+    k(
+        OsFamily::Linux,
+        "net.ipv6.bindv6only",
+        Some("0"),
+        "linux-ip-sysctl",
+    ),
     // FreeBSD: tcp(4), ip(4), inet6(4); nolocaltimewait defaults to 1 since
     // 14.0 (release notes; commit 92b3e07229ba).
     Known {
@@ -63,16 +98,51 @@ pub const KNOWN: &[Known] = &[
         source: "freebsd-14-relnotes",
     },
     k(OsFamily::Freebsd, "net.inet.tcp.msl", None, "freebsd-tcp-4"),
-    k(OsFamily::Freebsd, "net.inet.ip.portrange.first", Some("10000"), "freebsd-ip4"),
-    k(OsFamily::Freebsd, "net.inet.ip.portrange.last", Some("65535"), "freebsd-ip4"),
-    k(OsFamily::Freebsd, "net.inet6.ip6.v6only", Some("1"), "freebsd-inet6-4"),
+    k(
+        OsFamily::Freebsd,
+        "net.inet.ip.portrange.first",
+        Some("10000"),
+        "freebsd-ip4",
+    ),
+    k(
+        OsFamily::Freebsd,
+        "net.inet.ip.portrange.last",
+        Some("65535"),
+        "freebsd-ip4",
+    ),
+    k(
+        OsFamily::Freebsd,
+        "net.inet6.ip6.v6only",
+        Some("1"),
+        "freebsd-inet6-4",
+    ),
     // macOS: XNU's defaults (bsd/netinet/in_pcb.c, bsd/netinet6/in6_proto.c).
-    k(OsFamily::Macos, "net.inet.ip.portrange.first", Some("49152"), "xnu-portrange"),
-    k(OsFamily::Macos, "net.inet.ip.portrange.last", Some("65535"), "xnu-portrange"),
-    k(OsFamily::Macos, "net.inet6.ip6.v6only", Some("0"), "xnu-in6-proto"),
+    k(
+        OsFamily::Macos,
+        "net.inet.ip.portrange.first",
+        Some("49152"),
+        "xnu-portrange",
+    ),
+    k(
+        OsFamily::Macos,
+        "net.inet.ip.portrange.last",
+        Some("65535"),
+        "xnu-portrange",
+    ),
+    k(
+        OsFamily::Macos,
+        "net.inet6.ip6.v6only",
+        Some("0"),
+        "xnu-in6-proto",
+    ),
     k(OsFamily::Macos, "net.inet.tcp.msl", None, "xnu-tcp-timer-h"),
     // Windows: Tcpip\Parameters registry values, present only when set.
-    k(OsFamily::Windows, "TcpTimedWaitDelay", None, "ms-tcptimedwaitdelay-2003"),
+    k(
+        OsFamily::Windows,
+        "TcpTimedWaitDelay",
+        None,
+        "ms-tcptimedwaitdelay-2003",
+    ),
 ];
 
 /// The setting `key` on `os`, if sockspec knows it.
@@ -124,8 +194,11 @@ pub fn normal(v: &str) -> String {
 /// Whether a run with `settings` meets the condition `cond`: every key has
 /// that value. A setting the run did not record meets no condition.
 pub fn meets(settings: &BTreeMap<String, String>, cond: &[(String, String)]) -> bool {
-    cond.iter()
-        .all(|(k, v)| settings.get(k).is_some_and(|have| normal(have) == normal(v)))
+    cond.iter().all(|(k, v)| {
+        settings
+            .get(k)
+            .is_some_and(|have| normal(have) == normal(v))
+    })
 }
 
 /// Why a test could not show what it claims, when a setting of the run is the
@@ -189,19 +262,35 @@ pub fn load_profiles(root: &Path) -> Result<BTreeMap<String, Profile>, Vec<Input
     for (name, p) in raw.profile {
         let span = p.span();
         let p = p.into_inner();
-        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
-            errors.push(index.err(span.clone(), format!("profile name `{name}`: use letters, digits, '-' and '_'")));
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        {
+            errors.push(index.err(
+                span.clone(),
+                format!("profile name `{name}`: use letters, digits, '-' and '_'"),
+            ));
         }
         if p.sysctls.is_empty() {
             errors.push(index.err(span.clone(), format!("profile `{name}` sets no sysctl")));
         }
         let mut sysctls = BTreeMap::new();
         for (key, v) in p.sysctls {
-            if known(OsFamily::Linux, &key).and_then(|s| s.default).is_none() {
+            if known(OsFamily::Linux, &key)
+                .and_then(|s| s.default)
+                .is_none()
+            {
                 errors.push(
                     index
-                        .err(v.span(), format!("`{key}` is not a setting sockspec records"))
-                        .help(format!("settings: {}", known_keys(OsFamily::Linux).join(", "))),
+                        .err(
+                            v.span(),
+                            format!("`{key}` is not a setting sockspec records"),
+                        )
+                        .help(format!(
+                            "settings: {}",
+                            known_keys(OsFamily::Linux).join(", ")
+                        )),
                 );
                 continue;
             }
@@ -216,7 +305,11 @@ pub fn load_profiles(root: &Path) -> Result<BTreeMap<String, Profile>, Vec<Input
             },
         );
     }
-    if errors.is_empty() { Ok(out) } else { Err(errors) }
+    if errors.is_empty() {
+        Ok(out)
+    } else {
+        Err(errors)
+    }
 }
 
 static PROFILE: RwLock<Option<Profile>> = RwLock::new(None);
@@ -268,7 +361,10 @@ mod tests {
     fn defaults_and_conditions() {
         let mut s = BTreeMap::new();
         s.insert("net.ipv4.tcp_tw_reuse".to_string(), "0".to_string());
-        s.insert("net.ipv4.ip_local_port_range".to_string(), "32768\t60999".to_string());
+        s.insert(
+            "net.ipv4.ip_local_port_range".to_string(),
+            "32768\t60999".to_string(),
+        );
         s.insert("net.ipv6.bindv6only".to_string(), "0".to_string());
         let c = conditions(OsFamily::Linux, "6.18", &s);
         assert_eq!(c.len(), 1);
@@ -278,8 +374,18 @@ mod tests {
         assert!(conditions(OsFamily::Freebsd, "13.4-RELEASE", &f).is_empty());
         assert_eq!(conditions(OsFamily::Freebsd, "14.3-RELEASE", &f).len(), 1);
         assert!(meets(&s, &[("net.ipv4.tcp_tw_reuse".into(), "0".into())]));
-        assert!(!meets(&s, &[("net.ipv4.tcp_timestamps".into(), "0".into())]));
-        assert!(precondition_cause(OsFamily::Freebsd, &[("net.inet.tcp.nolocaltimewait".to_string(), "1".to_string())].into(), "TIME_WAIT").is_some());
+        assert!(!meets(
+            &s,
+            &[("net.ipv4.tcp_timestamps".into(), "0".into())]
+        ));
+        assert!(
+            precondition_cause(
+                OsFamily::Freebsd,
+                &[("net.inet.tcp.nolocaltimewait".to_string(), "1".to_string())].into(),
+                "TIME_WAIT"
+            )
+            .is_some()
+        );
     }
 
     #[test]
@@ -288,7 +394,12 @@ mod tests {
         let mut errors = Vec::new();
         let reg = crate::sources::load(&root, &mut errors).expect("cases/sources.toml");
         for s in KNOWN {
-            assert!(reg.get(s.source).is_some(), "{} cites `{}`, not in sources.toml", s.key, s.source);
+            assert!(
+                reg.get(s.source).is_some(),
+                "{} cites `{}`, not in sources.toml",
+                s.key,
+                s.source
+            );
         }
     }
 

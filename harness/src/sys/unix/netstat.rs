@@ -75,7 +75,12 @@ pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
     read_sysctls(&names)
 }
 
-#[cfg(any(target_os = "freebsd", target_os = "macos", target_os = "ios", target_os = "netbsd"))]
+#[cfg(any(
+    target_os = "freebsd",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "netbsd"
+))]
 fn read_sysctls(names: &[&str]) -> std::collections::BTreeMap<String, String> {
     names
         .iter()
@@ -99,7 +104,12 @@ fn read_sysctls(names: &[&str]) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-#[cfg(not(any(target_os = "freebsd", target_os = "macos", target_os = "ios", target_os = "netbsd")))]
+#[cfg(not(any(
+    target_os = "freebsd",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "netbsd"
+)))]
 fn read_sysctls(names: &[&str]) -> std::collections::BTreeMap<String, String> {
     let Ok(out) = crate::sys::output(std::process::Command::new("sysctl").args(names)) else {
         return Default::default();

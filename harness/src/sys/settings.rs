@@ -160,8 +160,8 @@ pub fn default_for(os: OsFamily, release: &str, key: &str) -> Option<&'static st
     let s = known(os, key)?;
     match s.changed_in {
         Some((since, older)) => {
-            let r = crate::expect::version_numbers(release);
-            let s_nums = crate::expect::version_numbers(since);
+            let r = crate::version::version_numbers(release);
+            let s_nums = crate::version::version_numbers(since);
             if !r.is_empty() && r < s_nums {
                 Some(older)
             } else {

@@ -13,7 +13,12 @@
 //!   new entry is limited to this series (`kernel = "=6.1"`) and both stay;
 //! - documented entries are never edited: an observation that disagrees gets
 //!   its own entry, whose `why` records the disagreement;
-//! - observed entries (or outcomes) that no test resolves to any more are removed.
+//! - observed entries (or outcomes) that no test resolves to any more are removed;
+//! - a run whose stack settings differ from the OS's defaults
+//!   (`sys::settings::KNOWN`) writes entries conditioned on those settings
+//!   (`settings = { "net.ipv4.tcp_tw_reuse" = "0" }`), and only where the
+//!   outcome differs from what applies without them (or nothing applies);
+//!   it never edits or confirms an entry without that condition.
 //!
 //! The result is reloaded and validated before bless reports success; on any
 //! error the file is restored.
@@ -171,13 +176,29 @@ struct Pending {
     replaces: BTreeMap<String, Option<usize>>,
 }
 
-/// Writes `obs` (made on `os` `release`) into `os`'s expectation file.
+/// Writes `obs` (made on `os` `release` with the OS's default settings)
+/// into `os`'s expectation file.
 pub fn bless(
     suite: &Suite,
     os: OsFamily,
     release: &str,
     obs: &[Observation],
 ) -> Result<Summary, Error> {
+    bless_in(suite, os, release, &BTreeMap::new(), obs)
+}
+
+/// Writes `obs` (made on `os` `release`, with these stack `settings`: the
+/// results header's) into `os`'s expectation file.
+pub fn bless_in(
+    suite: &Suite,
+    os: OsFamily,
+    release: &str,
+    settings: &BTreeMap<String, String>,
+    obs: &[Observation],
+) -> Result<Summary, Error> {
+    let cond: Vec<(String, String)> = crate::sys::settings::conditions(os, release, settings)
+        .into_iter()
+        .collect();
     let path = suite.root.join(EXPECTED_DIR).join(format!("{os}.toml"));
     let original = match std::fs::read_to_string(&path) {
         Ok(t) => Some(t),
@@ -213,7 +234,7 @@ pub fn bless(
     for o in obs {
         for (label, outcome) in &o.outcomes {
             if let Some(f) = file {
-                for c in f.candidates(&o.test, label, Some(release)) {
+                for c in f.candidates_in(&o.test, label, Some(release), Some(settings)) {
                     if c.outcome != outcome
                         && matches!(c.entry.provenance, Provenance::Observed { .. })
                     {
@@ -221,9 +242,37 @@ pub fn bless(
                     }
                 }
             }
-            let top = file.and_then(|f| f.resolve(&o.test, label, Some(release)));
+            let top =
+                file.and_then(|f| f.resolve_in(&o.test, label, Some(release), Some(settings)));
             let mut replaces = None;
             let (kernel, max_selected, note) = match top {
+                // Under non-default settings, an entry without this exact
+                // condition is never confirmed or edited: agreeing with it
+                // needs nothing, differing needs a conditioned entry.
+                Some(a) if a.entry.settings != cond => {
+                    if a.outcome == outcome {
+                        continue;
+                    }
+                    let what = match &a.entry.provenance {
+                        Provenance::Documented { cite, .. } => format!("documented ({cite})"),
+                        p => p.summary(),
+                    };
+                    (
+                        None,
+                        usize::MAX,
+                        format!(
+                            "{} applies without these settings ({what}, {}:{})",
+                            a.outcome,
+                            a.entry
+                                .at
+                                .file
+                                .file_name()
+                                .map(|f| f.to_string_lossy())
+                                .unwrap_or_default(),
+                            a.entry.at.line
+                        ),
+                    )
+                }
                 Some(a) if matches!(a.entry.provenance, Provenance::Observed { .. }) => {
                     let Provenance::Observed { seen_on } = &a.entry.provenance else {
                         unreachable!()
@@ -364,6 +413,7 @@ pub fn bless(
                     matches!(e.provenance, Provenance::Observed { .. })
                         && e.case == case_id
                         && e.kernel.as_ref().map(|k| &k.text) == kernel.as_ref()
+                        && e.settings == cond
                         && all
                             .iter()
                             .filter(|t| e.selects(t))
@@ -381,6 +431,7 @@ pub fn bless(
                         &members[0].case,
                         &select,
                         kernel.as_deref(),
+                        &cond,
                         outcomes,
                         os,
                         release,
@@ -488,7 +539,10 @@ fn prune(
     let by_case = group_tests(&suite.tests);
     let mut dead: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (i, e) in file.entries.iter().enumerate() {
-        if e.kernel.is_some() || !matches!(e.provenance, Provenance::Observed { .. }) {
+        if e.kernel.is_some()
+            || !e.settings.is_empty()
+            || !matches!(e.provenance, Provenance::Observed { .. })
+        {
             continue;
         }
         let tests = by_case.get(&e.case).map(Vec::as_slice).unwrap_or_default();
@@ -638,10 +692,12 @@ fn label_value(axis: &[ParamValue], label: &str) -> Value {
     scalar.unwrap_or_else(|| Value::from(label))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn new_entry(
     case: &crate::model::Case,
     select: &Selector,
     kernel: Option<&str>,
+    cond: &[(String, String)],
     outcomes: &BTreeMap<String, Outcome>,
     os: OsFamily,
     release: &str,
@@ -671,6 +727,13 @@ fn new_entry(
     if let Some(k) = kernel {
         t["kernel"] = value(k);
     }
+    if !cond.is_empty() {
+        let mut c = InlineTable::new();
+        for (k, v) in cond {
+            c.insert(k, v.as_str().into());
+        }
+        t["settings"] = Item::Value(Value::InlineTable(c));
+    }
     let mut o = InlineTable::new();
     // In the order the case checks them.
     for (l, _) in &case.checks {
@@ -681,11 +744,17 @@ fn new_entry(
     t["outcomes"] = Item::Value(Value::InlineTable(o));
     t["source"] = value("observed");
     t["seen_on"] = value(Array::from_iter([release]));
+    let run = if cond.is_empty() {
+        format!("{os} {release}")
+    } else {
+        let c: Vec<String> = cond.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        format!("{os} {release} with {}", c.join(", "))
+    };
     let why = if notes.is_empty() {
-        format!("blessed from a run on {os} {release}")
+        format!("blessed from a run on {run}")
     } else {
         format!(
-            "blessed from a run on {os} {release}; {}",
+            "blessed from a run on {run}; {}",
             notes
                 .iter()
                 .map(|s| s.as_str())

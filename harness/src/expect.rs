@@ -7,6 +7,11 @@
 //! `observed` entries beat `documented` ones; then the more specific entry
 //! wins, the one that selects fewer of the case's tests; then one limited to a
 //! kernel range. Equal candidates that disagree are an input error.
+//!
+//! An entry may also hold only under stack settings (`settings = {
+//! "net.ipv4.tcp_tw_reuse" = "0" }`): it applies to a run whose results
+//! header records those values, and is narrower than any entry without a
+//! condition (it beats them whatever their `where`, within the same source).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -65,6 +70,8 @@ pub struct Entry {
     /// Parameter → labels it selects.
     pub select: Vec<(String, Vec<String>)>,
     pub kernel: Option<VersionRange>,
+    /// Stack settings (key, value) the run must have for this entry to apply.
+    pub settings: Vec<(String, String)>,
     pub outcomes: Vec<(String, Outcome)>,
     pub provenance: Provenance,
     pub why: Option<String>,
@@ -88,13 +95,33 @@ impl Entry {
             .map(|(_, o)| o)
     }
 
-    /// Higher ranks win.
-    pub fn rank(&self) -> (bool, std::cmp::Reverse<usize>, bool) {
+    /// Higher ranks win: observed over documented, then conditioned on
+    /// settings over not, then fewer tests selected, then a kernel range.
+    pub fn rank(&self) -> (bool, bool, std::cmp::Reverse<usize>, bool) {
         (
             matches!(self.provenance, Provenance::Observed { .. }),
+            !self.settings.is_empty(),
             std::cmp::Reverse(self.selected),
             self.kernel.is_some(),
         )
+    }
+
+    /// The settings condition in one line (`net.ipv4.tcp_tw_reuse=0`), if any.
+    pub fn condition(&self) -> Option<String> {
+        (!self.settings.is_empty()).then(|| {
+            self.settings
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        })
+    }
+
+    /// Whether a run with these settings meets the entry's condition; with
+    /// no settings known (`explain`), only an unconditioned entry applies.
+    pub fn holds_under(&self, settings: Option<&BTreeMap<String, String>>) -> bool {
+        self.settings.is_empty()
+            || settings.is_some_and(|s| crate::sys::settings::meets(s, &self.settings))
     }
 }
 
@@ -126,12 +153,38 @@ impl ExpectFile {
         self.candidates(test, label, release).into_iter().next()
     }
 
-    /// Every entry that gives `label` for `test`, best first.
+    /// [`resolve`](Self::resolve) for a run with these stack settings (the
+    /// results header's): entries conditioned on settings apply when met.
+    pub fn resolve_in<'a>(
+        &'a self,
+        test: &Test,
+        label: &str,
+        release: Option<&str>,
+        settings: Option<&BTreeMap<String, String>>,
+    ) -> Option<Applied<'a>> {
+        self.candidates_in(test, label, release, settings)
+            .into_iter()
+            .next()
+    }
+
+    /// Every entry without a settings condition that gives `label` for
+    /// `test`, best first.
     pub fn candidates<'a>(
         &'a self,
         test: &Test,
         label: &str,
         release: Option<&str>,
+    ) -> Vec<Applied<'a>> {
+        self.candidates_in(test, label, release, None)
+    }
+
+    /// Every entry that gives `label` for `test` in a run with `settings`, best first.
+    pub fn candidates_in<'a>(
+        &'a self,
+        test: &Test,
+        label: &str,
+        release: Option<&str>,
+        settings: Option<&BTreeMap<String, String>>,
     ) -> Vec<Applied<'a>> {
         let mut out: Vec<Applied<'a>> = self
             .by_case
@@ -139,7 +192,7 @@ impl ExpectFile {
             .into_iter()
             .flatten()
             .map(|i| &self.entries[*i])
-            .filter(|e| e.selects(test))
+            .filter(|e| e.selects(test) && e.holds_under(settings))
             .filter(|e| match (&e.kernel, release) {
                 (None, _) => true,
                 (Some(r), Some(rel)) => r.contains(rel),
@@ -155,14 +208,15 @@ impl ExpectFile {
         out
     }
 
-    /// Entries with a kernel range that give `label` for `test` (for explain).
+    /// Entries with a kernel range or a settings condition that give
+    /// `label` for `test` (for explain).
     pub fn ranged<'a>(&'a self, test: &Test, label: &str) -> Vec<Applied<'a>> {
         self.by_case
             .get(&test.case.id)
             .into_iter()
             .flatten()
             .map(|i| &self.entries[*i])
-            .filter(|e| e.kernel.is_some() && e.selects(test))
+            .filter(|e| (e.kernel.is_some() || !e.settings.is_empty()) && e.selects(test))
             .filter_map(|e| {
                 e.outcome(label)
                     .map(|outcome| Applied { entry: e, outcome })
@@ -228,6 +282,8 @@ struct RawEntry {
     select: Option<IndexMap<String, Spanned<Value>>>,
     #[serde(default)]
     kernel: Option<Spanned<String>>,
+    #[serde(default)]
+    settings: Option<IndexMap<String, Spanned<String>>>,
     outcomes: Spanned<IndexMap<String, Spanned<String>>>,
     source: Spanned<String>,
     #[serde(default)]
@@ -335,6 +391,10 @@ pub fn load_all(
         sources: crate::sources::load(root, errors),
         ..Expectations::default()
     };
+    // The stack profiles next to the cases: checked with them.
+    if let Err(e) = crate::sys::settings::load_profiles(root) {
+        errors.extend(e);
+    }
     let Ok(read) = std::fs::read_dir(&dir) else {
         return out;
     };
@@ -521,6 +581,35 @@ fn parse_entry(
                 None
             }
         });
+    let mut settings = Vec::new();
+    for (key, v) in raw.settings.unwrap_or_default() {
+        match crate::sys::settings::known(os, &key) {
+            Some(k) if k.default.is_some() => {
+                settings.push((key, crate::sys::settings::normal(v.get_ref())));
+            }
+            _ => {
+                let keys: Vec<&str> = crate::sys::settings::KNOWN
+                    .iter()
+                    .filter(|k| k.os == os && k.default.is_some())
+                    .map(|k| k.key)
+                    .collect();
+                errors.push(
+                    index
+                        .err(
+                            v.span(),
+                            format!(
+                                "`settings`: `{key}` is not a setting sockspec records on {os}"
+                            ),
+                        )
+                        .help(if keys.is_empty() {
+                            format!("no settings condition an expectation on {os}")
+                        } else {
+                            format!("settings on {os}: {}", keys.join(", "))
+                        }),
+                );
+            }
+        }
+    }
     let provenance = match raw.source.get_ref().as_str() {
         "observed" => {
             if raw.cite.is_some() || raw.confidence.is_some() {
@@ -609,6 +698,7 @@ fn parse_entry(
         case: case_id.clone(),
         select: select.clone(),
         kernel: None,
+        settings: Vec::new(),
         outcomes: Vec::new(),
         provenance: provenance.clone(),
         why: None,
@@ -697,6 +787,7 @@ fn parse_entry(
         case: case_id,
         select,
         kernel,
+        settings,
         outcomes,
         provenance,
         why,
@@ -725,7 +816,8 @@ fn check_ambiguity(
                 for (i, a) in cands.iter().enumerate() {
                     for b in &cands[i + 1..] {
                         let same_range = a.kernel.as_ref().map(|k| &k.text)
-                            == b.kernel.as_ref().map(|k| &k.text);
+                            == b.kernel.as_ref().map(|k| &k.text)
+                            && a.settings == b.settings;
                         if a.rank() == b.rank()
                             && same_range
                             && a.outcome(label) != b.outcome(label)

@@ -150,16 +150,19 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
                 },
             }
             for r in file.ranged(test, label) {
+                let mut when = Vec::new();
+                if let Some(k) = &r.entry.kernel {
+                    when.push(format!("on kernel {}", k.text));
+                }
+                if let Some(c) = r.entry.condition() {
+                    when.push(format!("with {c}"));
+                }
                 let _ = writeln!(
                     out,
-                    "  {:<8} {:<14} on kernel {}: {}   line {}",
+                    "  {:<8} {:<14} {}: {}   line {}",
                     "",
                     r.outcome.to_string(),
-                    r.entry
-                        .kernel
-                        .as_ref()
-                        .map(|k| k.text.as_str())
-                        .unwrap_or(""),
+                    when.join(" "),
                     r.entry.provenance.summary(),
                     r.entry.at.line
                 );

@@ -20,6 +20,7 @@ pub fn expectation_ref(a: &Applied<'_>) -> ExpectationRef {
         source: a.entry.provenance.label().to_string(),
         provenance: a.entry.provenance.summary(),
         kernel: a.entry.kernel.as_ref().map(|k| k.text.clone()),
+        settings: a.entry.condition(),
         why: a.entry.why.clone(),
     }
 }
@@ -54,8 +55,14 @@ fn base_record(test: &Test) -> TestRecord {
     }
 }
 
-/// Judges one run of a test.
-pub fn judge(test: &Test, obs: &Observed, file: Option<&ExpectFile>, release: &str) -> TestRecord {
+/// Judges one run of a test, made on `release` with these stack `settings`.
+pub fn judge(
+    test: &Test,
+    obs: &Observed,
+    file: Option<&ExpectFile>,
+    release: &str,
+    settings: &std::collections::BTreeMap<String, String>,
+) -> TestRecord {
     let mut rec = base_record(test);
     rec.duration_ms = obs.took.as_secs_f64() * 1000.0;
     rec.attempts = obs.attempts;
@@ -75,7 +82,8 @@ pub fn judge(test: &Test, obs: &Observed, file: Option<&ExpectFile>, release: &s
             expectation: None,
         };
         if let Some(label) = &r.label {
-            let applied = file.and_then(|f| f.resolve(test, label, Some(release)));
+            let applied =
+                file.and_then(|f| f.resolve_in(test, label, Some(release), Some(settings)));
             if let Some(a) = &applied {
                 sr.expected = Some(a.outcome.to_string());
                 sr.expectation = Some(expectation_ref(a));

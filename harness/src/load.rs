@@ -213,7 +213,10 @@ pub fn case_files(root: &Path, errors: &mut Vec<InputError>) -> Vec<PathBuf> {
                 continue;
             }
             if toml && !(dir == root && name == crate::claims::FILE) {
-                if dir == root && name == crate::load::SOURCES_FILE {
+                if dir == root
+                    && (name == crate::load::SOURCES_FILE
+                        || name == crate::sys::settings::PROFILES_FILE)
+                {
                     continue;
                 }
                 match std::fs::metadata(&path) {

@@ -45,7 +45,12 @@ pub struct RunInfo {
     /// A free-form name for this run (`--label`), e.g. the CI job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// Settings of the network stack that change outcomes (Linux sysctls).
+    /// The stack profile applied in each worker's namespace (`--profile`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<String>,
+    /// Settings of the network stack that change outcomes (Linux sysctls as
+    /// read inside the namespace the tests ran in; FreeBSD and macOS
+    /// sysctls; Windows registry values), `sys::settings::KNOWN`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
     /// What ran the steps: the runtime and its version (`python 3.11.7`
@@ -289,6 +294,9 @@ pub struct ExpectationRef {
     pub provenance: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
+    /// The stack settings the entry is conditioned on (`net.ipv4.tcp_tw_reuse=0`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub settings: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
 }

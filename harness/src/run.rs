@@ -69,26 +69,45 @@ pub fn default_jobs() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
+/// Where a worker thread runs its tests: its isolation, its port scope, and
+/// the stack settings as its tests see them.
+type Worker = (Isolation, ScopeId, Arc<BTreeMap<String, String>>);
+
 thread_local! {
-    static WORKER: RefCell<Option<Result<(Isolation, ScopeId), String>>> = const { RefCell::new(None) };
+    // Already `const`: clippy on some targets (illumos, Android) asks anyway.
+    #[allow(clippy::missing_const_for_thread_local)]
+    static WORKER: RefCell<Option<Result<Worker, String>>> = const { RefCell::new(None) };
+}
+
+/// Isolates the calling thread (once), applies the run's stack profile in
+/// its namespace, and reads the settings there.
+fn worker() -> Result<Worker, String> {
+    WORKER.with(|w| {
+        w.borrow_mut()
+            .get_or_insert_with(|| {
+                let iso = sys::isolate_thread()?;
+                sys::settings::apply_profile(iso)?;
+                let scope = match iso {
+                    Isolation::Netns => new_scope(),
+                    Isolation::Host => 0,
+                };
+                Ok((iso, scope, Arc::new(sys::stack_settings())))
+            })
+            .clone()
+    })
+}
+
+/// The isolation and stack settings a worker would have, found out on a
+/// thread of its own (which isolates itself as a worker does, and ends).
+pub fn probe_worker() -> Result<(Isolation, BTreeMap<String, String>), String> {
+    std::thread::spawn(|| worker().map(|(iso, _, s)| (iso, (*s).clone())))
+        .join()
+        .unwrap_or_else(|_| Err("the settings probe panicked".into()))
 }
 
 /// Isolates the calling thread (once) and returns where its tests run.
 pub fn worker_env(book: &Arc<PortBook>) -> Result<(Env, Isolation), String> {
-    let r = WORKER.with(|w| {
-        w.borrow_mut()
-            .get_or_insert_with(|| {
-                sys::isolate_thread().map(|iso| {
-                    let scope = match iso {
-                        Isolation::Netns => new_scope(),
-                        Isolation::Host => 0,
-                    };
-                    (iso, scope)
-                })
-            })
-            .clone()
-    });
-    r.map(|(iso, scope)| {
+    worker().map(|(iso, scope, _)| {
         (
             Env {
                 book: book.clone(),
@@ -133,6 +152,7 @@ fn run_repeats(
             return r;
         }
     };
+    let settings = worker().map(|(_, _, s)| s).unwrap_or_default();
     let file = suite.expectations.for_os(platform.os);
     let mut runs: Vec<TestRecord> = Vec::new();
     for _ in 0..opts.repeat.max(1) {
@@ -140,9 +160,85 @@ fn run_repeats(
             break;
         }
         let obs = run_test(test, &env);
-        runs.push(judge(test, &obs, file, &platform.release));
+        let mut rec = judge(test, &obs, file, &platform.release, &settings);
+        settings_cause(test, platform, &settings, &mut rec);
+        runs.push(rec);
     }
     fold_repeats(runs)
+}
+
+/// A precondition a setting of the run rules out (FreeBSD's
+/// `nolocaltimewait`: no TIME_WAIT on loopback) is not the kernel failing the
+/// test: the test cannot run in this configuration. It becomes a skip that
+/// names the setting, with the problem kept, so it is never blessed.
+fn settings_cause(
+    test: &Test,
+    platform: &Platform,
+    settings: &BTreeMap<String, String>,
+    rec: &mut TestRecord,
+) {
+    let Some(crate::results::Problem::Precondition { step, msg }) = &rec.problem else {
+        return;
+    };
+    let wanted = test
+        .steps
+        .iter()
+        .find(|s| s.index == *step)
+        .and_then(|s| s.require.as_ref())
+        .map(|o| o.to_string());
+    let Some(cause) =
+        wanted.and_then(|w| sys::settings::precondition_cause(platform.os, settings, &w))
+    else {
+        return;
+    };
+    let msg = format!("{msg}; {cause}");
+    rec.verdict = crate::results::Verdict::Skip;
+    rec.reason = Some(msg.clone());
+    rec.problem = Some(crate::results::Problem::Unavailable { msg });
+}
+
+/// What the results header needs besides the platform.
+pub struct HeaderParts {
+    pub started: SystemTime,
+    pub duration_ms: f64,
+    pub jobs: usize,
+    pub repeat: u32,
+    pub label: Option<String>,
+    pub interrupted: bool,
+    /// The isolation and settings the workers had; `None`: find them out
+    /// now, as a worker would have them ([`probe_worker`]).
+    pub worker: Option<(Isolation, BTreeMap<String, String>)>,
+}
+
+/// The results header, for `sockspec run` and the `conformance` test
+/// target alike: the run's settings are the stack's as the tests saw them
+/// (inside the worker's namespace, with the profile applied).
+pub fn header(platform: &Platform, parts: HeaderParts) -> RunInfo {
+    let (isolation, settings) = match parts.worker {
+        Some(w) => w,
+        None => probe_worker().unwrap_or((Isolation::Host, BTreeMap::new())),
+    };
+    RunInfo {
+        os: platform.os.to_string(),
+        kernel: platform.release.clone(),
+        os_detail: platform.detail.clone(),
+        arch: platform.arch.to_string(),
+        sockspec: env!("CARGO_PKG_VERSION").to_string(),
+        started: humantime::format_rfc3339_seconds(parts.started).to_string(),
+        duration_ms: parts.duration_ms,
+        jobs: parts.jobs,
+        repeat: parts.repeat,
+        isolation: match isolation {
+            Isolation::Netns => "netns".into(),
+            Isolation::Host => "host".into(),
+        },
+        privileged: platform.privileged,
+        label: parts.label,
+        profile: sys::settings::profile().map(|p| p.name),
+        settings,
+        implementation: crate::exec::actors::implementation().ok(),
+        interrupted: parts.interrupted,
+    }
 }
 
 /// Runs the selected tests on `opts.jobs` threads; `progress` sees each
@@ -163,19 +259,19 @@ pub fn run(
     let book = Arc::new(PortBook::new());
     let next = AtomicUsize::new(0);
     let jobs = opts.jobs.max(1).min(selected.len().max(1));
-    let (tx, rx) = mpsc::channel::<(usize, TestRecord, Option<Isolation>)>();
-    let (settings_tx, settings_rx) = mpsc::channel();
+    let (tx, rx) = mpsc::channel::<(usize, TestRecord)>();
+    let (worker_tx, worker_rx) = mpsc::channel();
     let mut records: Vec<Option<TestRecord>> = vec![None; selected.len()];
-    let mut isolation = None;
     std::thread::scope(|scope| {
         for w in 0..jobs {
             let tx = tx.clone();
-            let settings_tx = settings_tx.clone();
+            let worker_tx = worker_tx.clone();
             let (selected, next, book) = (&selected, &next, &book);
             scope.spawn(move || {
-                let iso = worker_env(book).ok().map(|(_, i)| i);
-                if w == 0 {
-                    let _ = settings_tx.send(sys::stack_settings());
+                if w == 0
+                    && let Ok((iso, _, settings)) = worker()
+                {
+                    let _ = worker_tx.send((iso, (*settings).clone()));
                 }
                 loop {
                     if opts.stopped() {
@@ -184,45 +280,78 @@ pub fn run(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(test) = selected.get(i) else { break };
                     let rec = run_repeats(suite, platform, test, book, opts);
-                    if tx.send((i, rec, iso)).is_err() {
+                    if tx.send((i, rec)).is_err() {
                         break;
                     }
                 }
             });
         }
         drop(tx);
-        for (i, rec, iso) in rx {
-            isolation = isolation.or(iso);
+        for (i, rec) in rx {
             progress(&rec);
             records[i] = Some(rec);
         }
     });
     let tests: Vec<TestRecord> = records.into_iter().flatten().collect();
     let interrupted = opts.stopped();
-    let settings: BTreeMap<String, String> = settings_rx.try_recv().unwrap_or_default();
-    Results {
-        schema: SCHEMA.to_string(),
-        run: RunInfo {
-            os: platform.os.to_string(),
-            kernel: platform.release.clone(),
-            os_detail: platform.detail.clone(),
-            arch: platform.arch.to_string(),
-            sockspec: env!("CARGO_PKG_VERSION").to_string(),
-            started: humantime::format_rfc3339_seconds(started_at).to_string(),
+    let run = header(
+        platform,
+        HeaderParts {
+            started: started_at,
             duration_ms: started.elapsed().as_secs_f64() * 1000.0,
             jobs,
             repeat: opts.repeat,
-            isolation: match isolation.unwrap_or(Isolation::Host) {
-                Isolation::Netns => "netns".into(),
-                Isolation::Host => "host".into(),
-            },
-            privileged: platform.privileged,
             label: opts.label.clone(),
-            settings,
-            implementation: crate::exec::actors::implementation().ok(),
             interrupted,
+            worker: Some(
+                worker_rx
+                    .try_recv()
+                    .unwrap_or((Isolation::Host, BTreeMap::new())),
+            ),
         },
+    );
+    Results {
+        schema: SCHEMA.to_string(),
+        run,
         summary: Summary::of(&tests),
         tests,
+    }
+}
+
+/// Chooses the stack profile `name` of `root/profiles.toml` for this run:
+/// every worker applies it in its own network namespace. Refuses (exit 3)
+/// where a worker cannot get a namespace of its own (not Linux, not root):
+/// a profile never changes the host's stack.
+pub fn use_profile(root: &std::path::Path, name: &str) -> Result<(), crate::error::Error> {
+    use crate::error::{Error, InputErrors};
+    let profiles = sys::settings::load_profiles(root).map_err(|e| Error::Input(InputErrors(e)))?;
+    let Some(p) = profiles.get(name) else {
+        let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
+        return Err(Error::Usage(format!(
+            "no profile `{name}` in {}; profiles: {}",
+            root.join(sys::settings::PROFILES_FILE).display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        )));
+    };
+    if sys::isolation_mode() == sys::IsolationMode::Host {
+        return Err(Error::Other(format!(
+            "profile `{name}` needs a network namespace per worker; --isolation host shares the host's stack"
+        )));
+    }
+    sys::set_isolation_mode(sys::IsolationMode::Netns);
+    sys::settings::set_profile(Some(p.clone()));
+    match probe_worker() {
+        Ok(_) => Ok(()),
+        Err(why) => {
+            sys::settings::set_profile(None);
+            Err(Error::Other(format!(
+                "cannot run with profile `{name}`: {why} (profiles apply sysctls only inside network \
+                 namespaces sockspec creates: Linux, as root)"
+            )))
+        }
     }
 }

@@ -43,7 +43,7 @@ use libtest_mimic::{Arguments, Completion, Failed, Trial};
 use crate::error::Error;
 use crate::exec::ports::PortBook;
 use crate::model::{Need, Test};
-use crate::results::{Results, RunInfo, SCHEMA, Summary, TestRecord, Verdict};
+use crate::results::{Results, SCHEMA, Summary, TestRecord, Verdict};
 use crate::run::{Filter, run_one};
 use crate::{Platform, Suite};
 
@@ -191,23 +191,20 @@ fn results(
 ) -> Results {
     Results {
         schema: SCHEMA.into(),
-        run: RunInfo {
-            os: platform.os.to_string(),
-            kernel: platform.release.clone(),
-            os_detail: platform.detail.clone(),
-            arch: platform.arch.into(),
-            sockspec: env!("CARGO_PKG_VERSION").into(),
-            started: humantime::format_rfc3339_seconds(started).to_string(),
-            duration_ms: started.elapsed().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-            jobs: args.test_threads.unwrap_or(0),
-            repeat: 1,
-            isolation: String::from("per-thread"),
-            privileged: platform.privileged,
-            label: std::env::var("SOCKSPEC_LABEL").ok(),
-            settings: BTreeMap::new(),
-            implementation: crate::exec::actors::implementation().ok(),
-            interrupted: false,
-        },
+        // One header for `sockspec run` and test targets: real jobs,
+        // isolation, profile and stack settings.
+        run: crate::run::header(
+            platform,
+            crate::run::HeaderParts {
+                started,
+                duration_ms: started.elapsed().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+                jobs: args.test_threads.unwrap_or_else(crate::run::default_jobs),
+                repeat: 1,
+                label: std::env::var("SOCKSPEC_LABEL").ok(),
+                interrupted: false,
+                worker: None,
+            },
+        ),
         summary: Summary::of(&tests),
         tests,
     }

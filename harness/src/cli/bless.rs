@@ -30,9 +30,9 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
                 .into(),
         ));
     }
-    sockspec::sys::set_isolation_mode(a.exec.isolation.into());
     let trees = a.select.cases.trees()?;
     let suite = sockspec::trees::load(&trees)?;
+    a.exec.setup(&suite)?;
     let filter = a.select.filter();
     let selected = suite
         .tests
@@ -100,7 +100,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
             }
             blessed_any |= records.len() > refused.len()
                 || refused.iter().any(|(_, r)| *r != Refusal::UnknownTest);
-            let summary = bless::bless(&suite, os, &release, &obs)?;
+            let summary = bless::bless_in(&suite, os, &release, &results.run.settings, &obs)?;
             out::line(&summary.to_string());
             if skipped > 0 {
                 out::line(&format!(

@@ -160,9 +160,22 @@ struct Exec {
     /// A network namespace per worker (Linux): auto uses one when privileged.
     #[arg(long, value_enum, default_value_t = Isolation::Auto)]
     isolation: Isolation,
+    /// Apply this stack profile (profiles.toml next to the cases) in each
+    /// worker's network namespace (Linux, as root).
+    #[arg(long, value_name = "NAME")]
+    stack_profile: Option<String>,
 }
 
 impl Exec {
+    /// Sets the isolation mode and the profile (after loading the suite).
+    fn setup(&self, suite: &sockspec::Suite) -> Result<(), sockspec::error::Error> {
+        sockspec::sys::set_isolation_mode(self.isolation.into());
+        match &self.stack_profile {
+            Some(p) => sockspec::run::use_profile(&suite.root, p),
+            None => Ok(()),
+        }
+    }
+
     fn jobs(&self) -> usize {
         self.jobs
             .map_or_else(sockspec::run::default_jobs, |j| j as usize)

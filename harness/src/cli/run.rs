@@ -72,7 +72,6 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     {
         check_output(path)?;
     }
-    sockspec::sys::set_isolation_mode(a.exec.isolation.into());
     if let Some(cmd) = &a.agent {
         use sockspec::exec::actors;
         actors::set_run_agent(actors::AgentCmd::parse(cmd).map_err(Error::Usage)?);
@@ -81,6 +80,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         out::line(&format!("steps run in {which}"));
     }
     let suite = a.select.cases.load()?;
+    a.exec.setup(&suite)?;
     let platform = Platform::current();
     let opts = Options {
         filter: a.select.filter(),

@@ -101,11 +101,20 @@ pub fn cell_text(t: &TestRecord) -> String {
 pub fn expected_step(s: &StepRecord) -> Option<String> {
     let (exp, e) = (s.expected.as_ref()?, s.expectation.as_ref()?);
     Some(format!(
-        "{exp} ({}, {}:{})",
+        "{exp} ({}{}, {}:{})",
         linked_provenance(&e.provenance),
+        condition(e),
         e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
         e.line
     ))
+}
+
+/// `, with net.ipv4.tcp_tw_reuse=0` for an entry conditioned on settings.
+fn condition(e: &crate::results::ExpectationRef) -> String {
+    e.settings
+        .as_ref()
+        .map(|c| format!(", with {c}"))
+        .unwrap_or_default()
 }
 
 /// The sources registry of the cases tree this binary reads
@@ -155,8 +164,9 @@ pub fn expectation_text(t: &TestRecord) -> String {
         match (&s.expected, &s.expectation) {
             (Some(exp), Some(e)) => {
                 out.push(format!(
-                    "{label}: expected {exp} ({}, {}:{})",
+                    "{label}: expected {exp} ({}{}, {}:{})",
                     e.provenance,
+                    condition(e),
                     e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
                     e.line
                 ));

@@ -46,8 +46,14 @@ pub fn mismatches(t: &TestRecord) -> String {
             .as_ref()
             .map(|e| {
                 format!(
-                    "\n    expectation: {}:{} ({})",
-                    e.file, e.line, e.provenance
+                    "\n    expectation: {}:{} ({}{})",
+                    e.file,
+                    e.line,
+                    e.provenance,
+                    e.settings
+                        .as_ref()
+                        .map(|c| format!(", with {c}"))
+                        .unwrap_or_default()
                 )
             })
             .unwrap_or_default();

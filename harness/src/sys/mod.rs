@@ -18,6 +18,8 @@
 //! - `isolate_thread()`: put the calling thread in a network namespace of its
 //!   own where the OS and privileges allow (Linux), else share the host's.
 //! - `is_privileged()`: root / Administrator.
+//! - `stack_settings()`: the settings of the calling thread's network stack
+//!   that change outcomes (`settings::KNOWN` lists them with their defaults).
 //! - actor support: `spawn_agent` (a helper process with piped stdin/stdout
 //!   and a `DescriptorChannel` for sockets), `send_socket` / `receive_socket`
 //!   (SCM_RIGHTS; WSADuplicateSocket blobs), `become_user` (drop to another
@@ -43,6 +45,7 @@ compile_error!("sockspec runs on Unix and Windows");
 pub use imp::*;
 
 mod netstat_text;
+pub mod settings;
 pub use netstat_text::parse_netstat;
 
 /// The interface IPv6 multicast cases use: one end of a veth pair in the

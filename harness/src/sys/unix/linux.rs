@@ -86,6 +86,8 @@ pub fn parse_proc_tcp(text: &str, v6: bool) -> Vec<TcpEntry> {
 }
 
 thread_local! {
+    // Already `const`: clippy on some targets (illumos, Android) asks anyway.
+    #[allow(clippy::missing_const_for_thread_local)]
     static ISOLATION: Cell<Option<Isolation>> = const { Cell::new(None) };
 }
 
@@ -162,6 +164,8 @@ pub fn set_up(name: &str) -> io::Result<()> {
 }
 
 thread_local! {
+    // Already `const`: clippy on some targets (illumos, Android) asks anyway.
+    #[allow(clippy::missing_const_for_thread_local)]
     static V6_MCAST: std::cell::RefCell<Option<Result<(), String>>> = const { std::cell::RefCell::new(None) };
 }
 
@@ -229,24 +233,18 @@ fn wait_for_v6_multicast(iface: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// Network-stack settings that change outcomes, as this thread's namespace has them.
+/// Network-stack settings that change outcomes, as this thread's namespace
+/// has them (every one is per namespace: a worker's namespace starts from the
+/// kernel's defaults, not the host's values). Linux's TIME_WAIT length is
+/// the compile-time TCP_TIMEWAIT_LEN (60 s), not a setting: not recorded.
 pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
-    [
-        "net/ipv4/tcp_tw_reuse",
-        "net/ipv4/tcp_timestamps",
-        "net/ipv4/ip_local_port_range",
-        "net/ipv6/bindv6only",
-        "net/ipv4/ip_unprivileged_port_start",
-    ]
-    .iter()
-    .filter_map(|k| {
-        let v = std::fs::read_to_string(format!("/proc/sys/{k}")).ok()?;
-        Some((
-            k.replace('/', "."),
-            v.split_whitespace().collect::<Vec<_>>().join(" "),
-        ))
-    })
-    .collect()
+    crate::sys::settings::known_keys(crate::model::OsFamily::Linux)
+        .into_iter()
+        .filter_map(|k| {
+            let v = std::fs::read_to_string(format!("/proc/sys/{}", k.replace('.', "/"))).ok()?;
+            Some((k.to_string(), crate::sys::settings::normal(&v)))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -56,20 +56,61 @@ pub fn prepare_v6_multicast() -> Result<(), String> {
     )
 }
 
-/// Network-stack settings that change outcomes (sysctl(8)); FreeBSD's
+/// Network-stack settings that change outcomes, read with sysctlbyname(3)
+/// where the system has it (FreeBSD, macOS, NetBSD), else sysctl(8); FreeBSD's
 /// `nolocaltimewait` suppresses TIME_WAIT on loopback altogether (tcp(4)).
 pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
-    let names: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
+    if cfg!(any(target_os = "illumos", target_os = "solaris")) {
         return Default::default();
-    } else {
-        &[
+    }
+    let mut names = crate::sys::settings::known_keys(crate::sys::os_family());
+    if names.is_empty() {
+        names = vec![
             "net.inet.tcp.msl",
-            "net.inet.tcp.nolocaltimewait",
             "net.inet6.ip6.v6only",
             "net.inet.ip.portrange.first",
             "net.inet.ip.portrange.last",
-        ]
-    };
+        ];
+    }
+    read_sysctls(&names)
+}
+
+#[cfg(any(
+    target_os = "freebsd",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "netbsd"
+))]
+fn read_sysctls(names: &[&str]) -> std::collections::BTreeMap<String, String> {
+    names
+        .iter()
+        .filter_map(|name| {
+            let c = std::ffi::CString::new(*name).ok()?;
+            let mut v: libc::c_int = 0;
+            let mut len: libc::size_t = std::mem::size_of::<libc::c_int>();
+            // SAFETY: a NUL-terminated name, and an int-sized buffer with its size.
+            let r = unsafe {
+                libc::sysctlbyname(
+                    c.as_ptr(),
+                    (&mut v as *mut libc::c_int).cast(),
+                    &mut len,
+                    std::ptr::null_mut(),
+                    0,
+                )
+            };
+            (r == 0 && len == std::mem::size_of::<libc::c_int>())
+                .then(|| (name.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+#[cfg(not(any(
+    target_os = "freebsd",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "netbsd"
+)))]
+fn read_sysctls(names: &[&str]) -> std::collections::BTreeMap<String, String> {
     let Ok(out) = crate::sys::output(std::process::Command::new("sysctl").args(names)) else {
         return Default::default();
     };

@@ -1,0 +1,171 @@
+//! Expectations conditioned on stack settings: parsing, precedence, bless
+//! writing the condition, and the profiles file's errors.
+
+use std::collections::BTreeMap;
+
+use sockspec::Suite;
+use sockspec::bless::{Observation, bless_in};
+use sockspec::model::OsFamily;
+
+const CASE: &str = r#"title = "two binds"
+source = "semantics.md L1"
+steps = [
+  { do = "socket", name = "a", type = "{proto}", family = "v4" },
+  { do = "bind", sock = "a", addr = "lo4", port = "@p" },
+  { do = "socket", name = "b", type = "{proto}", family = "v4" },
+  { do = "bind", sock = "b", addr = "lo4", port = "a", check = true },
+]
+
+[grid]
+proto = ["tcp", "udp"]
+"#;
+
+fn tree(expect: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    std::fs::write(dir.path().join("t/two.toml"), CASE).unwrap();
+    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+    std::fs::write(dir.path().join("expected/linux.toml"), expect).unwrap();
+    dir
+}
+
+const BASE: &str = r#"os = "linux"
+
+[[expect]]
+case = "t::two"
+where = { proto = "tcp" }
+outcomes = { bind_b = "EADDRINUSE" }
+source = "observed"
+seen_on = ["6.18.1"]
+
+[[expect]]
+case = "t::two"
+where = { proto = "udp" }
+outcomes = { bind_b = "EADDRINUSE" }
+source = "observed"
+seen_on = ["6.18.1"]
+"#;
+
+fn load_error(dir: &std::path::Path) -> String {
+    match Suite::load(dir) {
+        Ok(_) => panic!("the suite loaded, but it should not have"),
+        Err(e) => e.to_string(),
+    }
+}
+
+fn settings(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+#[test]
+fn a_condition_applies_only_when_the_run_has_those_settings_and_beats_narrower_entries() {
+    let text = format!(
+        "{BASE}\n[[expect]]\ncase = \"t::two\"\nsettings = {{ \"net.ipv4.tcp_tw_reuse\" = \"0\" }}\noutcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"6.18.1\"]\n"
+    );
+    let dir = tree(&text);
+    let s = Suite::load(dir.path()).unwrap();
+    let f = s.expectations.for_os(OsFamily::Linux).unwrap();
+    let t = s.test("t::two::proto=tcp").unwrap();
+    let off = settings(&[("net.ipv4.tcp_tw_reuse", "0")]);
+    let def = settings(&[("net.ipv4.tcp_tw_reuse", "2")]);
+    let with = f
+        .resolve_in(t, "bind_b", Some("6.18.1"), Some(&off))
+        .unwrap();
+    assert_eq!(with.outcome.to_string(), "ok");
+    assert_eq!(
+        with.entry.condition().as_deref(),
+        Some("net.ipv4.tcp_tw_reuse=0")
+    );
+    let without = f
+        .resolve_in(t, "bind_b", Some("6.18.1"), Some(&def))
+        .unwrap();
+    assert_eq!(without.outcome.to_string(), "EADDRINUSE");
+    // No settings known (explain): only unconditioned entries.
+    assert_eq!(
+        f.resolve(t, "bind_b", None).unwrap().outcome.to_string(),
+        "EADDRINUSE"
+    );
+}
+
+#[test]
+fn an_unknown_setting_is_an_input_error_with_its_location() {
+    let text = format!(
+        "{BASE}\n[[expect]]\ncase = \"t::two\"\nsettings = {{ \"net.ipv4.tcp_tw_reuze\" = \"0\" }}\noutcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"6.18.1\"]\n"
+    );
+    let dir = tree(&text);
+    let e = load_error(dir.path());
+    assert!(e.contains("linux.toml:19:40"), "{e}");
+    assert!(
+        e.contains("`net.ipv4.tcp_tw_reuze` is not a setting"),
+        "{e}"
+    );
+    assert!(e.contains("net.ipv4.tcp_tw_reuse"), "{e}");
+}
+
+#[test]
+fn bless_conditions_only_what_differs_under_non_default_settings() {
+    let dir = tree(BASE);
+    let s = Suite::load(dir.path()).unwrap();
+    let obs: Vec<Observation> = ["tcp", "udp"]
+        .iter()
+        .map(|p| Observation {
+            test: s.test(&format!("t::two::proto={p}")).unwrap().clone(),
+            outcomes: vec![(
+                "bind_b".into(),
+                if *p == "tcp" { "ok" } else { "EADDRINUSE" }
+                    .parse()
+                    .unwrap(),
+            )],
+        })
+        .collect();
+    let run = settings(&[
+        ("net.ipv4.tcp_tw_reuse", "0"),
+        ("net.ipv6.bindv6only", "0"),
+        ("net.ipv4.ip_local_port_range", "32768\t60999"),
+    ]);
+    let sum = bless_in(&s, OsFamily::Linux, "6.18.2", &run, &obs).unwrap();
+    assert_eq!((sum.added, sum.changed, sum.confirmed), (1, 0, 0), "{sum}");
+    let text = std::fs::read_to_string(dir.path().join("expected/linux.toml")).unwrap();
+    assert!(
+        text.starts_with(BASE),
+        "existing entries were rewritten:\n{text}"
+    );
+    let added = &text[BASE.len()..];
+    assert!(
+        added.contains("settings = { \"net.ipv4.tcp_tw_reuse\" = \"0\" }"),
+        "{added}"
+    );
+    assert!(added.contains("where = { proto = \"tcp\" }"), "{added}");
+    assert!(!added.contains("bindv6only"), "{added}");
+    // Blessing the same run again changes nothing but seen_on.
+    let s = Suite::load(dir.path()).unwrap();
+    let sum = bless_in(&s, OsFamily::Linux, "6.18.2", &run, &obs).unwrap();
+    assert_eq!((sum.added, sum.changed), (0, 0), "{sum}");
+}
+
+#[test]
+fn a_bad_profile_is_an_input_error_with_its_location() {
+    let dir = tree(BASE);
+    std::fs::write(
+        dir.path().join("profiles.toml"),
+        "[profile.x]\ntitle = \"x\"\nsysctls = { \"net.ipv4.tcp_tw_reuse\" = \"0\", \"kernel.panic\" = \"1\" }\n",
+    )
+    .unwrap();
+    let e = load_error(dir.path());
+    assert!(e.contains("profiles.toml:3:"), "{e}");
+    assert!(
+        e.contains("`kernel.panic` is not a setting sockspec records"),
+        "{e}"
+    );
+    std::fs::write(
+        dir.path().join("profiles.toml"),
+        "[profile.x]\ntitle = \"x\"\nsysctls = { \"net.ipv4.tcp_tw_reuse\" = \"0\" }\n",
+    )
+    .unwrap();
+    Suite::load(dir.path()).unwrap();
+    let p = sockspec::sys::settings::load_profiles(dir.path()).unwrap();
+    assert_eq!(p["x"].sysctls["net.ipv4.tcp_tw_reuse"], "0");
+}

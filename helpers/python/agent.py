@@ -11,6 +11,7 @@ carries sockets (SCM_RIGHTS) for Export and Adopt.
 import asyncio
 import errno
 import json
+import ipaddress
 import os
 import platform
 import select
@@ -314,6 +315,11 @@ class Agent:
     def step_bind(self, a, left):
         self.slot(a["sock"]).sock.bind(sockaddr(a["addr"], port_number(a["port"])))
         return done()
+
+    def step_getsockname(self, a, left):
+        # True when the socket's local address is the one named (ports aside).
+        local = self.slot(a["sock"]).sock.getsockname()[0]
+        return done("true" if ipaddress.ip_address(local) == ipaddress.ip_address(a["addr"]) else "false")
 
     def step_listen(self, a, left):
         self.slot(a["sock"]).sock.listen(a["backlog"])

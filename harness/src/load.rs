@@ -424,28 +424,11 @@ pub fn load_case(
         let span = r.span();
         let mut works = Vec::new();
         for (label, v) in r.into_inner().works {
-            if !checks.iter().any(|(l, _)| *l == label) {
-                errors.push(index.err(
-                    v.span(),
-                    format!("`recipe.works` names `{label}`, which is not a checked step"),
-                ));
-                continue;
+            if let Some(allowed) =
+                allowed_outcomes(&index, "recipe.works", &checks, &label, &v, errors)
+            {
+                works.push((label, allowed));
             }
-            let items: Vec<&Value> = match v.get_ref() {
-                Value::Array(a) => a.iter().collect(),
-                other => vec![other],
-            };
-            let mut allowed = Vec::new();
-            for item in items {
-                match item.as_str().map(str::parse::<Outcome>) {
-                    Some(Ok(o)) => allowed.push(o),
-                    Some(Err(e)) => errors.push(index.err(v.span(), e.to_string())),
-                    None => {
-                        errors.push(index.err(v.span(), "`recipe.works` takes outcome strings"))
-                    }
-                }
-            }
-            works.push((label, allowed));
         }
         if works.is_empty() {
             errors.push(index.err(span, "`recipe.works` must name at least one checked step"));
@@ -888,26 +871,10 @@ fn load_holds(
     }
     let mut outcomes = Vec::new();
     for (label, v) in raw.outcomes {
-        if !checks.iter().any(|(l, _)| *l == label) {
-            errors.push(index.err(
-                v.span(),
-                format!("`holds.outcomes` names `{label}`, which is not a checked step"),
-            ));
-            continue;
+        if let Some(allowed) = allowed_outcomes(index, "holds.outcomes", checks, &label, &v, errors)
+        {
+            outcomes.push((label, allowed));
         }
-        let items: Vec<&Value> = match v.get_ref() {
-            Value::Array(a) => a.iter().collect(),
-            other => vec![other],
-        };
-        let mut allowed = Vec::new();
-        for item in items {
-            match item.as_str().map(str::parse::<Outcome>) {
-                Some(Ok(o)) => allowed.push(o),
-                Some(Err(e)) => errors.push(index.err(v.span(), e.to_string())),
-                None => errors.push(index.err(v.span(), "`holds.outcomes` takes outcome strings")),
-            }
-        }
-        outcomes.push((label, allowed));
     }
     if outcomes.is_empty() {
         errors.push(index.err(
@@ -921,4 +888,37 @@ fn load_holds(
         claims,
         outcomes,
     }
+}
+
+/// The outcomes a `recipe.works` or `holds.outcomes` entry allows for one
+/// checked step: one outcome string or a list; `None` when the label is not a
+/// checked step.
+fn allowed_outcomes(
+    index: &LineIndex,
+    what: &str,
+    checks: &[(String, &'static str)],
+    label: &str,
+    v: &Spanned<Value>,
+    errors: &mut Vec<InputError>,
+) -> Option<Vec<Outcome>> {
+    if !checks.iter().any(|(l, _)| l == label) {
+        errors.push(index.err(
+            v.span(),
+            format!("`{what}` names `{label}`, which is not a checked step"),
+        ));
+        return None;
+    }
+    let items: Vec<&Value> = match v.get_ref() {
+        Value::Array(a) => a.iter().collect(),
+        other => vec![other],
+    };
+    let mut allowed = Vec::new();
+    for item in items {
+        match item.as_str().map(str::parse::<Outcome>) {
+            Some(Ok(o)) => allowed.push(o),
+            Some(Err(e)) => errors.push(index.err(v.span(), e.to_string())),
+            None => errors.push(index.err(v.span(), format!("`{what}` takes outcome strings"))),
+        }
+    }
+    Some(allowed)
 }

@@ -55,7 +55,7 @@ out=${json:-$(mktemp --suffix=.json)}
 set +e
 extra=()
 $bless && extra=(--repeat 3)
-"$wine" "$exe" run --cases cases "${extra[@]}" --label "wine $("$wine" --version 2>/dev/null | head -1)" --json "$out"
+"$wine" "$exe" run --only-cases --cases cases "${extra[@]}" --label "wine $("$wine" --version 2>/dev/null | head -1)" --json "$out"
 status=$?
 set -e
 wineserver -w || true

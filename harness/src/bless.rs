@@ -261,15 +261,9 @@ pub fn bless_in(
                         None,
                         usize::MAX,
                         format!(
-                            "{} applies without these settings ({what}, {}:{})",
+                            "{} applies without these settings ({what}, {})",
                             a.outcome,
-                            a.entry
-                                .at
-                                .file
-                                .file_name()
-                                .map(|f| f.to_string_lossy())
-                                .unwrap_or_default(),
-                            a.entry.at.line
+                            short_place(a.entry)
                         ),
                     )
                 }
@@ -324,15 +318,9 @@ pub fn bless_in(
                         format!("agrees with the documented {} ({cite})", a.outcome)
                     } else {
                         format!(
-                            "the run disagrees with the documented {} ({cite}, {}:{})",
+                            "the run disagrees with the documented {} ({cite}, {})",
                             a.outcome,
-                            a.entry
-                                .at
-                                .file
-                                .file_name()
-                                .map(|f| f.to_string_lossy())
-                                .unwrap_or_default(),
-                            a.entry.at.line
+                            short_place(a.entry)
                         )
                     };
                     (None, usize::MAX, note)
@@ -764,4 +752,14 @@ fn new_entry(
     };
     t["why"] = value(why);
     t
+}
+
+/// `linux.toml:12`: an entry's file name and line, for notes in `why`.
+fn short_place(e: &Entry) -> String {
+    let file =
+        e.at.file
+            .file_name()
+            .map(|f| f.to_string_lossy())
+            .unwrap_or_default();
+    format!("{file}:{}", e.at.line)
 }

@@ -209,6 +209,9 @@ fn make_veth() -> Result<(), String> {
 /// linkwatch, asynchronously): until the interface has a link-local address
 /// and the ff00::/8 route, sends fail with ENETUNREACH.
 fn wait_for_v6_multicast(iface: &str) -> Result<(), String> {
+    // include/uapi/linux/if_addr.h
+    const IFA_F_DADFAILED: u32 = 0x08;
+    const IFA_F_TENTATIVE: u32 = 0x40;
     let ready = || -> bool {
         let has = |file: &str, pred: &dyn Fn(&str) -> bool| {
             std::fs::read_to_string(format!("/proc/thread-self/net/{file}")).is_ok_and(|t| {
@@ -216,16 +219,27 @@ fn wait_for_v6_multicast(iface: &str) -> Result<(), String> {
                     .any(|l| l.split_whitespace().last() == Some(iface) && pred(l))
             })
         };
-        has("if_inet6", &|l| l.starts_with("fe80"))
-            && has("ipv6_route", &|l| {
-                l.starts_with("ff000000000000000000000000000000 08")
-            })
+        // Not just present: usable. With DAD off the address still starts
+        // out tentative (0x40) until the addrconf work item runs, and a
+        // send from a tentative address fails with EADDRNOTAVAIL (seen on a
+        // loaded machine). Columns: address ifindex plen scope flags name.
+        // https://elixir.bootlin.com/linux/v6.12/source/net/ipv6/addrconf.c (addrconf_dad_begin)
+        has("if_inet6", &|l| {
+            let flags = l
+                .split_whitespace()
+                .nth(4)
+                .and_then(|f| u32::from_str_radix(f, 16).ok());
+            l.starts_with("fe80")
+                && flags.is_some_and(|f| f & (IFA_F_TENTATIVE | IFA_F_DADFAILED) == 0)
+        }) && has("ipv6_route", &|l| {
+            l.starts_with("ff000000000000000000000000000000 08")
+        })
     };
     let until = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while !ready() {
         if std::time::Instant::now() > until {
             return Err(format!(
-                "{iface} got no IPv6 link-local address and multicast route within 3 s"
+                "{iface} got no usable IPv6 link-local address and multicast route within 3 s"
             ));
         }
         std::thread::sleep(std::time::Duration::from_millis(5));

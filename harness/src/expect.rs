@@ -23,7 +23,7 @@ use toml::{Spanned, Value};
 
 use crate::error::{InputError, LineIndex};
 use crate::load::{EXPECTED_DIR, selector_labels, toml_error};
-use crate::model::{Case, Location, OsFamily, Test};
+use crate::model::{Case, Location, OsFamily, Step, Test};
 use crate::outcome::Outcome;
 use crate::sources::Registry;
 use crate::version::VersionRange;
@@ -400,7 +400,10 @@ pub fn load_all(
     };
     let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    let by_case = group_tests(tests);
+    let by_case: HashMap<String, CaseTests> = group_tests(tests)
+        .into_iter()
+        .map(|(id, tests)| (id, CaseTests::new(tests)))
+        .collect();
     for path in paths {
         if path.extension().is_none_or(|e| e != "toml") {
             continue;
@@ -436,12 +439,127 @@ pub fn group_tests(tests: &[Arc<Test>]) -> HashMap<String, Vec<Arc<Test>>> {
     by_case
 }
 
+/// One case's tests, with an index from each grid parameter's label to the
+/// tests that have it: an entry's `where` is then resolved once, as a set,
+/// instead of once per test and checked step (that was most of `check`'s time).
+pub struct CaseTests {
+    tests: Vec<Arc<Test>>,
+    labels: HashMap<String, HashMap<String, Bits>>,
+    /// Checked step label → its index in each test's steps.
+    checks: HashMap<String, Vec<Option<usize>>>,
+    /// The OSes each test cannot run on.
+    not_on: Vec<Vec<OsFamily>>,
+}
+
+impl CaseTests {
+    pub fn new(tests: Vec<Arc<Test>>) -> CaseTests {
+        let n = tests.len();
+        let mut labels: HashMap<String, HashMap<String, Bits>> = HashMap::new();
+        let mut checks: HashMap<String, Vec<Option<usize>>> = HashMap::new();
+        for (i, t) in tests.iter().enumerate() {
+            for (si, s) in t.steps.iter().enumerate() {
+                if let Some(label) = &s.check {
+                    checks.entry(label.clone()).or_insert_with(|| vec![None; n])[i] = Some(si);
+                }
+            }
+            for (k, v) in &t.params {
+                labels
+                    .entry(k.clone())
+                    .or_default()
+                    .entry(v.clone())
+                    .or_insert_with(|| Bits::new(n))
+                    .set(i);
+            }
+        }
+        let not_on = tests
+            .iter()
+            .map(|t| {
+                OsFamily::ALL
+                    .iter()
+                    .copied()
+                    .filter(|os| t.not_applicable(*os).is_some())
+                    .collect()
+            })
+            .collect();
+        CaseTests {
+            tests,
+            labels,
+            checks,
+            not_on,
+        }
+    }
+
+    fn runs_on(&self, test: usize, os: OsFamily) -> bool {
+        !self.not_on[test].contains(&os)
+    }
+
+    /// The step checked as `label` in each of `tests` that has one.
+    fn checked<'a>(&'a self, label: &str, tests: &'a [usize]) -> impl Iterator<Item = &'a Step> {
+        let at = self.checks.get(label);
+        tests.iter().filter_map(move |&t| {
+            let si = at?[t]?;
+            Some(&self.tests[t].steps[si])
+        })
+    }
+
+    /// The tests `select` picks: for every parameter, one of its labels.
+    fn select(&self, select: &[(String, Vec<String>)]) -> Bits {
+        let n = self.tests.len();
+        let mut picked = Bits::full(n);
+        for (k, wanted) in select {
+            let mut any = Bits::new(n);
+            for l in wanted {
+                if let Some(b) = self.labels.get(k).and_then(|m| m.get(l)) {
+                    any.or(b);
+                }
+            }
+            picked.and(&any);
+        }
+        picked
+    }
+}
+
+/// A set of test indices within one case.
+#[derive(Clone, Debug)]
+struct Bits(Vec<u64>);
+
+impl Bits {
+    fn new(n: usize) -> Bits {
+        Bits(vec![0; n.div_ceil(64)])
+    }
+    fn full(n: usize) -> Bits {
+        let mut b = Bits(vec![u64::MAX; n.div_ceil(64)]);
+        if n % 64 != 0
+            && let Some(last) = b.0.last_mut()
+        {
+            *last = (1u64 << (n % 64)) - 1;
+        }
+        b
+    }
+    fn set(&mut self, i: usize) {
+        self.0[i / 64] |= 1 << (i % 64);
+    }
+    fn or(&mut self, other: &Bits) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a |= b);
+    }
+    fn and(&mut self, other: &Bits) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a &= b);
+    }
+    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        self.0.iter().enumerate().flat_map(|(w, &bits)| {
+            (0..64)
+                .filter(move |b| bits & (1 << b) != 0)
+                .map(move |b| w * 64 + b)
+        })
+    }
+}
+
 /// Loads and checks one expectation file.
 pub fn load_file(
     path: &Path,
     os: OsFamily,
     cases: &[Arc<Case>],
-    by_case: &HashMap<String, Vec<Arc<Test>>>,
+    by_case: &HashMap<String, CaseTests>,
     sources: Option<&Registry>,
     errors: &mut Vec<InputError>,
 ) -> Option<ExpectFile> {
@@ -486,9 +604,10 @@ pub fn load_file(
         ));
     }
     let mut entries = Vec::new();
+    let mut picks = Vec::new();
     for raw in raw.expect {
         let at = index.loc(raw.span().start);
-        if let Some(e) = parse_entry(
+        if let Some((e, p)) = parse_entry(
             &index,
             at,
             raw.into_inner(),
@@ -499,6 +618,7 @@ pub fn load_file(
             errors,
         ) {
             entries.push(e);
+            picks.push(p);
         }
     }
     if errors.len() > before {
@@ -514,7 +634,7 @@ pub fn load_file(
         entries,
         by_case: file_by_case,
     };
-    check_ambiguity(&file, by_case, errors);
+    check_ambiguity(&file, &picks, by_case, errors);
     (errors.len() == before).then_some(file)
 }
 
@@ -525,10 +645,10 @@ fn parse_entry(
     raw: RawEntry,
     os: OsFamily,
     cases: &[Arc<Case>],
-    by_case: &HashMap<String, Vec<Arc<Test>>>,
+    by_case: &HashMap<String, CaseTests>,
     sources: Option<&Registry>,
     errors: &mut Vec<InputError>,
-) -> Option<Entry> {
+) -> Option<(Entry, Bits)> {
     let before = errors.len();
     let case_id = raw.case.get_ref().clone();
     let Some(case) = cases.iter().find(|c| c.id == case_id) else {
@@ -692,24 +812,11 @@ fn parse_entry(
         ));
     }
 
-    let all = by_case.get(&case_id).map(Vec::as_slice).unwrap_or_default();
-    let probe = Entry {
-        at: at.clone(),
-        case: case_id.clone(),
-        select: select.clone(),
-        kernel: None,
-        settings: Vec::new(),
-        outcomes: Vec::new(),
-        provenance: provenance.clone(),
-        why: None,
-        selected: 0,
-    };
-    let selected: Vec<&Arc<Test>> = all.iter().filter(|t| probe.selects(t)).collect();
-    let runnable: Vec<&Arc<Test>> = selected
-        .iter()
-        .copied()
-        .filter(|t| t.not_applicable(os).is_none())
-        .collect();
+    let empty = CaseTests::new(Vec::new());
+    let ct = by_case.get(&case_id).unwrap_or(&empty);
+    let picked = ct.select(&select);
+    let selected: Vec<&Arc<Test>> = picked.iter().map(|i| &ct.tests[i]).collect();
+    let runnable: Vec<usize> = picked.iter().filter(|&i| ct.runs_on(i, os)).collect();
     if errors.len() == before {
         if selected.is_empty() {
             errors.push(
@@ -752,14 +859,7 @@ fn parse_entry(
             ));
             continue;
         }
-        let steps: Vec<_> = runnable
-            .iter()
-            .filter_map(|t| {
-                t.steps
-                    .iter()
-                    .find(|s| s.check.as_deref() == Some(label.as_str()))
-            })
-            .collect();
+        let steps: Vec<&Step> = ct.checked(&label, &runnable).collect();
         if steps.is_empty() && !runnable.is_empty() {
             errors.push(index.err(
                 value.span(),
@@ -782,61 +882,91 @@ fn parse_entry(
     if outcomes.is_empty() && errors.len() == before {
         errors.push(InputError::at(&at, "this entry gives no outcomes"));
     }
-    (errors.len() == before).then_some(Entry {
-        at,
-        case: case_id,
-        select,
-        kernel,
-        settings,
-        outcomes,
-        provenance,
-        why,
-        selected: selected.len(),
-    })
+    (errors.len() == before).then_some((
+        Entry {
+            at,
+            case: case_id,
+            select,
+            kernel,
+            settings,
+            outcomes,
+            provenance,
+            why,
+            selected: selected.len(),
+        },
+        picked,
+    ))
 }
 
+/// Two entries clash when they have equal precedence and the same kernel
+/// range and settings, select a common test, and give different outcomes for
+/// a step that test checks. Only such same-precedence groups are compared,
+/// pair by pair, on their sets of selected tests.
 fn check_ambiguity(
     file: &ExpectFile,
-    by_case: &HashMap<String, Vec<Arc<Test>>>,
+    picks: &[Bits],
+    by_case: &HashMap<String, CaseTests>,
     errors: &mut Vec<InputError>,
 ) {
+    let mut found = Vec::new();
     for (case_id, idxs) in &file.by_case {
-        if idxs.len() < 2 {
+        let Some(ct) = by_case.get(case_id) else {
             continue;
+        };
+        type Key<'a> = (
+            (bool, bool, std::cmp::Reverse<usize>, bool),
+            Option<&'a str>,
+            &'a [(String, String)],
+        );
+        let mut groups: BTreeMap<Key, Vec<usize>> = BTreeMap::new();
+        for &i in idxs {
+            let e = &file.entries[i];
+            let key = (
+                e.rank(),
+                e.kernel.as_ref().map(|k| k.text.as_str()),
+                e.settings.as_slice(),
+            );
+            groups.entry(key).or_default().push(i);
         }
-        let mut reported = std::collections::HashSet::new();
-        for t in by_case.get(case_id).into_iter().flatten() {
-            for step in t.steps.iter().filter(|s| s.check.is_some()) {
-                let label = step.check.as_deref().unwrap_or_default();
-                let cands: Vec<&Entry> = idxs
-                    .iter()
-                    .map(|i| &file.entries[*i])
-                    .filter(|e| e.selects(t) && e.outcome(label).is_some())
-                    .collect();
-                for (i, a) in cands.iter().enumerate() {
-                    for b in &cands[i + 1..] {
-                        let same_range = a.kernel.as_ref().map(|k| &k.text)
-                            == b.kernel.as_ref().map(|k| &k.text)
-                            && a.settings == b.settings;
-                        if a.rank() == b.rank()
-                            && same_range
-                            && a.outcome(label) != b.outcome(label)
-                            && reported.insert((a.at.line, b.at.line))
-                        {
-                            errors.push(
-                                InputError::at(
-                                    &b.at,
-                                    format!(
-                                        "this entry and the one at line {} both give `{label}` for {} with equal precedence, but disagree",
-                                        a.at.line, t.name
-                                    ),
-                                )
-                                .help("make one of them more specific (`where`, `kernel`), or merge them"),
-                            );
-                        }
+        for group in groups.values().filter(|g| g.len() > 1) {
+            for (x, &ia) in group.iter().enumerate() {
+                for &ib in &group[x + 1..] {
+                    let (a, b) = (&file.entries[ia], &file.entries[ib]);
+                    let differ: Vec<&str> = a
+                        .outcomes
+                        .iter()
+                        .filter(|(l, o)| b.outcome(l).is_some_and(|ob| ob != o))
+                        .map(|(l, _)| l.as_str())
+                        .collect();
+                    if differ.is_empty() {
+                        continue;
+                    }
+                    let mut both = picks[ia].clone();
+                    both.and(&picks[ib]);
+                    let clash = both.iter().find_map(|t| {
+                        let t = &ct.tests[t];
+                        t.steps
+                            .iter()
+                            .filter_map(|s| s.check.as_deref())
+                            .find(|l| differ.contains(l))
+                            .map(|l| (t, l))
+                    });
+                    if let Some((t, label)) = clash {
+                        found.push(
+                            InputError::at(
+                                &b.at,
+                                format!(
+                                    "this entry and the one at line {} both give `{label}` for {} with equal precedence, but disagree",
+                                    a.at.line, t.name
+                                ),
+                            )
+                            .help("make one of them more specific (`where`, `kernel`), or merge them"),
+                        );
                     }
                 }
             }
         }
     }
+    found.sort_by_key(|e| e.pos);
+    errors.extend(found);
 }

@@ -584,3 +584,30 @@ fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {
         usage.max_rss()
     );
 }
+
+/// Two entries of equal precedence that overlap on a test and disagree are
+/// an error at the later one; overlapping entries that agree, or that have
+/// different precedence (a narrower `where`), are not.
+#[test]
+fn entries_that_clash() {
+    let second = |where_: &str, outcome: &str| {
+        format!(
+            "{GOOD_EXPECT}\n[[expect]]\ncase = \"t::two\"\n{where_}outcomes = {{ bind_b = \"{outcome}\" }}\nsource = \"documented\"\ncite = \"semantics.md L1\"\nwhy = \"again\"\n"
+        )
+    };
+    let text = error(tree(GOOD_CASE, Some(&second("", "ok"))).path());
+    assert_has(
+        &text,
+        &[
+            "linux.toml:10:1",
+            "this entry and the one at line 3 both give `bind_b` for t::two::proto=tcp with equal precedence, but disagree",
+        ],
+    );
+    for fine in [
+        second("", "EADDRINUSE"),
+        second("where = { proto = \"udp\" }\n", "ok"),
+    ] {
+        let dir = tree(GOOD_CASE, Some(&fine));
+        assert!(Suite::load(dir.path()).is_ok(), "{fine}");
+    }
+}

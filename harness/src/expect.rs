@@ -404,24 +404,33 @@ pub fn load_all(
         .into_iter()
         .map(|(id, tests)| (id, CaseTests::new(tests)))
         .collect();
-    for path in paths {
-        if path.extension().is_none_or(|e| e != "toml") {
-            continue;
-        }
+    // Each file is checked on its own: all of them at once, on every core.
+    let paths: Vec<PathBuf> = paths
+        .into_iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .collect();
+    let sources = out.sources.as_ref();
+    let loaded = crate::par::map(&paths, 1, |path| {
+        let mut errors = Vec::new();
         let stem = path
             .file_stem()
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_default();
         let Some(os) = OsFamily::from_name(&stem) else {
             errors.push(
-                InputError::file(&path, format!("`{stem}` is not an OS family")).help(format!(
+                InputError::file(path, format!("`{stem}` is not an OS family")).help(format!(
                     "name expectation files <os>.toml, one of: {}",
                     OsFamily::names()
                 )),
             );
-            continue;
+            return (None, errors);
         };
-        if let Some(f) = load_file(&path, os, cases, &by_case, out.sources.as_ref(), errors) {
+        let file = load_file(path, os, cases, &by_case, sources, &mut errors);
+        (file.map(|f| (os, f)), errors)
+    });
+    for (file, errs) in loaded {
+        errors.extend(errs);
+        if let Some((os, f)) = file {
             out.files.insert(os, f);
         }
     }

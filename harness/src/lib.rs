@@ -21,6 +21,7 @@ pub mod judge;
 pub mod load;
 pub mod model;
 pub mod outcome;
+pub mod par;
 pub mod report;
 pub mod results;
 pub mod run;

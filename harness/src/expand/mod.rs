@@ -23,9 +23,31 @@ use template::Ctx;
 
 /// Expand every loaded case. Errors are pushed; tests of erroneous cases are dropped.
 pub fn expand_all(cases: &[LoadedCase], errors: &mut Vec<InputError>) -> Vec<Test> {
+    // Every case's combinations first, then all of them resolved at once on
+    // every core (one large grid would otherwise keep one core busy alone).
+    let grids: Vec<Option<Vec<Combo>>> = cases.iter().map(|lc| combos(lc, errors)).collect();
+    let work: Vec<(&LoadedCase, &Combo)> = cases
+        .iter()
+        .zip(&grids)
+        .flat_map(|(lc, g)| g.iter().flatten().map(move |c| (lc, c)))
+        .collect();
+    let mut resolved =
+        crate::par::map(&work, 16, |(lc, combo)| resolve_combo(lc, combo)).into_iter();
     let mut tests = Vec::new();
-    for case in cases {
-        tests.extend(expand(case, errors));
+    for g in grids.iter().flatten() {
+        let mut case_tests = Vec::with_capacity(g.len());
+        let mut case_errors = Vec::new();
+        for r in resolved.by_ref().take(g.len()) {
+            match r {
+                Ok(t) => case_tests.push(t),
+                Err(errs) => case_errors.extend(errs),
+            }
+        }
+        if case_errors.is_empty() {
+            tests.extend(case_tests);
+        } else {
+            errors.extend(InputError::merge_combos(case_errors, g.len()));
+        }
     }
     let mut seen: HashMap<&str, &Test> = HashMap::new();
     let mut dups = Vec::new();
@@ -48,10 +70,34 @@ pub fn expand_all(cases: &[LoadedCase], errors: &mut Vec<InputError>) -> Vec<Tes
     tests
 }
 
+/// One combination of grid values: parameter name → value.
+type Combo = Vec<(String, ParamValue)>;
+
 /// Expand one case.
 pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
+    let Some(combos) = combos(lc, errors) else {
+        return Vec::new();
+    };
+    let mut tests = Vec::new();
+    let mut case_errors = Vec::new();
+    for combo in &combos {
+        match resolve_combo(lc, combo) {
+            Ok(t) => tests.push(t),
+            Err(errs) => case_errors.extend(errs),
+        }
+    }
+    if !case_errors.is_empty() {
+        errors.extend(InputError::merge_combos(case_errors, combos.len()));
+        return Vec::new();
+    }
+    tests
+}
+
+/// The grid's combinations minus the excluded ones; `None` (with errors)
+/// when an `exclude` matches nothing or nothing is left.
+fn combos(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Option<Vec<Combo>> {
     let case = &lc.case;
-    let mut combos: Vec<Vec<(String, ParamValue)>> = vec![Vec::new()];
+    let mut combos: Vec<Combo> = vec![Vec::new()];
     for (name, values) in &case.grid {
         combos = combos
             .into_iter()
@@ -103,37 +149,27 @@ pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
             .help("loosen the `exclude` entries"),
         );
     }
-    if errors.len() > before {
-        return Vec::new();
-    }
+    (errors.len() == before).then_some(combos)
+}
 
-    let mut tests = Vec::new();
-    let mut case_errors = Vec::new();
-    let n_combos = combos.len();
-    for combo in combos {
-        let mut name = case.id.clone();
-        for (k, v) in &combo {
-            name.push_str(&format!("::{k}={}", v.label));
-        }
-        match resolve_test(lc, &combo) {
-            Ok((steps, needs)) => tests.push(Test {
-                name,
-                case: case.clone(),
-                params: combo
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.label.clone()))
-                    .collect(),
-                steps,
-                needs,
-            }),
-            Err(errs) => case_errors.extend(errs),
-        }
+/// One combination's test.
+fn resolve_combo(lc: &LoadedCase, combo: &Combo) -> Result<Test, Vec<InputError>> {
+    let case = &lc.case;
+    let mut name = case.id.clone();
+    for (k, v) in combo {
+        name.push_str(&format!("::{k}={}", v.label));
     }
-    if !case_errors.is_empty() {
-        errors.extend(InputError::merge_combos(case_errors, n_combos));
-        return Vec::new();
-    }
-    tests
+    let (steps, needs) = resolve_test(lc, combo)?;
+    Ok(Test {
+        name,
+        case: case.clone(),
+        params: combo
+            .iter()
+            .map(|(k, v)| (k.clone(), v.label.clone()))
+            .collect(),
+        steps,
+        needs,
+    })
 }
 
 fn resolve_test(

@@ -534,6 +534,12 @@ impl Test {
             .map(|(_, v)| v.as_str())
     }
 
+    /// A rough guess of how long the test takes: see
+    /// [`Action::expected_wait`](crate::steps::Action::expected_wait).
+    pub fn expected_wait(&self) -> Duration {
+        self.steps.iter().map(|s| s.action.expected_wait()).sum()
+    }
+
     pub fn params_map(&self) -> BTreeMap<String, String> {
         self.params.iter().cloned().collect()
     }

@@ -256,6 +256,7 @@ pub fn run(
         .iter()
         .filter(|t| opts.filter.matches(&t.name))
         .collect();
+    let order = schedule(&selected);
     let book = Arc::new(PortBook::new());
     let next = AtomicUsize::new(0);
     let jobs = opts.jobs.max(1).min(selected.len().max(1));
@@ -266,7 +267,7 @@ pub fn run(
         for w in 0..jobs {
             let tx = tx.clone();
             let worker_tx = worker_tx.clone();
-            let (selected, next, book) = (&selected, &next, &book);
+            let (selected, order, next, book) = (&selected, &order, &next, &book);
             scope.spawn(move || {
                 if w == 0
                     && let Ok((iso, _, settings)) = worker()
@@ -277,8 +278,10 @@ pub fn run(
                     if opts.stopped() {
                         break;
                     }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(test) = selected.get(i) else { break };
+                    let Some(&i) = order.get(next.fetch_add(1, Ordering::Relaxed)) else {
+                        break;
+                    };
+                    let test = selected[i];
                     let rec = run_repeats(suite, platform, test, book, opts);
                     if tx.send((i, rec)).is_err() {
                         break;
@@ -316,6 +319,26 @@ pub fn run(
         summary: Summary::of(&tests),
         tests,
     }
+}
+
+/// The order tests start in (results keep the suite's order). Longest
+/// first, so that a test that waits a second starts at once beside the short
+/// ones instead of alone at the end; but tests that start child processes
+/// last, since a child cannot start while a socket is being closed
+/// ([`sys::spawning`]) and the long tests are long because a close lingers:
+/// started early, they would only wait for it.
+fn schedule(selected: &[&Arc<Test>]) -> Vec<usize> {
+    let starts_children = |t: &Test| {
+        t.steps
+            .iter()
+            .any(|s| matches!(s.action, crate::steps::Action::Spawn(_)))
+    };
+    let mut order: Vec<usize> = (0..selected.len()).collect();
+    order.sort_by_key(|&i| {
+        let t = selected[i];
+        (starts_children(t), std::cmp::Reverse(t.expected_wait()))
+    });
+    order
 }
 
 /// Chooses the stack profile `name` of `root/profiles.toml` for this run:

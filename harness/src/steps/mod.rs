@@ -214,6 +214,26 @@ impl Action {
         }
     }
 
+    /// A rough guess of how long the step takes, for scheduling only (the
+    /// longest tests start first, so that they overlap the rest instead of
+    /// running alone at the end): fixed waits, a close judged in bands (it
+    /// may block for the longest band's lower bound), a process start.
+    pub fn expected_wait(&self) -> std::time::Duration {
+        use std::time::Duration;
+        match self {
+            Action::Sleep(s) => Duration::from_millis(s.ms),
+            // Counting deliveries takes the whole window.
+            Action::Fanout(Fanout { wait, .. }) => *wait,
+            Action::Close(c) => c.bands.iter().map(|b| b.min).max().unwrap_or_default(),
+            // An interpreter (Python, Node) starts far slower than sockspec.
+            Action::Spawn(Spawn {
+                runtime: Some(r), ..
+            }) if r != "rust" => Duration::from_millis(100),
+            Action::Spawn(_) => Duration::from_millis(5),
+            _ => Duration::ZERO,
+        }
+    }
+
     /// The address the step sends to or binds, if any.
     pub fn addr(&self) -> Option<&IpAddr> {
         match self {

@@ -119,18 +119,84 @@ pub fn isolation_mode() -> IsolationMode {
 /// close-on-exec ones, so a socket closed in that window stays open: its port
 /// stays bound, its linger and reset do not happen yet. Tests in other
 /// workers would see that as the kernel's doing.
-static CHILD_GATE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+///
+/// Closes never wait for a child that is only waiting to start, just for one
+/// that is starting: a close that lingers for a second (SO_LINGER {1,1} with
+/// unsent data) would otherwise stop every other worker's closes behind the
+/// waiting child too (std's RwLock lets no reader in while a writer waits).
+static CHILD_GATE: ChildGate = ChildGate {
+    state: std::sync::Mutex::new(GateState {
+        closing: 0,
+        spawning: false,
+        waiting: 0,
+    }),
+    changed: std::sync::Condvar::new(),
+};
+
+struct ChildGate {
+    state: std::sync::Mutex<GateState>,
+    changed: std::sync::Condvar,
+}
+
+struct GateState {
+    /// Closes under way.
+    closing: usize,
+    /// A child between fork and exec.
+    spawning: bool,
+    /// Threads waiting at the gate.
+    waiting: usize,
+}
+
+impl ChildGate {
+    fn state(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until `ready`, then applies `enter`; the guard applies `leave`.
+    fn pass(
+        &self,
+        ready: fn(&GateState) -> bool,
+        enter: fn(&mut GateState),
+        leave: fn(&mut GateState),
+    ) -> GatePass<'_> {
+        let mut st = self.state();
+        st.waiting += 1;
+        while !ready(&st) {
+            st = self.changed.wait(st).unwrap_or_else(|e| e.into_inner());
+        }
+        st.waiting -= 1;
+        enter(&mut st);
+        GatePass { gate: self, leave }
+    }
+}
+
+/// Leaves the gate when dropped, also when the closure panics.
+struct GatePass<'a> {
+    gate: &'a ChildGate,
+    leave: fn(&mut GateState),
+}
+
+impl Drop for GatePass<'_> {
+    fn drop(&mut self) {
+        (self.leave)(&mut self.gate.state());
+        self.gate.changed.notify_all();
+    }
+}
 
 /// Runs `f`, which may close sockets, while no child process is starting.
 pub fn closing<T>(f: impl FnOnce() -> T) -> T {
-    let _shared = CHILD_GATE.read().unwrap_or_else(|e| e.into_inner());
+    let _pass = CHILD_GATE.pass(|s| !s.spawning, |s| s.closing += 1, |s| s.closing -= 1);
     f()
 }
 
 /// Starts a child process (`f` returns once it has exec'd, as
 /// `Command::spawn` does) while no socket is being closed.
 pub fn spawning<T>(f: impl FnOnce() -> T) -> T {
-    let _exclusive = CHILD_GATE.write().unwrap_or_else(|e| e.into_inner());
+    let _pass = CHILD_GATE.pass(
+        |s| !s.spawning && s.closing == 0,
+        |s| s.spawning = true,
+        |s| s.spawning = false,
+    );
     f()
 }
 
@@ -273,8 +339,46 @@ mod tests {
 
     #[test]
     fn closing_and_spawning_exclude_each_other() {
-        spawning(|| assert!(CHILD_GATE.try_read().is_err(), "a close could run now"));
-        closing(|| assert!(CHILD_GATE.try_write().is_err(), "a child could start now"));
+        spawning(|| {
+            let st = CHILD_GATE.state();
+            assert!(st.spawning && st.closing == 0, "a close could run now");
+        });
+        closing(|| {
+            let st = CHILD_GATE.state();
+            assert!(!st.spawning && st.closing >= 1, "a child could start now");
+        });
+    }
+
+    /// A close under way keeps a child from starting, but not another close:
+    /// a lingering close must not stop every worker's closes.
+    #[test]
+    fn a_waiting_child_does_not_hold_up_closes() {
+        use std::sync::mpsc;
+        let (in_close, closed) = (mpsc::channel(), mpsc::channel::<()>());
+        let (entered, release) = (in_close.0, closed.1);
+        let long = std::thread::spawn(move || {
+            closing(|| {
+                entered.send(()).unwrap();
+                release.recv().unwrap();
+            })
+        });
+        in_close.1.recv().unwrap();
+        let (started_tx, started) = mpsc::channel();
+        let child = std::thread::spawn(move || spawning(|| started_tx.send(()).unwrap()));
+        // Wait until the child is queued at the gate (it cannot pass).
+        while CHILD_GATE.state().waiting == 0 {
+            std::thread::yield_now();
+        }
+        assert!(
+            started.try_recv().is_err(),
+            "a child started during a close"
+        );
+        // Another close passes at once although a child waits.
+        closing(|| ());
+        closed.0.send(()).unwrap();
+        long.join().unwrap();
+        child.join().unwrap();
+        started.recv().unwrap();
     }
 
     /// New and accepted sockets are close-on-exec as they come back, so no

@@ -63,6 +63,7 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
                         kernel: None,
                         settings: None,
                         why: Some("blessed".into()),
+                        window: None,
                     }),
                 }],
                 recipe: None,

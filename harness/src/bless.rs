@@ -10,7 +10,9 @@
 //!   selecting as many of the tests that share the new outcomes as one `where`
 //!   can, and always fewer tests than the entry it overrides (so it wins);
 //! - when the overridden observation was made on another kernel series, the
-//!   new entry is limited to this series (`kernel = "=6.1"`) and both stay;
+//!   new entry is limited to the release observed (`kernel = "=6.1.192"`,
+//!   not the whole series: nothing was observed on its other releases) and
+//!   both stay;
 //! - documented entries are never edited: an observation that disagrees gets
 //!   its own entry, whose `why` records the disagreement;
 //! - observed entries (or outcomes) that no test resolves to any more are removed;
@@ -161,6 +163,18 @@ fn series(os: OsFamily, release: &str) -> String {
     format!("={}", parts.join("."))
 }
 
+/// The range a new entry limited to one release's series gets: only the
+/// release observed (`=6.1.192`), never the whole series, since nothing
+/// says its other releases behave alike (see the window rule in
+/// [`crate::expect`]).
+fn observed_range(release: &str) -> String {
+    let parts: Vec<String> = version_numbers(release)
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    format!("={}", parts.join("."))
+}
+
 fn same_series(os: OsFamily, a: &str, b: &str) -> bool {
     series(os, a) == series(os, b)
 }
@@ -300,7 +314,7 @@ pub fn bless_in(
                             a.entry.selected - 1
                         };
                         (
-                            Some(series(os, release)),
+                            Some(observed_range(release)),
                             max,
                             format!(
                                 "differs from {} observed on {}",

@@ -373,12 +373,13 @@ fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
     let s = Suite::load(dir.path()).unwrap();
     let linux = s.expectations.for_os(OsFamily::Linux).unwrap();
     let t = s.test(&test.name).unwrap();
-    // The new outcome holds for 6.18 only, from an entry limited to it ...
+    // The new outcome holds for 6.18.99 only, from an entry limited to the
+    // release observed (not the whole series) ...
     let now = linux.resolve(t, &label, Some("6.18.99")).unwrap();
     assert_eq!(*now.outcome, new);
     assert_eq!(
         now.entry.kernel.as_ref().map(|k| k.text.as_str()),
-        Some("=6.18")
+        Some("=6.18.99")
     );
     // ... and every other release the old entry listed still gets the old one,
     // with its provenance intact.

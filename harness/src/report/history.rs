@@ -172,11 +172,16 @@ pub fn cell_text(t: Option<&TestRecord>, labels: &[&str]) -> String {
         .filter(|l| **l != "(verdict)")
         .map(|l| format!("{l}={}", t.outcome(l).unwrap_or("absent")))
         .collect();
-    if parts.is_empty() {
-        t.verdict.as_str().into()
+    let mut text = if parts.is_empty() {
+        t.verdict.as_str().to_string()
     } else {
         parts.join(" ")
+    };
+    // Outcomes that are not what that kernel's expectations say.
+    if t.verdict == Verdict::Fail && !parts.is_empty() {
+        text.push_str(" (fail)");
     }
+    text
 }
 
 fn esc(s: &str) -> String {

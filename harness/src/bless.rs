@@ -248,7 +248,9 @@ pub fn bless_in(
     for o in obs {
         for (label, outcome) in &o.outcomes {
             if let Some(f) = file {
-                for c in f.candidates_in(&o.test, label, Some(release), Some(settings)) {
+                // Windows aside: an observation inside one contradicts only
+                // the entries that really give another outcome.
+                for c in f.ranked_in(&o.test, label, Some(release), Some(settings)) {
                     if c.outcome != outcome
                         && matches!(c.entry.provenance, Provenance::Observed { .. })
                     {
@@ -279,6 +281,37 @@ pub fn bless_in(
                             a.outcome,
                             short_place(a.entry)
                         ),
+                    )
+                }
+                // Inside a window of disagreeing observations (the
+                // expectation is `unknown`): the run is a new observation
+                // there. An unranged observed entry that gives the same
+                // outcome gains the release (the window shrinks); otherwise
+                // an entry limited to the release observed.
+                Some(a) if a.window.is_some() && *a.outcome == Outcome::Unknown => {
+                    let w = a.window.map(|w| w.text()).unwrap_or_default();
+                    let same = file
+                        .map(|f| f.ranked_in(&o.test, label, Some(release), Some(settings)))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|c| matches!(c.entry.provenance, Provenance::Observed { .. }))
+                        .filter(|c| {
+                            c.outcome == outcome
+                                && c.entry.kernel.is_none()
+                                && c.entry.settings == cond
+                        });
+                    if let Some(c) = same {
+                        confirm.insert(index_of(c.entry));
+                        continue;
+                    }
+                    (
+                        Some(observed_range(release)),
+                        if a.entry.kernel.is_none() {
+                            a.entry.selected
+                        } else {
+                            a.entry.selected - 1
+                        },
+                        format!("observed in the window {w}, where no outcome was known"),
                     )
                 }
                 Some(a) if matches!(a.entry.provenance, Provenance::Observed { .. }) => {

@@ -5,7 +5,8 @@
 # installed), each booted under QEMU with an initramfs in which sockspec
 # itself is PID 1. Each run is judged against cases/expected/linux.toml; the
 # guests print their results on the serial console. Results land in
-# ci/.cache/kernels/results-<release>.json.
+# ci/.cache/kernels/results-<release>.json; their report (the history of
+# outcomes across the kernels first, which it prints) in report.md/.html.
 #
 #   ci/kernels.sh            run everywhere, print a summary per kernel and
 #                            every failing step; exit 1 if any run has a
@@ -163,6 +164,14 @@ PY
 [ $? = 0 ] || status=1
 set -e
 mapfile -t results <"$cache/results.list"
+
+# The report of the runs; its first section is their history: the tests
+# whose outcomes differ across the kernels, and where each changed.
+if [ "${#results[@]}" -gt 1 ]; then
+  "$bin" report --markdown "$cache/report.md" --html "$cache/report.html" "${results[@]}" || status=1
+  echo
+  awk 'NR > 1 && /^## /{exit} {print}' "$cache/report.md"
+fi
 
 if $bless; then
   for r in "${results[@]}"; do "$bin" bless --from "$r"; done

@@ -10,7 +10,9 @@
 //!   selecting as many of the tests that share the new outcomes as one `where`
 //!   can, and always fewer tests than the entry it overrides (so it wins);
 //! - when the overridden observation was made on another kernel series, the
-//!   new entry is limited to this series (`kernel = "=6.1"`) and both stay;
+//!   new entry is limited to the release observed (`kernel = "=6.1.192"`,
+//!   not the whole series: nothing was observed on its other releases) and
+//!   both stay;
 //! - documented entries are never edited: an observation that disagrees gets
 //!   its own entry, whose `why` records the disagreement;
 //! - observed entries (or outcomes) that no test resolves to any more are removed;
@@ -161,6 +163,18 @@ fn series(os: OsFamily, release: &str) -> String {
     format!("={}", parts.join("."))
 }
 
+/// The range a new entry limited to one release's series gets: only the
+/// release observed (`=6.1.192`), never the whole series, since nothing
+/// says its other releases behave alike (see the window rule in
+/// [`crate::expect`]).
+fn observed_range(release: &str) -> String {
+    let parts: Vec<String> = version_numbers(release)
+        .iter()
+        .map(u64::to_string)
+        .collect();
+    format!("={}", parts.join("."))
+}
+
 fn same_series(os: OsFamily, a: &str, b: &str) -> bool {
     series(os, a) == series(os, b)
 }
@@ -234,7 +248,9 @@ pub fn bless_in(
     for o in obs {
         for (label, outcome) in &o.outcomes {
             if let Some(f) = file {
-                for c in f.candidates_in(&o.test, label, Some(release), Some(settings)) {
+                // Windows aside: an observation inside one contradicts only
+                // the entries that really give another outcome.
+                for c in f.ranked_in(&o.test, label, Some(release), Some(settings)) {
                     if c.outcome != outcome
                         && matches!(c.entry.provenance, Provenance::Observed { .. })
                     {
@@ -265,6 +281,37 @@ pub fn bless_in(
                             a.outcome,
                             short_place(a.entry)
                         ),
+                    )
+                }
+                // Inside a window of disagreeing observations (the
+                // expectation is `unknown`): the run is a new observation
+                // there. An unranged observed entry that gives the same
+                // outcome gains the release (the window shrinks); otherwise
+                // an entry limited to the release observed.
+                Some(a) if a.window.is_some() && *a.outcome == Outcome::Unknown => {
+                    let w = a.window.map(|w| w.text()).unwrap_or_default();
+                    let same = file
+                        .map(|f| f.ranked_in(&o.test, label, Some(release), Some(settings)))
+                        .unwrap_or_default()
+                        .into_iter()
+                        .find(|c| matches!(c.entry.provenance, Provenance::Observed { .. }))
+                        .filter(|c| {
+                            c.outcome == outcome
+                                && c.entry.kernel.is_none()
+                                && c.entry.settings == cond
+                        });
+                    if let Some(c) = same {
+                        confirm.insert(index_of(c.entry));
+                        continue;
+                    }
+                    (
+                        Some(observed_range(release)),
+                        if a.entry.kernel.is_none() {
+                            a.entry.selected
+                        } else {
+                            a.entry.selected - 1
+                        },
+                        format!("observed in the window {w}, where no outcome was known"),
                     )
                 }
                 Some(a) if matches!(a.entry.provenance, Provenance::Observed { .. }) => {
@@ -300,7 +347,7 @@ pub fn bless_in(
                             a.entry.selected - 1
                         };
                         (
-                            Some(series(os, release)),
+                            Some(observed_range(release)),
                             max,
                             format!(
                                 "differs from {} observed on {}",

@@ -8,6 +8,14 @@
 //! wins, the one that selects fewer of the case's tests; then one limited to a
 //! kernel range. Equal candidates that disagree are an input error.
 //!
+//! No outcome is assumed inside a window where observations disagree: for a
+//! release between the newest one observed with one outcome and the oldest
+//! one observed with another (the releases are the `seen_on` of the observed
+//! entries that apply to the test there), observed entries say nothing. Only
+//! a documented entry whose `kernel` range holds the release (a cited fixing
+//! commit and the releases it reached) gives an outcome there; otherwise the
+//! expectation is `unknown`, and [`Applied::window`] names the window.
+//!
 //! An entry may also hold only under stack settings (`settings = {
 //! "net.ipv4.tcp_tw_reuse" = "0" }`): it applies to a run whose results
 //! header records those values, and is narrower than any entry without a
@@ -26,7 +34,7 @@ use crate::load::{EXPECTED_DIR, selector_labels, toml_error};
 use crate::model::{Case, Location, OsFamily, Step, Test};
 use crate::outcome::Outcome;
 use crate::sources::Registry;
-use crate::version::VersionRange;
+use crate::version::{VersionRange, cmp_versions, version_numbers};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provenance {
@@ -139,7 +147,43 @@ pub struct ExpectFile {
 pub struct Applied<'a> {
     pub entry: &'a Entry,
     pub outcome: &'a Outcome,
+    /// The release lies in a window where observations disagree: `entry` is
+    /// then the documented entry that covers it, or the observed entry that
+    /// would have applied, with `outcome` `unknown`.
+    pub window: Option<Window<'a>>,
 }
+
+/// Two neighbouring observations of one step that disagree, with nothing
+/// observed between them: the range a bisection would start from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Window<'a> {
+    /// The newest release observed with the old outcome (as `seen_on` has it).
+    pub last: &'a str,
+    pub last_outcome: &'a Outcome,
+    /// The oldest release observed with the new outcome.
+    pub first: &'a str,
+    pub first_outcome: &'a Outcome,
+}
+
+impl Window<'_> {
+    /// `6.1.192 (6.1.0-56-cloud-amd64) (ok) .. 6.12.117 (EADDRINUSE)`.
+    pub fn text(&self) -> String {
+        format!(
+            "{} ({}) .. {} ({})",
+            self.last, self.last_outcome, self.first, self.first_outcome
+        )
+    }
+
+    /// Whether `release` lies strictly between the two observations.
+    pub fn holds(&self, release: &str) -> bool {
+        let v = version_numbers(release);
+        cmp_versions(&version_numbers(self.last), &v).is_lt()
+            && cmp_versions(&v, &version_numbers(self.first)).is_lt()
+    }
+}
+
+/// `unknown`, for a release inside a window that no cited source covers.
+static UNKNOWN: Outcome = Outcome::Unknown;
 
 impl ExpectFile {
     /// The expectation for `label` of `test`. `release` is the OS release the
@@ -178,8 +222,140 @@ impl ExpectFile {
         self.candidates_in(test, label, release, None)
     }
 
-    /// Every entry that gives `label` for `test` in a run with `settings`, best first.
+    /// Every entry that gives `label` for `test` in a run with `settings`,
+    /// best first; inside a [`Window`] only documented entries whose kernel
+    /// range holds the release, or else `unknown` (see the module's notes).
     pub fn candidates_in<'a>(
+        &'a self,
+        test: &Test,
+        label: &str,
+        release: Option<&str>,
+        settings: Option<&BTreeMap<String, String>>,
+    ) -> Vec<Applied<'a>> {
+        let out = self.ranked_in(test, label, release, settings);
+        let Some(rel) = release else { return out };
+        let Some(window) = self.window(test, label, rel, settings) else {
+            return out;
+        };
+        let cited: Vec<Applied<'a>> = out
+            .iter()
+            .filter(|a| {
+                matches!(a.entry.provenance, Provenance::Documented { .. })
+                    && a.entry.kernel.is_some()
+            })
+            .map(|a| Applied {
+                window: Some(window),
+                ..*a
+            })
+            .collect();
+        if !cited.is_empty() {
+            return cited;
+        }
+        out.first()
+            .map(|a| Applied {
+                entry: a.entry,
+                outcome: &UNKNOWN,
+                window: Some(window),
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// The window of disagreeing observations `release` lies in, if any.
+    /// The observations are the releases in `seen_on` of the observed
+    /// entries for `test`, each counted with the outcome of the entry that
+    /// applies on that release (an entry another one overrides there did
+    /// not observe the test).
+    pub fn window<'a>(
+        &'a self,
+        test: &Test,
+        label: &str,
+        release: &str,
+        settings: Option<&BTreeMap<String, String>>,
+    ) -> Option<Window<'a>> {
+        self.windows(test, label, settings)
+            .into_iter()
+            .find(|w| w.holds(release))
+    }
+
+    /// Every window where neighbouring observations of `label` disagree,
+    /// oldest first (for explain and reports).
+    pub fn windows<'a>(
+        &'a self,
+        test: &Test,
+        label: &str,
+        settings: Option<&BTreeMap<String, String>>,
+    ) -> Vec<Window<'a>> {
+        // (version, release text, outcome), each release once per outcome.
+        let mut seen: Vec<(Vec<u64>, &'a str, &'a Outcome)> = Vec::new();
+        for e in self.for_test(test, settings) {
+            let Provenance::Observed { seen_on } = &e.provenance else {
+                continue;
+            };
+            if e.outcome(label).is_none() {
+                continue;
+            }
+            for r in seen_on {
+                let top = self
+                    .ranked_in(test, label, Some(r), settings)
+                    .into_iter()
+                    .find(|a| matches!(a.entry.provenance, Provenance::Observed { .. }));
+                if let Some(a) = top
+                    && std::ptr::eq(a.entry, e)
+                    && !seen.iter().any(|(_, t, o)| t == r && *o == a.outcome)
+                {
+                    seen.push((version_numbers(r), r.as_str(), a.outcome));
+                }
+            }
+        }
+        seen.sort_by(|a, b| cmp_versions(&a.0, &b.0).then_with(|| a.1.cmp(b.1)));
+        let mut out = Vec::new();
+        // Releases of one version (two builds of 6.18.44) are one point.
+        let mut i = 0;
+        while i < seen.len() {
+            let j = (i..seen.len())
+                .find(|j| cmp_versions(&seen[*j].0, &seen[i].0).is_ne())
+                .unwrap_or(seen.len());
+            if j < seen.len() {
+                let k = (j..seen.len())
+                    .find(|k| cmp_versions(&seen[*k].0, &seen[j].0).is_ne())
+                    .unwrap_or(seen.len());
+                let (last, first) = (&seen[j - 1], &seen[j]);
+                let here: Vec<&Outcome> = seen[i..j].iter().map(|s| s.2).collect();
+                let next: Vec<&Outcome> = seen[j..k].iter().map(|s| s.2).collect();
+                if here.iter().any(|o| !next.contains(o)) || next.iter().any(|o| !here.contains(o))
+                {
+                    out.push(Window {
+                        last: last.1,
+                        last_outcome: last.2,
+                        first: first.1,
+                        first_outcome: first.2,
+                    });
+                }
+            }
+            i = j;
+        }
+        out
+    }
+
+    /// The file's entries for `test`'s case that select it under `settings`.
+    fn for_test<'a>(
+        &'a self,
+        test: &Test,
+        settings: Option<&BTreeMap<String, String>>,
+    ) -> impl Iterator<Item = &'a Entry> {
+        self.by_case
+            .get(&test.case.id)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.entries[*i])
+            .filter(move |e| e.selects(test) && e.holds_under(settings))
+    }
+
+    /// The entries that give `label` for `test` where `release` is in
+    /// their kernel range, best first, windows aside (the precedence of the
+    /// module's notes).
+    pub fn ranked_in<'a>(
         &'a self,
         test: &Test,
         label: &str,
@@ -199,8 +375,11 @@ impl ExpectFile {
                 (Some(_), None) => false,
             })
             .filter_map(|e| {
-                e.outcome(label)
-                    .map(|outcome| Applied { entry: e, outcome })
+                e.outcome(label).map(|outcome| Applied {
+                    entry: e,
+                    outcome,
+                    window: None,
+                })
             })
             .collect();
         // Stable sort: among equals, the earlier entry in the file comes first.
@@ -218,8 +397,11 @@ impl ExpectFile {
             .map(|i| &self.entries[*i])
             .filter(|e| (e.kernel.is_some() || !e.settings.is_empty()) && e.selects(test))
             .filter_map(|e| {
-                e.outcome(label)
-                    .map(|outcome| Applied { entry: e, outcome })
+                e.outcome(label).map(|outcome| Applied {
+                    entry: e,
+                    outcome,
+                    window: None,
+                })
             })
             .collect()
     }

@@ -149,6 +149,17 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
                     }
                 },
             }
+            // Where observations disagree, no outcome is assumed between them.
+            for w in file.windows(test, label, None) {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} {:<14} window {}: no outcome is assumed for a release between these \
+                     two (a cited source with a kernel range, or unknown)",
+                    "",
+                    "unknown",
+                    w.text()
+                );
+            }
             for r in file.ranged(test, label) {
                 let mut when = Vec::new();
                 if let Some(k) = &r.entry.kernel {

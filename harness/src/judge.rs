@@ -14,14 +14,24 @@ pub fn bless_command(name: &str) -> String {
 }
 
 pub fn expectation_ref(a: &Applied<'_>) -> ExpectationRef {
+    // Inside a window with no cited source, the entry is the observation
+    // that would have applied: say that none does.
+    let uncovered = a.window.is_some() && *a.outcome == Outcome::Unknown;
     ExpectationRef {
         file: a.entry.at.file.display().to_string(),
         line: a.entry.at.line,
         source: a.entry.provenance.label().to_string(),
-        provenance: a.entry.provenance.summary(),
+        provenance: match &a.window {
+            Some(w) if uncovered => format!(
+                "unknown: observations disagree in the window {} and no cited source covers it",
+                w.text()
+            ),
+            _ => a.entry.provenance.summary(),
+        },
         kernel: a.entry.kernel.as_ref().map(|k| k.text.clone()),
         settings: a.entry.condition(),
-        why: a.entry.why.clone(),
+        why: if uncovered { None } else { a.entry.why.clone() },
+        window: a.window.as_ref().map(|w| w.text()),
     }
 }
 

@@ -299,6 +299,11 @@ pub struct ExpectationRef {
     pub settings: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
+    /// The run's release lay in a window where observations disagree
+    /// (`6.1.192 (ok) .. 6.12.117 (EADDRINUSE)`): no observed outcome
+    /// applied, and the expectation is a cited source's or `unknown`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]

@@ -30,7 +30,7 @@ pub fn version_numbers(release: &str) -> Vec<u64> {
         .collect()
 }
 
-fn cmp_versions(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
+pub fn cmp_versions(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
     let n = a.len().max(b.len());
     for i in 0..n {
         let (x, y) = (

@@ -373,12 +373,13 @@ fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
     let s = Suite::load(dir.path()).unwrap();
     let linux = s.expectations.for_os(OsFamily::Linux).unwrap();
     let t = s.test(&test.name).unwrap();
-    // The new outcome holds for 6.18 only, from an entry limited to it ...
+    // The new outcome holds for 6.18.99 only, from an entry limited to the
+    // release observed (not the whole series) ...
     let now = linux.resolve(t, &label, Some("6.18.99")).unwrap();
     assert_eq!(*now.outcome, new);
     assert_eq!(
         now.entry.kernel.as_ref().map(|k| k.text.as_str()),
-        Some("=6.18")
+        Some("=6.18.99")
     );
     // ... and every other release the old entry listed still gets the old one,
     // with its provenance intact.
@@ -502,5 +503,53 @@ mod interrupted_writes {
         assert_ne!(after, crlf);
         assert!(after.ends_with("\r\n"));
         assert_eq!(after.matches('\n').count(), after.matches("\r\n").count());
+    }
+}
+
+/// A run inside a window of disagreeing observations (the v4-mapped bind of
+/// linux.toml: 6.1.192 ok, 6.12.117 EADDRINUSE) is a new observation there:
+/// agreeing with the unranged entry, that entry gains the release and the
+/// window shrinks; disagreeing, a new entry holds the release observed only.
+#[test]
+fn a_run_inside_a_window_narrows_it() {
+    const MAPPED: &str = "bind::pairs::mode=plain::proto=tcp::first=mapped_any::second=mapped_lo";
+    let text = |w: Option<sockspec::expect::Window<'_>>| w.map(|w| w.text());
+    for (got, window_left) in [
+        (
+            "EADDRINUSE",
+            "6.1.192 (6.1.0-57-cloud-amd64) (ok) .. 6.6.30 (EADDRINUSE)",
+        ),
+        (
+            "ok",
+            "6.6.30 (ok) .. 6.12.117+deb12-cloud-amd64 (EADDRINUSE)",
+        ),
+    ] {
+        let dir = real_tree();
+        let s = Suite::load(dir.path()).unwrap();
+        let t = s.test(MAPPED).unwrap().clone();
+        let o = vec![Observation {
+            test: t.clone(),
+            outcomes: vec![("bind_b".into(), got.parse().unwrap())],
+        }];
+        bless(&s, OsFamily::Linux, "6.6.30", &o).unwrap();
+        let s = Suite::load(dir.path()).unwrap();
+        let linux = s.expectations.for_os(OsFamily::Linux).unwrap();
+        let t = s.test(MAPPED).unwrap();
+        let now = linux.resolve(t, "bind_b", Some("6.6.30")).unwrap();
+        assert_eq!(now.outcome.to_string(), got);
+        assert!(now.window.is_none());
+        if got == "ok" {
+            assert_eq!(
+                now.entry.kernel.as_ref().map(|k| k.text.as_str()),
+                Some("=6.6.30")
+            );
+        } else {
+            assert!(now.entry.kernel.is_none());
+        }
+        // Between 6.1.192 and 6.6.30, or 6.6.30 and 6.12.117: still unknown.
+        let probe = if got == "ok" { "6.9.1" } else { "6.3.1" };
+        let a = linux.resolve(t, "bind_b", Some(probe)).unwrap();
+        assert_eq!(*a.outcome, Outcome::Unknown, "{probe}");
+        assert_eq!(text(a.window).as_deref(), Some(window_left), "{probe}");
     }
 }

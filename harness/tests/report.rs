@@ -63,6 +63,7 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
                         kernel: None,
                         settings: None,
                         why: Some("blessed".into()),
+                        window: None,
                     }),
                 }],
                 recipe: None,
@@ -278,4 +279,39 @@ fn results_round_trip_and_other_schemas_are_refused() {
 fn junit_words_failures_from_the_typed_results() {
     let xml = report::junit::report(&run("ci", 3, 2)).unwrap();
     insta::assert_snapshot!("junit_three_tests", xml);
+}
+
+/// Three kernels of one OS, oldest last on the command line: one test
+/// changes on the middle one and back, one only on the newest.
+fn kernel_run(kernel: &str, outcomes: [&str; 3]) -> Results {
+    let mut r = run(kernel, 3, 0);
+    r.run.label = None;
+    r.run.kernel = kernel.into();
+    for (t, o) in r.tests.iter_mut().zip(outcomes) {
+        t.steps[0].outcome = o.into();
+    }
+    r
+}
+
+#[test]
+fn history_lists_tests_that_changed_across_kernels_in_release_order() {
+    let runs = [
+        kernel_run("6.12.117", ["EADDRINUSE", "EADDRINUSE", "ok"]),
+        kernel_run("5.10.262", ["EADDRINUSE", "EADDRINUSE", "EADDRINUSE"]),
+        kernel_run("6.1.192", ["ok", "EADDRINUSE", "EADDRINUSE"]),
+    ];
+    assert!(report::history::applies(&runs));
+    let h = report::history::History::of(&runs).unwrap();
+    let kernels: Vec<&str> = h.runs.iter().map(|r| r.run.kernel.as_str()).collect();
+    assert_eq!(kernels, ["5.10.262", "6.1.192", "6.12.117"]);
+    let md = report::markdown::history_section(&h);
+    insta::assert_snapshot!("history_three_kernels", md);
+    let html = report::html::page(&runs);
+    assert!(html.contains("<section id=\"history\">"), "{html}");
+    assert!(html.find("id=\"history\"") < html.find("id=\"matrix\""));
+    // One kernel, or two OSes: no history.
+    assert!(!report::history::applies(&runs[..1]));
+    let mut other = runs[1].clone();
+    other.run.os = "freebsd".into();
+    assert!(!report::history::applies(&[runs[0].clone(), other]));
 }

@@ -1,5 +1,6 @@
 //! `sockspec report`: merge results files into Markdown, HTML, JUnit and
-//! annotations, or the regression report between two runs.
+//! annotations, or the regression report between two runs. Results of one
+//! OS on several kernel releases open on their history (`report::history`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -57,11 +58,20 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
             )));
         }
     }
-    let runs = a
+    let mut runs = a
         .results
         .iter()
         .map(|p| Results::read(p))
         .collect::<Result<Vec<_>, _>>()?;
+    // Runs of one OS on several kernel releases: every view in release
+    // order, and the report opens on how outcomes changed between them.
+    let history = a.baseline.is_none() && report::history::applies(&runs);
+    if history {
+        runs = report::history::by_release(&runs)
+            .into_iter()
+            .cloned()
+            .collect();
+    }
     let stdout = PathBuf::from("-");
     if let Some(old) = &a.baseline {
         let [new] = runs.as_slice() else {
@@ -102,9 +112,15 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         wrote = true;
     }
     if a.markdown.is_some() || !wrote {
+        let first = report::history::History::of(&runs)
+            .filter(|_| history)
+            .map(|h| report::markdown::history_section(&h) + "\n")
+            .unwrap_or_default();
         write(
             a.markdown.as_ref().unwrap_or(&stdout),
-            &(report::markdown::summary(&runs) + &report::markdown::claims_section(&claims, &runs)),
+            &(first
+                + &report::markdown::summary(&runs)
+                + &report::markdown::claims_section(&claims, &runs)),
         )?;
     }
     Ok(ExitCode::SUCCESS)

@@ -174,11 +174,15 @@ pub fn page_with_claims(runs: &[Results], claims: &[crate::claims::RunVerdicts])
     });
     // `</` would end the script element early.
     let payload = data.to_string().replace("</", "<\\/");
+    // Runs of one OS on several releases open on how outcomes changed.
+    let history = super::history::History::of(runs)
+        .map(|h| super::history::html(&h))
+        .unwrap_or_default();
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
          <title>sockspec: {} run(s), {} tests</title><style>{CSS}</style></head>\n<body>\
-         <h1>sockspec: {} run(s), {} tests</h1>\
+         <h1>sockspec: {} run(s), {} tests</h1>{history}\
          <p class=\"legend\">Each cell: the checked outcomes of the test on that run; below, \
          where its expectations come from (<b>obs</b>erved, <b>doc</b>umented, <b>mixed</b>, or none). \
          Hover for the expectations, their provenance and why a test failed. \
@@ -215,6 +219,7 @@ td.cell small{display:block;color:#777;font-family:system-ui,sans-serif}\
 .v-p{background:#eef8ee}.v-f{background:#fbe3e3}.v-e{background:#f3d9f7}\
 table.claims{margin:.5em 0 1em}table.claims td{max-width:40em}\
 .cv-holds{background:#eef8ee}.cv-contradicted{background:#fbe3e3}.cv-mixed{background:#fdebd3}\
+table.history{margin:.5em 0 1em}h2{font-size:15px}\
 .v-i{background:#fdebd3}.v-s{background:#f2f2f2;color:#888}.v-none{background:#fff;color:#bbb}";
 
 const JS: &str = r#"
@@ -297,6 +302,11 @@ const m = location.hash.match(/^#filter=(.*)$/);
 if (m) filter.value = decodeURIComponent(m[1]);
 only.checked = anyDiffers && !m && location.hash !== '#all';
 apply();
+// The history's links (#filter=NAME) filter the matrix to that test.
+window.addEventListener('hashchange', () => {
+  const h = location.hash.match(/^#filter=(.*)$/);
+  if (h) { filter.value = decodeURIComponent(h[1]); only.checked = false; apply(); }
+});
 // For ci/html-check.sh: the rendered table's width.
 document.body.dataset.tableWidth = document.getElementById('matrix').offsetWidth;
 "#;

@@ -328,3 +328,22 @@ fn changed_steps<'a>(old: &'a TestRecord, new: &'a TestRecord) -> Vec<Change<'a>
     }
     out
 }
+
+/// The history of runs of one OS on several kernel releases (see
+/// [`super::history`]), as the summary's first section: within its rows
+/// and bytes.
+pub fn history_section(h: &super::history::History<'_>) -> String {
+    let text = super::history::markdown(h, MAX_ROWS);
+    if text.len() + NOTE_ROOM <= MAX_BYTES / 2 {
+        return text;
+    }
+    // Half the summary at most: the matrix section follows it.
+    let mut cut = text[..MAX_BYTES / 2].rfind('\n').unwrap_or(0);
+    while !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!(
+        "{}\n…the rest of the history is left out here (a step summary holds at most 1 MiB): see {FULL_REPORT}.\n",
+        &text[..cut]
+    )
+}

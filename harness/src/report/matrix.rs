@@ -68,7 +68,12 @@ impl<'a> Row<'a> {
 
 /// Rows of every test any run has, grouped by topic, in name order.
 pub fn rows(runs: &[Results]) -> Vec<Row<'_>> {
-    let mut by_name: BTreeMap<(&str, &str), Row<'_>> = BTreeMap::new();
+    rows_of(&runs.iter().collect::<Vec<_>>())
+}
+
+/// [`rows`] over borrowed runs (in the order given).
+pub fn rows_of<'a>(runs: &[&'a Results]) -> Vec<Row<'a>> {
+    let mut by_name: BTreeMap<(&str, &str), Row<'a>> = BTreeMap::new();
     for (i, r) in runs.iter().enumerate() {
         for t in &r.tests {
             let row = by_name

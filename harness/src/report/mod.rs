@@ -4,12 +4,15 @@
 //! - [`console`]: what `sockspec run` prints.
 //! - [`markdown`]: a GitHub step summary over any number of runs, and the
 //!   regression report between two runs.
+//! - [`history`]: for runs of one OS on several kernel releases, the tests
+//!   whose outcomes changed and the release window of each change.
 //! - [`html`]: a self-contained tests x runs matrix.
 //! - [`junit`]: JUnit XML for one run.
 //! - [`annotations`]: `::error file=...` lines for a GitHub workflow.
 
 pub mod annotations;
 pub mod console;
+pub mod history;
 pub mod html;
 pub mod junit;
 pub mod markdown;

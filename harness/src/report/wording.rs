@@ -82,6 +82,15 @@ pub fn mismatches(t: &TestRecord) -> String {
                     .and_then(|e| e.why.as_deref())
                     .map(|w| format!("\n    why: {w}"))
                     .unwrap_or_default()
+                    + &s.expectation
+                        .as_ref()
+                        .and_then(|e| e.window.as_deref())
+                        .map(|w| {
+                            format!(
+                                "\n    window: {w}: observations disagree there, the cited source decides"
+                            )
+                        })
+                        .unwrap_or_default()
             ),
         };
     }

@@ -23,6 +23,8 @@ const PORTABLE = new Set([
 ]);
 const ALIASES = { EAGAIN: 'EWOULDBLOCK', ENOTSUP: 'EOPNOTSUPP' };
 // Where libuv's UV_UDP_REUSEADDR is SO_REUSEPORT (see pendingOpt).
+// Options dgram sets on a bound socket only.
+const MCAST = ['MulticastLoop', 'Join', 'Leave', 'MulticastIf'];
 const REUSE_IS_REUSEPORT = ['darwin', 'freebsd', 'openbsd', 'netbsd'].includes(process.platform);
 
 class Unsupported extends Error {
@@ -122,6 +124,15 @@ function sameIp(a, b) {
   // The URL parser writes an IPv6 address in one canonical form.
   const canon = (x) => new URL(`http://[${x}]/`).hostname;
   return canon(a) === canon(b);
+}
+
+// An interface as dgram's multicast methods take it: an address, or on
+// IPv6 an interface name as the scope of `::` (libuv reads `::%eth1` with
+// uv_ip6_addr, whose scope id becomes the interface index).
+function mcastIface(family, iface) {
+  if (net.isIP(iface)) return iface;
+  if (family === 'V6') return `::%${iface}`;
+  throw new Unsupported(`an IPv4 multicast interface by name (${iface})`, 'dgram takes an IPv4 interface by address only');
 }
 
 // Closes a stream with a reset (SO_LINGER 0), so it leaves no TIME_WAIT.
@@ -286,22 +297,48 @@ class Agent {
       }
       opts.reuseAddr = !!on;
     } else if (proto === 'Udp' && opt === 'V6Only') opts.ipv6Only = !!on;
-    else throw new Unsupported(`option ${opt} on a ${proto} socket`, 'Node has no API that sets it');
+    else if (proto === 'Udp' && MCAST.includes(opt)) {
+      // dgram's multicast methods need a bound socket: a Node program calls
+      // them once bound, before it sends; so does the helper.
+      opts.later = (opts.later || []).concat([[opt, value]]);
+    } else throw new Unsupported(`option ${opt} on a ${proto} socket`, 'Node has no API that sets it');
   }
 
   step_SetOpt(a) {
     const s = this.slot(a.sock);
     const v = a.value;
     if (s.kind === 'dgram' && s.obj && s.bound) {
-      if (a.opt === 'MulticastLoop') s.obj.setMulticastLoopback(!!v.Bool);
-      else if (a.opt === 'Join') s.obj.addMembership(v.Group.group, v.Group.iface);
-      else if (a.opt === 'Leave') s.obj.dropMembership(v.Group.group, v.Group.iface);
-      else if (a.opt === 'MulticastIf') s.obj.setMulticastInterface(v.Iface);
-      else throw new Unsupported(`option ${a.opt} after bind`, 'Node sets it only when it creates the socket');
+      if (!MCAST.includes(a.opt)) {
+        throw new Unsupported(`option ${a.opt} after bind`, 'Node sets it only when it creates the socket');
+      }
+      this.mcast(s, a.opt, v);
       return done();
     }
     if (s.obj) throw new Unsupported(`option ${a.opt} now`, 'Node has no API for it on this socket');
     this.pendingOpt(s.proto, a.opt, v, s.opts);
+    return done();
+  }
+
+  // One of dgram's multicast methods on a bound socket.
+  mcast(s, opt, v) {
+    if (opt === 'MulticastLoop') s.obj.setMulticastLoopback(!!v.Bool);
+    else if (opt === 'Join') s.obj.addMembership(v.Group.group, mcastIface(s.family, v.Group.iface));
+    else if (opt === 'Leave') s.obj.dropMembership(v.Group.group, mcastIface(s.family, v.Group.iface));
+    else s.obj.setMulticastInterface(mcastIface(s.family, v.Iface));
+  }
+
+  // The multicast options asked for before the bind, now that it is bound.
+  applyLater(s) {
+    const later = (s.opts && s.opts.later) || [];
+    s.opts && (s.opts.later = []);
+    for (const [opt, v] of later) {
+      try {
+        this.mcast(s, opt, v);
+      } catch (e) {
+        if (e instanceof Unsupported || !e.code) throw e;
+        return errDone(e, `${opt}, set once bound: ${e.message}`);
+      }
+    }
     return done();
   }
 
@@ -329,11 +366,19 @@ class Agent {
 
   // A dgram socket used before any bind: Node binds it to a port of the
   // OS's choice in that first connect or send.
-  implicitDgram(s) {
-    if (s.obj) return;
+  // With multicast options waiting, it binds explicitly (to the wildcard
+  // and port 0, as Node's own implicit bind) and sets them first. Answers
+  // a Done when that fails.
+  async implicitDgram(s) {
+    if (s.obj) return null;
     this.makeDgram(s);
+    if (s.opts && s.opts.later && s.opts.later.length) {
+      const d = await this.bindDgram(s, s.family === 'V6' ? '::' : '0.0.0.0', 0);
+      return d.outcome === 'ok' ? null : d;
+    }
     s.obj.on('error', () => {});
     s.bound = true;
+    return null;
   }
 
   bindDgram(s, addr, port) {
@@ -344,7 +389,7 @@ class Agent {
         s.obj.removeListener('error', onErr);
         s.obj.on('error', () => {});
         s.bound = true;
-        resolve(done());
+        resolve(this.applyLater(s));
       });
     });
   }
@@ -384,7 +429,7 @@ class Agent {
     throw new Unsupported('a listen of its own', 'Node listens only through net.Server.listen (the `server` step)');
   }
 
-  step_Connect(a, left) {
+  async step_Connect(a, left) {
     const s = this.slot(a.sock);
     const port = portNumber(a.port);
     if (s.kind === 'dgram') {
@@ -395,8 +440,8 @@ class Agent {
           resolve(done());
         });
       });
-      this.implicitDgram(s);
-      return go();
+      const failed = await this.implicitDgram(s);
+      return failed || go();
     }
     if (s.obj) throw new Unsupported('a second connect', 'Node connects a socket it creates');
     return new Promise((resolve) => {
@@ -425,13 +470,14 @@ class Agent {
     return done();
   }
 
-  step_Send(a) {
+  async step_Send(a) {
     const s = this.slot(a.sock);
     const data = Buffer.alloc(a.bytes, 's');
+    const failed = s.kind === 'dgram' ? await this.implicitDgram(s) : null;
+    if (failed) return failed;
     return new Promise((resolve) => {
       const cb = (e) => resolve(e ? errDone(e) : done());
       if (s.kind === 'dgram') {
-        this.implicitDgram(s);
         if (a.to) s.obj.send(data, portNumber(a.to[1]), a.to[0], cb);
         else s.obj.send(data, cb);
       } else if (s.kind === 'stream' && s.obj) {
@@ -527,7 +573,8 @@ class Agent {
         throw new Unsupported(`a fanout to \`${n}\``, 'Node receives datagrams only on a dgram socket it has bound');
       }
     }
-    this.implicitDgram(s);
+    const failed = await this.implicitDgram(s);
+    if (failed) return failed;
     const tag = `sockspec-fanout-${process.pid}-`;
     const port = portNumber(a.port);
     for (let seq = 0; seq < a.count; seq++) {

@@ -475,14 +475,15 @@ pub fn bless_in(
             };
             // No `seen_with` means sockspec's own: it stays so until
             // another runtime shows the same, and then both are named.
-            let mine = runtime.or(implementation).unwrap_or(crate::results::BUILTIN);
+            let mine = runtime
+                .or(implementation)
+                .unwrap_or(crate::results::BUILTIN);
             let mut with = seen_with.clone();
             if with.is_empty() && runtime.is_some() {
                 with.push(crate::results::BUILTIN.to_string());
             }
             let known = |w: &String| {
-                w == mine
-                    || (runtime.is_none() && w.starts_with(crate::results::BUILTIN))
+                w == mine || (runtime.is_none() && w.starts_with(crate::results::BUILTIN))
             };
             if !with.is_empty() && !with.iter().any(known) {
                 with.push(mine.to_string());

@@ -91,8 +91,7 @@ pub fn other_runtime(implementation: Option<&str>) -> Option<&str> {
 /// How sockspec's own implementation's name begins (`rust std (sockspec 0.1.0)`).
 pub const BUILTIN: &str = "rust std";
 
-impl RunInfo {
-}
+impl RunInfo {}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {

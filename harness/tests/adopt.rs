@@ -175,7 +175,10 @@ fn sockspec_toml_names_the_agent_and_the_command_line_wins() {
         let r: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
         (
-            r["run"]["implementation"].as_str().unwrap_or("").to_string(),
+            r["run"]["implementation"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
             text(&out),
         )
     };

@@ -354,7 +354,10 @@ fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
             Some((e, t.clone(), label.clone(), old.clone()))
         })
         .expect("linux.toml has an observed entry seen on several kernel series");
-    let Provenance::Observed { seen_on: before, .. } = &entry.provenance else {
+    let Provenance::Observed {
+        seen_on: before, ..
+    } = &entry.provenance
+    else {
         unreachable!()
     };
     let new: Outcome = if old == Outcome::Ok {
@@ -544,17 +547,33 @@ proto = ["udp"]
         );
         (out.status.code(), text)
     };
-    let file = dir.path().join("expected").join(format!("{}.toml", sockspec::sys::os_family()));
+    let file = dir
+        .path()
+        .join("expected")
+        .join(format!("{}.toml", sockspec::sys::os_family()));
     let python = dir.path().join("python.json");
-    let (_, said) = sockspec(&["run", "-q", "--agent", "python", "--json", python.to_str().unwrap()]);
+    let (_, said) = sockspec(&[
+        "run",
+        "-q",
+        "--agent",
+        "python",
+        "--json",
+        python.to_str().unwrap(),
+    ]);
     let r = sockspec::results::Results::read(&python).unwrap();
-    let runtime = r.run.runtime().unwrap_or_else(|| panic!("{said}")).to_string();
+    let runtime = r
+        .run
+        .runtime()
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string();
     assert!(runtime.starts_with("python 3."), "{runtime}");
     let (code, said) = sockspec(&["bless", "--from", python.to_str().unwrap()]);
     assert_eq!(code, Some(0), "{said}");
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(
-        text.contains(&format!("seen_with = [\"{runtime}\"]\nwhy = \"blessed from a run on ")),
+        text.contains(&format!(
+            "seen_with = [\"{runtime}\"]\nwhy = \"blessed from a run on "
+        )),
         "{text}"
     );
     assert!(text.contains(&format!("(steps in {runtime})")), "{text}");
@@ -572,7 +591,11 @@ proto = ["udp"]
         "{text}"
     );
     let s = Suite::load(dir.path()).unwrap();
-    let e = &s.expectations.for_os(sockspec::sys::os_family()).unwrap().entries[0];
+    let e = &s
+        .expectations
+        .for_os(sockspec::sys::os_family())
+        .unwrap()
+        .entries[0];
     assert_eq!(
         e.provenance,
         sockspec::expect::Provenance::Observed {

@@ -279,3 +279,26 @@ fn junit_words_failures_from_the_typed_results() {
     let xml = report::junit::report(&run("ci", 3, 2)).unwrap();
     insta::assert_snapshot!("junit_three_tests", xml);
 }
+
+/// Issue 16: runs of one kernel in several runtimes (`--agent`) are columns
+/// side by side, each naming what ran its steps.
+#[test]
+fn runs_in_other_runtimes_are_columns_that_name_the_runtime() {
+    let mut own = run("ci", 10, 0);
+    own.run.implementation = Some("rust std (sockspec 0.1.0)".into());
+    let mut node = run("ci", 10, 0);
+    node.run.implementation = Some("node 20.20.2".into());
+    assert_eq!(own.run.title(), "ci");
+    assert_eq!(node.run.title(), "ci (node 20.20.2)");
+    let page = report::html::page(&[own, node]);
+    assert!(page.contains("\"title\":\"ci (node 20.20.2)\""), "{page}");
+    assert!(page.contains("\"implementation\":\"node 20.20.2\""));
+    assert!(page.contains("\"implementation\":\"rust std (sockspec 0.1.0)\""));
+    assert!(page.contains("' · steps in ' + r.implementation"));
+    let md = report::markdown::summary(&[run("ci", 3, 0), {
+        let mut n = run("ci", 3, 0);
+        n.run.implementation = Some("python 3.11.7".into());
+        n
+    }]);
+    assert!(md.contains("ci (python 3.11.7)"), "{md}");
+}

@@ -16,6 +16,9 @@
 //! - documented entries are never edited: an observation that disagrees gets
 //!   its own entry, whose `why` records the disagreement;
 //! - observed entries (or outcomes) that no test resolves to any more are removed;
+//! - a run whose steps ran in another runtime's helper (`sockspec run
+//!   --agent node`) records it in `seen_with` (`"node 20.20.2"`) beside
+//!   `seen_on`; an entry without `seen_with` was seen with sockspec's own;
 //! - a run whose stack settings differ from the OS's defaults
 //!   (`sys::settings::KNOWN`) writes entries conditioned on those settings
 //!   (`settings = { "net.ipv4.tcp_tw_reuse" = "0" }`), and only where the
@@ -198,18 +201,20 @@ pub fn bless(
     release: &str,
     obs: &[Observation],
 ) -> Result<Summary, Error> {
-    bless_in(suite, os, release, &BTreeMap::new(), obs)
+    bless_in(suite, os, release, &BTreeMap::new(), None, obs)
 }
 
-/// Writes `obs` (made on `os` `release`, with these stack `settings`: the
-/// results header's) into `os`'s expectation file.
+/// Writes `obs` (made on `os` `release`, with these stack `settings` and
+/// this `implementation`: the results header's) into `os`'s expectation file.
 pub fn bless_in(
     suite: &Suite,
     os: OsFamily,
     release: &str,
     settings: &BTreeMap<String, String>,
+    implementation: Option<&str>,
     obs: &[Observation],
 ) -> Result<Summary, Error> {
+    let runtime = crate::results::other_runtime(implementation);
     let cond: Vec<(String, String)> = crate::sys::settings::conditions(os, release, settings)
         .into_iter()
         .collect();
@@ -315,7 +320,7 @@ pub fn bless_in(
                     )
                 }
                 Some(a) if matches!(a.entry.provenance, Provenance::Observed { .. }) => {
-                    let Provenance::Observed { seen_on } = &a.entry.provenance else {
+                    let Provenance::Observed { seen_on, .. } = &a.entry.provenance else {
                         unreachable!()
                     };
                     if a.outcome == outcome {
@@ -470,6 +475,7 @@ pub fn bless_in(
                         outcomes,
                         os,
                         release,
+                        runtime,
                         &notes,
                     ),
                 ));
@@ -498,6 +504,7 @@ pub fn bless_in(
         }
         outs.fmt();
         t["seen_on"] = value(Array::from_iter([release]));
+        set_seen_with(t, runtime.into_iter().collect());
         summary.changed += 1;
     }
     for i in confirm
@@ -509,6 +516,27 @@ pub fn bless_in(
         {
             if !seen.iter().any(|v| v.as_str() == Some(release)) {
                 seen.push(release);
+            }
+            let Provenance::Observed { seen_with, .. } = &entries[*i].provenance else {
+                unreachable!("only observed entries are confirmed")
+            };
+            // No `seen_with` means sockspec's own: it stays so until
+            // another runtime shows the same, and then both are named.
+            let mine = runtime
+                .or(implementation)
+                .unwrap_or(crate::results::BUILTIN);
+            let mut with = seen_with.clone();
+            if with.is_empty() && runtime.is_some() {
+                with.push(crate::results::BUILTIN.to_string());
+            }
+            let known = |w: &String| {
+                w == mine || (runtime.is_none() && w.starts_with(crate::results::BUILTIN))
+            };
+            if !with.is_empty() && !with.iter().any(known) {
+                with.push(mine.to_string());
+            }
+            if with != *seen_with {
+                set_seen_with(t, with.iter().map(String::as_str).collect());
             }
             summary.confirmed += 1;
         }
@@ -736,6 +764,7 @@ fn new_entry(
     outcomes: &BTreeMap<String, Outcome>,
     os: OsFamily,
     release: &str,
+    runtime: Option<&str>,
     notes: &BTreeSet<&String>,
 ) -> Table {
     let mut t = Table::new();
@@ -779,12 +808,18 @@ fn new_entry(
     t["outcomes"] = Item::Value(Value::InlineTable(o));
     t["source"] = value("observed");
     t["seen_on"] = value(Array::from_iter([release]));
-    let run = if cond.is_empty() {
+    if let Some(r) = runtime {
+        t["seen_with"] = value(Array::from_iter([r]));
+    }
+    let mut run = if cond.is_empty() {
         format!("{os} {release}")
     } else {
         let c: Vec<String> = cond.iter().map(|(k, v)| format!("{k}={v}")).collect();
         format!("{os} {release} with {}", c.join(", "))
     };
+    if let Some(r) = runtime {
+        run.push_str(&format!(" (steps in {r})"));
+    }
     let why = if notes.is_empty() {
         format!("blessed from a run on {run}")
     } else {
@@ -799,6 +834,20 @@ fn new_entry(
     };
     t["why"] = value(why);
     t
+}
+
+/// Sets an entry's `seen_with` (after `seen_on`, `why` kept last), or
+/// removes it when `with` is empty (sockspec's own).
+fn set_seen_with(t: &mut Table, with: Vec<&str>) {
+    t.remove("seen_with");
+    if with.is_empty() {
+        return;
+    }
+    let why = t.remove("why");
+    t["seen_with"] = value(Array::from_iter(with));
+    if let Some(w) = why {
+        t.insert("why", w);
+    }
 }
 
 /// `linux.toml:12`: an entry's file name and line, for notes in `why`.

@@ -13,9 +13,14 @@
 //! json = "target/sockspec/results.json"      # report outputs of `sockspec run`
 //! markdown = "target/sockspec/summary.md"
 //! junit = "target/sockspec/junit.xml"
+//! agent = "python"             # run every socket step in this helper (`--agent` wins;
+//!                              # a command is run as written, from the current directory)
 //!
 //! [profile.ci]                 # chosen by --profile ci, or when $CI is set
 //! jobs = 1
+//!
+//! [profile.node]               # --profile node: the same tests, steps run in Node
+//! agent = "node"
 //! ```
 //!
 //! A profile's keys replace the top-level ones. Unknown keys are errors
@@ -49,6 +54,9 @@ pub struct Settings {
     pub json: Option<PathBuf>,
     pub markdown: Option<PathBuf>,
     pub junit: Option<PathBuf>,
+    /// The helper that runs every socket step (`sockspec run --agent`): a
+    /// runtime name or a command line, as the flag takes it.
+    pub agent: Option<String>,
 }
 
 #[derive(Clone, Deserialize, Default)]
@@ -63,6 +71,7 @@ struct RawSettings {
     json: Option<String>,
     markdown: Option<String>,
     junit: Option<String>,
+    agent: Option<Spanned<String>>,
     /// Only at the top level (one struct for both keeps serde's locations,
     /// which `flatten` would lose).
     profile: Option<Spanned<BTreeMap<String, RawSettings>>>,
@@ -180,4 +189,14 @@ fn apply(
     s.json = r.json.as_ref().map(path).or(s.json.take());
     s.markdown = r.markdown.as_ref().map(path).or(s.markdown.take());
     s.junit = r.junit.as_ref().map(path).or(s.junit.take());
+    if let Some(a) = &r.agent {
+        if a.get_ref().trim().is_empty() {
+            errors.push(index.err(
+                a.span(),
+                "agent names a runtime (`rust`, `python`, `node`) or a command: it cannot be empty",
+            ));
+        } else {
+            s.agent = Some(a.get_ref().clone());
+        }
+    }
 }

@@ -38,8 +38,13 @@ use crate::version::{VersionRange, cmp_versions, version_numbers};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provenance {
-    /// Blessed from real runs on these releases.
-    Observed { seen_on: Vec<String> },
+    /// Blessed from real runs on these releases; `seen_with`: the runtimes
+    /// other than sockspec's own whose helpers ran those steps
+    /// (`sockspec run --agent`: `node 20.20.2`), empty for sockspec's own.
+    Observed {
+        seen_on: Vec<String>,
+        seen_with: Vec<String>,
+    },
     /// From a document: `cite` names it. With a sources registry
     /// (`cases/sources.toml`), `keys` are the registry keys cited and `cite`
     /// is them joined by ", "; without one, `cite` is free text.
@@ -60,7 +65,14 @@ impl Provenance {
 
     pub fn summary(&self) -> String {
         match self {
-            Provenance::Observed { seen_on } => format!("observed on {}", seen_on.join(", ")),
+            Provenance::Observed { seen_on, seen_with } if seen_with.is_empty() => {
+                format!("observed on {}", seen_on.join(", "))
+            }
+            Provenance::Observed { seen_on, seen_with } => format!(
+                "observed on {} with {}",
+                seen_on.join(", "),
+                seen_with.join(", ")
+            ),
             Provenance::Documented {
                 cite, confidence, ..
             } => match confidence {
@@ -470,6 +482,8 @@ struct RawEntry {
     source: Spanned<String>,
     #[serde(default)]
     seen_on: Option<Spanned<Vec<String>>>,
+    #[serde(default)]
+    seen_with: Option<Spanned<Vec<String>>>,
     #[serde(default)]
     cite: Option<Spanned<Cite>>,
     #[serde(default)]
@@ -929,9 +943,11 @@ fn parse_entry(
                     "an observed entry takes `seen_on`, not `cite`/`confidence`",
                 ));
             }
+            let seen_with = raw.seen_with.map(Spanned::into_inner).unwrap_or_default();
             match raw.seen_on {
                 Some(s) if !s.get_ref().is_empty() => Provenance::Observed {
                     seen_on: s.into_inner(),
+                    seen_with,
                 },
                 _ => {
                     errors.push(
@@ -941,15 +957,18 @@ fn parse_entry(
                         )
                         .help("observed entries are written by `sockspec bless`, not by hand"),
                     );
-                    Provenance::Observed { seen_on: vec![] }
+                    Provenance::Observed {
+                        seen_on: vec![],
+                        seen_with,
+                    }
                 }
             }
         }
         "documented" => {
-            if raw.seen_on.is_some() {
+            if raw.seen_on.is_some() || raw.seen_with.is_some() {
                 errors.push(InputError::at(
                     &at,
-                    "a documented entry takes `cite`, not `seen_on`",
+                    "a documented entry takes `cite`, not `seen_on`/`seen_with`",
                 ));
             }
             let confidence = raw.confidence.and_then(|c| {

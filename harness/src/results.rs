@@ -70,14 +70,28 @@ impl RunInfo {
             None => format!("{} {}", self.os, self.kernel),
         };
         // Another runtime than sockspec's own is part of the run's name.
-        match &self.implementation {
-            Some(i) if !i.starts_with("rust std") && !title.contains(i.as_str()) => {
-                format!("{title} ({i})")
-            }
+        match self.runtime() {
+            Some(i) if !title.contains(i) => format!("{title} ({i})"),
             _ => title,
         }
     }
+
+    /// The runtime that ran the steps when it is not sockspec's own
+    /// (`node 20.20.2`, from a run with `--agent`).
+    pub fn runtime(&self) -> Option<&str> {
+        other_runtime(self.implementation.as_deref())
+    }
 }
+
+/// `implementation` (a results header's), unless it is sockspec's own.
+pub fn other_runtime(implementation: Option<&str>) -> Option<&str> {
+    implementation.filter(|i| !i.starts_with(BUILTIN))
+}
+
+/// How sockspec's own implementation's name begins (`rust std (sockspec 0.1.0)`).
+pub const BUILTIN: &str = "rust std";
+
+impl RunInfo {}
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {

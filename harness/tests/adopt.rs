@@ -155,3 +155,51 @@ fn an_unknown_key_in_sockspec_toml_is_an_error_with_its_location() {
         text(&out)
     );
 }
+
+#[test]
+fn sockspec_toml_names_the_agent_and_the_command_line_wins() {
+    let (p, cache) = (project(), tempfile::tempdir().unwrap());
+    std::fs::write(
+        p.path().join("sockspec.toml"),
+        "cases = [\"mine\"]\nonly_cases = true\nagent = \"python\"\n\n[profile.builtin]\nagent = \"rust\"\n",
+    )
+    .unwrap();
+    // What ran the steps, as the results' run header records it.
+    let implementation = |args: &[&str]| {
+        let json = p.path().join("out.json");
+        let mut all = vec!["run", "-q", "--json", json.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let out = sockspec(p.path(), cache.path(), &all);
+        // The tree has no expectations: the tests fail, the run completes.
+        assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+        let r: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+        (
+            r["run"]["implementation"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
+            text(&out),
+        )
+    };
+    let (top, said) = implementation(&[]);
+    assert!(top.starts_with("python 3."), "{top}");
+    assert!(said.contains(&format!("steps run in {top}")), "{said}");
+    let (profiled, _) = implementation(&["--profile", "builtin"]);
+    assert!(profiled.starts_with("rust std"), "{profiled}");
+    let (flag, _) = implementation(&["--agent", "rust"]);
+    assert!(flag.starts_with("rust std"), "{flag}");
+    // An empty agent is an error with its place in the file.
+    std::fs::write(
+        p.path().join("sockspec.toml"),
+        "cases = [\"mine\"]\n\n[profile.ci]\nagent = \" \"\n",
+    )
+    .unwrap();
+    let out = sockspec(p.path(), cache.path(), &["list", "--profile", "ci"]);
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(
+        text(&out).contains("sockspec.toml:4:9") && text(&out).contains("agent"),
+        "{}",
+        text(&out)
+    );
+}

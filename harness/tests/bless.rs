@@ -332,7 +332,7 @@ fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
         .iter()
         .filter(|e| e.kernel.is_none())
         .filter(|e| match &e.provenance {
-            Provenance::Observed { seen_on } => {
+            Provenance::Observed { seen_on, .. } => {
                 seen_on
                     .iter()
                     .map(|r| series(r))
@@ -354,7 +354,10 @@ fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
             Some((e, t.clone(), label.clone(), old.clone()))
         })
         .expect("linux.toml has an observed entry seen on several kernel series");
-    let Provenance::Observed { seen_on: before } = &entry.provenance else {
+    let Provenance::Observed {
+        seen_on: before, ..
+    } = &entry.provenance
+    else {
         unreachable!()
     };
     let new: Outcome = if old == Outcome::Ok {
@@ -387,7 +390,7 @@ fn a_run_on_one_series_never_rewrites_what_other_series_showed() {
         let a = linux.resolve(t, &label, Some(r)).unwrap();
         assert_eq!(*a.outcome, old, "{r}");
         match &a.entry.provenance {
-            Provenance::Observed { seen_on } => assert_eq!(seen_on, before),
+            Provenance::Observed { seen_on, .. } => assert_eq!(seen_on, before),
             p => panic!("{p:?}"),
         }
     }
@@ -552,4 +555,101 @@ fn a_run_inside_a_window_narrows_it() {
         assert_eq!(*a.outcome, Outcome::Unknown, "{probe}");
         assert_eq!(text(a.window).as_deref(), Some(window_left), "{probe}");
     }
+}
+
+/// Issue 16: a run whose steps ran in another runtime's helper (`--agent`)
+/// is named in what it blesses, and `explain` shows it. A real run of the
+/// Python helper on this kernel, then one of sockspec's own.
+#[test]
+fn a_bless_from_an_agent_run_records_the_runtime_and_its_version() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    std::fs::write(
+        dir.path().join("t/pair.toml"),
+        r#"title = "x"
+source = "y"
+steps = [
+  { do = "socket", name = "a", type = "{proto}", family = "v4" },
+  { do = "bind", sock = "a", addr = "lo4", port = "@p" },
+  { do = "socket", name = "b", type = "{proto}", family = "v4" },
+  { do = "bind", sock = "b", addr = "lo4", port = "a", check = true },
+]
+
+[grid]
+proto = ["udp"]
+"#,
+    )
+    .unwrap();
+    let sockspec = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+            .args(args)
+            .args(["--only-cases", "--cases"])
+            .arg(dir.path())
+            .env_remove("CI")
+            .env_remove("SOCKSPEC_LABEL")
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.code(), text)
+    };
+    let file = dir
+        .path()
+        .join("expected")
+        .join(format!("{}.toml", sockspec::sys::os_family()));
+    let python = dir.path().join("python.json");
+    let (_, said) = sockspec(&[
+        "run",
+        "-q",
+        "--agent",
+        "python",
+        "--json",
+        python.to_str().unwrap(),
+    ]);
+    let r = sockspec::results::Results::read(&python).unwrap();
+    let runtime = r
+        .run
+        .runtime()
+        .unwrap_or_else(|| panic!("{said}"))
+        .to_string();
+    assert!(runtime.starts_with("python 3."), "{runtime}");
+    let (code, said) = sockspec(&["bless", "--from", python.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{said}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(
+        text.contains(&format!(
+            "seen_with = [\"{runtime}\"]\nwhy = \"blessed from a run on "
+        )),
+        "{text}"
+    );
+    assert!(text.contains(&format!("(steps in {runtime})")), "{text}");
+    let (_, shown) = sockspec(&["explain", "t::pair::proto=udp"]);
+    assert!(shown.contains(&format!("with {runtime}")), "{shown}");
+    // sockspec's own run agrees: both implementations are named.
+    let own = dir.path().join("own.json");
+    sockspec(&["run", "-q", "--json", own.to_str().unwrap()]);
+    let (code, said) = sockspec(&["bless", "--from", own.to_str().unwrap()]);
+    assert_eq!(code, Some(0), "{said}");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let builtin = concat!("rust std (sockspec ", env!("CARGO_PKG_VERSION"), ")");
+    assert!(
+        text.contains(&format!("seen_with = [\"{runtime}\", \"{builtin}\"]")),
+        "{text}"
+    );
+    let s = Suite::load(dir.path()).unwrap();
+    let e = &s
+        .expectations
+        .for_os(sockspec::sys::os_family())
+        .unwrap()
+        .entries[0];
+    assert_eq!(
+        e.provenance,
+        sockspec::expect::Provenance::Observed {
+            seen_on: vec![r.run.kernel.clone()],
+            seen_with: vec![runtime.clone(), builtin.to_string()],
+        }
+    );
 }

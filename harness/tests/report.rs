@@ -315,3 +315,26 @@ fn history_lists_tests_that_changed_across_kernels_in_release_order() {
     other.run.os = "freebsd".into();
     assert!(!report::history::applies(&[runs[0].clone(), other]));
 }
+
+/// Issue 16: runs of one kernel in several runtimes (`--agent`) are columns
+/// side by side, each naming what ran its steps.
+#[test]
+fn runs_in_other_runtimes_are_columns_that_name_the_runtime() {
+    let mut own = run("ci", 10, 0);
+    own.run.implementation = Some("rust std (sockspec 0.1.0)".into());
+    let mut node = run("ci", 10, 0);
+    node.run.implementation = Some("node 20.20.2".into());
+    assert_eq!(own.run.title(), "ci");
+    assert_eq!(node.run.title(), "ci (node 20.20.2)");
+    let page = report::html::page(&[own, node]);
+    assert!(page.contains("\"title\":\"ci (node 20.20.2)\""), "{page}");
+    assert!(page.contains("\"implementation\":\"node 20.20.2\""));
+    assert!(page.contains("\"implementation\":\"rust std (sockspec 0.1.0)\""));
+    assert!(page.contains("' · steps in ' + r.implementation"));
+    let md = report::markdown::summary(&[run("ci", 3, 0), {
+        let mut n = run("ci", 3, 0);
+        n.run.implementation = Some("python 3.11.7".into());
+        n
+    }]);
+    assert!(md.contains("ci (python 3.11.7)"), "{md}");
+}

@@ -126,7 +126,7 @@ fn bless_conditions_only_what_differs_under_non_default_settings() {
         ("net.ipv6.bindv6only", "0"),
         ("net.ipv4.ip_local_port_range", "32768\t60999"),
     ]);
-    let sum = bless_in(&s, OsFamily::Linux, "6.18.2", &run, &obs).unwrap();
+    let sum = bless_in(&s, OsFamily::Linux, "6.18.2", &run, None, &obs).unwrap();
     assert_eq!((sum.added, sum.changed, sum.confirmed), (1, 0, 0), "{sum}");
     let text = std::fs::read_to_string(dir.path().join("expected/linux.toml")).unwrap();
     assert!(
@@ -142,7 +142,7 @@ fn bless_conditions_only_what_differs_under_non_default_settings() {
     assert!(!added.contains("bindv6only"), "{added}");
     // Blessing the same run again changes nothing but seen_on.
     let s = Suite::load(dir.path()).unwrap();
-    let sum = bless_in(&s, OsFamily::Linux, "6.18.2", &run, &obs).unwrap();
+    let sum = bless_in(&s, OsFamily::Linux, "6.18.2", &run, None, &obs).unwrap();
     assert_eq!((sum.added, sum.changed), (0, 0), "{sum}");
 }
 

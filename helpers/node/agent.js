@@ -22,6 +22,10 @@ const PORTABLE = new Set([
   'ESHUTDOWN', 'ETIMEDOUT', 'EWOULDBLOCK',
 ]);
 const ALIASES = { EAGAIN: 'EWOULDBLOCK', ENOTSUP: 'EOPNOTSUPP' };
+// Where libuv's UV_UDP_REUSEADDR is SO_REUSEPORT (see pendingOpt).
+// Options dgram sets on a bound socket only.
+const MCAST = ['MulticastLoop', 'Join', 'Leave', 'MulticastIf'];
+const REUSE_IS_REUSEPORT = ['darwin', 'freebsd', 'openbsd', 'netbsd'].includes(process.platform);
 
 class Unsupported extends Error {
   constructor(what, reason) {
@@ -64,11 +68,21 @@ class Queue {
   constructor() {
     this.items = [];
     this.waiters = [];
+    this.watchers = new Set();
   }
   push(x) {
     const w = this.waiters.shift();
     if (w) w(x);
-    else this.items.push(x);
+    else {
+      this.items.push(x);
+      for (const f of this.watchers) f();
+    }
+  }
+  // Everything queued now.
+  take() {
+    const out = this.items;
+    this.items = [];
+    return out;
   }
   next(ms) {
     if (this.items.length) return Promise.resolve(this.items.shift());
@@ -86,13 +100,89 @@ class Queue {
   }
 }
 
-// A TCP stream: what it read and how it ended, in order.
-function watchStream(s) {
-  const q = new Queue();
-  s.on('data', (b) => q.push({ kind: 'data', n: b.length }));
-  s.on('end', () => q.push({ kind: 'eof' }));
-  s.on('error', (e) => q.push({ kind: 'error', e }));
-  return q;
+// True once any of `queues` holds an item; false after `ms` without one.
+function waitAny(queues, ms) {
+  if (queues.some((q) => q.items.length)) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const finish = (v) => {
+      clearTimeout(t);
+      for (const q of queues) q.watchers.delete(wake);
+      resolve(v);
+    };
+    const wake = () => finish(true);
+    const t = setTimeout(() => finish(false), Math.max(0, ms));
+    for (const q of queues) q.watchers.add(wake);
+  });
+}
+
+// Whether two address literals name the same address (as the kernel's
+// getsockname compares: an IPv4-mapped IPv6 address is not the IPv4 one).
+function sameIp(a, b) {
+  const fam = net.isIP(a);
+  if (!fam || fam !== net.isIP(b)) return false;
+  if (fam === 4) return a === b;
+  // The URL parser writes an IPv6 address in one canonical form.
+  const canon = (x) => new URL(`http://[${x}]/`).hostname;
+  return canon(a) === canon(b);
+}
+
+// An interface as dgram's multicast methods take it: an address, or on
+// IPv6 an interface name as the scope of `::` (libuv reads `::%eth1` with
+// uv_ip6_addr, whose scope id becomes the interface index).
+function mcastIface(family, iface) {
+  if (net.isIP(iface)) return iface;
+  if (family === 'V6') return `::%${iface}`;
+  throw new Unsupported(`an IPv4 multicast interface by name (${iface})`, 'dgram takes an IPv4 interface by address only');
+}
+
+// Closes a stream with a reset (SO_LINGER 0), so it leaves no TIME_WAIT.
+function reset(c) {
+  if (typeof c.resetAndDestroy === 'function') c.resetAndDestroy();
+  else c.destroy();
+}
+
+// A TCP stream read in paused mode: Node reads from the kernel only until
+// its buffer holds highWaterMark bytes, so an unread stream pushes back on
+// its peer as a kernel socket does (a flowing stream would read on its own,
+// and a peer's `fill` would never fill). `read` reads once, like recv.
+class Reader {
+  constructor(s) {
+    this.s = s;
+    this.ended = false;
+    this.error = null;
+    this.wake = null;
+    const poke = () => this.wake && this.wake();
+    s.on('readable', poke);
+    s.on('end', () => {
+      this.ended = true;
+      poke();
+    });
+    s.on('error', (e) => {
+      this.error = e;
+      poke();
+    });
+  }
+
+  // {kind: 'data', n}, {kind: 'eof'}, {kind: 'error', e}, or null after `ms`.
+  async read(ms) {
+    const until = Date.now() + Math.max(0, ms);
+    for (;;) {
+      const b = this.s.read();
+      if (b) return { kind: 'data', n: b.length };
+      if (this.error) return { kind: 'error', e: this.error };
+      if (this.ended) return { kind: 'eof' };
+      const left = until - Date.now();
+      if (left <= 0) return null;
+      await new Promise((resolve) => {
+        const t = setTimeout(resolve, left);
+        this.wake = () => {
+          clearTimeout(t);
+          resolve();
+        };
+      });
+      this.wake = null;
+    }
+  }
 }
 
 class Agent {
@@ -193,24 +283,62 @@ class Agent {
 
   pendingOpt(proto, opt, value, opts) {
     const on = value && value.Bool;
-    if (proto === 'Udp' && opt === 'ReuseAddr') opts.reuseAddr = !!on;
-    else if (proto === 'Udp' && opt === 'V6Only') opts.ipv6Only = !!on;
-    else throw new Unsupported(`option ${opt} on a ${proto} socket`, 'Node has no API that sets it');
+    // dgram's reuseAddr is libuv's UV_UDP_REUSEADDR, which sets SO_REUSEPORT
+    // instead of SO_REUSEADDR on macOS and the BSDs (uv__sock_reuseaddr,
+    // https://github.com/libuv/libuv/blob/6179e7af87413396d5853a1c3722c8b5749336c8/src/unix/udp.c#L394-L430):
+    // it expresses the option the OS really gets, and only that one.
+    if (proto === 'Udp' && (opt === 'ReuseAddr' || opt === 'ReusePort')) {
+      const real = REUSE_IS_REUSEPORT ? 'ReusePort' : 'ReuseAddr';
+      if (opt !== real) {
+        throw new Unsupported(
+          `option ${opt} on a Udp socket`,
+          `Node's only reuse option (dgram reuseAddr) sets ${real === 'ReuseAddr' ? 'SO_REUSEADDR' : 'SO_REUSEPORT'} on ${process.platform}`,
+        );
+      }
+      opts.reuseAddr = !!on;
+    } else if (proto === 'Udp' && opt === 'V6Only') opts.ipv6Only = !!on;
+    else if (proto === 'Udp' && MCAST.includes(opt)) {
+      // dgram's multicast methods need a bound socket: a Node program calls
+      // them once bound, before it sends; so does the helper.
+      opts.later = (opts.later || []).concat([[opt, value]]);
+    } else throw new Unsupported(`option ${opt} on a ${proto} socket`, 'Node has no API that sets it');
   }
 
   step_SetOpt(a) {
     const s = this.slot(a.sock);
     const v = a.value;
     if (s.kind === 'dgram' && s.obj && s.bound) {
-      if (a.opt === 'MulticastLoop') s.obj.setMulticastLoopback(!!v.Bool);
-      else if (a.opt === 'Join') s.obj.addMembership(v.Group.group, v.Group.iface);
-      else if (a.opt === 'Leave') s.obj.dropMembership(v.Group.group, v.Group.iface);
-      else if (a.opt === 'MulticastIf') s.obj.setMulticastInterface(v.Iface);
-      else throw new Unsupported(`option ${a.opt} after bind`, 'Node sets it only when it creates the socket');
+      if (!MCAST.includes(a.opt)) {
+        throw new Unsupported(`option ${a.opt} after bind`, 'Node sets it only when it creates the socket');
+      }
+      this.mcast(s, a.opt, v);
       return done();
     }
     if (s.obj) throw new Unsupported(`option ${a.opt} now`, 'Node has no API for it on this socket');
     this.pendingOpt(s.proto, a.opt, v, s.opts);
+    return done();
+  }
+
+  // One of dgram's multicast methods on a bound socket.
+  mcast(s, opt, v) {
+    if (opt === 'MulticastLoop') s.obj.setMulticastLoopback(!!v.Bool);
+    else if (opt === 'Join') s.obj.addMembership(v.Group.group, mcastIface(s.family, v.Group.iface));
+    else if (opt === 'Leave') s.obj.dropMembership(v.Group.group, mcastIface(s.family, v.Group.iface));
+    else s.obj.setMulticastInterface(mcastIface(s.family, v.Iface));
+  }
+
+  // The multicast options asked for before the bind, now that it is bound.
+  applyLater(s) {
+    const later = (s.opts && s.opts.later) || [];
+    s.opts && (s.opts.later = []);
+    for (const [opt, v] of later) {
+      try {
+        this.mcast(s, opt, v);
+      } catch (e) {
+        if (e instanceof Unsupported || !e.code) throw e;
+        return errDone(e, `${opt}, set once bound: ${e.message}`);
+      }
+    }
     return done();
   }
 
@@ -219,15 +347,41 @@ class Agent {
     if (s.kind !== 'dgram') {
       throw new Unsupported('a TCP bind', 'Node binds a TCP socket only inside net.Server.listen or net.connect');
     }
-    s.obj = dgram.createSocket({
-      type: s.family === 'V6' ? 'udp6' : 'udp4', reuseAddr: s.opts.reuseAddr, ipv6Only: s.opts.ipv6Only,
-    });
+    if (s.obj) throw new Unsupported('a second bind', 'Node binds a dgram socket once, when it makes it');
+    this.makeDgram(s);
     return this.bindDgram(s, a.addr, portNumber(a.port));
   }
 
-  bindDgram(s, addr, port) {
+  // dgram.createSocket with the options the socket step asked for; the
+  // datagrams it receives are queued for recv and fanout.
+  makeDgram(s) {
+    const type = s.family === 'V6' ? 'udp6' : 'udp4';
+    // A `server` passes no option at all: dgram's defaults.
+    s.obj = s.opts
+      ? dgram.createSocket({ type, reuseAddr: s.opts.reuseAddr, ipv6Only: s.opts.ipv6Only })
+      : dgram.createSocket(type);
     s.messages = new Queue();
     s.obj.on('message', (m, r) => s.messages.push({ n: m.length, text: m.toString(), from: r }));
+  }
+
+  // A dgram socket used before any bind: Node binds it to a port of the
+  // OS's choice in that first connect or send.
+  // With multicast options waiting, it binds explicitly (to the wildcard
+  // and port 0, as Node's own implicit bind) and sets them first. Answers
+  // a Done when that fails.
+  async implicitDgram(s) {
+    if (s.obj) return null;
+    this.makeDgram(s);
+    if (s.opts && s.opts.later && s.opts.later.length) {
+      const d = await this.bindDgram(s, s.family === 'V6' ? '::' : '0.0.0.0', 0);
+      return d.outcome === 'ok' ? null : d;
+    }
+    s.obj.on('error', () => {});
+    s.bound = true;
+    return null;
+  }
+
+  bindDgram(s, addr, port) {
     return new Promise((resolve) => {
       const onErr = (e) => resolve(errDone(e));
       s.obj.once('error', onErr);
@@ -235,7 +389,7 @@ class Agent {
         s.obj.removeListener('error', onErr);
         s.obj.on('error', () => {});
         s.bound = true;
-        resolve(done());
+        resolve(this.applyLater(s));
       });
     });
   }
@@ -244,10 +398,8 @@ class Agent {
     if (a.api !== 'default') throw new Unsupported(`server api \`${a.api}\``, 'Node has one: net / dgram');
     const port = portNumber(a.port);
     if (a.proto === 'Udp') {
-      const s = {
-        kind: 'dgram', proto: 'Udp', family: a.addr.includes(':') ? 'V6' : 'V4',
-        obj: dgram.createSocket(a.addr.includes(':') ? 'udp6' : 'udp4'),
-      };
+      const s = { kind: 'dgram', proto: 'Udp', family: a.addr.includes(':') ? 'V6' : 'V4', obj: null };
+      this.makeDgram(s);
       return this.bindDgram(s, a.addr, port).then((d) => {
         if (d.outcome === 'ok') this.socks.set(a.name, s);
         d.detail = d.detail || 'dgram.createSocket().bind()';
@@ -256,7 +408,11 @@ class Agent {
     }
     const srv = net.createServer();
     const conns = new Queue();
-    srv.on('connection', (c) => conns.push(c));
+    srv.on('connection', (c) => {
+      // A connection reset before a step takes it must not end the helper.
+      c.on('error', () => {});
+      conns.push(c);
+    });
     return new Promise((resolve) => {
       const onErr = (e) => resolve(errDone(e));
       srv.once('error', onErr);
@@ -273,7 +429,7 @@ class Agent {
     throw new Unsupported('a listen of its own', 'Node listens only through net.Server.listen (the `server` step)');
   }
 
-  step_Connect(a, left) {
+  async step_Connect(a, left) {
     const s = this.slot(a.sock);
     const port = portNumber(a.port);
     if (s.kind === 'dgram') {
@@ -284,20 +440,14 @@ class Agent {
           resolve(done());
         });
       });
-      if (!s.obj) {
-        s.obj = dgram.createSocket({ type: s.family === 'V6' ? 'udp6' : 'udp4', reuseAddr: s.opts.reuseAddr });
-        s.messages = new Queue();
-        s.obj.on('message', (m, r) => s.messages.push({ n: m.length, text: m.toString(), from: r }));
-        s.obj.on('error', () => {});
-        s.bound = true; // connect binds it
-      }
-      return go();
+      const failed = await this.implicitDgram(s);
+      return failed || go();
     }
     if (s.obj) throw new Unsupported('a second connect', 'Node connects a socket it creates');
     return new Promise((resolve) => {
       const c = net.connect({ host: a.addr, port });
       s.obj = c;
-      s.events = watchStream(c);
+      s.events = new Reader(c);
       const t = setTimeout(() => resolve(done('timeout', null, 'no answer to the connection request')), left());
       c.once('connect', () => {
         clearTimeout(t);
@@ -316,24 +466,18 @@ class Agent {
     if (s.kind !== 'server') throw new Unsupported('accept on this socket', 'Node accepts only on a net.Server');
     const c = await s.conns.next(left());
     if (!c) return done('timeout', null, 'no connection to accept');
-    this.socks.set(a.name, { kind: 'stream', proto: 'Tcp', obj: c, events: watchStream(c) });
+    this.socks.set(a.name, { kind: 'stream', proto: 'Tcp', obj: c, events: new Reader(c) });
     return done();
   }
 
-  step_Send(a) {
+  async step_Send(a) {
     const s = this.slot(a.sock);
     const data = Buffer.alloc(a.bytes, 's');
+    const failed = s.kind === 'dgram' ? await this.implicitDgram(s) : null;
+    if (failed) return failed;
     return new Promise((resolve) => {
       const cb = (e) => resolve(e ? errDone(e) : done());
       if (s.kind === 'dgram') {
-        if (!s.obj) {
-          // dgram binds an unbound socket to a port of the OS's choice on its first send.
-          s.obj = dgram.createSocket({ type: s.family === 'V6' ? 'udp6' : 'udp4', reuseAddr: s.opts.reuseAddr });
-          s.messages = new Queue();
-          s.obj.on('message', (m) => s.messages.push({ n: m.length }));
-          s.obj.on('error', () => {});
-          s.bound = true;
-        }
         if (a.to) s.obj.send(data, portNumber(a.to[1]), a.to[0], cb);
         else s.obj.send(data, cb);
       } else if (s.kind === 'stream' && s.obj) {
@@ -352,18 +496,19 @@ class Agent {
       return m ? done('data', null, `${m.n} bytes`) : done('timeout');
     }
     if (s.kind !== 'stream' || !s.events) throw new Unsupported('recv on this socket', 'it is not a stream');
-    const ev = await s.events.next(wait);
+    const ev = await s.events.read(wait);
     if (!ev) return done('timeout');
     if (ev.kind === 'data') return done('data', null, `${ev.n} bytes`);
     if (ev.kind === 'eof') return done('eof');
     return errDone(ev.e);
   }
 
-  async step_Drain(a) {
+  async step_Drain(a, left) {
     const s = this.slot(a.sock);
+    if (s.kind !== 'stream' || !s.events) throw new Unsupported('drain on this socket', 'it is not a stream');
     let got = 0;
     for (;;) {
-      const ev = await s.events.next(secs(a.wait) * 1000);
+      const ev = await s.events.read(Math.min(secs(a.wait) * 1000, left()));
       if (!ev) return done('timeout', null, `read ${got} bytes, then nothing`);
       if (ev.kind === 'eof') return done('eof', null, `read ${got} bytes, then end of stream`);
       if (ev.kind === 'error') return errDone(ev.e, `read ${got} bytes, then ${ev.e.message}`);
@@ -371,10 +516,174 @@ class Agent {
     }
   }
 
+  step_GetOpt(a) {
+    this.slot(a.sock);
+    // Reading back what the helper was told would not be the kernel's answer.
+    throw new Unsupported(`reading option ${a.opt}`, 'Node has no getsockopt: it cannot read an option back');
+  }
+
+  step_GetSockName(a) {
+    const s = this.slot(a.sock);
+    let local = null;
+    try {
+      if (s.kind === 'stream' && s.obj) local = s.obj.localAddress;
+      else if (s.kind === 'server') local = s.obj.address() && s.obj.address().address;
+      else if (s.kind === 'dgram' && s.obj && s.bound) local = s.obj.address().address;
+    } catch (_) {
+      // not bound yet: below
+    }
+    if (!local) {
+      throw new Unsupported('getsockname of this socket', 'Node has not made it yet, or has no address for it');
+    }
+    return done(sameIp(local.split('%')[0], a.addr) ? 'true' : 'false', null, local);
+  }
+
+  // Writes until the kernel takes no more at once. A write's callback comes
+  // once libuv has handed all of it to the kernel (at once: on the next
+  // tick); a callback that does not come means the send buffer is full, and
+  // the rest of that chunk waits in Node for the peer to read.
+  async step_Fill(a) {
+    const s = this.slot(a.sock);
+    if (s.kind !== 'stream' || !s.obj) throw new Unsupported('fill on this socket', 'Node writes only on a connected stream');
+    const chunk = Buffer.alloc(64 * 1024, 'f');
+    let queued = 0;
+    while (queued <= 256 << 20) {
+      const r = await new Promise((resolve) => {
+        let t = null;
+        s.obj.write(chunk, (e) => {
+          clearTimeout(t);
+          resolve(e ? { e } : { ok: true });
+        });
+        // Past the next turns of the event loop: no callback, no room.
+        t = setTimeout(() => setImmediate(() => resolve(null)), 50);
+      });
+      if (r === null) return done('ok', null, `${queued} bytes queued, then a write waited`);
+      if (r.e) return errDone(r.e, `${queued} bytes queued, then ${r.e.message}`);
+      queued += chunk.length;
+    }
+    return done('timeout', null, 'the send buffer never filled (256 MB queued)');
+  }
+
+  async step_Fanout(a, left) {
+    const s = this.slot(a.sender);
+    if (s.kind !== 'dgram') throw new Unsupported('a fanout from this socket', 'it is not a dgram socket');
+    const rx = a.receivers.map((n) => [n, this.slot(n)]);
+    for (const [n, r] of rx) {
+      if (r.kind !== 'dgram' || !r.obj || !r.bound) {
+        throw new Unsupported(`a fanout to \`${n}\``, 'Node receives datagrams only on a dgram socket it has bound');
+      }
+    }
+    const failed = await this.implicitDgram(s);
+    if (failed) return failed;
+    const tag = `sockspec-fanout-${process.pid}-`;
+    const port = portNumber(a.port);
+    for (let seq = 0; seq < a.count; seq++) {
+      const e = await new Promise((resolve) => s.obj.send(Buffer.from(`${tag}${seq}`), port, a.addr, resolve));
+      if (e) return errDone(e, `sending datagram ${seq}: ${e.message}`);
+    }
+    const quiet = Math.min(secs(a.wait) * 1000, left());
+    const got = rx.map(() => new Set());
+    const queues = rx.map(([, r]) => r.messages);
+    let total = 0;
+    let until = Date.now() + quiet;
+    while (total < rx.length * a.count) {
+      rx.forEach(([, r], i) => {
+        for (const m of r.messages.take()) {
+          const rest = m.text && m.text.startsWith(tag) ? m.text.slice(tag.length) : '';
+          const seq = /^\d+$/.test(rest) ? Number(rest) : -1;
+          if (seq >= 0 && seq < a.count && !got[i].has(seq)) {
+            got[i].add(seq);
+            total += 1;
+            until = Date.now() + quiet;
+          }
+        }
+      });
+      const wait = until - Date.now();
+      if (total === rx.length * a.count || wait <= 0) break;
+      await waitAny(queues, wait);
+    }
+    const detail = `${a.count} datagrams; received ${rx.map(([n], i) => `${n}:${got[i].size}`).join(' ')}`;
+    if (a.observe === 'Who') {
+      const who = rx.filter((_, i) => got[i].size).map(([n]) => n).sort();
+      return done(`who=${who.length ? who.join('+') : 'none'}`, null, detail);
+    }
+    const reach = [];
+    for (let seq = 0; seq < a.count; seq++) reach.push(got.filter((g) => g.has(seq)).length);
+    const n = rx.length;
+    let each = 'mixed';
+    if (reach.every((r) => r === 0)) each = 'none';
+    else if (n > 1 && reach.every((r) => r === n)) each = 'all';
+    else if (reach.every((r) => r === 1)) each = 'one';
+    return done(`each=${each}`, null, detail);
+  }
+
+  async step_Spread(a, left) {
+    const ls = a.listeners.map((n) => [n, this.slot(n)]);
+    for (const [n, l] of ls) {
+      if (l.kind !== 'server') throw new Unsupported(`a spread over \`${n}\``, 'Node accepts only on a net.Server');
+    }
+    const end = Date.now() + left();
+    const port = portNumber(a.port);
+    const per = ls.map(() => 0);
+    const keep = [];
+    const ports = [];
+    const queues = ls.map(([, l]) => l.conns);
+    const acceptReady = () => ls.forEach(([, l], i) => {
+      for (const c of l.conns.take()) {
+        keep.push(c);
+        per[i] += 1;
+      }
+    });
+    const finish = (d) => {
+      for (const c of keep) reset(c);
+      d.extra_ports = ports;
+      return d;
+    };
+    for (let k = 0; k < a.count; k++) {
+      const r = await new Promise((resolve) => {
+        const c = net.connect({ host: a.addr, port });
+        c.on('error', () => {});
+        keep.push(c);
+        const t = setTimeout(() => resolve({ timeout: true }), Math.max(0, end - Date.now()));
+        c.once('connect', () => {
+          clearTimeout(t);
+          resolve({ c });
+        });
+        c.once('error', (e) => {
+          clearTimeout(t);
+          resolve({ e });
+        });
+      });
+      if (r.timeout) return finish(done('timeout', null, 'no answer to a connection request'));
+      if (r.e) return finish(errDone(r.e));
+      ports.push(r.c.localPort);
+      acceptReady();
+    }
+    while (per.reduce((x, y) => x + y, 0) < a.count) {
+      if (!(await waitAny(queues, Math.min(500, end - Date.now())))) break;
+      acceptReady();
+    }
+    const hit = per.filter((c) => c > 0).length;
+    const detail = `${a.count} connections accepted as ${per.join('/')} across ${ls.length} listeners`;
+    if (a.observe === 'Who') {
+      const who = ls.filter((_, i) => per[i]).map(([n]) => n).sort();
+      return finish(done(`who=${who.length ? who.join('+') : 'none'}`, null, detail));
+    }
+    return finish(done(String(hit), null, detail));
+  }
+
   step_Shutdown(a) {
     const s = this.slot(a.sock);
     if (a.how !== 'Write' || s.kind !== 'stream' || !s.obj) {
       throw new Unsupported(`shutdown(${a.how})`, 'Node half-closes a stream with end() only');
+    }
+    const held = s.obj.writableLength;
+    if (held > 0) {
+      // libuv's shutdown waits behind the writes Node still holds (after a
+      // fill, until the peer reads): its answer comes later, as the kernel
+      // sends a FIN after the data it holds.
+      s.obj.end();
+      return done('ok', null, `end(): the shutdown follows the ${held} bytes Node still holds`);
     }
     return new Promise((resolve) => s.obj.end(() => resolve(done())));
   }

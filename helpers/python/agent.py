@@ -298,7 +298,12 @@ class Agent:
                 raise NoOption("SO_REUSEPORT does not exist on this OS")
             return flag(socket.SOL_SOCKET, socket.SO_REUSEPORT)
         if opt in ("ReusePortLb", "ExclusiveAddrUse", "ExclBind"):
-            raise NoOption("%s does not exist on this OS" % opt)
+            # As set_opt: the OS's constant where Python's socket module has it.
+            const = {"ReusePortLb": "SO_REUSEPORT_LB", "ExclusiveAddrUse": "SO_EXCLUSIVEADDRUSE",
+                     "ExclBind": "SO_EXCLBIND"}[opt]
+            if not hasattr(socket, const):
+                raise NoOption("%s does not exist on this OS" % const)
+            return flag(socket.SOL_SOCKET, getattr(socket, const))
         if opt == "V6Only":
             return flag(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY)
         if opt == "Linger":

@@ -100,7 +100,14 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
             }
             blessed_any |= records.len() > refused.len()
                 || refused.iter().any(|(_, r)| *r != Refusal::UnknownTest);
-            let summary = bless::bless_in(&suite, os, &release, &results.run.settings, &obs)?;
+            let summary = bless::bless_in(
+                &suite,
+                os,
+                &release,
+                &results.run.settings,
+                results.run.implementation.as_deref(),
+                &obs,
+            )?;
             out::line(&summary.to_string());
             if skipped > 0 {
                 out::line(&format!(

@@ -27,7 +27,7 @@ pub struct Args {
     label: Option<String>,
     /// Run every socket step in this helper: a runtime (`python`, `node`,
     /// `rust`) or a command speaking docs/agent-protocol.md, e.g.
-    /// 'python3 helpers/python/agent.py'.
+    /// 'python3 helpers/python/agent.py'. Default: sockspec.toml's `agent`.
     #[arg(long, value_name = "CMD")]
     agent: Option<String>,
     /// Print only the summary, not each failure.
@@ -63,6 +63,14 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     a.json = a.json.or(settings.json);
     a.exec.jobs = a.exec.jobs.or(settings.jobs);
     let label = a.label.or(settings.label);
+    // The command line's --agent wins over sockspec.toml's `agent`.
+    let agent = match (&a.agent, &settings.agent, &settings.file) {
+        (Some(cmd), _, _) => Some((cmd.clone(), format!("--agent {cmd}"))),
+        (None, Some(cmd), Some(file)) => {
+            Some((cmd.clone(), format!("agent = {cmd:?} ({})", file.display())))
+        }
+        _ => None,
+    };
     let stop = stop_on_signal();
     for path in a
         .json
@@ -72,11 +80,12 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     {
         check_output(path)?;
     }
-    if let Some(cmd) = &a.agent {
+    if let Some((cmd, from)) = &agent {
         use sockspec::exec::actors;
-        actors::set_run_agent(actors::AgentCmd::parse(cmd).map_err(Error::Usage)?);
-        let which =
-            actors::implementation().map_err(|e| Error::Usage(format!("--agent {cmd}: {e}")))?;
+        actors::set_run_agent(
+            actors::AgentCmd::parse(cmd).map_err(|e| Error::Usage(format!("{from}: {e}")))?,
+        );
+        let which = actors::implementation().map_err(|e| Error::Usage(format!("{from}: {e}")))?;
         out::line(&format!("steps run in {which}"));
     }
     let suite = a.select.cases.load()?;

@@ -247,6 +247,7 @@ pub fn expectation_schema() -> Value {
                     "outcomes": { "type": "object", "minProperties": 1, "additionalProperties": outcome() },
                     "source": { "enum": ["observed", "documented"] },
                     "seen_on": { "type": "array", "items": { "type": "string" } },
+                    "seen_with": { "type": "array", "items": { "type": "string" }, "description": "runtimes other than sockspec's own that showed it (sockspec run --agent), e.g. \"node 20.20.2\"" },
                     "cite": { "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }], "description": "keys of cases/sources.toml" },
                     "confidence": { "enum": ["D", "S", "E", "T"] },
                     "why": { "type": "string" },

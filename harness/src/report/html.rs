@@ -119,6 +119,9 @@ pub fn page_with_claims(runs: &[Results], claims: &[crate::claims::RunVerdicts])
                 "arch": r.run.arch,
                 "date": r.run.started,
                 "isolation": r.run.isolation,
+                // What ran the steps: runs of one kernel in several runtimes
+                // (`--agent`) stand side by side, each column naming its own.
+                "implementation": r.run.implementation,
                 "summary": [r.summary.pass, r.summary.fail, r.summary.error, r.summary.intermittent, r.summary.skip],
             })
         })
@@ -234,7 +237,7 @@ hr.appendChild(el('th', null, 'test'));
 for (const r of D.runs) {
   const th = el('th', 'run');
   th.appendChild(el('b', null, r.title));
-  th.appendChild(document.createTextNode(`${r.os} ${r.kernel} · ${r.arch} · ${r.isolation}`));
+  th.appendChild(document.createTextNode(`${r.os} ${r.kernel} · ${r.arch} · ${r.isolation}${r.implementation ? ' · steps in ' + r.implementation : ''}`));
   th.appendChild(el('br'));
   th.appendChild(document.createTextNode(`${r.date} · ${r.summary[0]} pass, ${r.summary[1]} fail, ${r.summary[2]} error, ${r.summary[3]} intermittent, ${r.summary[4]} skip`));
   hr.appendChild(th);

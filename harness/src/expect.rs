@@ -301,7 +301,7 @@ impl ExpectFile {
         // (version, release text, outcome), each release once per outcome.
         let mut seen: Vec<(Vec<u64>, &'a str, &'a Outcome)> = Vec::new();
         for e in self.for_test(test, settings) {
-            let Provenance::Observed { seen_on } = &e.provenance else {
+            let Provenance::Observed { seen_on, .. } = &e.provenance else {
                 continue;
             };
             if e.outcome(label).is_none() {

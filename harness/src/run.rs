@@ -65,8 +65,11 @@ impl Default for Options {
     }
 }
 
+/// Four workers per core: a test spends most of its time waiting (for a
+/// datagram window to pass, a close to linger, a helper process to start),
+/// not computing, so more workers than cores keep the cores busy.
 pub fn default_jobs() -> usize {
-    std::thread::available_parallelism().map_or(1, |n| n.get())
+    4 * std::thread::available_parallelism().map_or(1, |n| n.get())
 }
 
 /// Where a worker thread runs its tests: its isolation, its port scope, and

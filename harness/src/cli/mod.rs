@@ -150,7 +150,7 @@ impl Cases {
 /// How tests are executed.
 #[derive(Args, Clone)]
 struct Exec {
-    /// Worker threads [default: one per core].
+    /// Worker threads [default: four per core].
     #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1024))]
     jobs: Option<u32>,
     /// Run each test N times; tests whose outcomes vary are reported

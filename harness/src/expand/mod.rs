@@ -23,31 +23,9 @@ use template::Ctx;
 
 /// Expand every loaded case. Errors are pushed; tests of erroneous cases are dropped.
 pub fn expand_all(cases: &[LoadedCase], errors: &mut Vec<InputError>) -> Vec<Test> {
-    // Every case's combinations first, then all of them resolved at once on
-    // every core (one large grid would otherwise keep one core busy alone).
-    let grids: Vec<Option<Vec<Combo>>> = cases.iter().map(|lc| combos(lc, errors)).collect();
-    let work: Vec<(&LoadedCase, &Combo)> = cases
-        .iter()
-        .zip(&grids)
-        .flat_map(|(lc, g)| g.iter().flatten().map(move |c| (lc, c)))
-        .collect();
-    let mut resolved =
-        crate::par::map(&work, 16, |(lc, combo)| resolve_combo(lc, combo)).into_iter();
     let mut tests = Vec::new();
-    for g in grids.iter().flatten() {
-        let mut case_tests = Vec::with_capacity(g.len());
-        let mut case_errors = Vec::new();
-        for r in resolved.by_ref().take(g.len()) {
-            match r {
-                Ok(t) => case_tests.push(t),
-                Err(errs) => case_errors.extend(errs),
-            }
-        }
-        if case_errors.is_empty() {
-            tests.extend(case_tests);
-        } else {
-            errors.extend(InputError::merge_combos(case_errors, g.len()));
-        }
+    for lc in cases {
+        tests.extend(expand(lc, errors));
     }
     let mut seen: HashMap<&str, &Test> = HashMap::new();
     let mut dups = Vec::new();
@@ -78,10 +56,12 @@ pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
     let Some(combos) = combos(lc, errors) else {
         return Vec::new();
     };
-    let mut tests = Vec::new();
+    // A large grid's combinations are resolved on every core. One case at a
+    // time, so that memory stays that of one case's copies at most.
+    let mut tests = Vec::with_capacity(combos.len());
     let mut case_errors = Vec::new();
-    for combo in &combos {
-        match resolve_combo(lc, combo) {
+    for r in crate::par::map(&combos, 16, |combo| resolve_combo(lc, combo)) {
+        match r {
             Ok(t) => tests.push(t),
             Err(errs) => case_errors.extend(errs),
         }

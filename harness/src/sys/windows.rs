@@ -313,12 +313,17 @@ pub fn isolate_thread() -> Result<Isolation, String> {
 /// The settings of `settings::KNOWN` for Windows. One stack for the whole
 /// machine (no namespaces), so they are read once. Under Wine only what Wine
 /// itself reports is recorded: its sockets are the host's, so Windows'
-/// defaults say nothing about them.
+/// defaults say nothing about them; what does govern them, the host's own
+/// Linux sysctls, is recorded under their Linux names.
 pub fn stack_settings() -> BTreeMap<String, String> {
     static SETTINGS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
     SETTINGS
         .get_or_init(|| {
-            let mut out = BTreeMap::new();
+            let mut out = if wine_version().is_some() {
+                wine_host_sysctls()
+            } else {
+                BTreeMap::new()
+            };
             for ip in ["ipv4", "ipv6"] {
                 for proto in ["tcp", "udp"] {
                     if let Some(v) = dynamic_port_range(ip, proto) {
@@ -343,6 +348,22 @@ pub fn stack_settings() -> BTreeMap<String, String> {
             out
         })
         .clone()
+}
+
+/// Under Wine, the host's Linux sysctls that `settings::KNOWN` lists, read
+/// from /proc through Wine's `\\?\unix\` path prefix (ntdll takes what
+/// follows `\??\unix\` as a Unix path: nt_to_unix_file_name in Wine's
+/// dlls/ntdll/unix/file.c). The tests' sockets are the host's, in the host's
+/// namespace. Nothing on a host without /proc (Wine on macOS).
+fn wine_host_sysctls() -> BTreeMap<String, String> {
+    crate::sys::settings::known_keys(OsFamily::Linux)
+        .into_iter()
+        .filter_map(|k| {
+            let path = format!(r"\\?\unix\proc\sys\{}", k.replace('.', r"\"));
+            let v = std::fs::read_to_string(path).ok()?;
+            Some((k.to_string(), crate::sys::settings::normal(&v)))
+        })
+        .collect()
 }
 
 /// A REG_DWORD under HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters;

@@ -371,7 +371,9 @@ fn wine_host_sysctls() -> BTreeMap<String, String> {
 /// https://learn.microsoft.com/windows/win32/api/winreg/nf-winreg-reggetvaluew
 fn tcpip_parameter(name: &str) -> io::Result<Option<u32>> {
     use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_SUCCESS};
-    use windows_sys::Win32::System::Registry::{HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD, RegGetValueW};
+    use windows_sys::Win32::System::Registry::{
+        HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD, RegGetValueW,
+    };
     let wide = |s: &str| s.encode_utf16().chain([0]).collect::<Vec<u16>>();
     let key = wide(r"SYSTEM\CurrentControlSet\Services\Tcpip\Parameters");
     let value = wide(name);

@@ -50,7 +50,8 @@ pub struct RunInfo {
     pub profile: Option<String>,
     /// Settings of the network stack that change outcomes (Linux sysctls as
     /// read inside the namespace the tests ran in; FreeBSD and macOS
-    /// sysctls; Windows registry values), `sys::settings::KNOWN`.
+    /// sysctls; Windows' dynamic port ranges and registry values; under Wine
+    /// the host's Linux sysctls), `sys::settings::KNOWN`.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub settings: BTreeMap<String, String>,
     /// What ran the steps: the runtime and its version (`python 3.11.7`

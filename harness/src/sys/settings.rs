@@ -22,7 +22,8 @@ use crate::model::OsFamily;
 pub struct Known {
     pub os: OsFamily,
     /// The name as sysctl(8) spells it (Linux: `net.ipv4.tcp_tw_reuse`, read
-    /// from /proc/sys/net/ipv4/tcp_tw_reuse), or a registry value name.
+    /// from /proc/sys/net/ipv4/tcp_tw_reuse), a registry value name, or
+    /// netsh's words for the setting (`ipv4.dynamicport.tcp`).
     pub key: &'static str,
     /// The OS's default. A run whose value differs makes bless condition its
     /// observations on it. `None`: recorded for the reader, never a condition.
@@ -136,14 +137,61 @@ pub const KNOWN: &[Known] = &[
         "xnu-in6-proto",
     ),
     k(OsFamily::Macos, "net.inet.tcp.msl", None, "xnu-tcp-timer-h"),
-    // Windows: Tcpip\Parameters registry values, present only when set.
+    // Windows: the dynamic (ephemeral) port range, set per IP version and
+    // transport (`netsh int ipv4 show dynamicport tcp`), as `first last`;
+    // 49152-65535 since Vista (KB 929851).
+    k(
+        OsFamily::Windows,
+        "ipv4.dynamicport.tcp",
+        Some("49152 65535"),
+        "ms-dynamic-port-range",
+    ),
+    k(
+        OsFamily::Windows,
+        "ipv4.dynamicport.udp",
+        Some("49152 65535"),
+        "ms-dynamic-port-range",
+    ),
+    k(
+        OsFamily::Windows,
+        "ipv6.dynamicport.tcp",
+        Some("49152 65535"),
+        "ms-dynamic-port-range",
+    ),
+    k(
+        OsFamily::Windows,
+        "ipv6.dynamicport.udp",
+        Some("49152 65535"),
+        "ms-dynamic-port-range",
+    ),
+    // The Tcpip\Parameters registry value, in seconds; Windows adds it only
+    // when someone sets it, and an absent value means the default, which the
+    // Server 2003 reference gives as 0x78 = 120 s (its prose and the Windows
+    // 2000 page say 240 s: claim W8).
     k(
         OsFamily::Windows,
         "TcpTimedWaitDelay",
-        None,
+        Some("120"),
         "ms-tcptimedwaitdelay-2003",
     ),
 ];
+
+/// The dynamic port range in `netsh int ipv4 show dynamicport tcp`'s output,
+/// as `first last`. netsh translates its labels (`Start Port`, `Number of
+/// Ports`), so the numbers are found by place instead: the first two lines
+/// that end in `: <number>` are the start and the count. `None` when the
+/// output has no such pair or they make no port range (Wine's netsh prints
+/// nothing at all).
+pub fn parse_netsh_dynamicport(text: &str) -> Option<String> {
+    let mut numbers = text.lines().filter_map(|l| {
+        let (_, v) = l.rsplit_once(':')?;
+        v.trim().parse::<u32>().ok()
+    });
+    let start = numbers.next()?;
+    let count = numbers.next()?;
+    let last = start.checked_add(count)?.checked_sub(1)?;
+    (start >= 1 && count >= 1 && last <= 65535).then(|| format!("{start} {last}"))
+}
 
 /// The setting `key` on `os`, if sockspec knows it.
 pub fn known(os: OsFamily, key: &str) -> Option<&'static Known> {
@@ -385,6 +433,38 @@ mod tests {
                 "TIME_WAIT"
             )
             .is_some()
+        );
+    }
+
+    #[test]
+    fn netsh_dynamicport_output() {
+        // As Windows prints it (netsh int ipv4 show dynamicport tcp).
+        let en = "\r\nProtocol tcp Dynamic Port Range\r\n---------------------------------\r\n\
+                  Start Port      : 49152\r\nNumber of Ports : 16384\r\n\r\n";
+        assert_eq!(parse_netsh_dynamicport(en).as_deref(), Some("49152 65535"));
+        // Translated labels; a range that a runner image widened.
+        let de = "Protokoll tcp Dynamischer Portbereich\n----\nStartport       : 1024\nAnzahl der Ports: 64511\n";
+        assert_eq!(parse_netsh_dynamicport(de).as_deref(), Some("1024 65534"));
+        // Wine's netsh prints nothing; an error message has no numbers.
+        assert_eq!(parse_netsh_dynamicport(""), None);
+        assert_eq!(
+            parse_netsh_dynamicport("The following command was not found: int ipv4 show.\n"),
+            None
+        );
+        // Only a start, or a range past 65535, is no range.
+        assert_eq!(parse_netsh_dynamicport("Start Port : 49152\n"), None);
+        assert_eq!(
+            parse_netsh_dynamicport("Start Port : 60000\nNumber of Ports : 10000\n"),
+            None
+        );
+        assert_eq!(
+            parse_netsh_dynamicport("Start Port : 49152\nNumber of Ports : 0\n"),
+            None
+        );
+        // The defaults it is compared with are in this form.
+        assert_eq!(
+            default_for(OsFamily::Windows, "10.0.26100", "ipv6.dynamicport.udp"),
+            parse_netsh_dynamicport(en).as_deref()
         );
     }
 

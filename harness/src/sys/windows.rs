@@ -310,8 +310,143 @@ pub fn isolate_thread() -> Result<Isolation, String> {
     }
 }
 
+/// The settings of `settings::KNOWN` for Windows. One stack for the whole
+/// machine (no namespaces), so they are read once. Under Wine only what Wine
+/// itself reports is recorded: its sockets are the host's, so Windows'
+/// defaults say nothing about them; what does govern them, the host's own
+/// Linux sysctls, is recorded under their Linux names.
 pub fn stack_settings() -> BTreeMap<String, String> {
-    BTreeMap::new()
+    static SETTINGS: OnceLock<BTreeMap<String, String>> = OnceLock::new();
+    SETTINGS
+        .get_or_init(|| {
+            let mut out = if wine_version().is_some() {
+                wine_host_sysctls()
+            } else {
+                BTreeMap::new()
+            };
+            for ip in ["ipv4", "ipv6"] {
+                for proto in ["tcp", "udp"] {
+                    if let Some(v) = dynamic_port_range(ip, proto) {
+                        out.insert(format!("{ip}.dynamicport.{proto}"), v);
+                    }
+                }
+            }
+            match tcpip_parameter("TcpTimedWaitDelay") {
+                Ok(Some(v)) => {
+                    out.insert("TcpTimedWaitDelay".into(), v.to_string());
+                }
+                // Absent: the default, 0x78 = 120 s per the Server 2003
+                // registry reference (https://technet.microsoft.com/library/cc757512,
+                // cases/sources.toml `ms-tcptimedwaitdelay-2003`; claim W8
+                // notes the pages that say 240 s). Not under Wine, whose
+                // TIME_WAIT is the host kernel's.
+                Ok(None) if wine_version().is_none() => {
+                    out.insert("TcpTimedWaitDelay".into(), "120".into());
+                }
+                _ => {}
+            }
+            out
+        })
+        .clone()
+}
+
+/// Under Wine, the host's Linux sysctls that `settings::KNOWN` lists, read
+/// from /proc through Wine's `\\?\unix\` path prefix (ntdll takes what
+/// follows `\??\unix\` as a Unix path: nt_to_unix_file_name in Wine's
+/// dlls/ntdll/unix/file.c). The tests' sockets are the host's, in the host's
+/// namespace. Nothing on a host without /proc (Wine on macOS).
+fn wine_host_sysctls() -> BTreeMap<String, String> {
+    crate::sys::settings::known_keys(OsFamily::Linux)
+        .into_iter()
+        .filter_map(|k| {
+            let path = format!(r"\\?\unix\proc\sys\{}", k.replace('.', r"\"));
+            let v = std::fs::read_to_string(path).ok()?;
+            Some((k.to_string(), crate::sys::settings::normal(&v)))
+        })
+        .collect()
+}
+
+/// A REG_DWORD under HKLM\SYSTEM\CurrentControlSet\Services\Tcpip\Parameters;
+/// `None` when the value is absent.
+/// https://learn.microsoft.com/windows/win32/api/winreg/nf-winreg-reggetvaluew
+fn tcpip_parameter(name: &str) -> io::Result<Option<u32>> {
+    use windows_sys::Win32::Foundation::{ERROR_FILE_NOT_FOUND, ERROR_SUCCESS};
+    use windows_sys::Win32::System::Registry::{
+        HKEY_LOCAL_MACHINE, RRF_RT_REG_DWORD, RegGetValueW,
+    };
+    let wide = |s: &str| s.encode_utf16().chain([0]).collect::<Vec<u16>>();
+    let key = wide(r"SYSTEM\CurrentControlSet\Services\Tcpip\Parameters");
+    let value = wide(name);
+    let mut data = 0u32;
+    let mut size = std::mem::size_of::<u32>() as u32;
+    // SAFETY: NUL-terminated UTF-16 names, and a DWORD buffer of the size we pass.
+    let r = unsafe {
+        RegGetValueW(
+            HKEY_LOCAL_MACHINE,
+            key.as_ptr(),
+            value.as_ptr(),
+            RRF_RT_REG_DWORD,
+            std::ptr::null_mut(),
+            (&mut data as *mut u32).cast(),
+            &mut size,
+        )
+    };
+    match r {
+        ERROR_SUCCESS => Ok(Some(data)),
+        ERROR_FILE_NOT_FOUND => Ok(None),
+        e => Err(io::Error::from_raw_os_error(e as i32)),
+    }
+}
+
+/// The dynamic port range as `netsh int <ip> show dynamicport <proto>` shows
+/// it. Windows documents no API or registry value for it besides netsh and
+/// the WMI class MSFT_NetTCPSetting (KB 929851,
+/// https://learn.microsoft.com/troubleshoot/windows-server/networking/default-dynamic-port-range-tcpip-chang;
+/// netsh keeps it in an undocumented NSI store), so netsh it is, waited for
+/// at most 10 s. `None` when netsh fails or prints no range (Wine's netsh
+/// prints nothing).
+fn dynamic_port_range(ip: &str, proto: &str) -> Option<String> {
+    use std::io::Read;
+    use std::os::windows::process::CommandExt;
+    use std::process::{Command, Stdio};
+    use windows_sys::Win32::System::Threading::CREATE_NO_WINDOW;
+    let mut child = crate::sys::spawning(|| {
+        Command::new("netsh")
+            .args(["int", ip, "show", "dynamicport", proto])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .creation_flags(CREATE_NO_WINDOW)
+            .spawn()
+    })
+    .ok()?;
+    let mut stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut text = Vec::new();
+        let _ = stdout.read_to_end(&mut text);
+        text
+    });
+    let until = std::time::Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if std::time::Instant::now() < until => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let text = reader.join().ok()?;
+    if !status?.success() {
+        return None;
+    }
+    // netsh writes in the console's code page; the lines it is read for are
+    // digits and ASCII punctuation.
+    crate::sys::settings::parse_netsh_dynamicport(&String::from_utf8_lossy(&text))
 }
 
 /// MIB_TCP_STATE → TcpState (https://learn.microsoft.com/windows/win32/api/tcpmib/ns-tcpmib-mib_tcprow_lh).

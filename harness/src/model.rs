@@ -80,6 +80,8 @@ impl OsFamily {
             Opt::BindToDevice => matches!(self, Linux),
             // ip(4P) on illumos; netinet/in.h on macOS (IP_BOUND_IF, 10.7+).
             Opt::BoundIf => matches!(self, Macos | Illumos),
+            // ip(7) IP_MULTICAST_ALL, ipv6(7) IPV6_MULTICAST_ALL: Linux's own.
+            Opt::MulticastAll => matches!(self, Linux),
             // SO_BROADCAST is everywhere (POSIX, Winsock).
             _ => true,
         }

@@ -141,7 +141,10 @@ fn multicast_all_and_sysctl_steps_load() {
     let dir = tree(&steps);
     let suite = Suite::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
     let text: Vec<String> = suite.tests[0].steps.iter().map(|s| s.to_string()).collect();
-    assert!(text.iter().any(|s| s.contains("IP_MULTICAST_ALL")), "{text:?}");
+    assert!(
+        text.iter().any(|s| s.contains("IP_MULTICAST_ALL")),
+        "{text:?}"
+    );
     // Values are whitespace-normalised, integers written as the kernel reads them.
     assert!(
         text.contains(&"sysctl net.ipv4.ip_local_port_range = 61000 61001".to_string()),

@@ -331,7 +331,11 @@ steps = [
         }
         _ => {
             assert_eq!(r.verdict, Verdict::Skip, "{:?}", why(&r));
-            assert!(why(&r).unwrap_or_default().contains("never changes"), "{:?}", why(&r));
+            assert!(
+                why(&r).unwrap_or_default().contains("never changes"),
+                "{:?}",
+                why(&r)
+            );
         }
     }
     ask.send(()).unwrap();

@@ -29,7 +29,9 @@ impl StepKind for Sysctl {
             &format!("a setting sockspec records: {}", keys.join(", ")),
             |v| {
                 v.as_str()
-                    .filter(|k| settings::known(OsFamily::Linux, k).is_some_and(|s| s.default.is_some()))
+                    .filter(|k| {
+                        settings::known(OsFamily::Linux, k).is_some_and(|s| s.default.is_some())
+                    })
                     .map(str::to_string)
             },
         );

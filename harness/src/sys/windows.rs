@@ -216,7 +216,11 @@ pub fn bind_device(
 }
 
 /// IP_MULTICAST_ALL is Linux's alone.
-pub fn set_multicast_all(_sock: &Socket, _family: crate::model::Family, _on: bool) -> io::Result<()> {
+pub fn set_multicast_all(
+    _sock: &Socket,
+    _family: crate::model::Family,
+    _on: bool,
+) -> io::Result<()> {
     Err(super::unsupported(Opt::MulticastAll.c_name()))
 }
 

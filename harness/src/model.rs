@@ -80,6 +80,8 @@ impl OsFamily {
             Opt::BindToDevice => matches!(self, Linux),
             // ip(4P) on illumos; netinet/in.h on macOS (IP_BOUND_IF, 10.7+).
             Opt::BoundIf => matches!(self, Macos | Illumos),
+            // ip(7) IP_MULTICAST_ALL, ipv6(7) IPV6_MULTICAST_ALL: Linux's own.
+            Opt::MulticastAll => matches!(self, Linux),
             // SO_BROADCAST is everywhere (POSIX, Winsock).
             _ => true,
         }
@@ -153,6 +155,10 @@ pub enum Opt {
     Leave,
     MulticastIf,
     MulticastLoop,
+    /// IP_MULTICAST_ALL / IPV6_MULTICAST_ALL (Linux): whether a socket bound to
+    /// a group's port receives every group any socket of the host joined (on,
+    /// Linux's default) or only those it joined itself. ip(7), ipv6(7).
+    MulticastAll,
     /// SO_BROADCAST: may send to a broadcast address.
     Broadcast,
     /// SO_BINDTODEVICE (Linux): the socket uses one interface only.
@@ -175,6 +181,7 @@ impl Opt {
         Opt::Leave,
         Opt::MulticastIf,
         Opt::MulticastLoop,
+        Opt::MulticastAll,
         Opt::Broadcast,
         Opt::BindToDevice,
         Opt::BoundIf,
@@ -194,6 +201,7 @@ impl Opt {
             Opt::Leave => "leave",
             Opt::MulticastIf => "multicast_if",
             Opt::MulticastLoop => "multicast_loop",
+            Opt::MulticastAll => "multicast_all",
             Opt::Broadcast => "broadcast",
             Opt::BindToDevice => "bindtodevice",
             Opt::BoundIf => "bound_if",
@@ -214,6 +222,7 @@ impl Opt {
             Opt::Leave => "IP_DROP_MEMBERSHIP",
             Opt::MulticastIf => "IP_MULTICAST_IF",
             Opt::MulticastLoop => "IP_MULTICAST_LOOP",
+            Opt::MulticastAll => "IP_MULTICAST_ALL",
             Opt::Broadcast => "SO_BROADCAST",
             Opt::BindToDevice => "SO_BINDTODEVICE",
             Opt::BoundIf => "IP_BOUND_IF",
@@ -239,6 +248,7 @@ impl Opt {
                 | Opt::V6Only
                 | Opt::NonBlocking
                 | Opt::MulticastLoop
+                | Opt::MulticastAll
                 | Opt::Broadcast
         )
     }

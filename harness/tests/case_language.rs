@@ -124,4 +124,43 @@ fn options_exist_per_family() {
     assert!(!OsFamily::Linux.has_opt(Opt::BoundIf));
     assert!(!OsFamily::Windows.has_opt(Opt::BoundIf));
     assert!(OsFamily::ALL.iter().all(|o| o.has_opt(Opt::Broadcast)));
+    assert!(OsFamily::Linux.has_opt(Opt::MulticastAll));
+    assert!(!OsFamily::Freebsd.has_opt(Opt::MulticastAll));
+    assert!(!OsFamily::Wine.has_opt(Opt::MulticastAll));
+}
+
+#[test]
+fn multicast_all_and_sysctl_steps_load() {
+    let steps = format!(
+        r#"{SOCK}
+  {{ do = "setopt", sock = "a", opt = "multicast_all", value = false }},
+  {{ do = "getopt", sock = "a", opt = "multicast_all" }},
+  {{ do = "sysctl", key = "net.ipv4.ip_local_port_range", value = "61000   61001" }},
+  {{ do = "sysctl", key = "net.ipv4.ip_autobind_reuse", value = 1 }},"#
+    );
+    let dir = tree(&steps);
+    let suite = Suite::load(dir.path()).unwrap_or_else(|e| panic!("{e}"));
+    let text: Vec<String> = suite.tests[0].steps.iter().map(|s| s.to_string()).collect();
+    assert!(
+        text.iter().any(|s| s.contains("IP_MULTICAST_ALL")),
+        "{text:?}"
+    );
+    // Values are whitespace-normalised, integers written as the kernel reads them.
+    assert!(
+        text.contains(&"sysctl net.ipv4.ip_local_port_range = 61000 61001".to_string()),
+        "{text:?}"
+    );
+    assert!(
+        text.contains(&"sysctl net.ipv4.ip_autobind_reuse = 1".to_string()),
+        "{text:?}"
+    );
+}
+
+#[test]
+fn a_sysctl_step_takes_only_settings_sockspec_records() {
+    let e = error(r#"{ do = "sysctl", key = "net.core.somaxconn", value = 4 },"#);
+    assert!(e.contains("net.ipv4.ip_autobind_reuse"), "{e}");
+    assert!(e.contains("net.ipv4.ip_local_port_range"), "{e}");
+    let e = error(r#"{ do = "sysctl", key = "net.ipv4.ip_autobind_reuse", value = true },"#);
+    assert!(e.contains("a string or an integer"), "{e}");
 }

@@ -283,3 +283,62 @@ steps = [
     assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
     assert_eq!(r.outcome("is_lo"), Some("true"));
 }
+
+/// A `sysctl` step changes the setting for its test only, inside the
+/// worker's own network namespace, and the old value is back once the test
+/// ends; where tests share the host's stack the test is skipped, never run
+/// against the host's settings.
+#[test]
+fn a_sysctl_step_holds_for_its_test_only_and_never_touches_the_host() {
+    const ONE_PORT: &str = r#"title = "a one-port ephemeral range"
+source = "ip-sysctl"
+only = ["linux"]
+steps = [
+  { do = "sysctl", key = "net.ipv4.ip_local_port_range", value = "61000 61000" },
+  { do = "socket", name = "a", type = "tcp", family = "v4" },
+  { do = "bind", sock = "a", addr = "lo4", port = 0 },
+  { do = "socket", name = "b", type = "tcp", family = "v4" },
+  { do = "bind", sock = "b", addr = "lo4", port = 0, check = true },
+]
+"#;
+    let (_d, s) = suite(
+        &[("t/one.toml", ONE_PORT)],
+        "[[expect]]\ncase = \"t::one\"\noutcomes = { bind_b = \"EADDRINUSE\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"the range's only port is a's\"\n",
+    );
+    let range = || std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok();
+    // A thread started now stays in the host's namespace (threads inherit
+    // their creator's, and this one isolates itself when it runs the test).
+    let (ask, asked) = std::sync::mpsc::channel::<()>();
+    let host = std::thread::spawn(move || {
+        let before = range();
+        asked.recv().ok();
+        (before, range())
+    });
+    let r = run(&s, "t::one");
+    if !cfg!(target_os = "linux") {
+        assert_eq!(r.verdict, Verdict::Skip);
+        ask.send(()).unwrap();
+        return;
+    }
+    match sockspec::run::probe_worker() {
+        Ok((sockspec::sys::Isolation::Netns, settings)) => {
+            assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
+            // This thread is the test's worker: its namespace has the
+            // range back.
+            let now = sockspec::sys::settings::normal(&range().unwrap());
+            assert_eq!(Some(&now), settings.get("net.ipv4.ip_local_port_range"));
+            assert_ne!(now, "61000 61000");
+        }
+        _ => {
+            assert_eq!(r.verdict, Verdict::Skip, "{:?}", why(&r));
+            assert!(
+                why(&r).unwrap_or_default().contains("never changes"),
+                "{:?}",
+                why(&r)
+            );
+        }
+    }
+    ask.send(()).unwrap();
+    let (before, after) = host.join().unwrap();
+    assert_eq!(before, after, "the host's range changed");
+}

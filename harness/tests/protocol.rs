@@ -181,6 +181,7 @@ const ENGINE_STEPS: &[&str] = &[
     "tcp_state",
     "same_port",
     "sleep",
+    "sysctl",
     "spawn",
     "pass",
     "kill",

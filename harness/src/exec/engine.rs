@@ -59,6 +59,10 @@ struct Engine<'a> {
     local: Local,
     actors: BTreeMap<String, Actor>,
     leases: BTreeMap<String, u16>,
+    /// Settings a `sysctl` step changed, with the value each had first: put
+    /// back when the attempt ends, so the next test in the namespace starts
+    /// from the run's settings.
+    sysctls: Vec<(String, String)>,
     claims: &'a mut Claims,
     pids: &'a Pids,
     deadline: Instant,
@@ -71,6 +75,7 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         local: Local::default(),
         actors: BTreeMap::new(),
         leases: BTreeMap::new(),
+        sysctls: Vec::new(),
         claims,
         pids,
         deadline,
@@ -245,7 +250,13 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         steps.push(record(done.outcome, done.raw, done.detail));
     }
     // Dropping the engine closes this process's sockets and ends every actor.
+    let changed = std::mem::take(&mut e.sysctls);
     sys::closing(|| drop(e));
+    for (key, old) in changed.iter().rev() {
+        if let Err(msg) = sys::settings::restore_for_test(key, old) {
+            problem.get_or_insert(Problem::Harness { msg });
+        }
+    }
     AttemptResult {
         steps,
         problem,
@@ -553,6 +564,16 @@ impl Engine<'_> {
                 }
             }
             Action::Sleep(_) => Ok((self.local.exec(&step.action, deadline), false)),
+            Action::Sysctl(steps::Sysctl { key, value }) => {
+                if let Some(msg) = sys::settings::no_test_sysctl(self.claims.scope, key) {
+                    return Err(Stop::Problem(Problem::Unavailable { msg }));
+                }
+                let old = sys::settings::set_for_test(key, value).map_err(harness)?;
+                if !self.sysctls.iter().any(|(k, _)| k == key) {
+                    self.sysctls.push((key.clone(), old.clone()));
+                }
+                Ok((Done::ok().detail(format!("was {old}")), false))
+            }
             action => {
                 // Where the step runs: a new socket where the case puts it,
                 // any other step where its socket lives.

@@ -430,6 +430,7 @@ impl Local {
                 Done::ok()
             }
             Action::TcpState(_)
+            | Action::Sysctl(_)
             | Action::SamePort(_)
             | Action::Spawn(_)
             | Action::Pass(_)
@@ -464,6 +465,7 @@ fn set_opt(
         }
         (Opt::MulticastLoop, OptValue::Bool(b)) if v6 => s.set_multicast_loop_v6(*b),
         (Opt::MulticastLoop, OptValue::Bool(b)) => s.set_multicast_loop_v4(*b),
+        (Opt::MulticastAll, OptValue::Bool(b)) => sys::set_multicast_all(s, family, *b),
         (Opt::Join | Opt::Leave, OptValue::Group { group, iface }) => {
             let join = opt == Opt::Join;
             match group {
@@ -519,6 +521,7 @@ fn get_opt(s: &Socket, slot: &LocalSock, opt: Opt) -> io::Result<Outcome> {
         Opt::NonBlocking => Outcome::Bool(slot.nonblocking),
         Opt::MulticastLoop if slot.family == Family::V6 => Outcome::Bool(s.multicast_loop_v6()?),
         Opt::MulticastLoop => Outcome::Bool(s.multicast_loop_v4()?),
+        Opt::MulticastAll => Outcome::Bool(sys::multicast_all(s, slot.family)?),
         Opt::Broadcast => Outcome::Bool(s.broadcast()?),
         other => {
             return Err(io::Error::new(

@@ -140,6 +140,10 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
             if r.retry.is_none() && claims.disturbed() {
                 r.retry = Some("another test collided with one of this test's ports".into());
             }
+            // Released before the result is sent: the next attempt in this
+            // scope may start at once and bind the same port (a one-port
+            // ephemeral range gives every attempt the same one).
+            drop(claims);
             let _ = tx.send(r);
         });
     if let Err(e) = spawned {

@@ -13,6 +13,7 @@ mod observe;
 mod ports;
 mod server;
 mod sockets;
+mod stack;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -23,6 +24,7 @@ pub use observe::{Fanout, GetSockName, SamePort, Sleep, Spread, TcpState};
 pub use ports::{Accept, Bind, Connect, Listen};
 pub use server::Server;
 pub use sockets::{GetOpt, SetOpt, Socket};
+pub use stack::Sysctl;
 
 use crate::expand::fields::Fields;
 use crate::model::PortRef;
@@ -173,6 +175,7 @@ step_kinds!(
     Drain,
     SamePort,
     Sleep,
+    Sysctl,
     Spawn,
     Pass,
     Kill,

@@ -389,6 +389,41 @@ pub fn apply_profile(iso: crate::sys::Isolation) -> Result<(), String> {
     Ok(())
 }
 
+/// Why a test cannot set `key` for itself, if it cannot: only in a network
+/// namespace of sockspec's own (`scope` 0 is the host's stack, never changed).
+pub fn no_test_sysctl(scope: u64, key: &str) -> Option<String> {
+    (scope == 0 || crate::sys::os_family() != OsFamily::Linux).then(|| {
+        format!(
+            "setting {key} needs a network namespace of sockspec's own (Linux, as root); \
+             this run shares the host's stack, which sockspec never changes"
+        )
+    })
+}
+
+/// Sets `key` in the calling thread's network namespace for one test (the
+/// `sysctl` step; [`no_test_sysctl`] first) and returns the value it had, for
+/// the engine to put back.
+pub fn set_for_test(key: &str, v: &str) -> Result<String, String> {
+    let old = read_sysctl(key).map_err(|e| format!("reading {key}: {e}"))?;
+    write_sysctl(key, v).map_err(|e| format!("{key} = {v}: {e}"))?;
+    Ok(old)
+}
+
+/// Puts back what [`set_for_test`] changed.
+pub fn restore_for_test(key: &str, old: &str) -> Result<(), String> {
+    write_sysctl(key, old).map_err(|e| format!("restoring {key} = {old}: {e}"))
+}
+
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn read_sysctl(key: &str) -> std::io::Result<String> {
+    std::fs::read_to_string(format!("/proc/sys/{}", key.replace('.', "/"))).map(|v| normal(&v))
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn read_sysctl(_key: &str) -> std::io::Result<String> {
+    Err(crate::sys::unsupported("a per-namespace sysctl"))
+}
+
 #[cfg(any(target_os = "linux", target_os = "android"))]
 fn write_sysctl(key: &str, v: &str) -> std::io::Result<()> {
     // /proc/sys/net follows the opener's network namespace: the calling

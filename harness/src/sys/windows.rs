@@ -215,6 +215,19 @@ pub fn bind_device(
     Err(super::unsupported(opt.c_name()))
 }
 
+/// IP_MULTICAST_ALL is Linux's alone.
+pub fn set_multicast_all(
+    _sock: &Socket,
+    _family: crate::model::Family,
+    _on: bool,
+) -> io::Result<()> {
+    Err(super::unsupported(Opt::MulticastAll.c_name()))
+}
+
+pub fn multicast_all(_sock: &Socket, _family: crate::model::Family) -> io::Result<bool> {
+    Err(super::unsupported(Opt::MulticastAll.c_name()))
+}
+
 pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
     match opt {
         Opt::ExclusiveAddrUse => {

@@ -180,6 +180,31 @@ pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
     }
 }
 
+/// IP_MULTICAST_ALL / IPV6_MULTICAST_ALL: Linux only (ip(7) since 2.6.31,
+/// ipv6(7) since 4.20); every other system delivers a group only to sockets
+/// that joined it, and has no such option.
+pub fn set_multicast_all(sock: &Socket, family: crate::model::Family, on: bool) -> io::Result<()> {
+    let _ = (sock, family, on);
+    #[cfg(target_os = "linux")]
+    return match family {
+        crate::model::Family::V4 => sock.set_multicast_all_v4(on),
+        crate::model::Family::V6 => sock.set_multicast_all_v6(on),
+    };
+    #[allow(unreachable_code)]
+    Err(super::unsupported(Opt::MulticastAll.c_name()))
+}
+
+pub fn multicast_all(sock: &Socket, family: crate::model::Family) -> io::Result<bool> {
+    let _ = (sock, family);
+    #[cfg(target_os = "linux")]
+    return match family {
+        crate::model::Family::V4 => sock.multicast_all_v4(),
+        crate::model::Family::V6 => sock.multicast_all_v6(),
+    };
+    #[allow(unreachable_code)]
+    Err(super::unsupported(Opt::MulticastAll.c_name()))
+}
+
 /// Ties a socket to one interface: SO_BINDTODEVICE by name (Linux, socket(7)),
 /// IP_BOUND_IF / IPV6_BOUND_IF by index (macOS, illumos).
 pub fn bind_device(

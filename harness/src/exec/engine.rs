@@ -218,15 +218,7 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         }
         // A failed step that sets a socket up leaves it unusable; a recv that
         // sees a reset, or a close that fails, is only an observation.
-        let establishes = matches!(
-            step.action,
-            Action::Socket(_)
-                | Action::SetOpt(_)
-                | Action::Bind(_)
-                | Action::Listen(_)
-                | Action::Connect(_)
-        );
-        if !ok && step.check.is_some() && establishes {
+        if !ok && step.check.is_some() && step.action.establishes() {
             for s in step.action.socks() {
                 if let Some(slot) = e.slots.get_mut(s) {
                     slot.failed = true;

@@ -217,6 +217,19 @@ impl Action {
         }
     }
 
+    /// Whether the step sets its sockets up: when such a checked step fails,
+    /// the engine runs no later step on those sockets (they are `not_run`).
+    pub fn establishes(&self) -> bool {
+        matches!(
+            self,
+            Action::Socket(_)
+                | Action::SetOpt(_)
+                | Action::Bind(_)
+                | Action::Listen(_)
+                | Action::Connect(_)
+        )
+    }
+
     /// A rough guess of how long the step takes, for scheduling only (the
     /// longest tests start first, so that they overlap the rest instead of
     /// running alone at the end): fixed waits, a close judged in bands (it

@@ -1,13 +1,64 @@
 #!/usr/bin/env bash
-# Wall time of the whole suite and the median test, release build, default
-# jobs. The `timing` topic (cases that measure how long a call blocks, e.g.
-# linger) is reported apart: it waits on purpose.
+# Speed figures, each beside its goal (issue 15), release build, default
+# jobs: start-up (`check`, one test), the whole suite and its CPU per test,
+# the guests' boot + suite (from ci/kernels.sh's last results, if any), and
+# reports. Medians of several runs; on a loaded machine the wall times say
+# more about the load than about sockspec, so the CPU figures come too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release -q
 bin=./target/release/sockspec
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
+
+# Wall (median) and user+system CPU (median) of a command, N times.
+timed() {
+  local n=$1; shift
+  python3 - "$n" "$@" <<'PY'
+import os, statistics, subprocess, sys, time
+n, cmd = int(sys.argv[1]), sys.argv[2:]
+walls, cpus = [], []
+for _ in range(n):
+    before = os.times()
+    t = time.perf_counter()
+    subprocess.run(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    walls.append(time.perf_counter() - t)
+    after = os.times()
+    cpus.append((after.children_user - before.children_user) + (after.children_system - before.children_system))
+print(f"{statistics.median(walls) * 1000:.1f} {statistics.median(cpus) * 1000:.1f}")
+PY
+}
+goal() { # figure-name measured-ms goal-ms [extra]
+  local verdict=met
+  if python3 -c "import sys; sys.exit(0 if float(sys.argv[1]) <= float(sys.argv[2]) else 1)" "$2" "$3"; then :; else verdict="NOT met"; fi
+  printf '%-44s %9.1f ms   goal <= %6s ms   %s%s\n' "$1" "$2" "$3" "$verdict" "${4:+  ($4)}"
+}
+
+read -r w c < <(timed 11 "$bin" check)
+goal "sockspec check (wall)" "$w" 20 "CPU $c ms"
+one=$("$bin" list | grep -m1 '^bind::pairs')
+read -r w c < <(timed 11 "$bin" run --quiet --exact "$one")
+goal "sockspec run --exact ONE_TEST (wall)" "$w" 30 "CPU $c ms"
+read -r w c < <(timed 3 "$bin" run --quiet)
+ran=$("$bin" run --quiet --json "$out/cpu.json" >/dev/null; python3 -c "import json,sys; print(sum(1 for t in json.load(open(sys.argv[1]))['tests'] if t['verdict'] != 'skip'))" "$out/cpu.json")
+goal "full suite (wall)" "$w" 1200 "$ran tests ran"
+goal "CPU per test that ran (user+sys, with helpers)" "$(python3 -c "print($c / $ran)")" 0.4
+read -r w c < <(timed 3 "$bin" run --quiet --skip timing::)
+goal "full suite without the timing topic (wall)" "$w" 600
+if command -v cargo-nextest >/dev/null; then
+  echo "nextest: see .config/nextest.toml; measure with: cargo nextest run -p sockspec --test conformance"
+else
+  echo "nextest overhead per test process: not measured (cargo-nextest is not installed)"
+fi
+# Guests: boot + suite per kernel from the last ci/kernels.sh run.
+if compgen -G "ci/.cache/kernels/console-*.log.secs" >/dev/null; then
+  for f in ci/.cache/kernels/console-*.log.secs; do
+    k=$(basename "$f" .log.secs); k=${k#console-}
+    goal "guest $k: boot + suite (wall)" "$(python3 -c "print(float(open('$f').read()) * 1000)")" 8000
+  done
+else
+  echo "guests: not measured here (run ci/kernels.sh first)"
+fi
 
 "$bin" run --quiet --json "$out/all.json" >/dev/null || true
 "$bin" run --quiet --skip timing:: --json "$out/fast.json" >/dev/null || true

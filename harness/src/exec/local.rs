@@ -6,7 +6,6 @@
 
 use std::collections::BTreeMap;
 use std::io::{self, Read};
-use std::mem::MaybeUninit;
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 
@@ -624,14 +623,12 @@ fn fanout(
             if !*r {
                 continue;
             }
-            let mut buf = [MaybeUninit::<u8>::uninit(); 512];
-            if let Ok((len, _)) = socks[i].recv_from(&mut buf) {
-                // SAFETY: recv_from initialised the first `len` bytes.
-                let bytes: Vec<u8> = buf[..len]
-                    .iter()
-                    .map(|b| unsafe { b.assume_init() })
-                    .collect();
-                let text = String::from_utf8_lossy(&bytes);
+            let mut buf = [0u8; 512];
+            // One read of a datagram socket is one datagram; who sent it
+            // does not matter here (`Read` is implemented for `&Socket`).
+            let mut sock: &Socket = socks[i];
+            if let Ok(len) = std::io::Read::read(&mut sock, &mut buf) {
+                let text = String::from_utf8_lossy(&buf[..len]);
                 if let Some(seq) = text
                     .strip_prefix(&tag)
                     .and_then(|s| s.parse::<usize>().ok())

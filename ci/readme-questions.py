@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 # Pastes the output of each README "Questions" command into README.md (run from
-# the repository root after `cargo build`); harness/tests/questions.rs runs them.
-import subprocess, re, sys
+# the repository root after `cargo build`, or with SOCKSPEC=path/to/sockspec);
+# harness/tests/questions.rs runs them.
+import os, subprocess, re, sys
 qs = [
  ("Can a restarted server bind its port while old connections sit in TIME_WAIT?",
   "explain time_wait::rebind --where side=server --where addr=any4 --check rebind --os linux,macos,windows,freebsd,openbsd,wine",
@@ -30,7 +31,7 @@ out = ["## Questions", "",
  "rows, `--check` the steps; `sockspec search WORDS` finds the case for a",
  "question. A test runs every command below.", ""]
 for q, cmd, answer in qs:
-    r = subprocess.run(["./target/debug/sockspec"] + cmd.split(), capture_output=True, text=True, check=True)
+    r = subprocess.run([os.environ.get("SOCKSPEC", "./target/debug/sockspec")] + cmd.split(), capture_output=True, text=True, check=True)
     text = r.stdout.rstrip("\n")
     out += [f"### {q}", "", "```", f"$ cargo run --release -- {cmd}", text, "```", "", answer, ""]
 sec = "\n".join(out)

@@ -46,7 +46,12 @@ goal "CPU per test that ran (user+sys, with helpers)" "$(python3 -c "print($c / 
 read -r w c < <(timed 3 "$bin" run --quiet --skip timing::)
 goal "full suite without the timing topic (wall)" "$w" 600
 if command -v cargo-nextest >/dev/null; then
-  echo "nextest: see .config/nextest.toml; measure with: cargo nextest run -p sockspec --test conformance"
+  # One process per test, one at a time: wall / tests is the cost of a test
+  # process (debug profile), nearly all of it start-up (the tests take ~1 ms).
+  cargo nextest run -p sockspec --test conformance --no-run >/dev/null 2>&1
+  n=$(cargo nextest list -p sockspec --test conformance -E 'test(/^connect::/)' --message-format oneline 2>/dev/null | grep -c 'connect::' || true)
+  read -r w c < <(timed 1 cargo nextest run -p sockspec --test conformance -E 'test(/^connect::/)' --test-threads 1)
+  goal "nextest: one test process, debug (wall)" "$(python3 -c "print($w / max($n, 1))")" 50 "$n tests"
 else
   echo "nextest overhead per test process: not measured (cargo-nextest is not installed)"
 fi

@@ -239,22 +239,7 @@ pub fn markdown(h: &History<'_>, max_rows: usize) -> String {
         for c in &row.cells {
             line.push_str(&format!(" `{}` |", esc(&cell_text(*c, &labels))));
         }
-        let windows: Vec<String> = changes(row)
-            .iter()
-            .map(|c| {
-                let steps: Vec<String> = c
-                    .steps
-                    .iter()
-                    .map(|(l, a, b)| format!("{l}: {a} → {b}"))
-                    .collect();
-                format!(
-                    "{} ({})",
-                    esc(&h.window_text(c.last, c.first)),
-                    esc(&steps.join(", "))
-                )
-            })
-            .collect();
-        let _ = writeln!(out, "{line} {} |", windows.join("; "));
+        let _ = writeln!(out, "{line} {} |", esc(&change_text(h, row)));
     }
     if h.changed.len() > max_rows {
         let _ = writeln!(
@@ -266,11 +251,23 @@ pub fn markdown(h: &History<'_>, max_rows: usize) -> String {
     out
 }
 
-fn html_esc(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+use super::html::esc as html_esc;
+
+/// Where a row's outcomes changed, in words: each window and the steps that
+/// changed in it (`6.1.192 .. 6.12.117 (bind_b: ok → EADDRINUSE); ...`).
+fn change_text(h: &History<'_>, row: &Row<'_>) -> String {
+    changes(row)
+        .iter()
+        .map(|c| {
+            let steps: Vec<String> = c
+                .steps
+                .iter()
+                .map(|(l, a, b)| format!("{l}: {a} → {b}"))
+                .collect();
+            format!("{} ({})", h.window_text(c.last, c.first), steps.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// The history as an HTML section for the top of the page: every test
@@ -316,18 +313,7 @@ pub fn html(h: &History<'_>) -> String {
                 html_esc(&cell_text(*c, &labels))
             ));
         }
-        let windows: Vec<String> = changes(row)
-            .iter()
-            .map(|c| {
-                let steps: Vec<String> = c
-                    .steps
-                    .iter()
-                    .map(|(l, a, b)| format!("{l}: {a} → {b}"))
-                    .collect();
-                format!("{} ({})", h.window_text(c.last, c.first), steps.join(", "))
-            })
-            .collect();
-        s.push_str(&format!("<td>{}</td></tr>", html_esc(&windows.join("; "))));
+        s.push_str(&format!("<td>{}</td></tr>", html_esc(&change_text(h, row))));
     }
     s.push_str("</tbody></table></section>");
     s

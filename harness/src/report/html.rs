@@ -63,7 +63,7 @@ pub fn page(runs: &[Results]) -> String {
     page_with_claims(runs, &[])
 }
 
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

@@ -375,12 +375,7 @@ impl ExpectFile {
         settings: Option<&BTreeMap<String, String>>,
     ) -> Vec<Applied<'a>> {
         let mut out: Vec<Applied<'a>> = self
-            .by_case
-            .get(&test.case.id)
-            .into_iter()
-            .flatten()
-            .map(|i| &self.entries[*i])
-            .filter(|e| e.selects(test) && e.holds_under(settings))
+            .for_test(test, settings)
             .filter(|e| match (&e.kernel, release) {
                 (None, _) => true,
                 (Some(r), Some(rel)) => r.contains(rel),

@@ -37,7 +37,7 @@ use toml_edit::{Array, DocumentMut, InlineTable, Item, Table, Value, value};
 use crate::Suite;
 use crate::atomic;
 use crate::error::Error;
-use crate::expect::{Entry, Provenance, group_tests};
+use crate::expect::{Applied, Entry, ExpectFile, Provenance, group_tests};
 use crate::load::EXPECTED_DIR;
 use crate::model::{OsFamily, ParamValue, Test};
 use crate::outcome::Outcome;
@@ -214,10 +214,20 @@ pub fn bless_in(
     implementation: Option<&str>,
     obs: &[Observation],
 ) -> Result<Summary, Error> {
-    let runtime = crate::results::other_runtime(implementation);
-    let cond: Vec<(String, String)> = crate::sys::settings::conditions(os, release, settings)
-        .into_iter()
-        .collect();
+    let file = suite.expectations.for_os(os);
+    let ctx = Ctx {
+        suite,
+        os,
+        release,
+        settings,
+        implementation,
+        runtime: crate::results::other_runtime(implementation),
+        cond: crate::sys::settings::conditions(os, release, settings)
+            .into_iter()
+            .collect(),
+        file,
+        entries: file.map(|f| f.entries.as_slice()).unwrap_or_default(),
+    };
     let path = suite.root.join(EXPECTED_DIR).join(format!("{os}.toml"));
     let original = match std::fs::read_to_string(&path) {
         Ok(t) => Some(t),
@@ -228,323 +238,456 @@ pub fn bless_in(
     let mut doc: DocumentMut = text
         .parse()
         .map_err(|e| Error::Other(format!("{}: {e}", path.display())))?;
-    let file = suite.expectations.for_os(os);
-    let entries: &[Entry] = file.map(|f| f.entries.as_slice()).unwrap_or_default();
-    let index_of = |e: &Entry| {
-        entries
-            .iter()
-            .position(|x| std::ptr::eq(x, e))
-            .expect("entry of this file")
-    };
+
+    let mut plan = Plan::default();
+    for o in obs {
+        for (label, outcome) in &o.outcomes {
+            ctx.note_contradictions(&mut plan, o, label, outcome);
+            match ctx.decide(o, label, outcome) {
+                Decision::Nothing => {}
+                Decision::Confirm(i) => {
+                    plan.confirm.insert(i);
+                }
+                Decision::Edit(i) => {
+                    plan.edits
+                        .entry(i)
+                        .or_default()
+                        .insert(label.clone(), outcome.clone());
+                }
+                Decision::New(n) => plan.add_pending(o, label, outcome, n),
+            }
+        }
+    }
+    let new_entries = ctx.new_entries(&mut plan);
+
     let mut summary = Summary {
         path: path.clone(),
         ..Summary::default()
     };
+    let array = expect_array(&mut doc)?;
+    ctx.apply_edits(array, &plan.edits, &path, &mut summary)?;
+    ctx.apply_confirmations(array, &plan, &mut summary);
+    summary.added = insert_entries(array, new_entries);
+    write_checked(suite, os, &path, &doc.to_string(), original, summary)
+}
 
-    let mut confirm: BTreeSet<usize> = BTreeSet::new();
-    // Observed entries this run contradicts for some label, even where a
-    // narrower entry (a kernel range) took precedence: their `seen_on` must
-    // not gain this release, since it would claim every outcome in them.
-    let mut contradicted: BTreeSet<usize> = BTreeSet::new();
-    let mut edits: BTreeMap<usize, BTreeMap<String, Outcome>> = BTreeMap::new();
-    // (case, kernel range) → test name → pending
-    let mut pending: BTreeMap<(String, Option<String>), BTreeMap<String, Pending>> =
-        BTreeMap::new();
-    for o in obs {
-        for (label, outcome) in &o.outcomes {
-            if let Some(f) = file {
-                // Windows aside: an observation inside one contradicts only
-                // the entries that really give another outcome.
-                for c in f.ranked_in(&o.test, label, Some(release), Some(settings)) {
-                    if c.outcome != outcome
-                        && matches!(c.entry.provenance, Provenance::Observed { .. })
-                    {
-                        contradicted.insert(index_of(c.entry));
-                    }
-                }
-            }
-            let top =
-                file.and_then(|f| f.resolve_in(&o.test, label, Some(release), Some(settings)));
-            let mut replaces = None;
-            let (kernel, max_selected, note) = match top {
-                // Under non-default settings, an entry without this exact
-                // condition is never confirmed or edited: agreeing with it
-                // needs nothing, differing needs a conditioned entry.
-                Some(a) if a.entry.settings != cond => {
-                    if a.outcome == outcome {
-                        continue;
-                    }
-                    let what = match &a.entry.provenance {
-                        Provenance::Documented { cite, .. } => format!("documented ({cite})"),
-                        p => p.summary(),
-                    };
-                    (
-                        None,
-                        usize::MAX,
-                        format!(
-                            "{} applies without these settings ({what}, {})",
-                            a.outcome,
-                            short_place(a.entry)
-                        ),
-                    )
-                }
-                // Inside a window of disagreeing observations (the
-                // expectation is `unknown`): the run is a new observation
-                // there. An unranged observed entry that gives the same
-                // outcome gains the release (the window shrinks); otherwise
-                // an entry limited to the release observed.
-                Some(a) if a.window.is_some() && *a.outcome == Outcome::Unknown => {
-                    let w = a.window.map(|w| w.text()).unwrap_or_default();
-                    let same = file
-                        .map(|f| f.ranked_in(&o.test, label, Some(release), Some(settings)))
-                        .unwrap_or_default()
-                        .into_iter()
-                        .find(|c| matches!(c.entry.provenance, Provenance::Observed { .. }))
-                        .filter(|c| {
-                            c.outcome == outcome
-                                && c.entry.kernel.is_none()
-                                && c.entry.settings == cond
-                        });
-                    if let Some(c) = same {
-                        confirm.insert(index_of(c.entry));
-                        continue;
-                    }
-                    (
-                        Some(observed_range(release)),
-                        if a.entry.kernel.is_none() {
-                            a.entry.selected
-                        } else {
-                            a.entry.selected - 1
-                        },
-                        format!("observed in the window {w}, where no outcome was known"),
-                    )
-                }
-                Some(a) if matches!(a.entry.provenance, Provenance::Observed { .. }) => {
-                    let Provenance::Observed { seen_on, .. } = &a.entry.provenance else {
-                        unreachable!()
-                    };
-                    if a.outcome == outcome {
-                        confirm.insert(index_of(a.entry));
-                        continue;
-                    }
-                    // Edit (or replace) an observation only when every
-                    // release it lists is of this series: an entry that also
-                    // speaks for other kernels stays true for them, and the
-                    // new outcome gets an entry limited to this series.
-                    if !seen_on.is_empty() && seen_on.iter().all(|r| same_series(os, r, release)) {
-                        if a.entry.selected == 1 {
-                            edits
-                                .entry(index_of(a.entry))
-                                .or_default()
-                                .insert(label.clone(), outcome.clone());
-                            continue;
-                        }
-                        replaces = Some(index_of(a.entry));
-                        (
-                            a.entry.kernel.as_ref().map(|k| k.text.clone()),
-                            a.entry.selected - 1,
-                            format!("was {} (observed on {})", a.outcome, seen_on.join(", ")),
-                        )
-                    } else {
-                        let max = if a.entry.kernel.is_none() {
-                            a.entry.selected
-                        } else {
-                            a.entry.selected - 1
-                        };
-                        (
-                            Some(observed_range(release)),
-                            max,
-                            format!(
-                                "differs from {} observed on {}",
-                                a.outcome,
-                                seen_on.join(", ")
-                            ),
-                        )
-                    }
-                }
-                Some(a) => {
-                    let Provenance::Documented { cite, .. } = &a.entry.provenance else {
-                        unreachable!()
-                    };
-                    let note = if a.outcome == outcome {
-                        format!("agrees with the documented {} ({cite})", a.outcome)
-                    } else {
-                        format!(
-                            "the run disagrees with the documented {} ({cite}, {})",
-                            a.outcome,
-                            short_place(a.entry)
-                        )
-                    };
-                    (None, usize::MAX, note)
-                }
-                None => (None, usize::MAX, String::new()),
-            };
-            let p = pending
-                .entry((o.test.case.id.clone(), kernel))
-                .or_default()
-                .entry(o.test.name.clone())
-                .or_insert_with(|| Pending {
-                    test: o.test.clone(),
-                    outcomes: BTreeMap::new(),
-                    max_selected: usize::MAX,
-                    notes: BTreeSet::new(),
-                    replaces: BTreeMap::new(),
-                });
-            p.outcomes.insert(label.clone(), outcome.clone());
-            p.replaces.insert(label.clone(), replaces);
-            p.max_selected = p.max_selected.min(max_selected);
-            if !note.is_empty() {
-                p.notes.insert(format!("{label}: {note}"));
+/// What one bless run knows while deciding: the run's header and the
+/// expectation file it writes.
+struct Ctx<'a> {
+    suite: &'a Suite,
+    os: OsFamily,
+    release: &'a str,
+    settings: &'a BTreeMap<String, String>,
+    implementation: Option<&'a str>,
+    /// The runtime that ran the steps when it was not sockspec's own.
+    runtime: Option<&'a str>,
+    /// The settings condition new entries get (empty under the defaults).
+    cond: Vec<(String, String)>,
+    file: Option<&'a ExpectFile>,
+    entries: &'a [Entry],
+}
+
+/// What bless will do to the file, by entry index.
+#[derive(Default)]
+struct Plan {
+    /// Observed entries whose `seen_on` gains the release.
+    confirm: BTreeSet<usize>,
+    /// Observed entries this run contradicts for some label, even where a
+    /// narrower entry (a kernel range) took precedence: their `seen_on` must
+    /// not gain this release, since it would claim every outcome in them.
+    contradicted: BTreeSet<usize>,
+    /// Observed entries whose outcomes are rewritten in place.
+    edits: BTreeMap<usize, BTreeMap<String, Outcome>>,
+    /// (case, kernel range) → test name → outcomes that need a new entry.
+    pending: BTreeMap<(String, Option<String>), BTreeMap<String, Pending>>,
+}
+
+/// What one observed outcome asks of the file.
+enum Decision {
+    /// Nothing: it agrees with what applies and no entry records runs there.
+    Nothing,
+    /// The observed entry at this index gives the outcome: add the release.
+    Confirm(usize),
+    /// The observed entry at this index selects only this test: rewrite it.
+    Edit(usize),
+    /// A new entry.
+    New(NewOutcome),
+}
+
+/// Where a new entry for one observed outcome may go.
+struct NewOutcome {
+    /// The kernel range it is limited to.
+    kernel: Option<String>,
+    /// It may select at most this many tests (fewer than what it overrides).
+    max_selected: usize,
+    /// Why, for the entry's `why`; empty when there is nothing to say.
+    note: String,
+    /// The observed entry (same kernel series) it would override.
+    replaces: Option<usize>,
+}
+
+impl Plan {
+    fn add_pending(&mut self, o: &Observation, label: &str, outcome: &Outcome, n: NewOutcome) {
+        let p = self
+            .pending
+            .entry((o.test.case.id.clone(), n.kernel))
+            .or_default()
+            .entry(o.test.name.clone())
+            .or_insert_with(|| Pending {
+                test: o.test.clone(),
+                outcomes: BTreeMap::new(),
+                max_selected: usize::MAX,
+                notes: BTreeSet::new(),
+                replaces: BTreeMap::new(),
+            });
+        p.outcomes.insert(label.to_string(), outcome.clone());
+        p.replaces.insert(label.to_string(), n.replaces);
+        p.max_selected = p.max_selected.min(n.max_selected);
+        if !n.note.is_empty() {
+            p.notes.insert(format!("{label}: {}", n.note));
+        }
+    }
+}
+
+impl Ctx<'_> {
+    fn index_of(&self, e: &Entry) -> usize {
+        self.entries
+            .iter()
+            .position(|x| std::ptr::eq(x, e))
+            .expect("entry of this file")
+    }
+
+    /// Records the observed entries this outcome contradicts. Windows aside:
+    /// an observation inside one contradicts only the entries that really
+    /// give another outcome.
+    fn note_contradictions(
+        &self,
+        plan: &mut Plan,
+        o: &Observation,
+        label: &str,
+        outcome: &Outcome,
+    ) {
+        let Some(f) = self.file else { return };
+        for c in f.ranked_in(&o.test, label, Some(self.release), Some(self.settings)) {
+            if c.outcome != outcome && matches!(c.entry.provenance, Provenance::Observed { .. }) {
+                plan.contradicted.insert(self.index_of(c.entry));
             }
         }
     }
 
-    // Group pending tests by identical outcomes and find selectors for them.
-    let by_case = group_tests(&suite.tests);
-    let mut new_entries: Vec<(String, Table)> = Vec::new();
-    for ((case_id, kernel), tests) in pending {
-        let all = by_case.get(&case_id).cloned().unwrap_or_default();
-        let mut groups: BTreeMap<Vec<(String, String)>, Vec<&Pending>> = BTreeMap::new();
-        for p in tests.values() {
-            let key = p
-                .outcomes
-                .iter()
-                .map(|(l, o)| (l.clone(), o.to_string()))
-                .collect();
-            groups.entry(key).or_default().push(p);
+    fn decide(&self, o: &Observation, label: &str, outcome: &Outcome) -> Decision {
+        let top = self
+            .file
+            .and_then(|f| f.resolve_in(&o.test, label, Some(self.release), Some(self.settings)));
+        let Some(a) = top else {
+            return Decision::New(NewOutcome {
+                kernel: None,
+                max_selected: usize::MAX,
+                note: String::new(),
+                replaces: None,
+            });
+        };
+        // Under non-default settings, an entry without this exact condition
+        // is never confirmed or edited: agreeing with it needs nothing,
+        // differing needs a conditioned entry.
+        if a.entry.settings != self.cond {
+            if a.outcome == outcome {
+                return Decision::Nothing;
+            }
+            let what = match &a.entry.provenance {
+                Provenance::Documented { cite, .. } => format!("documented ({cite})"),
+                p => p.summary(),
+            };
+            return Decision::New(NewOutcome {
+                kernel: None,
+                max_selected: usize::MAX,
+                note: format!(
+                    "{} applies without these settings ({what}, {})",
+                    a.outcome,
+                    short_place(a.entry)
+                ),
+                replaces: None,
+            });
         }
-        for group in groups.values() {
-            let max = group
-                .iter()
-                .map(|p| p.max_selected)
-                .min()
-                .unwrap_or(usize::MAX);
-            let members: Vec<&Arc<Test>> = group.iter().map(|p| &p.test).collect();
-            let outcomes = &group[0].outcomes;
-            // Every test of one observed entry changed the same way: edit it.
-            let replaced: BTreeSet<Option<usize>> = group
-                .iter()
-                .flat_map(|p| p.replaces.values().copied())
-                .collect();
-            if let [Some(i)] = replaced.iter().copied().collect::<Vec<_>>()[..] {
-                let names: BTreeSet<&str> = members.iter().map(|t| t.name.as_str()).collect();
-                let selected: BTreeSet<&str> = all
-                    .iter()
-                    .filter(|t| entries[i].selects(t))
-                    .map(|t| t.name.as_str())
-                    .collect();
-                if names == selected {
-                    edits.entry(i).or_default().extend(outcomes.clone());
-                    continue;
-                }
+        if a.window.is_some() && *a.outcome == Outcome::Unknown {
+            return self.decide_in_window(o, label, outcome, &a);
+        }
+        match &a.entry.provenance {
+            Provenance::Observed { seen_on, .. } => self.decide_observed(outcome, &a, seen_on),
+            Provenance::Documented { cite, .. } => {
+                let note = if a.outcome == outcome {
+                    format!("agrees with the documented {} ({cite})", a.outcome)
+                } else {
+                    format!(
+                        "the run disagrees with the documented {} ({cite}, {})",
+                        a.outcome,
+                        short_place(a.entry)
+                    )
+                };
+                Decision::New(NewOutcome {
+                    kernel: None,
+                    max_selected: usize::MAX,
+                    note,
+                    replaces: None,
+                })
             }
-            let mut notes: BTreeSet<&String> = BTreeSet::new();
-            for p in group {
-                notes.extend(&p.notes);
+        }
+    }
+
+    /// Inside a window of disagreeing observations (the expectation is
+    /// `unknown`) the run is a new observation there. An unranged observed
+    /// entry that gives the same outcome gains the release (the window
+    /// shrinks); otherwise an entry limited to the release observed.
+    fn decide_in_window(
+        &self,
+        o: &Observation,
+        label: &str,
+        outcome: &Outcome,
+        a: &Applied<'_>,
+    ) -> Decision {
+        let w = a.window.map(|w| w.text()).unwrap_or_default();
+        let same = self
+            .file
+            .map(|f| f.ranked_in(&o.test, label, Some(self.release), Some(self.settings)))
+            .unwrap_or_default()
+            .into_iter()
+            .find(|c| matches!(c.entry.provenance, Provenance::Observed { .. }))
+            .filter(|c| {
+                c.outcome == outcome && c.entry.kernel.is_none() && c.entry.settings == self.cond
+            });
+        if let Some(c) = same {
+            return Decision::Confirm(self.index_of(c.entry));
+        }
+        Decision::New(NewOutcome {
+            kernel: Some(observed_range(self.release)),
+            max_selected: narrower_than(a.entry),
+            note: format!("observed in the window {w}, where no outcome was known"),
+            replaces: None,
+        })
+    }
+
+    /// Against an observed entry: confirm it, or edit (or replace) it only
+    /// when every release it lists is of this series. An entry that also
+    /// speaks for other kernels stays true for them, and the new outcome
+    /// gets an entry limited to the release observed.
+    fn decide_observed(&self, outcome: &Outcome, a: &Applied<'_>, seen_on: &[String]) -> Decision {
+        let i = self.index_of(a.entry);
+        if a.outcome == outcome {
+            return Decision::Confirm(i);
+        }
+        let os = self.os;
+        if !seen_on.is_empty() && seen_on.iter().all(|r| same_series(os, r, self.release)) {
+            if a.entry.selected == 1 {
+                return Decision::Edit(i);
             }
-            for select in cover(&members, &all, max) {
-                let set: BTreeSet<&str> = all
+            return Decision::New(NewOutcome {
+                kernel: a.entry.kernel.as_ref().map(|k| k.text.clone()),
+                max_selected: a.entry.selected - 1,
+                note: format!("was {} (observed on {})", a.outcome, seen_on.join(", ")),
+                replaces: Some(i),
+            });
+        }
+        Decision::New(NewOutcome {
+            kernel: Some(observed_range(self.release)),
+            max_selected: narrower_than(a.entry),
+            note: format!(
+                "differs from {} observed on {}",
+                a.outcome,
+                seen_on.join(", ")
+            ),
+            replaces: None,
+        })
+    }
+
+    /// Groups pending tests by identical outcomes and finds selectors for
+    /// them: an observed entry that selects exactly a group is edited (into
+    /// `plan.edits`), the rest become new entries (case id, table).
+    fn new_entries(&self, plan: &mut Plan) -> Vec<(String, Table)> {
+        let by_case = group_tests(&self.suite.tests);
+        let mut out = Vec::new();
+        for ((case_id, kernel), tests) in std::mem::take(&mut plan.pending) {
+            let all = by_case.get(&case_id).cloned().unwrap_or_default();
+            let mut groups: BTreeMap<Vec<(String, String)>, Vec<&Pending>> = BTreeMap::new();
+            for p in tests.values() {
+                let key = p
+                    .outcomes
                     .iter()
-                    .filter(|t| selects(&select, t))
-                    .map(|t| t.name.as_str())
+                    .map(|(l, o)| (l.clone(), o.to_string()))
                     .collect();
-                // An observed entry with the same selection and range: edit it.
-                let same = entries.iter().position(|e| {
-                    matches!(e.provenance, Provenance::Observed { .. })
-                        && e.case == case_id
-                        && e.kernel.as_ref().map(|k| &k.text) == kernel.as_ref()
-                        && e.settings == cond
-                        && all
-                            .iter()
-                            .filter(|t| e.selects(t))
-                            .map(|t| t.name.as_str())
-                            .collect::<BTreeSet<_>>()
-                            == set
-                });
-                if let Some(i) = same {
-                    edits.entry(i).or_default().extend(outcomes.clone());
-                    continue;
+                groups.entry(key).or_default().push(p);
+            }
+            for group in groups.values() {
+                let outcomes = &group[0].outcomes;
+                let members: Vec<&Arc<Test>> = group.iter().map(|p| &p.test).collect();
+                // Every test of one observed entry changed the same way: edit it.
+                let replaced: BTreeSet<Option<usize>> = group
+                    .iter()
+                    .flat_map(|p| p.replaces.values().copied())
+                    .collect();
+                if let [Some(i)] = replaced.iter().copied().collect::<Vec<_>>()[..] {
+                    let names: BTreeSet<&str> = members.iter().map(|t| t.name.as_str()).collect();
+                    if names == self.selected_by(&self.entries[i], &all) {
+                        plan.edits.entry(i).or_default().extend(outcomes.clone());
+                        continue;
+                    }
                 }
-                new_entries.push((
-                    case_id.clone(),
-                    new_entry(
+                let max = group.iter().map(|p| p.max_selected).min();
+                let notes: BTreeSet<&String> = group.iter().flat_map(|p| &p.notes).collect();
+                for select in cover(&members, &all, max.unwrap_or(usize::MAX)) {
+                    let set: BTreeSet<&str> = all
+                        .iter()
+                        .filter(|t| selects(&select, t))
+                        .map(|t| t.name.as_str())
+                        .collect();
+                    // An observed entry with the same selection and range: edit it.
+                    let same = self.entries.iter().position(|e| {
+                        matches!(e.provenance, Provenance::Observed { .. })
+                            && e.case == case_id
+                            && e.kernel.as_ref().map(|k| &k.text) == kernel.as_ref()
+                            && e.settings == self.cond
+                            && self.selected_by(e, &all) == set
+                    });
+                    if let Some(i) = same {
+                        plan.edits.entry(i).or_default().extend(outcomes.clone());
+                        continue;
+                    }
+                    let table = new_entry(
                         &members[0].case,
                         &select,
                         kernel.as_deref(),
-                        &cond,
+                        &self.cond,
                         outcomes,
-                        os,
-                        release,
-                        runtime,
+                        &self.run_text(),
+                        self.release,
+                        self.runtime,
                         &notes,
-                    ),
-                ));
+                    );
+                    out.push((case_id.clone(), table));
+                }
             }
         }
+        out
     }
 
-    // Apply: in-place edits and confirmations first, insertions last.
-    let array = expect_array(&mut doc)?;
-    for (i, outcomes) in &edits {
-        let t = array
-            .get_mut(*i)
-            .ok_or_else(|| Error::Other("expectation index out of range".into()))?;
-        let outs = t
-            .entry("outcomes")
-            .or_insert(Item::Value(Value::InlineTable(InlineTable::new())))
-            .as_inline_table_mut()
-            .ok_or_else(|| {
-                Error::Other(format!(
-                    "{}: `outcomes` is not an inline table",
-                    path.display()
-                ))
-            })?;
-        for (l, o) in outcomes {
-            outs.insert(l, o.to_string().into());
-        }
-        outs.fmt();
-        t["seen_on"] = value(Array::from_iter([release]));
-        set_seen_with(t, runtime.into_iter().collect());
-        summary.changed += 1;
+    /// The names of the tests of `all` that `e` selects.
+    fn selected_by<'t>(&self, e: &Entry, all: &'t [Arc<Test>]) -> BTreeSet<&'t str> {
+        all.iter()
+            .filter(|t| e.selects(t))
+            .map(|t| t.name.as_str())
+            .collect()
     }
-    for i in confirm
-        .difference(&edits.keys().copied().collect())
-        .filter(|i| !contradicted.contains(i))
-    {
-        if let Some(t) = array.get_mut(*i)
-            && let Some(seen) = t.get_mut("seen_on").and_then(Item::as_array_mut)
-        {
-            if !seen.iter().any(|v| v.as_str() == Some(release)) {
-                seen.push(release);
+
+    /// The run, as a new entry's `why` names it: `linux 6.1.192 with
+    /// net.ipv4.tcp_tw_reuse=0 (steps in node 20.20.2)`.
+    fn run_text(&self) -> String {
+        let mut run = format!("{} {}", self.os, self.release);
+        if !self.cond.is_empty() {
+            let c: Vec<String> = self.cond.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            run.push_str(&format!(" with {}", c.join(", ")));
+        }
+        if let Some(r) = self.runtime {
+            run.push_str(&format!(" (steps in {r})"));
+        }
+        run
+    }
+
+    fn apply_edits(
+        &self,
+        array: &mut toml_edit::ArrayOfTables,
+        edits: &BTreeMap<usize, BTreeMap<String, Outcome>>,
+        path: &std::path::Path,
+        summary: &mut Summary,
+    ) -> Result<(), Error> {
+        for (i, outcomes) in edits {
+            let t = array
+                .get_mut(*i)
+                .ok_or_else(|| Error::Other("expectation index out of range".into()))?;
+            let outs = t
+                .entry("outcomes")
+                .or_insert(Item::Value(Value::InlineTable(InlineTable::new())))
+                .as_inline_table_mut()
+                .ok_or_else(|| {
+                    Error::Other(format!(
+                        "{}: `outcomes` is not an inline table",
+                        path.display()
+                    ))
+                })?;
+            for (l, o) in outcomes {
+                outs.insert(l, o.to_string().into());
             }
-            let Provenance::Observed { seen_with, .. } = &entries[*i].provenance else {
+            outs.fmt();
+            t["seen_on"] = value(Array::from_iter([self.release]));
+            set_seen_with(t, self.runtime.into_iter().collect());
+            summary.changed += 1;
+        }
+        Ok(())
+    }
+
+    /// Adds the release to the `seen_on` of every confirmed entry that was
+    /// neither edited nor contradicted, and the runtime to its `seen_with`.
+    fn apply_confirmations(
+        &self,
+        array: &mut toml_edit::ArrayOfTables,
+        plan: &Plan,
+        summary: &mut Summary,
+    ) {
+        let edited: BTreeSet<usize> = plan.edits.keys().copied().collect();
+        for i in plan
+            .confirm
+            .difference(&edited)
+            .filter(|i| !plan.contradicted.contains(i))
+        {
+            let Some(t) = array.get_mut(*i) else { continue };
+            let Some(seen) = t.get_mut("seen_on").and_then(Item::as_array_mut) else {
+                continue;
+            };
+            if !seen.iter().any(|v| v.as_str() == Some(self.release)) {
+                seen.push(self.release);
+            }
+            let Provenance::Observed { seen_with, .. } = &self.entries[*i].provenance else {
                 unreachable!("only observed entries are confirmed")
             };
-            // No `seen_with` means sockspec's own: it stays so until
-            // another runtime shows the same, and then both are named.
-            let mine = runtime
-                .or(implementation)
-                .unwrap_or(crate::results::BUILTIN);
-            let mut with = seen_with.clone();
-            if with.is_empty() && runtime.is_some() {
-                with.push(crate::results::BUILTIN.to_string());
-            }
-            let known = |w: &String| {
-                w == mine || (runtime.is_none() && w.starts_with(crate::results::BUILTIN))
-            };
-            if !with.is_empty() && !with.iter().any(known) {
-                with.push(mine.to_string());
-            }
+            let with = self.seen_with_after(seen_with);
             if with != *seen_with {
                 set_seen_with(t, with.iter().map(String::as_str).collect());
             }
             summary.confirmed += 1;
         }
     }
-    // Insert each new entry after the last entry of its case (or at the end),
-    // keeping the new entries' order.
+
+    /// A confirmed entry's `seen_with` once this run is counted. No
+    /// `seen_with` means sockspec's own: it stays so until another runtime
+    /// shows the same, and then both are named.
+    fn seen_with_after(&self, seen_with: &[String]) -> Vec<String> {
+        let builtin = crate::results::BUILTIN;
+        let mine = self.runtime.or(self.implementation).unwrap_or(builtin);
+        let mut with = seen_with.to_vec();
+        if with.is_empty() && self.runtime.is_some() {
+            with.push(builtin.to_string());
+        }
+        let known = |w: &String| w == mine || (self.runtime.is_none() && w.starts_with(builtin));
+        if !with.is_empty() && !with.iter().any(known) {
+            with.push(mine.to_string());
+        }
+        with
+    }
+}
+
+/// How many tests a new entry may select to override `e`: as many where `e`
+/// is unranged (a range wins over no range), one fewer otherwise.
+fn narrower_than(e: &Entry) -> usize {
+    if e.kernel.is_none() {
+        e.selected
+    } else {
+        e.selected - 1
+    }
+}
+
+/// Inserts each new entry after the last entry of its case (or at the end),
+/// keeping the new entries' order; returns how many.
+fn insert_entries(array: &mut toml_edit::ArrayOfTables, new: Vec<(String, Table)>) -> usize {
     let mut inserts: Vec<(usize, usize, Table)> = Vec::new();
-    for (n, (case_id, table)) in new_entries.into_iter().enumerate() {
+    for (n, (case_id, table)) in new.into_iter().enumerate() {
         let after = (0..array.len()).rev().find(|i| {
             array
                 .get(*i)
@@ -554,24 +697,34 @@ pub fn bless_in(
         });
         inserts.push((after.map_or(array.len(), |i| i + 1), n, table));
     }
-    summary.added = inserts.len();
+    let added = inserts.len();
     inserts.sort_by_key(|(at, n, _)| std::cmp::Reverse((*at, *n)));
     for (at, _, table) in inserts {
         array.insert(at, table);
     }
-    let written = doc.to_string();
-    std::fs::create_dir_all(suite.root.join(EXPECTED_DIR)).map_err(|e| Error::io(&path, e))?;
-    atomic::write_text_like(&path, &written, original.as_deref())
-        .map_err(|e| Error::io(&path, e))?;
+    added
+}
 
-    // Validate, then drop observed entries nothing resolves to any more.
+/// Writes the edited file whole, reloads the suite to validate it and drops
+/// observed entries nothing resolves to any more; on any error restores the
+/// original (or removes a file bless created).
+fn write_checked(
+    suite: &Suite,
+    os: OsFamily,
+    path: &std::path::Path,
+    written: &str,
+    original: Option<String>,
+    mut summary: Summary,
+) -> Result<Summary, Error> {
+    std::fs::create_dir_all(suite.root.join(EXPECTED_DIR)).map_err(|e| Error::io(path, e))?;
+    atomic::write_text_like(path, written, original.as_deref()).map_err(|e| Error::io(path, e))?;
     let result = Suite::load(&suite.root)
         .map_err(Error::from)
-        .and_then(|reloaded| prune(&reloaded, os, &path, &mut summary));
+        .and_then(|reloaded| prune(&reloaded, os, path, &mut summary));
     if let Err(e) = result {
         match &original {
-            Some(t) => atomic::write(&path, t.as_bytes()).map_err(|e| Error::io(&path, e))?,
-            None => std::fs::remove_file(&path).map_err(|e| Error::io(&path, e))?,
+            Some(t) => atomic::write(path, t.as_bytes()).map_err(|e| Error::io(path, e))?,
+            None => std::fs::remove_file(path).map_err(|e| Error::io(path, e))?,
         }
         return Err(Error::Other(format!(
             "bless would leave {} invalid, so it was left as it was:\n{e}",
@@ -762,7 +915,7 @@ fn new_entry(
     kernel: Option<&str>,
     cond: &[(String, String)],
     outcomes: &BTreeMap<String, Outcome>,
-    os: OsFamily,
+    run: &str,
     release: &str,
     runtime: Option<&str>,
     notes: &BTreeSet<&String>,
@@ -810,15 +963,6 @@ fn new_entry(
     t["seen_on"] = value(Array::from_iter([release]));
     if let Some(r) = runtime {
         t["seen_with"] = value(Array::from_iter([r]));
-    }
-    let mut run = if cond.is_empty() {
-        format!("{os} {release}")
-    } else {
-        let c: Vec<String> = cond.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        format!("{os} {release} with {}", c.join(", "))
-    };
-    if let Some(r) = runtime {
-        run.push_str(&format!(" (steps in {r})"));
     }
     let why = if notes.is_empty() {
         format!("blessed from a run on {run}")

@@ -80,13 +80,7 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         pids,
         deadline,
     };
-    let mut steps = Vec::new();
-    let mut problem = None;
-    let mut retry = None;
-    // Set once a step timed out because the deadline cut its wait short:
-    // every later step is `not_run`, however close to the deadline the
-    // waiting step happened to return.
-    let mut expired = false;
+    let mut p = Progress::default();
     for step in &test.steps {
         let started = Instant::now();
         let remaining = deadline.saturating_duration_since(started);
@@ -100,82 +94,129 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
             detail,
             took: started.elapsed(),
         };
-        if problem.is_some() || retry.is_some() {
-            steps.push(record(
-                Outcome::NotRun,
-                None,
-                Some("the test stopped earlier".into()),
-            ));
+        if let Some((outcome, detail)) = p.gate(step, started, deadline) {
+            p.steps.push(record(outcome, None, detail));
             continue;
+        }
+        let done = match e.step(step) {
+            Ok((done, port_setup)) => e.settle(&mut p, step, done, port_setup, remaining),
+            Err(Stop::NotRun(why)) => Some(Done::not_run(why)),
+            Err(Stop::Retry(why)) => {
+                p.retry = Some(why);
+                None
+            }
+            Err(Stop::Problem(problem)) => {
+                p.problem = Some(problem);
+                Some(Done::of(Outcome::NotRun))
+            }
+        };
+        if let Some(d) = done {
+            p.steps.push(record(d.outcome, d.raw, d.detail));
+        }
+    }
+    // Dropping the engine closes this process's sockets and ends every actor.
+    let changed = std::mem::take(&mut e.sysctls);
+    sys::closing(|| drop(e));
+    for (key, old) in changed.iter().rev() {
+        if let Err(msg) = sys::settings::restore_for_test(key, old) {
+            p.problem.get_or_insert(Problem::Harness { msg });
+        }
+    }
+    AttemptResult {
+        steps: p.steps,
+        problem: p.problem,
+        retry: p.retry,
+    }
+}
+
+/// How far an attempt has got.
+#[derive(Default)]
+struct Progress {
+    steps: Vec<StepResult>,
+    problem: Option<Problem>,
+    retry: Option<String>,
+    /// Set once a step timed out because the deadline cut its wait short:
+    /// every later step is `not_run`, however close to the deadline the
+    /// waiting step happened to return.
+    expired: bool,
+}
+
+impl Progress {
+    /// The outcome of a step that is not performed (the test stopped, the
+    /// step is for another OS, the deadline passed), or `None` to run it.
+    fn gate(
+        &mut self,
+        step: &Step,
+        now: Instant,
+        deadline: Instant,
+    ) -> Option<(Outcome, Option<String>)> {
+        if self.problem.is_some() || self.retry.is_some() {
+            return Some((Outcome::NotRun, Some("the test stopped earlier".into())));
         }
         if let Some(on) = &step.os
             && !on.contains(&sys::os_family())
         {
-            steps.push(record(
-                Outcome::NotRun,
-                None,
-                Some(format!("not a step for {}", sys::os_family())),
-            ));
-            continue;
+            let why = format!("not a step for {}", sys::os_family());
+            return Some((Outcome::NotRun, Some(why)));
         }
-        if expired {
-            steps.push(record(
-                Outcome::NotRun,
-                None,
-                Some("the test's deadline passed during an earlier step".into()),
-            ));
-            continue;
+        if self.expired {
+            let why = "the test's deadline passed during an earlier step";
+            return Some((Outcome::NotRun, Some(why.into())));
         }
-        if Instant::now() >= e.deadline {
-            expired = true;
-            steps.push(record(
-                Outcome::Timeout,
-                None,
-                Some("the test's deadline passed before this step".into()),
-            ));
+        if now >= deadline {
+            self.expired = true;
             if step.check.is_none() {
-                problem = Some(Problem::Setup {
+                self.problem = Some(Problem::Setup {
                     step: step.index,
                     msg: "the test's deadline passed".into(),
                     at: None,
                     what: None,
                 });
             }
-            continue;
+            let why = "the test's deadline passed before this step";
+            return Some((Outcome::Timeout, Some(why.into())));
         }
-        let (done, port_setup) = match e.step(step) {
-            Ok(x) => x,
-            Err(Stop::NotRun(why)) => {
-                steps.push(record(Outcome::NotRun, None, Some(why)));
-                continue;
-            }
-            Err(Stop::Retry(why)) => {
-                retry = Some(why);
-                continue;
-            }
-            Err(Stop::Problem(p)) => {
-                problem = Some(p);
-                steps.push(record(Outcome::NotRun, None, None));
-                continue;
-            }
-        };
+        None
+    }
+}
+
+impl Engine<'_> {
+    /// Judges what a performed step did for the attempt (a setup that
+    /// failed stops it, a port clash retries it, a failed socket setup marks
+    /// the socket) and returns what to record, or `None` when the attempt
+    /// is retried.
+    fn settle(
+        &mut self,
+        p: &mut Progress,
+        step: &Step,
+        done: Done,
+        port_setup: bool,
+        remaining: Duration,
+    ) -> Option<Done> {
         if done.outcome == Outcome::NotRun {
-            steps.push(record(Outcome::NotRun, None, done.detail));
-            continue;
+            return Some(Done { raw: None, ..done });
         }
         if done.outcome == Outcome::Timeout && step.action.own_wait().is_none_or(|w| w >= remaining)
         {
-            expired = true;
+            p.expired = true;
         }
         // Claim every port the test's sockets now hold, in every process.
-        if let Err(why) = e.claim_ports(&done.extra_ports) {
-            retry = Some(why);
-            continue;
+        if let Err(why) = self.claim_ports(&done.extra_ports) {
+            p.retry = Some(why);
+            return None;
         }
         // A step with `require` succeeds when it gives that outcome.
         let ok = match &step.require {
             Some(req) => &done.outcome == req,
             None => done.outcome.is_ok(),
+        };
+        let precondition = |req: &Outcome| Problem::Precondition {
+            step: step.index,
+            msg: format!(
+                "`{}` must give {req} for this test to show anything, but gave {}",
+                step.action.kind(),
+                done.outcome
+            ),
         };
         if !ok && step.check.is_none() {
             if port_setup
@@ -184,22 +225,15 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
                     Outcome::Error(ErrName::EADDRINUSE | ErrName::EADDRNOTAVAIL | ErrName::EACCES)
                 )
             {
-                retry = Some(format!(
+                p.retry = Some(format!(
                     "setting up a port (step {}) failed with {}",
                     step.index + 1,
                     done.outcome
                 ));
-                continue;
+                return None;
             }
-            problem = Some(match &step.require {
-                Some(req) => Problem::Precondition {
-                    step: step.index,
-                    msg: format!(
-                        "`{}` must give {req} for this test to show anything, but gave {}",
-                        step.action.kind(),
-                        done.outcome
-                    ),
-                },
+            p.problem = Some(match &step.require {
+                Some(req) => precondition(req),
                 None => Problem::Setup {
                     step: step.index,
                     msg: format!(
@@ -220,43 +254,21 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         // sees a reset, or a close that fails, is only an observation.
         if !ok && step.check.is_some() && step.action.establishes() {
             for s in step.action.socks() {
-                if let Some(slot) = e.slots.get_mut(s) {
+                if let Some(slot) = self.slots.get_mut(s) {
                     slot.failed = true;
                 }
             }
         }
         if let Some(req) = &step.require
-            && problem.is_none()
+            && p.problem.is_none()
             && step.check.is_some()
             && &done.outcome != req
         {
-            problem = Some(Problem::Precondition {
-                step: step.index,
-                msg: format!(
-                    "`{}` must give {req} for this test to show anything, but gave {}",
-                    step.action.kind(),
-                    done.outcome
-                ),
-            });
+            p.problem = Some(precondition(req));
         }
-        steps.push(record(done.outcome, done.raw, done.detail));
+        Some(done)
     }
-    // Dropping the engine closes this process's sockets and ends every actor.
-    let changed = std::mem::take(&mut e.sysctls);
-    sys::closing(|| drop(e));
-    for (key, old) in changed.iter().rev() {
-        if let Err(msg) = sys::settings::restore_for_test(key, old) {
-            problem.get_or_insert(Problem::Harness { msg });
-        }
-    }
-    AttemptResult {
-        steps,
-        problem,
-        retry,
-    }
-}
 
-impl Engine<'_> {
     fn slot(&self, name: &str) -> Result<&Slot, Stop> {
         let slot = self.slots.get(name).ok_or_else(|| {
             Stop::NotRun(format!(
@@ -441,92 +453,15 @@ impl Engine<'_> {
         }
     }
 
+    /// Performs one step; the flag says whether it set up a port (a clash
+    /// there retries the attempt).
     fn step(&mut self, step: &Step) -> Result<(Done, bool), Stop> {
-        let deadline = self.deadline;
         let harness = |e: String| Stop::Problem(Problem::Harness { msg: e });
-        match &step.action {
-            Action::Spawn(steps::Spawn {
-                actor,
-                user,
-                runtime,
-            }) => {
-                if user.is_some() && !sys::OTHER_USER {
-                    return Err(Stop::Problem(Problem::Unavailable {
-                        msg: "sockspec runs an actor as another user only on Unix (setuid); on Windows that needs another account's credentials".into(),
-                    }));
-                }
-                if user.is_some() && (runtime.is_some() || run_agent().is_some()) {
-                    return Err(Stop::Problem(Problem::Unavailable {
-                        msg: "a helper in another runtime than sockspec's own does not become another user".into(),
-                    }));
-                }
-                let uid = match user {
-                    Some(u) => Some(u.uid().ok_or_else(|| {
-                        Stop::Problem(Problem::Unavailable {
-                            msg: format!("no user {u} on this machine"),
-                        })
-                    })?),
-                    None => None,
-                };
-                let (a, identity) = match runtime {
-                    None => Actor::spawn(actor, uid, deadline, self.pids).map_err(harness)?,
-                    // A runtime this machine lacks (no python3, no node)
-                    // cannot run the test: skipped, saying so.
-                    Some(r) => AgentCmd::parse(r)
-                        .and_then(|cmd| Actor::spawn_cmd(actor, &cmd, uid, deadline, self.pids))
-                        .map_err(|e| {
-                            Stop::Problem(Problem::Unavailable {
-                                msg: format!("cannot start a {r} helper: {e}"),
-                            })
-                        })?,
-                };
-                let mut d = Done::ok();
-                d.detail = Some(match identity {
-                    Some(i) => format!("{} running as {i}", a.implementation),
-                    None => a.implementation.clone(),
-                });
-                self.actors.insert(actor.clone(), a);
-                Ok((d, false))
-            }
-            Action::Kill(steps::Kill { actor }) | Action::Exit(steps::Exit { actor }) => {
-                let kill = matches!(step.action, Action::Kill(_));
-                let a = self.actor(actor)?;
-                if kill { a.kill() } else { a.exit(deadline) }.map_err(harness)?;
-                self.actors.remove(actor);
-                for slot in self.slots.values_mut() {
-                    if slot.actor.as_deref() == Some(actor.as_str()) {
-                        slot.open = false;
-                    }
-                }
-                Ok((Done::ok(), false))
-            }
-            Action::Pass(steps::Pass { sock, to }) => {
-                let (from, proto, family) = {
-                    let s = self.open_slot(sock)?;
-                    (s.actor.clone(), s.proto, s.family)
-                };
-                let to = (to != "main").then(|| to.clone());
-                if from == to {
-                    return Ok((Done::ok().detail("already there"), false));
-                }
-                let ls = match self.holder(&from)? {
-                    None => self
-                        .local
-                        .take(sock)
-                        .ok_or_else(|| harness(format!("`{sock}` is not here")))?,
-                    Some(a) => a
-                        .export(sock, deadline, proto, family)
-                        .map_err(agent_stop)?,
-                };
-                match self.holder(&to)? {
-                    None => self.local.insert(sock, ls),
-                    Some(a) => a.adopt(sock, ls, deadline).map_err(agent_stop)?,
-                }
-                if let Some(slot) = self.slots.get_mut(sock) {
-                    slot.actor = to;
-                }
-                Ok((Done::ok(), false))
-            }
+        let done = match &step.action {
+            Action::Spawn(s) => self.spawn(s)?,
+            Action::Kill(steps::Kill { actor }) => self.end_actor(actor, true)?,
+            Action::Exit(steps::Exit { actor }) => self.end_actor(actor, false)?,
+            Action::Pass(steps::Pass { sock, to }) => self.pass(sock, to)?,
             Action::TcpState(steps::TcpState { sock, want, wait }) => {
                 let slot = self
                     .slots
@@ -536,26 +471,23 @@ impl Engine<'_> {
                     .local
                     .ok_or_else(|| Stop::NotRun(format!("socket `{sock}` was never bound")))?;
                 let peer = slot.peer;
-                let wait = (*wait).min(deadline.saturating_duration_since(Instant::now()));
+                let wait = (*wait).min(self.deadline.saturating_duration_since(Instant::now()));
                 let (st, polls) = observe_state(local, peer, *want, wait)
                     .map_err(|e| harness(format!("reading the kernel's TCP table: {e}")))?;
-                Ok((
-                    Done::of(Outcome::State(st)).detail(format!(
-                        "{local}{} after {polls} look(s) at the kernel's table",
-                        peer.map(|p| format!(" -> {p}")).unwrap_or_default()
-                    )),
-                    false,
+                Done::of(Outcome::State(st)).detail(format!(
+                    "{local}{} after {polls} look(s) at the kernel's table",
+                    peer.map(|p| format!(" -> {p}")).unwrap_or_default()
                 ))
             }
             Action::SamePort(steps::SamePort { a, b }) => {
                 let pa = self.slots.get(a).and_then(|s| s.local).map(|x| x.port());
                 let pb = self.slots.get(b).and_then(|s| s.local).map(|x| x.port());
                 match (pa, pb) {
-                    (Some(x), Some(y)) => Ok((Done::of(Outcome::Bool(x == y)), false)),
-                    _ => Err(Stop::NotRun("both sockets need a port".into())),
+                    (Some(x), Some(y)) => Done::of(Outcome::Bool(x == y)),
+                    _ => return Err(Stop::NotRun("both sockets need a port".into())),
                 }
             }
-            Action::Sleep(_) => Ok((self.local.exec(&step.action, deadline), false)),
+            Action::Sleep(_) => self.local.exec(&step.action, self.deadline),
             Action::Sysctl(steps::Sysctl { key, value }) => {
                 if let Some(msg) = sys::settings::no_test_sysctl(self.claims.scope, key) {
                     return Err(Stop::Problem(Problem::Unavailable { msg }));
@@ -564,95 +496,189 @@ impl Engine<'_> {
                 if !self.sysctls.iter().any(|(k, _)| k == key) {
                     self.sysctls.push((key.clone(), old.clone()));
                 }
-                Ok((Done::ok().detail(format!("was {old}")), false))
+                Done::ok().detail(format!("was {old}"))
             }
-            action => {
-                // Where the step runs: a new socket where the case puts it,
-                // any other step where its socket lives.
-                let holder = match action {
-                    Action::Socket(_) | Action::Server(_) => step.actor.clone(),
-                    _ => {
-                        let mut holder = None;
-                        for (i, s) in action.socks().into_iter().enumerate() {
-                            let slot = self.open_slot(s)?;
-                            if i == 0 {
-                                holder = slot.actor.clone();
-                            }
-                        }
-                        holder
-                    }
-                };
-                let (resolved, port_setup) = self.resolve(action)?;
-                // A TCP connect from an unbound socket picks its port itself.
-                let implicit = match action {
-                    Action::Connect(steps::Connect { sock, .. }) => self
-                        .slots
-                        .get(sock)
-                        .filter(|s| s.proto == Proto::Tcp && s.local.is_none())
-                        .map(|_| sock.clone()),
-                    _ => None,
-                };
-                let (done, addrs) = match self.holder(&holder)? {
-                    None => {
-                        let d = sys::closing(|| self.local.exec(&resolved, deadline));
-                        // What the helper protocol calls Unsupported.
-                        if let Action::Server(s) = action
-                            && d.outcome == Outcome::Unsupported
-                        {
-                            return Err(Stop::Problem(Problem::Unavailable {
-                                msg: format!("rust std cannot express server api `{}`", s.api),
-                            }));
-                        }
-                        (d, self.local.addrs())
-                    }
-                    Some(a) => match a.exec(&resolved, deadline) {
-                        Ok(x) => x,
-                        Err(AgentError::Failed(e)) => {
-                            (Done::of(Outcome::Timeout).detail(e), Vec::new())
-                        }
-                        Err(e @ AgentError::Unsupported(_)) => return Err(agent_stop(e)),
-                    },
-                };
-                match action {
-                    Action::Socket(steps::Socket {
-                        name,
-                        proto,
-                        family,
-                        ..
-                    }) if done.outcome.is_ok() => {
-                        self.slots
-                            .insert(name.clone(), self.new_slot(holder.clone(), *proto, *family));
-                    }
-                    Action::Server(steps::Server {
-                        name, proto, addr, ..
-                    }) if done.outcome.is_ok() => {
-                        let family = Family::of(addr);
-                        self.slots
-                            .insert(name.clone(), self.new_slot(holder.clone(), *proto, family));
-                    }
-                    Action::Accept(steps::Accept { sock, name }) if done.outcome.is_ok() => {
-                        let (proto, family) = self
-                            .slots
-                            .get(sock)
-                            .map(|s| (s.proto, s.family))
-                            .unwrap_or((Proto::Tcp, Family::V4));
-                        self.slots
-                            .insert(name.clone(), self.new_slot(holder.clone(), proto, family));
-                    }
-                    Action::Close(steps::Close { sock, .. }) => {
-                        if let Some(s) = self.slots.get_mut(sock) {
-                            s.open = false;
-                        }
-                    }
-                    _ => {}
-                }
-                self.mirror(holder.as_deref(), addrs);
-                if let Some(sock) = implicit {
-                    self.check_implicit_port(&sock)?;
-                }
-                Ok((done, port_setup))
+            _ => return self.socket_step(step),
+        };
+        Ok((done, false))
+    }
+
+    /// `spawn`: starts an actor, in sockspec's own process image or in
+    /// another runtime's helper, as another user where asked.
+    fn spawn(&mut self, s: &steps::Spawn) -> Result<Done, Stop> {
+        let steps::Spawn {
+            actor,
+            user,
+            runtime,
+        } = s;
+        let unavailable = |msg: String| Stop::Problem(Problem::Unavailable { msg });
+        if user.is_some() && !sys::OTHER_USER {
+            return Err(unavailable(
+                "sockspec runs an actor as another user only on Unix (setuid); on Windows that needs another account's credentials".into(),
+            ));
+        }
+        if user.is_some() && (runtime.is_some() || run_agent().is_some()) {
+            return Err(unavailable(
+                "a helper in another runtime than sockspec's own does not become another user"
+                    .into(),
+            ));
+        }
+        let uid = match user {
+            Some(u) => Some(
+                u.uid()
+                    .ok_or_else(|| unavailable(format!("no user {u} on this machine")))?,
+            ),
+            None => None,
+        };
+        let (a, identity) = match runtime {
+            None => Actor::spawn(actor, uid, self.deadline, self.pids)
+                .map_err(|msg| Stop::Problem(Problem::Harness { msg }))?,
+            // A runtime this machine lacks (no python3, no node) cannot run
+            // the test: skipped, saying so.
+            Some(r) => AgentCmd::parse(r)
+                .and_then(|cmd| Actor::spawn_cmd(actor, &cmd, uid, self.deadline, self.pids))
+                .map_err(|e| unavailable(format!("cannot start a {r} helper: {e}")))?,
+        };
+        let detail = match identity {
+            Some(i) => format!("{} running as {i}", a.implementation),
+            None => a.implementation.clone(),
+        };
+        self.actors.insert(actor.clone(), a);
+        Ok(Done::ok().detail(detail))
+    }
+
+    /// `kill` or `exit`: ends an actor; its sockets are closed with it.
+    fn end_actor(&mut self, actor: &str, kill: bool) -> Result<Done, Stop> {
+        let deadline = self.deadline;
+        let a = self.actor(actor)?;
+        if kill { a.kill() } else { a.exit(deadline) }
+            .map_err(|msg| Stop::Problem(Problem::Harness { msg }))?;
+        self.actors.remove(actor);
+        for slot in self.slots.values_mut() {
+            if slot.actor.as_deref() == Some(actor) {
+                slot.open = false;
             }
         }
+        Ok(Done::ok())
+    }
+
+    /// `pass`: moves a socket to another process (`main` is this one).
+    fn pass(&mut self, sock: &str, to: &str) -> Result<Done, Stop> {
+        let deadline = self.deadline;
+        let (from, proto, family) = {
+            let s = self.open_slot(sock)?;
+            (s.actor.clone(), s.proto, s.family)
+        };
+        let to = (to != "main").then(|| to.to_string());
+        if from == to {
+            return Ok(Done::ok().detail("already there"));
+        }
+        let ls = match self.holder(&from)? {
+            None => self.local.take(sock).ok_or_else(|| {
+                Stop::Problem(Problem::Harness {
+                    msg: format!("`{sock}` is not here"),
+                })
+            })?,
+            Some(a) => a
+                .export(sock, deadline, proto, family)
+                .map_err(agent_stop)?,
+        };
+        match self.holder(&to)? {
+            None => self.local.insert(sock, ls),
+            Some(a) => a.adopt(sock, ls, deadline).map_err(agent_stop)?,
+        }
+        if let Some(slot) = self.slots.get_mut(sock) {
+            slot.actor = to;
+        }
+        Ok(Done::ok())
+    }
+
+    /// A step on sockets, performed where they live (a new socket where the
+    /// case puts it), with its ports resolved here; the mirror follows.
+    fn socket_step(&mut self, step: &Step) -> Result<(Done, bool), Stop> {
+        let action = &step.action;
+        let deadline = self.deadline;
+        let holder = match action {
+            Action::Socket(_) | Action::Server(_) => step.actor.clone(),
+            _ => {
+                let mut holder = None;
+                for (i, s) in action.socks().into_iter().enumerate() {
+                    let slot = self.open_slot(s)?;
+                    if i == 0 {
+                        holder = slot.actor.clone();
+                    }
+                }
+                holder
+            }
+        };
+        let (resolved, port_setup) = self.resolve(action)?;
+        // A TCP connect from an unbound socket picks its port itself.
+        let implicit = match action {
+            Action::Connect(steps::Connect { sock, .. }) => self
+                .slots
+                .get(sock)
+                .filter(|s| s.proto == Proto::Tcp && s.local.is_none())
+                .map(|_| sock.clone()),
+            _ => None,
+        };
+        let (done, addrs) = match self.holder(&holder)? {
+            None => {
+                let d = sys::closing(|| self.local.exec(&resolved, deadline));
+                // What the helper protocol calls Unsupported.
+                if let Action::Server(s) = action
+                    && d.outcome == Outcome::Unsupported
+                {
+                    return Err(Stop::Problem(Problem::Unavailable {
+                        msg: format!("rust std cannot express server api `{}`", s.api),
+                    }));
+                }
+                (d, self.local.addrs())
+            }
+            Some(a) => match a.exec(&resolved, deadline) {
+                Ok(x) => x,
+                Err(AgentError::Failed(e)) => (Done::of(Outcome::Timeout).detail(e), Vec::new()),
+                Err(e @ AgentError::Unsupported(_)) => return Err(agent_stop(e)),
+            },
+        };
+        if done.outcome.is_ok() {
+            self.track_new(action, &holder);
+        }
+        if let Action::Close(steps::Close { sock, .. }) = action
+            && let Some(s) = self.slots.get_mut(sock)
+        {
+            s.open = false;
+        }
+        self.mirror(holder.as_deref(), addrs);
+        if let Some(sock) = implicit {
+            self.check_implicit_port(&sock)?;
+        }
+        Ok((done, port_setup))
+    }
+
+    /// Mirrors the socket a successful `socket`, `server` or `accept` made.
+    fn track_new(&mut self, action: &Action, holder: &Option<String>) {
+        let (name, proto, family) = match action {
+            Action::Socket(steps::Socket {
+                name,
+                proto,
+                family,
+                ..
+            }) => (name, *proto, *family),
+            Action::Server(steps::Server {
+                name, proto, addr, ..
+            }) => (name, *proto, Family::of(addr)),
+            Action::Accept(steps::Accept { sock, name }) => {
+                let (proto, family) = self
+                    .slots
+                    .get(sock)
+                    .map(|s| (s.proto, s.family))
+                    .unwrap_or((Proto::Tcp, Family::V4));
+                (name, proto, family)
+            }
+            _ => return,
+        };
+        let slot = self.new_slot(holder.clone(), proto, family);
+        self.slots.insert(name.clone(), slot);
     }
 
     fn new_slot(&self, actor: Option<String>, proto: Proto, family: Family) -> Slot {

@@ -174,6 +174,137 @@ impl Local {
             .ok_or_else(|| Done::not_run(format!("socket `{name}` is not open here")))
     }
 
+    /// `socket`: a new socket with `opts` set before anything else.
+    fn open(&mut self, name: &str, proto: Proto, family: Family, opts: &[Opt]) -> Done {
+        let (ty, p) = match proto {
+            Proto::Tcp => (Type::STREAM, Protocol::TCP),
+            Proto::Udp => (Type::DGRAM, Protocol::UDP),
+        };
+        let sock = match sys::new_socket(domain(family), ty, Some(p)) {
+            Ok(s) => s,
+            Err(e) => return Done::err(&e),
+        };
+        let mut ls = LocalSock {
+            sock,
+            proto,
+            family,
+            nonblocking: false,
+        };
+        for o in opts {
+            let on = OptValue::Bool(true);
+            if let Err(e) = set_opt(&ls.sock, ls.family, &mut ls.nonblocking, *o, &on) {
+                return Done::err(&e).detail(format!("setting {}: {e}", o.c_name()));
+            }
+        }
+        self.socks.insert(name.to_string(), ls);
+        Done::ok()
+    }
+
+    /// `server`: a listening (TCP) or bound (UDP) socket made Rust std's
+    /// own way, with its defaults: on Unix TcpListener::bind sets
+    /// SO_REUSEADDR, UdpSocket::bind nothing.
+    fn server(&mut self, name: &str, proto: Proto, at: SocketAddr, api: &str) -> Done {
+        if api != "default" {
+            return Done::of(Outcome::Unsupported)
+                .detail(format!("Rust std has no `{api}` server API"));
+        }
+        let sock: io::Result<Socket> = match proto {
+            Proto::Tcp => std::net::TcpListener::bind(at).map(Socket::from),
+            Proto::Udp => std::net::UdpSocket::bind(at).map(Socket::from),
+        };
+        match sock {
+            Ok(sock) => {
+                let ls = LocalSock {
+                    sock,
+                    proto,
+                    family: Family::of(&at.ip()),
+                    nonblocking: false,
+                };
+                self.socks.insert(name.to_string(), ls);
+                Done::ok()
+            }
+            Err(e) => Done::err(&e),
+        }
+    }
+
+    /// `accept`: waits (on a blocking socket) for a connection, and holds
+    /// the accepted socket as `name`.
+    fn accept(&mut self, sock: &str, name: &str, wait: Duration) -> Result<Done, Done> {
+        let ls = self.sock(sock)?;
+        if !ls.nonblocking {
+            match sys::wait_readable(&ls.sock, wait) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Ok(Done::of(Outcome::Timeout).detail("no connection to accept"));
+                }
+                Err(e) => return Ok(Done::err(&e)),
+            }
+        }
+        Ok(match sys::accept(&ls.sock) {
+            Ok((new, _)) => {
+                let new = LocalSock {
+                    sock: new,
+                    proto: ls.proto,
+                    family: ls.family,
+                    nonblocking: false,
+                };
+                self.socks.insert(name.to_string(), new);
+                Done::ok()
+            }
+            Err(e) => Done::err(&e),
+        })
+    }
+
+    /// `close`: closes the socket, timing the close when the case gives
+    /// bands for how long it may take (SO_LINGER).
+    fn close(&mut self, sock: &str, bands: &[Band]) -> Result<Done, Done> {
+        let ls = self
+            .socks
+            .remove(sock)
+            .ok_or_else(|| Done::not_run(format!("socket `{sock}` is not open here")))?;
+        let started = Instant::now();
+        let r = sys::close(ls.sock);
+        let took = started.elapsed();
+        let d = Done::result(r);
+        Ok(if bands.is_empty() {
+            d
+        } else {
+            banded(d, bands, took)
+        })
+    }
+
+    /// `fanout`: datagrams from `sender` to one address, and which of the
+    /// receivers got them.
+    fn fanout(&self, f: &steps::Fanout, remaining: Duration) -> Result<Done, Done> {
+        let s = &self.sock(&f.sender)?.sock;
+        let mut rx = Vec::new();
+        for r in &f.receivers {
+            rx.push((r.as_str(), &self.sock(r)?.sock));
+        }
+        let to = SocketAddr::new(f.addr, number(&f.port));
+        Ok(fanout(
+            s,
+            to,
+            &rx,
+            f.count,
+            f.observe,
+            f.wait.min(remaining),
+        ))
+    }
+
+    /// `spread`: connections to one address, and which listeners got them;
+    /// the clients' ports are claimed like the test's own.
+    fn spread(&self, sp: &steps::Spread, remaining: Duration) -> Result<Done, Done> {
+        let mut ls = Vec::new();
+        for l in &sp.listeners {
+            ls.push((l.as_str(), &self.sock(l)?.sock));
+        }
+        let to = SocketAddr::new(sp.addr, number(&sp.port));
+        let (mut done, client_ports) = spread(&ls, to, sp.count, sp.observe, remaining);
+        done.extra_ports = client_ports;
+        Ok(done)
+    }
+
     /// Runs one action whose ports are resolved. Steps that act on no socket
     /// of this process (tcp_state, same_port, actor control) are the engine's.
     pub fn exec(&mut self, action: &Action, deadline: Instant) -> Done {
@@ -190,69 +321,14 @@ impl Local {
                 proto,
                 family,
                 opts,
-            }) => {
-                let (ty, p) = match proto {
-                    Proto::Tcp => (Type::STREAM, Protocol::TCP),
-                    Proto::Udp => (Type::DGRAM, Protocol::UDP),
-                };
-                let sock = match sys::new_socket(domain(*family), ty, Some(p)) {
-                    Ok(s) => s,
-                    Err(e) => return Ok(Done::err(&e)),
-                };
-                let mut ls = LocalSock {
-                    sock,
-                    proto: *proto,
-                    family: *family,
-                    nonblocking: false,
-                };
-                for o in opts {
-                    if let Err(e) = set_opt(
-                        &ls.sock,
-                        ls.family,
-                        &mut ls.nonblocking,
-                        *o,
-                        &OptValue::Bool(true),
-                    ) {
-                        return Ok(Done::err(&e).detail(format!("setting {}: {e}", o.c_name())));
-                    }
-                }
-                self.socks.insert(name.clone(), ls);
-                Done::ok()
-            }
+            }) => self.open(name, *proto, *family, opts),
             Action::Server(steps::Server {
                 name,
                 proto,
                 addr,
                 port,
                 api,
-            }) => {
-                if api != "default" {
-                    return Ok(Done::of(Outcome::Unsupported)
-                        .detail(format!("Rust std has no `{api}` server API")));
-                }
-                // Rust std's own way, with its defaults: on Unix
-                // TcpListener::bind sets SO_REUSEADDR, UdpSocket::bind nothing.
-                let at = SocketAddr::new(*addr, number(port));
-                let sock: io::Result<Socket> = match proto {
-                    Proto::Tcp => std::net::TcpListener::bind(at).map(Socket::from),
-                    Proto::Udp => std::net::UdpSocket::bind(at).map(Socket::from),
-                };
-                match sock {
-                    Ok(sock) => {
-                        self.socks.insert(
-                            name.clone(),
-                            LocalSock {
-                                sock,
-                                proto: *proto,
-                                family: Family::of(addr),
-                                nonblocking: false,
-                            },
-                        );
-                        Done::ok()
-                    }
-                    Err(e) => Done::err(&e),
-                }
-            }
+            }) => self.server(name, *proto, SocketAddr::new(*addr, number(port)), api),
             Action::SetOpt(steps::SetOpt { sock, opt, value }) => {
                 let ls = self
                     .socks
@@ -289,58 +365,13 @@ impl Local {
                     remaining(),
                 )
             }
-            Action::Accept(steps::Accept { sock, name }) => {
-                let ls = self.sock(sock)?;
-                if !ls.nonblocking {
-                    match sys::wait_readable(&ls.sock, remaining()) {
-                        Ok(true) => {}
-                        Ok(false) => {
-                            return Ok(Done::of(Outcome::Timeout).detail("no connection to accept"));
-                        }
-                        Err(e) => return Ok(Done::err(&e)),
-                    }
-                }
-                match sys::accept(&ls.sock) {
-                    Ok((new, _)) => {
-                        let new = LocalSock {
-                            sock: new,
-                            proto: ls.proto,
-                            family: ls.family,
-                            nonblocking: false,
-                        };
-                        self.socks.insert(name.clone(), new);
-                        Done::ok()
-                    }
-                    Err(e) => Done::err(&e),
-                }
-            }
+            Action::Accept(steps::Accept { sock, name }) => self.accept(sock, name, remaining())?,
             Action::Send(steps::Send { sock, bytes, to }) => {
-                let s = &self.sock(sock)?.sock;
-                let data = vec![b's'; *bytes];
-                let r = match to {
-                    Some((a, p)) => s.send_to(&data, &SocketAddr::new(*a, number(p)).into()),
-                    None => s.send(&data),
-                };
-                match r {
-                    Ok(n) if n == data.len() => Done::ok(),
-                    Ok(n) => Done::ok().detail(format!("sent {n} of {} bytes", data.len())),
-                    Err(e) => Done::err(&e),
-                }
+                let to = to.as_ref().map(|(a, p)| SocketAddr::new(*a, number(p)));
+                send(&self.sock(sock)?.sock, *bytes, to)
             }
             Action::Recv(steps::Recv { sock, wait }) => {
-                let ls = self.sock(sock)?;
-                match sys::wait_readable(&ls.sock, (*wait).min(remaining())) {
-                    Ok(true) => {}
-                    Ok(false) => return Ok(Done::of(Outcome::Timeout)),
-                    Err(e) => return Ok(Done::err(&e)),
-                }
-                let mut buf = [0u8; 65536];
-                let mut reader: &Socket = &ls.sock;
-                match reader.read(&mut buf) {
-                    Ok(0) if ls.proto == Proto::Tcp => Done::of(Outcome::Eof),
-                    Ok(n) => Done::of(Outcome::Data).detail(format!("{n} bytes")),
-                    Err(e) => Done::err(&e),
-                }
+                recv(self.sock(sock)?, (*wait).min(remaining()))
             }
             Action::Shutdown(steps::Shutdown { sock, how }) => {
                 let how = match how {
@@ -350,65 +381,9 @@ impl Local {
                 };
                 Done::result(self.sock(sock)?.sock.shutdown(how))
             }
-            Action::Close(steps::Close { sock, bands }) => {
-                let ls = self
-                    .socks
-                    .remove(sock)
-                    .ok_or_else(|| Done::not_run(format!("socket `{sock}` is not open here")))?;
-                let started = Instant::now();
-                let r = sys::close(ls.sock);
-                let took = started.elapsed();
-                let d = Done::result(r);
-                if bands.is_empty() {
-                    d
-                } else {
-                    banded(d, bands, took)
-                }
-            }
-            Action::Fanout(steps::Fanout {
-                sender,
-                addr,
-                port,
-                receivers,
-                count,
-                observe,
-                wait,
-            }) => {
-                let s = &self.sock(sender)?.sock;
-                let mut rx = Vec::new();
-                for r in receivers {
-                    rx.push((r.as_str(), &self.sock(r)?.sock));
-                }
-                fanout(
-                    s,
-                    SocketAddr::new(*addr, number(port)),
-                    &rx,
-                    *count,
-                    *observe,
-                    (*wait).min(remaining()),
-                )
-            }
-            Action::Spread(steps::Spread {
-                addr,
-                port,
-                listeners,
-                count,
-                observe,
-            }) => {
-                let mut ls = Vec::new();
-                for l in listeners {
-                    ls.push((l.as_str(), &self.sock(l)?.sock));
-                }
-                let (mut done, client_ports) = spread(
-                    &ls,
-                    SocketAddr::new(*addr, number(port)),
-                    *count,
-                    *observe,
-                    remaining(),
-                );
-                done.extra_ports = client_ports;
-                done
-            }
+            Action::Close(steps::Close { sock, bands }) => self.close(sock, bands)?,
+            Action::Fanout(f) => self.fanout(f, remaining())?,
+            Action::Spread(sp) => self.spread(sp, remaining())?,
             Action::GetSockName(steps::GetSockName { sock, addr }) => {
                 match self.sock(sock)?.sock.local_addr() {
                     Ok(a) => Done::of(Outcome::Bool(
@@ -832,4 +807,34 @@ fn spread(
         )),
         ports,
     )
+}
+
+/// `recv`: waits up to `wait` for something to read, then reads once.
+fn recv(ls: &LocalSock, wait: Duration) -> Done {
+    match sys::wait_readable(&ls.sock, wait) {
+        Ok(true) => {}
+        Ok(false) => return Done::of(Outcome::Timeout),
+        Err(e) => return Done::err(&e),
+    }
+    let mut buf = [0u8; 65536];
+    let mut reader: &Socket = &ls.sock;
+    match reader.read(&mut buf) {
+        Ok(0) if ls.proto == Proto::Tcp => Done::of(Outcome::Eof),
+        Ok(n) => Done::of(Outcome::Data).detail(format!("{n} bytes")),
+        Err(e) => Done::err(&e),
+    }
+}
+
+/// `send`: `bytes` bytes, to `to` when given (UDP), else to the peer.
+fn send(s: &Socket, bytes: usize, to: Option<SocketAddr>) -> Done {
+    let data = vec![b's'; bytes];
+    let r = match to {
+        Some(a) => s.send_to(&data, &a.into()),
+        None => s.send(&data),
+    };
+    match r {
+        Ok(n) if n == data.len() => Done::ok(),
+        Ok(n) => Done::ok().detail(format!("sent {n} of {} bytes", data.len())),
+        Err(e) => Done::err(&e),
+    }
 }

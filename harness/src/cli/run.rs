@@ -56,13 +56,11 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         .chain(&settings.markdown)
         .chain(&settings.junit)
     {
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        }
+        create_parent(path)?;
     }
-    a.json = a.json.or(settings.json);
+    a.json = a.json.or(settings.json.clone());
     a.exec.jobs = a.exec.jobs.or(settings.jobs);
-    let label = a.label.or(settings.label);
+    let label = a.label.or(settings.label.clone());
     // The command line's --agent wins over sockspec.toml's `agent`.
     let agent = match (&a.agent, &settings.agent, &settings.file) {
         (Some(cmd), _, _) => Some((cmd.clone(), format!("--agent {cmd}"))),
@@ -81,12 +79,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         check_output(path)?;
     }
     if let Some((cmd, from)) = &agent {
-        use sockspec::exec::actors;
-        actors::set_run_agent(
-            actors::AgentCmd::parse(cmd).map_err(|e| Error::Usage(format!("{from}: {e}")))?,
-        );
-        let which = actors::implementation().map_err(|e| Error::Usage(format!("{from}: {e}")))?;
-        out::line(&format!("steps run in {which}"));
+        start_agent(cmd, from)?;
     }
     let suite = a.select.cases.load()?;
     a.exec.setup(&suite)?;
@@ -145,18 +138,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         eprint!("\r\x1b[K");
     }
     out::print(&console::summary_in(&results, colour));
-    if let Some(path) = &a.json {
-        results.write(path)?;
-        out::line(&format!("results written to {}", path.display()));
-    }
-    if let Some(path) = &settings.markdown {
-        let text = sockspec::report::markdown::summary(std::slice::from_ref(&results));
-        sockspec::atomic::write(path, text.as_bytes()).map_err(|e| Error::io(path, e))?;
-    }
-    if let Some(path) = &settings.junit {
-        let xml = sockspec::report::junit::report(&results).map_err(Error::Other)?;
-        sockspec::atomic::write(path, xml.as_bytes()).map_err(|e| Error::io(path, e))?;
-    }
+    write_outputs(&results, a.json.as_deref(), &settings)?;
     Ok(if results.run.interrupted {
         ExitCode::from(130)
     } else if results.summary.ok() {
@@ -164,6 +146,45 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     } else {
         ExitCode::from(1)
     })
+}
+
+fn create_parent(path: &std::path::Path) -> Result<(), Error> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
+}
+
+/// Makes `cmd` (from `--agent` or sockspec.toml, as `from` says) the run's
+/// helper, and says which runtime it is.
+fn start_agent(cmd: &str, from: &str) -> Result<(), Error> {
+    use sockspec::exec::actors;
+    let usage = |e: String| Error::Usage(format!("{from}: {e}"));
+    actors::set_run_agent(actors::AgentCmd::parse(cmd).map_err(usage)?);
+    let which = actors::implementation().map_err(usage)?;
+    out::line(&format!("steps run in {which}"));
+    Ok(())
+}
+
+/// Writes the results JSON and the reports sockspec.toml asks for.
+fn write_outputs(
+    results: &sockspec::results::Results,
+    json: Option<&std::path::Path>,
+    settings: &sockspec::config::Settings,
+) -> Result<(), Error> {
+    if let Some(path) = json {
+        results.write(path)?;
+        out::line(&format!("results written to {}", path.display()));
+    }
+    if let Some(path) = &settings.markdown {
+        let text = sockspec::report::markdown::summary(std::slice::from_ref(results));
+        sockspec::atomic::write(path, text.as_bytes()).map_err(|e| Error::io(path, e))?;
+    }
+    if let Some(path) = &settings.junit {
+        let xml = sockspec::report::junit::report(results).map_err(Error::Other)?;
+        sockspec::atomic::write(path, xml.as_bytes()).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 /// A flag set by the first SIGINT or SIGTERM (Ctrl-C on Windows): the run

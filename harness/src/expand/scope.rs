@@ -223,30 +223,7 @@ fn check_sockets(
         }
         Action::SetOpt(steps::SetOpt { sock, opt, value }) => {
             needs.extend(opt_scope.need(*opt));
-            let fp = fam_of(scope, sock);
-            match (opt, value) {
-                (Opt::V6Only, OptValue::Bool(false)) => {
-                    needs.insert(Need::DualStack);
-                }
-                (Opt::Join | Opt::Leave, OptValue::Group { group, .. }) => {
-                    if group.is_ipv6() {
-                        needs.insert(Need::Ipv6Multicast);
-                        needs.insert(Need::Root);
-                    }
-                    if let Some((fam, proto)) = fp
-                        && (fam != Family::of(group) || proto != Proto::Udp)
-                    {
-                        err(
-                            format!("`{}` needs a UDP socket of the group's family", opt.key()),
-                            None,
-                        );
-                    }
-                }
-                _ => {}
-            }
-            if *opt == Opt::V6Only && fp.is_some_and(|(f, _)| f == Family::V4) {
-                err("`v6only` is an IPv6 option".into(), None);
-            }
+            check_setopt(fam_of(scope, sock), *opt, value, needs, &mut err);
         }
         Action::GetOpt(steps::GetOpt { opt, .. }) => {
             needs.extend(opt_scope.need(*opt));
@@ -254,20 +231,7 @@ fn check_sockets(
         Action::Bind(steps::Bind { sock, addr, .. })
         | Action::Connect(steps::Connect { sock, addr, .. }) => {
             if let Some((fam, _)) = fam_of(scope, sock) {
-                if fam == Family::V4 && addr.is_ipv6() {
-                    err(
-                        format!("socket `{sock}` is IPv4 but the address {addr} is IPv6"),
-                        None,
-                    );
-                }
-                if fam == Family::V6 && addr.is_ipv4() {
-                    err(
-                        format!("socket `{sock}` is IPv6 but the address {addr} is IPv4"),
-                        Some(
-                            "write IPv4 addresses for IPv6 sockets as mapped (mapped_lo, ::ffff:127.0.0.1)",
-                        ),
-                    );
-                }
+                check_family(sock, fam, addr, &mut err);
             }
         }
         Action::Listen(steps::Listen { sock, .. }) | Action::Accept(steps::Accept { sock, .. })
@@ -276,6 +240,61 @@ fn check_sockets(
             err(format!("`{}` needs a TCP socket", action.kind()), None);
         }
         _ => {}
+    }
+}
+
+/// `setopt`: what the option needs of the machine, and of the socket
+/// (`fp`: its family and protocol, when it exists).
+fn check_setopt(
+    fp: Option<(Family, Proto)>,
+    opt: Opt,
+    value: &OptValue,
+    needs: &mut BTreeSet<Need>,
+    err: &mut impl FnMut(String, Option<&str>),
+) {
+    match (opt, value) {
+        (Opt::V6Only, OptValue::Bool(false)) => {
+            needs.insert(Need::DualStack);
+        }
+        (Opt::Join | Opt::Leave, OptValue::Group { group, .. }) => {
+            if group.is_ipv6() {
+                needs.insert(Need::Ipv6Multicast);
+                needs.insert(Need::Root);
+            }
+            if let Some((fam, proto)) = fp
+                && (fam != Family::of(group) || proto != Proto::Udp)
+            {
+                err(
+                    format!("`{}` needs a UDP socket of the group's family", opt.key()),
+                    None,
+                );
+            }
+        }
+        _ => {}
+    }
+    if opt == Opt::V6Only && fp.is_some_and(|(f, _)| f == Family::V4) {
+        err("`v6only` is an IPv6 option".into(), None);
+    }
+}
+
+/// `bind` and `connect`: the address is of the socket's family.
+fn check_family(
+    sock: &str,
+    fam: Family,
+    addr: &std::net::IpAddr,
+    err: &mut impl FnMut(String, Option<&str>),
+) {
+    if fam == Family::V4 && addr.is_ipv6() {
+        err(
+            format!("socket `{sock}` is IPv4 but the address {addr} is IPv6"),
+            None,
+        );
+    }
+    if fam == Family::V6 && addr.is_ipv4() {
+        err(
+            format!("socket `{sock}` is IPv6 but the address {addr} is IPv4"),
+            Some("write IPv4 addresses for IPv6 sockets as mapped (mapped_lo, ::ffff:127.0.0.1)"),
+        );
     }
 }
 

@@ -865,29 +865,7 @@ fn parse_entry(
         errors.push(e);
         return None;
     };
-    let mut select = Vec::new();
-    for (name, v) in raw.select.unwrap_or_default() {
-        let Some((_, axis)) = case.grid.iter().find(|(n, _)| *n == name) else {
-            let params: Vec<&str> = case.grid.iter().map(|(n, _)| n.as_str()).collect();
-            errors.push(
-                index
-                    .err(
-                        v.span(),
-                        format!("`{name}` is not a parameter of `{case_id}`"),
-                    )
-                    .help(if params.is_empty() {
-                        "this case has no grid: leave `where` out".to_string()
-                    } else {
-                        format!("its parameters: {}", params.join(", "))
-                    }),
-            );
-            continue;
-        };
-        match selector_labels(v.get_ref(), axis) {
-            Ok(labels) => select.push((name, labels)),
-            Err(msg) => errors.push(index.err(v.span(), format!("`where.{name}`: {msg}"))),
-        }
-    }
+    let select = parse_select(index, case, raw.select.unwrap_or_default(), errors);
     let kernel = raw
         .kernel
         .and_then(|k| match VersionRange::parse(k.get_ref()) {
@@ -901,113 +879,15 @@ fn parse_entry(
                 None
             }
         });
-    let mut settings = Vec::new();
-    for (key, v) in raw.settings.unwrap_or_default() {
-        match crate::sys::settings::known(os, &key) {
-            Some(k) if k.default.is_some() => {
-                settings.push((key, crate::sys::settings::normal(v.get_ref())));
-            }
-            _ => {
-                let keys: Vec<&str> = crate::sys::settings::KNOWN
-                    .iter()
-                    .filter(|k| k.os == os && k.default.is_some())
-                    .map(|k| k.key)
-                    .collect();
-                errors.push(
-                    index
-                        .err(
-                            v.span(),
-                            format!(
-                                "`settings`: `{key}` is not a setting sockspec records on {os}"
-                            ),
-                        )
-                        .help(if keys.is_empty() {
-                            format!("no settings condition an expectation on {os}")
-                        } else {
-                            format!("settings on {os}: {}", keys.join(", "))
-                        }),
-                );
-            }
-        }
-    }
-    let provenance = match raw.source.get_ref().as_str() {
-        "observed" => {
-            if raw.cite.is_some() || raw.confidence.is_some() {
-                errors.push(InputError::at(
-                    &at,
-                    "an observed entry takes `seen_on`, not `cite`/`confidence`",
-                ));
-            }
-            let seen_with = raw.seen_with.map(Spanned::into_inner).unwrap_or_default();
-            match raw.seen_on {
-                Some(s) if !s.get_ref().is_empty() => Provenance::Observed {
-                    seen_on: s.into_inner(),
-                    seen_with,
-                },
-                _ => {
-                    errors.push(
-                        InputError::at(
-                            &at,
-                            "an observed entry needs `seen_on`: the releases it was observed on",
-                        )
-                        .help("observed entries are written by `sockspec bless`, not by hand"),
-                    );
-                    Provenance::Observed {
-                        seen_on: vec![],
-                        seen_with,
-                    }
-                }
-            }
-        }
-        "documented" => {
-            if raw.seen_on.is_some() || raw.seen_with.is_some() {
-                errors.push(InputError::at(
-                    &at,
-                    "a documented entry takes `cite`, not `seen_on`/`seen_with`",
-                ));
-            }
-            let confidence = raw.confidence.and_then(|c| {
-                if CONFIDENCE.iter().any(|(k, _)| k == c.get_ref()) {
-                    Some(c.into_inner())
-                } else {
-                    errors.push(index.err(
-                        c.span(),
-                        "`confidence` is one of D, S, E, T (as in semantics.md)",
-                    ));
-                    None
-                }
-            });
-            match raw.cite {
-                Some(c) => {
-                    let keys = check_cite(index, &c, confidence.as_deref(), sources, errors);
-                    Provenance::Documented {
-                        cite: keys.join(", "),
-                        keys,
-                        confidence,
-                    }
-                }
-                _ => {
-                    errors.push(
-                        InputError::at(&at, "a documented entry needs `cite`")
-                            .help("cite keys of cases/sources.toml: cite = \"key\" or cite = [\"key1\", \"key2\"]"),
-                    );
-                    Provenance::Documented {
-                        cite: String::new(),
-                        keys: Vec::new(),
-                        confidence,
-                    }
-                }
-            }
-        }
-        other => {
-            errors.push(index.err(
-                raw.source.span(),
-                format!("`source` is \"observed\" or \"documented\", not \"{other}\""),
-            ));
-            return None;
-        }
-    };
+    let settings = parse_settings(index, os, raw.settings.unwrap_or_default(), errors);
     let why = raw.why.map(Spanned::into_inner);
+    let prov = RawProvenance {
+        seen_on: raw.seen_on,
+        seen_with: raw.seen_with,
+        cite: raw.cite,
+        confidence: raw.confidence,
+    };
+    let provenance = parse_provenance(index, &at, raw.source, prov, sources, errors)?;
     if matches!(provenance, Provenance::Documented { .. })
         && why.as_deref().is_none_or(|w| w.trim().is_empty())
     {
@@ -1036,8 +916,197 @@ fn parse_entry(
             ));
         }
     }
+    let outcomes = parse_outcomes(
+        index,
+        case,
+        raw.outcomes.into_inner(),
+        ct,
+        &runnable,
+        errors,
+    );
+    if outcomes.is_empty() && errors.len() == before {
+        errors.push(InputError::at(&at, "this entry gives no outcomes"));
+    }
+    (errors.len() == before).then_some((
+        Entry {
+            at,
+            case: case_id,
+            select,
+            kernel,
+            settings,
+            outcomes,
+            provenance,
+            why,
+            selected: selected.len(),
+        },
+        picked,
+    ))
+}
+
+/// An entry's fields that say how its outcomes are known.
+struct RawProvenance {
+    seen_on: Option<Spanned<Vec<String>>>,
+    seen_with: Option<Spanned<Vec<String>>>,
+    cite: Option<Spanned<Cite>>,
+    confidence: Option<Spanned<String>>,
+}
+
+/// `where`: for each parameter of the case's grid, the labels selected.
+fn parse_select(
+    index: &LineIndex,
+    case: &Case,
+    raw: IndexMap<String, Spanned<Value>>,
+    errors: &mut Vec<InputError>,
+) -> Vec<(String, Vec<String>)> {
+    let case_id = &case.id;
+    let mut select = Vec::new();
+    for (name, v) in raw {
+        let Some((_, axis)) = case.grid.iter().find(|(n, _)| *n == name) else {
+            let params: Vec<&str> = case.grid.iter().map(|(n, _)| n.as_str()).collect();
+            errors.push(
+                index
+                    .err(
+                        v.span(),
+                        format!("`{name}` is not a parameter of `{case_id}`"),
+                    )
+                    .help(if params.is_empty() {
+                        "this case has no grid: leave `where` out".to_string()
+                    } else {
+                        format!("its parameters: {}", params.join(", "))
+                    }),
+            );
+            continue;
+        };
+        match selector_labels(v.get_ref(), axis) {
+            Ok(labels) => select.push((name, labels)),
+            Err(msg) => errors.push(index.err(v.span(), format!("`where.{name}`: {msg}"))),
+        }
+    }
+    select
+}
+
+/// `settings`: stack settings sockspec records on `os`, normalised.
+fn parse_settings(
+    index: &LineIndex,
+    os: OsFamily,
+    raw: IndexMap<String, Spanned<String>>,
+    errors: &mut Vec<InputError>,
+) -> Vec<(String, String)> {
+    let mut settings = Vec::new();
+    for (key, v) in raw {
+        match crate::sys::settings::known(os, &key) {
+            Some(k) if k.default.is_some() => {
+                settings.push((key, crate::sys::settings::normal(v.get_ref())));
+            }
+            _ => {
+                let keys: Vec<&str> = crate::sys::settings::KNOWN
+                    .iter()
+                    .filter(|k| k.os == os && k.default.is_some())
+                    .map(|k| k.key)
+                    .collect();
+                let msg = format!("`settings`: `{key}` is not a setting sockspec records on {os}");
+                errors.push(index.err(v.span(), msg).help(if keys.is_empty() {
+                    format!("no settings condition an expectation on {os}")
+                } else {
+                    format!("settings on {os}: {}", keys.join(", "))
+                }));
+            }
+        }
+    }
+    settings
+}
+
+/// `source` with the fields that go with it: `seen_on` (and `seen_with`)
+/// for an observed entry, `cite` (and `confidence`) for a documented one.
+fn parse_provenance(
+    index: &LineIndex,
+    at: &Location,
+    source: Spanned<String>,
+    raw: RawProvenance,
+    sources: Option<&Registry>,
+    errors: &mut Vec<InputError>,
+) -> Option<Provenance> {
+    Some(match source.get_ref().as_str() {
+        "observed" => {
+            if raw.cite.is_some() || raw.confidence.is_some() {
+                errors.push(InputError::at(
+                    at,
+                    "an observed entry takes `seen_on`, not `cite`/`confidence`",
+                ));
+            }
+            let seen_with = raw.seen_with.map(Spanned::into_inner).unwrap_or_default();
+            let seen_on = match raw.seen_on {
+                Some(s) if !s.get_ref().is_empty() => s.into_inner(),
+                _ => {
+                    errors.push(
+                        InputError::at(
+                            at,
+                            "an observed entry needs `seen_on`: the releases it was observed on",
+                        )
+                        .help("observed entries are written by `sockspec bless`, not by hand"),
+                    );
+                    Vec::new()
+                }
+            };
+            Provenance::Observed { seen_on, seen_with }
+        }
+        "documented" => {
+            if raw.seen_on.is_some() || raw.seen_with.is_some() {
+                errors.push(InputError::at(
+                    at,
+                    "a documented entry takes `cite`, not `seen_on`/`seen_with`",
+                ));
+            }
+            let confidence = raw.confidence.and_then(|c| {
+                if CONFIDENCE.iter().any(|(k, _)| k == c.get_ref()) {
+                    Some(c.into_inner())
+                } else {
+                    errors.push(index.err(
+                        c.span(),
+                        "`confidence` is one of D, S, E, T (as in semantics.md)",
+                    ));
+                    None
+                }
+            });
+            let keys = match raw.cite {
+                Some(c) => check_cite(index, &c, confidence.as_deref(), sources, errors),
+                None => {
+                    errors.push(
+                        InputError::at(at, "a documented entry needs `cite`")
+                            .help("cite keys of cases/sources.toml: cite = \"key\" or cite = [\"key1\", \"key2\"]"),
+                    );
+                    Vec::new()
+                }
+            };
+            Provenance::Documented {
+                cite: keys.join(", "),
+                keys,
+                confidence,
+            }
+        }
+        other => {
+            errors.push(index.err(
+                source.span(),
+                format!("`source` is \"observed\" or \"documented\", not \"{other}\""),
+            ));
+            return None;
+        }
+    })
+}
+
+/// `outcomes`: per checked step, an outcome that step can have, for steps
+/// that occur in the `runnable` tests the entry selects.
+fn parse_outcomes(
+    index: &LineIndex,
+    case: &Case,
+    raw: IndexMap<String, Spanned<String>>,
+    ct: &CaseTests,
+    runnable: &[usize],
+    errors: &mut Vec<InputError>,
+) -> Vec<(String, Outcome)> {
+    let case_id = &case.id;
     let mut outcomes = Vec::new();
-    for (label, value) in raw.outcomes.into_inner() {
+    for (label, value) in raw {
         if !case.checks.iter().any(|(l, _)| *l == label) {
             let checks: Vec<&str> = case.checks.iter().map(|(l, _)| l.as_str()).collect();
             errors.push(
@@ -1064,7 +1133,7 @@ fn parse_entry(
             ));
             continue;
         }
-        let steps: Vec<&Step> = ct.checked(&label, &runnable).collect();
+        let steps: Vec<&Step> = ct.checked(&label, runnable).collect();
         if steps.is_empty() && !runnable.is_empty() {
             errors.push(index.err(
                 value.span(),
@@ -1084,23 +1153,7 @@ fn parse_entry(
         }
         outcomes.push((label, outcome));
     }
-    if outcomes.is_empty() && errors.len() == before {
-        errors.push(InputError::at(&at, "this entry gives no outcomes"));
-    }
-    (errors.len() == before).then_some((
-        Entry {
-            at,
-            case: case_id,
-            select,
-            kernel,
-            settings,
-            outcomes,
-            provenance,
-            why,
-            selected: selected.len(),
-        },
-        picked,
-    ))
+    outcomes
 }
 
 /// Two entries clash when they have equal precedence and the same kernel

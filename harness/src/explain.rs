@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use crate::Suite;
 use crate::expect::Provenance;
-use crate::model::{OsFamily, Test};
+use crate::model::{OsFamily, Step, Test};
 
 /// The expectation of one OS for one label, as one line, or why there is none.
 pub fn cell(suite: &Suite, test: &Test, os: OsFamily, label: &str) -> String {
@@ -22,8 +22,32 @@ pub fn cell(suite: &Suite, test: &Test, os: OsFamily, label: &str) -> String {
     }
 }
 
+/// Everything sockspec knows of one test, for a person: its case, its
+/// steps, every OS's expectation for each checked step with provenance and
+/// why, the sources cited, and the recipe verdict.
 pub fn explain(suite: &Suite, test: &Test) -> String {
     let mut out = String::new();
+    header(&mut out, test);
+    steps_section(&mut out, test);
+    for s in test.steps.iter().filter(|s| s.check.is_some()) {
+        let label = s.check.as_deref().unwrap_or_default();
+        let _ = writeln!(out, "\nexpectations for `{label}` ({}):", s);
+        for os in OsFamily::ALL {
+            expectation_lines(&mut out, suite, test, s, *os);
+        }
+        // Wine is an emulation: say where it parts from documented Windows.
+        let win = cell(suite, test, OsFamily::Windows, label);
+        let wine = cell(suite, test, OsFamily::Wine, label);
+        if !win.starts_with('(') && !wine.starts_with('(') && win != wine {
+            let _ = writeln!(out, "  note: Wine ({wine}) differs from Windows ({win})");
+        }
+    }
+    sources_section(&mut out, suite, test);
+    recipe_section(&mut out, suite, test);
+    out
+}
+
+fn header(out: &mut String, test: &Test) {
     let case = &test.case;
     let _ = writeln!(out, "{}\n  {}", test.name, case.title);
     let _ = writeln!(out, "  case file: {}", case.file.display());
@@ -44,6 +68,9 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
         let _ = writeln!(out, "  parameters: {}", p.join(" "));
     }
     let _ = writeln!(out, "  deadline: {} ms", case.deadline.as_millis());
+}
+
+fn steps_section(out: &mut String, test: &Test) {
     let _ = writeln!(out, "\nsteps:");
     for s in &test.steps {
         let line = s.to_string();
@@ -79,114 +106,110 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
             s.at.line
         );
     }
-    for s in test.steps.iter().filter(|s| s.check.is_some()) {
-        let label = s.check.as_deref().unwrap_or_default();
-        let _ = writeln!(out, "\nexpectations for `{label}` ({}):", s);
-        for os in OsFamily::ALL {
-            if let Some(why) = test.not_applicable(*os) {
-                let _ = writeln!(out, "  {:<8} —  cannot run there: {why}", os.as_str());
-                continue;
-            }
-            let Some(file) = suite.expectations.for_os(*os) else {
-                let _ = writeln!(out, "  {:<8} (no expectation file)", os.as_str());
-                continue;
+}
+
+/// One OS's lines for one checked step: the outcome that applies and its
+/// provenance, a document a run overruled, windows and ranged entries.
+fn expectation_lines(out: &mut String, suite: &Suite, test: &Test, s: &Step, os: OsFamily) {
+    let label = s.check.as_deref().unwrap_or_default();
+    if let Some(why) = test.not_applicable(os) {
+        let _ = writeln!(out, "  {:<8} —  cannot run there: {why}", os.as_str());
+        return;
+    }
+    let Some(file) = suite.expectations.for_os(os) else {
+        let _ = writeln!(out, "  {:<8} (no expectation file)", os.as_str());
+        return;
+    };
+    if s.os.as_ref().is_some_and(|on| !on.contains(&os)) {
+        let _ = writeln!(out, "  {:<8} —  the step does not run there", os.as_str());
+        return;
+    }
+    let cands = file.candidates(test, label, None);
+    match cands.first() {
+        Some(a) => {
+            let mark = if disputed(&cands) {
+                " [!] disputed"
+            } else {
+                ""
             };
-            if s.os.as_ref().is_some_and(|on| !on.contains(os)) {
-                let _ = writeln!(out, "  {:<8} —  the step does not run there", os.as_str());
-                continue;
+            let _ = writeln!(
+                out,
+                "  {:<8} {:<14} {}   {}:{}{mark}",
+                os.as_str(),
+                a.outcome.to_string(),
+                a.entry.provenance.summary(),
+                a.entry.at.file.display(),
+                a.entry.at.line
+            );
+            if let Some(w) = &a.entry.why {
+                let _ = writeln!(out, "  {:<8} why: {w}", "");
             }
-            let cands = file.candidates(test, label, None);
-            match cands.first() {
-                Some(a) => {
-                    let mark = if disputed(&cands) {
-                        " [!] disputed"
-                    } else {
-                        ""
-                    };
+            // A document that a run overruled stays on record.
+            let observed = matches!(a.entry.provenance, Provenance::Observed { .. });
+            for other in file.candidates(test, label, None).iter().skip(1) {
+                let documented = matches!(other.entry.provenance, Provenance::Documented { .. });
+                if observed && documented && other.outcome != a.outcome {
                     let _ = writeln!(
                         out,
-                        "  {:<8} {:<14} {}   {}:{}{mark}",
-                        os.as_str(),
-                        a.outcome.to_string(),
-                        a.entry.provenance.summary(),
-                        a.entry.at.file.display(),
-                        a.entry.at.line
+                        "  {:<8} overrules the documented {} ({}, line {})",
+                        "",
+                        other.outcome,
+                        other
+                            .entry
+                            .provenance
+                            .summary()
+                            .trim_start_matches("documented: "),
+                        other.entry.at.line
                     );
-                    if let Some(w) = &a.entry.why {
-                        let _ = writeln!(out, "  {:<8} why: {w}", "");
-                    }
-                    // A document that a run overruled stays on record.
-                    let observed = matches!(a.entry.provenance, Provenance::Observed { .. });
-                    for other in file.candidates(test, label, None).iter().skip(1) {
-                        let documented =
-                            matches!(other.entry.provenance, Provenance::Documented { .. });
-                        if observed && documented && other.outcome != a.outcome {
-                            let _ = writeln!(
-                                out,
-                                "  {:<8} overrules the documented {} ({}, line {})",
-                                "",
-                                other.outcome,
-                                other
-                                    .entry
-                                    .provenance
-                                    .summary()
-                                    .trim_start_matches("documented: "),
-                                other.entry.at.line
-                            );
-                        }
-                    }
                 }
-                None => match expectation(suite, test, *os, label) {
-                    Err(why) if why == "not_run" => {
-                        let _ = writeln!(
-                            out,
-                            "  {:<8} not_run        an earlier checked step is expected to fail first",
-                            os.as_str()
-                        );
-                    }
-                    _ => {
-                        let _ = writeln!(out, "  {:<8} (no expectation)", os.as_str());
-                    }
-                },
-            }
-            // Where observations disagree, no outcome is assumed between them.
-            for w in file.windows(test, label, None) {
-                let _ = writeln!(
-                    out,
-                    "  {:<8} {:<14} window {}: no outcome is assumed for a release between these \
-                     two (a cited source with a kernel range, or unknown)",
-                    "",
-                    "unknown",
-                    w.text()
-                );
-            }
-            for r in file.ranged(test, label) {
-                let mut when = Vec::new();
-                if let Some(k) = &r.entry.kernel {
-                    when.push(format!("on kernel {}", k.text));
-                }
-                if let Some(c) = r.entry.condition() {
-                    when.push(format!("with {c}"));
-                }
-                let _ = writeln!(
-                    out,
-                    "  {:<8} {:<14} {}: {}   line {}",
-                    "",
-                    r.outcome.to_string(),
-                    when.join(" "),
-                    r.entry.provenance.summary(),
-                    r.entry.at.line
-                );
             }
         }
-        // Wine is an emulation: say where it parts from documented Windows.
-        let win = cell(suite, test, OsFamily::Windows, label);
-        let wine = cell(suite, test, OsFamily::Wine, label);
-        if !win.starts_with('(') && !wine.starts_with('(') && win != wine {
-            let _ = writeln!(out, "  note: Wine ({wine}) differs from Windows ({win})");
-        }
+        None => match expectation(suite, test, os, label) {
+            Err(why) if why == "not_run" => {
+                let _ = writeln!(
+                    out,
+                    "  {:<8} not_run        an earlier checked step is expected to fail first",
+                    os.as_str()
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  {:<8} (no expectation)", os.as_str());
+            }
+        },
     }
-    sources_section(&mut out, suite, test);
+    // Where observations disagree, no outcome is assumed between them.
+    for w in file.windows(test, label, None) {
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<14} window {}: no outcome is assumed for a release between these \
+             two (a cited source with a kernel range, or unknown)",
+            "",
+            "unknown",
+            w.text()
+        );
+    }
+    for r in file.ranged(test, label) {
+        let mut when = Vec::new();
+        if let Some(k) = &r.entry.kernel {
+            when.push(format!("on kernel {}", k.text));
+        }
+        if let Some(c) = r.entry.condition() {
+            when.push(format!("with {c}"));
+        }
+        let _ = writeln!(
+            out,
+            "  {:<8} {:<14} {}: {}   line {}",
+            "",
+            r.outcome.to_string(),
+            when.join(" "),
+            r.entry.provenance.summary(),
+            r.entry.at.line
+        );
+    }
+}
+
+fn recipe_section(out: &mut String, suite: &Suite, test: &Test) {
+    let case = &test.case;
     if let Some(recipe) = &case.recipe {
         let _ = writeln!(
             out,
@@ -206,7 +229,6 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
             let _ = writeln!(out, "  {:<8} {v}", os.as_str());
         }
     }
-    out
 }
 
 fn recipe_rule(r: &crate::model::Recipe) -> String {

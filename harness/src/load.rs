@@ -317,24 +317,7 @@ pub fn load_case(
     if title.is_empty() || title.contains('\n') {
         errors.push(index.err(raw.title.span(), "`title` must be one non-empty line"));
     }
-    let source = match raw.source.get_ref() {
-        Value::String(s) => vec![s.clone()],
-        Value::Array(a) if a.iter().all(Value::is_str) && !a.is_empty() => a
-            .iter()
-            .filter_map(|v| v.as_str().map(str::to_string))
-            .collect(),
-        _ => {
-            errors.push(
-                index
-                    .err(
-                        raw.source.span(),
-                        "`source` must be a string or a non-empty list of strings",
-                    )
-                    .help("cite a seed (seeds/001_....txt), a key of semantics.md, a man page or a selftest"),
-            );
-            Vec::new()
-        }
-    };
+    let source = parse_source(&index, raw.source, errors);
     let deadline = match raw.deadline_ms {
         Some(d) if *d.get_ref() == 0 || *d.get_ref() > 120_000 => {
             errors.push(index.err(d.span(), "`deadline_ms` must be between 1 and 120000"));
@@ -343,32 +326,8 @@ pub fn load_case(
         Some(d) => Duration::from_millis(*d.get_ref()),
         None => DEFAULT_DEADLINE,
     };
-    let only = raw.only.map(|list| {
-        list.iter()
-            .filter_map(|s| match OsFamily::from_name(s.get_ref()) {
-                Some(f) => Some(f),
-                None => {
-                    errors.push(
-                        index
-                            .err(s.span(), format!("unknown OS family `{}`", s.get_ref()))
-                            .help(format!("OS families: {}", OsFamily::names())),
-                    );
-                    None
-                }
-            })
-            .collect::<Vec<_>>()
-    });
-    let mut requires_root = false;
-    for r in raw.requires.iter().flatten() {
-        match r.get_ref().as_str() {
-            "root" => requires_root = true,
-            other => errors.push(
-                index
-                    .err(r.span(), format!("unknown requirement `{other}`"))
-                    .help("the only requirement a case states itself is `root`; others follow from its steps"),
-            ),
-        }
-    }
+    let only = raw.only.map(|list| parse_only(&index, list, errors));
+    let requires_root = parse_requires(&index, raw.requires.unwrap_or_default(), errors);
 
     let grid_at = raw.grid.as_ref().map(|g| index.loc(g.span().start));
     let grid_span = raw.grid.as_ref().map(|g| g.span());
@@ -376,22 +335,8 @@ pub fn load_case(
         .grid
         .map(|g| parse_grid(&index, g.into_inner(), errors))
         .unwrap_or_default();
-    let combinations = grid
-        .iter()
-        .fold(1u64, |n, (_, values)| n.saturating_mul(values.len() as u64));
-    // (Case::combinations counts the same once the case exists.)
-    if combinations > MAX_GRID_COMBINATIONS {
-        errors.push(
-            index
-                .err(
-                    grid_span.unwrap_or(0..0),
-                    format!(
-                        "the grid has {} combinations; a case may have at most {MAX_GRID_COMBINATIONS}",
-                        if combinations == u64::MAX { "more than 10^19".to_string() } else { combinations.to_string() }
-                    ),
-                )
-                .help("split the case, or move axes that do not interact into cases of their own"),
-        );
+    if let Err(e) = check_grid_size(&index, &grid, grid_span) {
+        errors.push(e);
         return None;
     }
     let excludes = raw
@@ -400,41 +345,10 @@ pub fn load_case(
         .filter_map(|ex| parse_exclude(&index, ex, &grid, errors))
         .collect();
 
-    let steps_span = raw.steps.span();
-    let raw_steps = raw.steps.into_inner();
-    if raw_steps.is_empty() {
-        errors.push(index.err(steps_span, "a case needs at least one step"));
-    }
-    let mut steps = Vec::new();
-    let mut checks: Vec<(String, &'static str)> = Vec::new();
-    for (i, step) in raw_steps.into_iter().enumerate() {
-        let at = index.loc(step.span().start);
-        if let Some(t) = parse_step(&index, i, at, step.into_inner(), errors) {
-            if let Some(label) = template_label(&t)
-                && !checks.iter().any(|(l, _)| *l == label)
-            {
-                checks.push((label, t.kind));
-            }
-            steps.push(t);
-        }
-    }
+    let (steps, checks) = parse_steps(&index, raw.steps, errors);
 
     let claims = check_claims(&index, raw.claims, known_claims, errors);
-    let recipe = raw.recipe.map(|r| {
-        let span = r.span();
-        let mut works = Vec::new();
-        for (label, v) in r.into_inner().works {
-            if let Some(allowed) =
-                allowed_outcomes(&index, "recipe.works", &checks, &label, &v, errors)
-            {
-                works.push((label, allowed));
-            }
-        }
-        if works.is_empty() {
-            errors.push(index.err(span, "`recipe.works` must name at least one checked step"));
-        }
-        Recipe { works }
-    });
+    let recipe = raw.recipe.map(|r| parse_recipe(&index, r, &checks, errors));
     let holds = raw
         .holds
         .into_iter()
@@ -465,6 +379,150 @@ pub fn load_case(
         excludes,
         grid_at,
     })
+}
+
+/// `source`: a string or a non-empty list of strings.
+fn parse_source(
+    index: &LineIndex,
+    raw: Spanned<Value>,
+    errors: &mut Vec<InputError>,
+) -> Vec<String> {
+    match raw.get_ref() {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(a) if a.iter().all(Value::is_str) && !a.is_empty() => a
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect(),
+        _ => {
+            errors.push(
+                index
+                    .err(
+                        raw.span(),
+                        "`source` must be a string or a non-empty list of strings",
+                    )
+                    .help("cite a seed (seeds/001_....txt), a key of semantics.md, a man page or a selftest"),
+            );
+            Vec::new()
+        }
+    }
+}
+
+/// `only`: OS family names.
+fn parse_only(
+    index: &LineIndex,
+    list: Vec<Spanned<String>>,
+    errors: &mut Vec<InputError>,
+) -> Vec<OsFamily> {
+    list.iter()
+        .filter_map(|s| match OsFamily::from_name(s.get_ref()) {
+            Some(f) => Some(f),
+            None => {
+                errors.push(
+                    index
+                        .err(s.span(), format!("unknown OS family `{}`", s.get_ref()))
+                        .help(format!("OS families: {}", OsFamily::names())),
+                );
+                None
+            }
+        })
+        .collect()
+}
+
+/// `requires`: whether the case needs root (the only requirement a case
+/// states itself).
+fn parse_requires(
+    index: &LineIndex,
+    list: Vec<Spanned<String>>,
+    errors: &mut Vec<InputError>,
+) -> bool {
+    let mut requires_root = false;
+    for r in &list {
+        match r.get_ref().as_str() {
+            "root" => requires_root = true,
+            other => errors.push(
+                index
+                    .err(r.span(), format!("unknown requirement `{other}`"))
+                    .help("the only requirement a case states itself is `root`; others follow from its steps"),
+            ),
+        }
+    }
+    requires_root
+}
+
+/// Refuses a grid with more combinations than a case may have, before any
+/// is built. (Case::combinations counts the same once the case exists.)
+fn check_grid_size(
+    index: &LineIndex,
+    grid: &[(String, Vec<ParamValue>)],
+    span: Option<std::ops::Range<usize>>,
+) -> Result<(), InputError> {
+    let combinations = grid
+        .iter()
+        .fold(1u64, |n, (_, values)| n.saturating_mul(values.len() as u64));
+    if combinations <= MAX_GRID_COMBINATIONS {
+        return Ok(());
+    }
+    let count = if combinations == u64::MAX {
+        "more than 10^19".to_string()
+    } else {
+        combinations.to_string()
+    };
+    Err(index
+        .err(
+            span.unwrap_or(0..0),
+            format!(
+                "the grid has {count} combinations; a case may have at most {MAX_GRID_COMBINATIONS}"
+            ),
+        )
+        .help("split the case, or move axes that do not interact into cases of their own"))
+}
+
+/// `[[steps]]`, with the labels of the checked steps in order (and the kind
+/// of the step each first labels).
+fn parse_steps(
+    index: &LineIndex,
+    raw: Spanned<Vec<Spanned<RawStep>>>,
+    errors: &mut Vec<InputError>,
+) -> (Vec<StepTemplate>, Vec<(String, &'static str)>) {
+    let steps_span = raw.span();
+    let raw_steps = raw.into_inner();
+    if raw_steps.is_empty() {
+        errors.push(index.err(steps_span, "a case needs at least one step"));
+    }
+    let mut steps = Vec::new();
+    let mut checks: Vec<(String, &'static str)> = Vec::new();
+    for (i, step) in raw_steps.into_iter().enumerate() {
+        let at = index.loc(step.span().start);
+        if let Some(t) = parse_step(index, i, at, step.into_inner(), errors) {
+            if let Some(label) = template_label(&t)
+                && !checks.iter().any(|(l, _)| *l == label)
+            {
+                checks.push((label, t.kind));
+            }
+            steps.push(t);
+        }
+    }
+    (steps, checks)
+}
+
+/// `[recipe]`: the outcomes of checked steps under which a recipe works.
+fn parse_recipe(
+    index: &LineIndex,
+    r: Spanned<RawRecipe>,
+    checks: &[(String, &'static str)],
+    errors: &mut Vec<InputError>,
+) -> Recipe {
+    let span = r.span();
+    let mut works = Vec::new();
+    for (label, v) in r.into_inner().works {
+        if let Some(allowed) = allowed_outcomes(index, "recipe.works", checks, &label, &v, errors) {
+            works.push((label, allowed));
+        }
+    }
+    if works.is_empty() {
+        errors.push(index.err(span, "`recipe.works` must name at least one checked step"));
+    }
+    Recipe { works }
 }
 
 /// The claims a case names. Where the tree has a `claims.toml`, every case

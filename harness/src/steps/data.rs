@@ -66,7 +66,7 @@ impl StepKind for Send {
 pub struct Recv {
     /// The socket to read from.
     pub sock: String,
-    /// How long to wait for something to read (`wait_ms`; default [`DEFAULT_RECV_WAIT`]).
+    /// How long to wait for something to read (`wait_ms`; default 1 s).
     pub wait: Duration,
 }
 
@@ -216,8 +216,7 @@ impl StepKind for Fill {
 pub struct Drain {
     /// The socket to read from until end of stream.
     pub sock: String,
-    /// How long to wait without data before giving up (`wait_ms`; default
-    /// [`DEFAULT_RECV_WAIT`]).
+    /// How long to wait without data before giving up (`wait_ms`; default 1 s).
     pub wait: Duration,
 }
 

@@ -2,7 +2,7 @@
 //! how they are read, how the step reads in explanations, and the outcomes
 //! it can report. [`Action`], the kind table the loader checks steps
 //! against, and the dispatch below are derived from the list in
-//! [`step_kinds!`]; the executor (`exec`) performs them.
+//! `step_kinds!`; the executor (`exec`) performs them.
 //!
 //! Adding a kind: a struct implementing [`StepKind`] in one of these files,
 //! its name in the `step_kinds!` list, and an arm in the executor.

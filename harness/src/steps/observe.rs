@@ -26,7 +26,7 @@ pub struct TcpState {
     pub sock: String,
     /// The state to wait for (`want`); `None`: report the state at once.
     pub want: Option<State>,
-    /// How long to wait for `want` (`wait_ms`; default [`DEFAULT_STATE_WAIT`]).
+    /// How long to wait for `want` (`wait_ms`; default 1 s).
     pub wait: Duration,
 }
 
@@ -101,8 +101,7 @@ pub struct Fanout {
     /// What the step reports: each datagram's delivery (`each`) or which receivers got any
     /// (`who`).
     pub observe: Observe,
-    /// How long to wait for the datagrams to arrive (`wait_ms`; default
-    /// [`DEFAULT_FANOUT_WAIT`]).
+    /// How long to wait for the datagrams to arrive (`wait_ms`; default 200 ms).
     pub wait: Duration,
 }
 

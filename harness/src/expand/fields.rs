@@ -43,8 +43,7 @@ pub fn parse_addr(s: &str) -> Option<IpAddr> {
 pub struct Fields<'a> {
     /// The step as written, with its fields before substitution.
     pub t: &'a StepTemplate,
-    /// The grid combination the step is resolved for (parameter values, the combination's name
-    /// for errors).
+    /// The grid combination the step is resolved for: its parameter values.
     pub ctx: &'a Ctx<'a>,
     /// Errors found while reading the fields, each marked with the combination.
     pub errors: Vec<InputError>,

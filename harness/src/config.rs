@@ -45,14 +45,25 @@ pub struct Settings {
     pub file: Option<PathBuf>,
     /// The profile applied, if any.
     pub profile: Option<String>,
+    /// Case trees (`cases`) to run beside the built-in catalogue, resolved against the file's
+    /// directory.
     pub cases: Vec<PathBuf>,
+    /// Whether to run only those trees, without the built-in catalogue (`only_cases`).
     pub only_cases: bool,
+    /// Default test-name filters (`filter`); filters on the command line replace them.
     pub filter: Vec<String>,
+    /// Default `--skip` patterns (`skip`), added to the command line's.
     pub skip: Vec<String>,
+    /// Default run label (`label`), as `--label` gives it.
     pub label: Option<String>,
+    /// Default number of worker threads (`jobs`, 1 to 1024).
     pub jobs: Option<u32>,
+    /// Where `sockspec run` writes results JSON (`json`), resolved against the file's
+    /// directory.
     pub json: Option<PathBuf>,
+    /// Where `sockspec run` writes a Markdown summary (`markdown`).
     pub markdown: Option<PathBuf>,
+    /// Where `sockspec run` writes JUnit XML (`junit`).
     pub junit: Option<PathBuf>,
     /// The helper that runs every socket step (`sockspec run --agent`): a
     /// runtime name or a command line, as the flag takes it.

@@ -9,9 +9,11 @@ use crate::model::Location;
 /// Something wrong in a case or expectation file.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct InputError {
+    /// The file the problem is in.
     pub file: Arc<PathBuf>,
     /// 1-based line and column; `None` when the problem is the whole file.
     pub pos: Option<(usize, usize)>,
+    /// What is wrong, in one sentence.
     pub msg: String,
     /// What to do about it.
     pub help: Option<String>,
@@ -23,6 +25,7 @@ pub struct InputError {
 }
 
 impl InputError {
+    /// An error at `loc` in its file.
     pub fn at(loc: &Location, msg: impl Into<String>) -> Self {
         InputError {
             file: loc.file.clone(),
@@ -34,6 +37,7 @@ impl InputError {
         }
     }
 
+    /// An error about `file` as a whole (no line or column).
     pub fn file(file: &Path, msg: impl Into<String>) -> Self {
         InputError {
             file: Arc::new(file.to_path_buf()),
@@ -45,6 +49,7 @@ impl InputError {
         }
     }
 
+    /// Adds advice on what to do about it, shown on a `help:` line.
     pub fn help(mut self, help: impl Into<String>) -> Self {
         self.help = Some(help.into());
         self
@@ -124,6 +129,7 @@ impl fmt::Display for InputError {
 pub struct InputErrors(pub Vec<InputError>);
 
 impl InputErrors {
+    /// `Ok` when nothing was found; otherwise every error, sorted by position and deduplicated.
     pub fn finish(mut errors: Vec<InputError>) -> Result<(), InputErrors> {
         if errors.is_empty() {
             return Ok(());
@@ -152,23 +158,36 @@ impl fmt::Display for InputErrors {
 /// Errors of the harness outside the input files.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
+    /// Case or expectation files have errors (exit code 2).
     #[error("{0}")]
     Input(#[from] InputErrors),
+    /// Reading or writing `path` failed (exit code 3).
     #[error("{path}: {source}")]
     Io {
+        /// The file or directory the operation was on.
         path: PathBuf,
+        /// The OS's error.
         #[source]
         source: std::io::Error,
     },
+    /// The command line asks for something that cannot be done (exit code 2).
     #[error("{0}")]
     Usage(String),
+    /// A file given as results is not valid results JSON of this schema.
     #[error("{path}: not a sockspec results file: {msg}")]
-    Results { path: PathBuf, msg: String },
+    Results {
+        /// The file that was read.
+        path: PathBuf,
+        /// What is wrong with it: the parse error or the schema it has.
+        msg: String,
+    },
+    /// Any other failure of the harness (exit code 3).
     #[error("{0}")]
     Other(String),
 }
 
 impl Error {
+    /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
@@ -185,6 +204,7 @@ pub struct LineIndex {
 }
 
 impl LineIndex {
+    /// An index of `text`, the contents of `file`.
     pub fn new(file: Arc<PathBuf>, text: &str) -> Self {
         let mut starts = vec![0];
         starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
@@ -195,10 +215,12 @@ impl LineIndex {
         }
     }
 
+    /// The file the offsets are in.
     pub fn file(&self) -> &Arc<PathBuf> {
         &self.file
     }
 
+    /// The line and column of byte `offset` (columns count characters, not bytes).
     pub fn loc(&self, offset: usize) -> Location {
         let line = self.starts.partition_point(|&s| s <= offset).max(1);
         let start = self.starts[line - 1];
@@ -214,6 +236,7 @@ impl LineIndex {
         }
     }
 
+    /// An [`InputError`] at the start of `span`.
     pub fn err(&self, span: std::ops::Range<usize>, msg: impl Into<String>) -> InputError {
         InputError::at(&self.loc(span.start), msg)
     }

@@ -11,8 +11,9 @@
 #[cfg(all(target_os = "linux", feature = "guest"))]
 use std::io::Write;
 
-/// Markers around the results on the console.
+/// The marker line before the results on the console.
 pub const BEGIN: &str = "=====SOCKSPEC RESULTS BEGIN (json, gzip, base64)=====";
+/// The marker line after the results on the console.
 pub const END: &str = "=====SOCKSPEC RESULTS END=====";
 
 /// Whether this process is the guest's init. Being PID 1 is not enough (a
@@ -149,6 +150,8 @@ fn load_modules() {
     }
 }
 
+/// Stands in for the guest's init in builds without the `guest` feature: never called, since
+/// [`is_init`] is false there.
 #[cfg(not(all(target_os = "linux", feature = "guest")))]
 pub fn run_as_init() -> ! {
     unreachable!("only a Linux build with the `guest` feature boots sockspec as init")

@@ -13,6 +13,7 @@ pub fn bless_command(name: &str) -> String {
     format!("cargo run --release -- bless --exact '{name}'")
 }
 
+/// Where and why the expectation entry `a` applies, for a step's `expectation` in the results.
 pub fn expectation_ref(a: &Applied<'_>) -> ExpectationRef {
     // Inside a window with no cited source, the entry is the observation
     // that would have applied: say that none does.

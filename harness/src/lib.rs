@@ -42,14 +42,22 @@ use model::{Case, Need, OsFamily, Test};
 /// The machine we run on.
 #[derive(Clone, Debug)]
 pub struct Platform {
+    /// The OS family sockspec runs on (Wine is told apart from Windows).
     pub os: OsFamily,
+    /// The kernel release (`uname -r`, Windows' build number, Wine's version), compared against
+    /// expectations' kernel ranges.
     pub release: String,
+    /// A longer description of the OS: system name and version string.
     pub detail: String,
+    /// The CPU architecture sockspec was built for (`x86_64`, ...).
     pub arch: &'static str,
+    /// Whether sockspec runs as root (Administrator on Windows); tests that need it are
+    /// skipped otherwise.
     pub privileged: bool,
 }
 
 impl Platform {
+    /// Finds out the machine sockspec is running on.
     pub fn current() -> Platform {
         Platform {
             os: sys::os_family(),
@@ -63,11 +71,15 @@ impl Platform {
 
 /// All cases, their tests, and every OS's expectations.
 pub struct Suite {
+    /// The case tree's directory (the first tree's, when [`trees::load`] merged several).
     pub root: PathBuf,
     /// The claims of cases/claims.toml (empty when the tree has none).
     pub claims: Vec<claims::Claim>,
+    /// Every case, in the order their files were found.
     pub cases: Vec<Arc<Case>>,
+    /// Every test expanded from the cases, in case order.
     pub tests: Vec<Arc<Test>>,
+    /// Every OS family's expectations, the tests of all trees' in one file per family.
     pub expectations: Expectations,
     /// The case trees it was loaded from ([`trees`]): one, unless
     /// [`trees::load`] merged several.
@@ -152,6 +164,7 @@ impl Suite {
         })
     }
 
+    /// The test named exactly `name`, if the suite has one.
     pub fn test(&self, name: &str) -> Option<&Arc<Test>> {
         self.tests.iter().find(|t| t.name == name)
     }

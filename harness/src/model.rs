@@ -17,18 +17,26 @@ pub use crate::steps::Action;
 /// The OS families sockspec keeps expectation files for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OsFamily {
+    /// Linux (`linux`), the one family whose workers can get network namespaces of their own.
     Linux,
+    /// macOS (`macos`).
     Macos,
+    /// Windows (`windows`), on native Winsock.
     Windows,
+    /// FreeBSD (`freebsd`).
     Freebsd,
+    /// OpenBSD (`openbsd`), whose IPv6 sockets are never dual-stack.
     Openbsd,
+    /// NetBSD (`netbsd`).
     Netbsd,
+    /// illumos (`illumos`).
     Illumos,
     /// Windows binaries under Wine: an emulation, never reported as Windows.
     Wine,
 }
 
 impl OsFamily {
+    /// Every family, in the order help texts and reports list them.
     pub const ALL: &'static [OsFamily] = &[
         OsFamily::Linux,
         OsFamily::Macos,
@@ -40,6 +48,8 @@ impl OsFamily {
         OsFamily::Wine,
     ];
 
+    /// The family's lowercase name, as used in `only`, `os`, expectation file names and
+    /// results.
     pub fn as_str(&self) -> &'static str {
         match self {
             OsFamily::Linux => "linux",
@@ -59,6 +69,7 @@ impl OsFamily {
         names.join(", ")
     }
 
+    /// The family whose name is `s` (`linux`, `wine`, ...), if any.
     pub fn from_name(s: &str) -> Option<OsFamily> {
         OsFamily::ALL.iter().copied().find(|f| f.as_str() == s)
     }
@@ -100,13 +111,17 @@ impl fmt::Display for OsFamily {
     }
 }
 
+/// A case socket's transport protocol (`type = "tcp"` or `"udp"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Proto {
+    /// A TCP stream socket.
     Tcp,
+    /// A UDP datagram socket.
     Udp,
 }
 
 impl Proto {
+    /// The protocol's name in case files and step lines (`tcp`, `udp`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Proto::Tcp => "tcp",
@@ -115,13 +130,17 @@ impl Proto {
     }
 }
 
+/// A socket's address family (`family = "v4"` or `"v6"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Family {
+    /// IPv4 (AF_INET).
     V4,
+    /// IPv6 (AF_INET6).
     V6,
 }
 
 impl Family {
+    /// The family an address belongs to.
     pub fn of(addr: &IpAddr) -> Family {
         match addr {
             IpAddr::V4(_) => Family::V4,
@@ -129,6 +148,7 @@ impl Family {
         }
     }
 
+    /// The family's name in case files and step lines (`v4`, `v6`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Family::V4 => "v4",
@@ -143,17 +163,30 @@ impl Family {
     Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize,
 )]
 pub enum Opt {
+    /// SO_REUSEADDR.
     ReuseAddr,
+    /// SO_REUSEPORT (BSDs, macOS, Linux).
     ReusePort,
+    /// SO_REUSEPORT_LB (FreeBSD 12+): load-balancing port sharing.
     ReusePortLb,
+    /// SO_EXCLUSIVEADDRUSE (Windows): no other socket may bind the address.
     ExclusiveAddrUse,
+    /// SO_EXCLBIND (illumos): exclusive binding.
     ExclBind,
+    /// SO_LINGER: whether and how long a close waits for unsent data.
     Linger,
+    /// IPV6_V6ONLY: an IPv6 socket takes IPv6 traffic only, not IPv4-mapped.
     V6Only,
+    /// O_NONBLOCK (FIONBIO on Windows): calls return at once instead of waiting.
     NonBlocking,
+    /// IP_ADD_MEMBERSHIP (IPv6: IPV6_JOIN_GROUP): join a multicast group on an interface.
     Join,
+    /// IP_DROP_MEMBERSHIP (IPv6: IPV6_LEAVE_GROUP): leave a joined multicast group.
     Leave,
+    /// IP_MULTICAST_IF / IPV6_MULTICAST_IF: the interface multicast datagrams are sent from.
     MulticastIf,
+    /// IP_MULTICAST_LOOP / IPV6_MULTICAST_LOOP: whether the sender's host gets its own
+    /// multicast datagrams.
     MulticastLoop,
     /// IP_MULTICAST_ALL / IPV6_MULTICAST_ALL (Linux): whether a socket bound to
     /// a group's port receives every group any socket of the host joined (on,
@@ -168,6 +201,7 @@ pub enum Opt {
 }
 
 impl Opt {
+    /// Every option, in the order help texts and schemas list them.
     pub const ALL: &'static [Opt] = &[
         Opt::ReuseAddr,
         Opt::ReusePort,
@@ -187,6 +221,7 @@ impl Opt {
         Opt::BoundIf,
     ];
 
+    /// The option's short key in case files (`reuseaddr`, `multicast_if`, ...).
     pub fn key(&self) -> &'static str {
         match self {
             Opt::ReuseAddr => "reuseaddr",
@@ -208,6 +243,7 @@ impl Opt {
         }
     }
 
+    /// The option's C name (`SO_REUSEADDR`), used in explanations and skip reasons.
     pub fn c_name(&self) -> &'static str {
         match self {
             Opt::ReuseAddr => "SO_REUSEADDR",
@@ -229,6 +265,7 @@ impl Opt {
         }
     }
 
+    /// The option a case file names, by its key or its C name.
     pub fn from_key(s: &str) -> Option<Opt> {
         Opt::ALL
             .iter()
@@ -254,15 +291,19 @@ impl Opt {
     }
 }
 
+/// The value a `setopt` step sets, or a `getopt` step reads.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum OptValue {
+    /// An on/off switch (1 or 0), for the options where [`Opt::is_flag`] holds.
     Bool(bool),
     /// SO_LINGER: `None` is off, `Some(secs)` is {1, secs}.
     Linger(Option<u32>),
     /// A multicast group, with the local interface: an IPv4 address, or an
     /// IPv6 interface name.
     Group {
+        /// The multicast group address to join or leave.
         group: IpAddr,
+        /// The local interface: an IPv4 address, or an IPv6 interface name.
         iface: String,
     },
     /// IP_MULTICAST_IF: an IPv4 address or an IPv6 interface name.
@@ -307,14 +348,19 @@ impl fmt::Display for PortRef {
     }
 }
 
+/// Which direction a `shutdown` step shuts (`how = "read"`, `"write"` or `"both"`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum How {
+    /// SHUT_RD: no more receiving.
     Read,
+    /// SHUT_WR: no more sending (TCP sends a FIN).
     Write,
+    /// SHUT_RDWR: both directions.
     Both,
 }
 
 impl How {
+    /// The direction's name in case files and step lines.
     pub fn as_str(&self) -> &'static str {
         match self {
             How::Read => "read",
@@ -327,8 +373,11 @@ impl How {
 /// A named time band for a measured step (`ok@quick`).
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Band {
+    /// The band's name, the suffix of the outcome (`quick` in `ok@quick`).
     pub name: String,
+    /// Shortest time, inclusive, a step may take to fall in this band.
     pub min: Duration,
+    /// Longest time, inclusive, a step may take to fall in this band.
     pub max: Duration,
 }
 
@@ -346,8 +395,11 @@ pub enum Observe {
 /// Where something is in an input file (1-based line and column).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Location {
+    /// The file, shared by every location in it.
     pub file: Arc<PathBuf>,
+    /// 1-based line.
     pub line: usize,
+    /// 1-based column.
     pub col: usize,
 }
 
@@ -362,9 +414,11 @@ impl fmt::Display for Location {
 pub struct Step {
     /// Position in the case's step list (stable across parameter values).
     pub index: usize,
+    /// Where the step is written in its case file.
     pub at: Location,
     /// The actor a `socket` step creates its socket in (None: the main process).
     pub actor: Option<String>,
+    /// What the step does, with every field resolved.
     pub action: Action,
     /// The label under which expectations give this step's outcome.
     pub check: Option<String>,
@@ -390,7 +444,9 @@ impl fmt::Display for Step {
 /// A parameter value of a grid axis, with the label used in test names.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamValue {
+    /// The label that stands for the value in test names and `where` selectors.
     pub label: String,
+    /// The value substituted for `{param}` in the case's steps.
     pub value: toml::Value,
 }
 
@@ -423,13 +479,23 @@ pub enum Need {
 pub struct Case {
     /// `topic::name`, from the file's path under the cases directory.
     pub id: String,
+    /// The case's topic: the directory under the cases root its file is in.
     pub topic: String,
+    /// Path of the case file.
     pub file: Arc<PathBuf>,
+    /// One line: what the case shows (the file's `title`).
     pub title: String,
+    /// Where the case's claim comes from: seed files, documents with section ids (the file's
+    /// `source`).
     pub source: Vec<String>,
+    /// The claim under test, in prose (the file's optional `claim`).
     pub claim: Option<String>,
+    /// How long an attempt of each test may take before it is abandoned as hung (`deadline_ms`,
+    /// else the default).
     pub deadline: Duration,
+    /// The OS families where the case means anything (`only`); None: all.
     pub only: Option<Vec<OsFamily>>,
+    /// Whether the case states `requires = ["root"]`.
     pub requires_root: bool,
     /// Grid axes in declaration order.
     pub grid: Vec<(String, Vec<ParamValue>)>,
@@ -448,11 +514,14 @@ pub struct Case {
 /// families `os` names, all when None), the outcomes the claim predicts.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Holds {
+    /// The `where` selector: grid parameter name → the value labels it picks.
     pub select: Vec<(String, Vec<String>)>,
+    /// The OS families the prediction is for (None: all).
     pub os: Option<Vec<OsFamily>>,
     /// The claim ids (of the case's `claims`) this prediction is for; empty:
     /// all of them.
     pub claims: Vec<String>,
+    /// Per check label, the outcomes under which the claim holds.
     pub outcomes: Vec<(String, Vec<Outcome>)>,
 }
 
@@ -462,6 +531,8 @@ impl Holds {
         self.claims.is_empty() || claim.is_some_and(|c| self.claims.iter().any(|x| x == c))
     }
 
+    /// Whether this entry covers `test` when it runs on `os`: its `os` and `where` both pick
+    /// it.
     pub fn applies(&self, test: &Test, os: OsFamily) -> bool {
         self.os.as_ref().is_none_or(|o| o.contains(&os))
             && self
@@ -483,12 +554,14 @@ impl Case {
 /// When a recipe "works": each listed check gives one of its outcomes.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Recipe {
+    /// Per check label, the outcomes under which the recipe works (`recipe.works`).
     pub works: Vec<(String, Vec<Outcome>)>,
 }
 
 /// Whether a recipe works, judged from one set of outcomes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum RecipeVerdict {
+    /// Every listed check gave one of its allowed outcomes.
     Works,
     /// Which check broke it, and what it gave.
     Fails(String),
@@ -529,14 +602,19 @@ impl fmt::Display for RecipeVerdict {
 pub struct Test {
     /// `topic::case` followed by `::param=label` for each grid axis.
     pub name: String,
+    /// The case the test was expanded from.
     pub case: Arc<Case>,
     /// Parameter name → label, in grid order.
     pub params: Vec<(String, String)>,
+    /// The test's steps, with parameters substituted and the steps whose `when` is false left
+    /// out.
     pub steps: Vec<Step>,
+    /// What the test needs from the machine; decides whether it runs or is skipped here.
     pub needs: Vec<Need>,
 }
 
 impl Test {
+    /// The label of the test's value for grid parameter `name`, if it has that parameter.
     pub fn param(&self, name: &str) -> Option<&str> {
         self.params
             .iter()
@@ -550,6 +628,7 @@ impl Test {
         self.steps.iter().map(|s| s.action.expected_wait()).sum()
     }
 
+    /// The parameters as a sorted map, as written in the results' `params`.
     pub fn params_map(&self) -> BTreeMap<String, String> {
         self.params.iter().cloned().collect()
     }

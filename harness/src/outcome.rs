@@ -12,10 +12,15 @@ use std::str::FromStr;
 /// WSA codes) onto these; codes with no portable name stay [`ErrName::Other`].
 macro_rules! err_names {
     ($($name:ident),* $(,)?) => {
+        /// A failed call's error, by its portable name (`EADDRINUSE`); the OS's
+        /// own code travels beside it in results (`raw`).
         #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
         #[allow(clippy::upper_case_acronyms)]
         pub enum ErrName {
-            $($name,)*
+            $(
+                #[doc = concat!("The errno `", stringify!($name), "`, or the code an OS maps onto it (a Winsock `WSAE...` code).")]
+                $name,
+            )*
             /// A code the sys layer has no portable name for (shown as `ERRNO_<n>`).
             Other(i32),
         }
@@ -24,6 +29,7 @@ macro_rules! err_names {
             /// Every portable name, for documentation and error messages.
             pub const ALL: &'static [ErrName] = &[$(ErrName::$name,)*];
 
+            /// The name as outcomes spell it: `EADDRINUSE`, or `ERRNO_<n>` for [`ErrName::Other`].
             pub fn as_str(&self) -> std::borrow::Cow<'static, str> {
                 match self {
                     $(ErrName::$name => std::borrow::Cow::Borrowed(stringify!($name)),)*
@@ -84,21 +90,36 @@ err_names!(
 )]
 #[allow(clippy::upper_case_acronyms)]
 pub enum TcpState {
+    /// `none`: the kernel's table holds no entry for the endpoint (never connected, or fully
+    /// gone).
     None,
+    /// `LISTEN`: a listening socket.
     Listen,
+    /// `SYN_SENT`: a connect is waiting for the peer's SYN-ACK.
     SynSent,
+    /// `SYN_RECEIVED`: a connection request was answered and awaits the final ACK.
     SynReceived,
+    /// `ESTABLISHED`: the connection is open in both directions.
     Established,
+    /// `FIN_WAIT_1`: this side closed and its FIN is not yet acknowledged.
     FinWait1,
+    /// `FIN_WAIT_2`: this side's FIN was acknowledged; waiting for the peer's.
     FinWait2,
+    /// `CLOSE_WAIT`: the peer closed; this side has not yet.
     CloseWait,
+    /// `CLOSING`: both sides closed at once; waiting for the ACK of this side's FIN.
     Closing,
+    /// `LAST_ACK`: this side closed after the peer; waiting for the last ACK.
     LastAck,
+    /// `TIME_WAIT`: closed, with the endpoint held for 2*MSL so late segments cannot reach a
+    /// new connection.
     TimeWait,
+    /// `CLOSED`: the kernel lists an entry for the endpoint, in the closed state.
     Closed,
 }
 
 impl TcpState {
+    /// Every state, in the order of a connection's life.
     pub const ALL: &'static [TcpState] = &[
         TcpState::None,
         TcpState::Listen,
@@ -114,6 +135,7 @@ impl TcpState {
         TcpState::Closed,
     ];
 
+    /// The state's name as outcomes spell it (`TIME_WAIT`, `none`).
     pub fn as_str(&self) -> &'static str {
         match self {
             TcpState::None => "none",
@@ -193,10 +215,15 @@ pub enum Outcome {
     NotRun,
     /// Nobody knows yet (expected only): never passes.
     Unknown,
+    /// The call failed with this error.
     Error(ErrName),
+    /// The TCP state the kernel's table reports for the endpoint (`tcp_state` steps).
     State(TcpState),
+    /// A yes/no answer: a flag option's value (`getopt`), `same_port`, `getsockname`.
     Bool(bool),
+    /// A number: an option's value (`getopt` of `linger`) or a count (`spread`).
     Int(i64),
+    /// How a `fanout` step's datagrams reached its receivers.
     Each(Each),
     /// The receivers that got anything, sorted; empty means none did.
     Who(Vec<String>),
@@ -205,6 +232,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether the outcome counts as success: `ok` or `data`, with or without a time band.
     pub fn is_ok(&self) -> bool {
         match self {
             Outcome::Ok | Outcome::Data => true,

@@ -11,13 +11,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::Error;
 
+/// The `schema` value this sockspec writes and the only one [`Results::parse`] accepts.
 pub const SCHEMA: &str = "sockspec/results/v2";
 
+/// A whole results file: the run's header, its totals, and one record per test.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Results {
+    /// Always [`SCHEMA`]; files with any other value are refused when read.
     pub schema: String,
+    /// Where and how the run happened (OS, kernel, options, stack settings).
     pub run: RunInfo,
+    /// How many tests ended with each verdict.
     pub summary: Summary,
+    /// One record per selected test that was reached (an interrupted run lacks the rest), in the
+    /// suite's order.
     pub tests: Vec<TestRecord>,
 }
 
@@ -30,13 +37,17 @@ pub struct RunInfo {
     pub kernel: String,
     /// Longer OS description.
     pub os_detail: String,
+    /// CPU architecture sockspec was built for (`x86_64`, `aarch64`, ...).
     pub arch: String,
     /// sockspec version.
     pub sockspec: String,
     /// RFC 3339 UTC start time.
     pub started: String,
+    /// Wall-clock time of the whole run, in milliseconds.
     pub duration_ms: f64,
+    /// Worker threads the run used: `--jobs`, capped at the number of selected tests.
     pub jobs: usize,
+    /// How many times each test was run (`--repeat`); records fold the repeats into one.
     pub repeat: u32,
     /// `netns` (a network namespace per worker) or `host`.
     pub isolation: String,
@@ -94,17 +105,25 @@ pub const BUILTIN: &str = "rust std";
 
 impl RunInfo {}
 
+/// The results' totals: how many tests ended with each [`Verdict`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {
+    /// Number of test records.
     pub total: usize,
+    /// Tests whose verdict is `pass`.
     pub pass: usize,
+    /// Tests whose verdict is `fail`.
     pub fail: usize,
+    /// Tests whose verdict is `error`.
     pub error: usize,
+    /// Tests whose verdict is `skip`.
     pub skip: usize,
+    /// Tests whose verdict is `intermittent`.
     pub intermittent: usize,
 }
 
 impl Summary {
+    /// Counts the verdicts of `tests`.
     pub fn of(tests: &[TestRecord]) -> Summary {
         let mut s = Summary {
             total: tests.len(),
@@ -122,11 +141,14 @@ impl Summary {
         s
     }
 
+    /// Whether the run is clean: nothing failed, errored or varied between repeats (skips are
+    /// fine).
     pub fn ok(&self) -> bool {
         self.fail == 0 && self.error == 0 && self.intermittent == 0
     }
 }
 
+/// A test's overall result; serialized in lowercase (`pass`, `fail`, ...).
 #[derive(Clone, Copy, Debug, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[serde(rename_all = "lowercase")]
 pub enum Verdict {
@@ -144,6 +166,8 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// The verdict as it is written in the JSON (`pass`, `fail`, `error`, `skip`,
+    /// `intermittent`).
     pub fn as_str(&self) -> &'static str {
         match self {
             Verdict::Pass => "pass",
@@ -155,16 +179,25 @@ impl Verdict {
     }
 }
 
+/// What one test did on this machine and how it was judged.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct TestRecord {
+    /// The test's full name: the case id then each parameter
+    /// (`bind::pairs::mode=plain::proto=tcp`).
     pub name: String,
+    /// Id of the case the test was expanded from (`bind::pairs`).
     pub case: String,
+    /// The case's topic: the directory its file is in (`bind`).
     pub topic: String,
+    /// The case's title, a one-line description of what it shows.
     pub title: String,
     /// The case file and the line of its first step.
     pub file: String,
+    /// Line of the test's first step in `file` (1 when it has no steps).
     pub line: usize,
+    /// The parameter values of this test's combination, by parameter name.
     pub params: BTreeMap<String, String>,
+    /// The test's result: pass, fail, error, skip or intermittent.
     pub verdict: Verdict,
     /// Why a test was skipped, or what varied between repeats: text.
     /// Failures are data ([`TestRecord::mismatches`], [`TestRecord::problem`]);
@@ -177,10 +210,15 @@ pub struct TestRecord {
     /// The checked steps that did not do what this OS's expectations say.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatches: Vec<Mismatch>,
+    /// Time the test took, in milliseconds: all its attempts, averaged over repeats.
     pub duration_ms: f64,
+    /// How many attempts the (reported) run took; more than 1 after port trouble, 0 when it
+    /// never started.
     pub attempts: u32,
+    /// Why earlier attempts were re-run (port trouble), one entry per re-run attempt.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub retries: Vec<String>,
+    /// Every step that ran in the last attempt, checked or not, in order.
     pub steps: Vec<StepRecord>,
     /// For a case that tries a recipe: whether it worked here (`works`,
     /// `fails (...)`, `unknown (...)`).
@@ -220,22 +258,36 @@ impl TestRecord {
 pub enum Problem {
     /// An unchecked step (setup) failed.
     Setup {
+        /// Index of the setup step that failed.
         step: usize,
+        /// What the step gave instead of succeeding, as text (outcome and detail).
         msg: String,
         /// Where the step is written, and what it does (filled in by judge).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         at: Option<String>,
+        /// The step in one line (`bind b 127.0.0.1:port(a)`).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         what: Option<String>,
     },
     /// A `require` was not met: the test could not show what it claims.
-    Precondition { step: usize, msg: String },
+    Precondition {
+        /// Index of the step whose `require` was not met.
+        step: usize,
+        /// The outcome the step had to give and the one it gave, as text.
+        msg: String,
+    },
     /// The harness could not do its part (read the kernel's table, ...).
-    Harness { msg: String },
+    Harness {
+        /// What the harness could not do, as text.
+        msg: String,
+    },
     /// The attempt did not finish by its deadline and was abandoned.
     Hung,
     /// The machine lacks something the test needs (found out at run time).
-    Unavailable { msg: String },
+    Unavailable {
+        /// What is missing (also copied to the record's `reason`).
+        msg: String,
+    },
 }
 
 impl Problem {
@@ -267,17 +319,24 @@ pub enum MismatchKind {
 /// expectation are in the test's [`StepRecord`] with the same `step` index.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Mismatch {
+    /// Index of the step (its [`StepRecord::index`]).
     pub step: usize,
+    /// The step's check label, as the expectation files name it.
     pub label: String,
+    /// Whether there was no expectation, an `unknown` one, or a different outcome.
     pub kind: MismatchKind,
     /// The step in one line (`bind b 127.0.0.1:port(a)`).
     pub what: String,
 }
 
+/// One step as it ran: its outcome and, for checked steps, what was expected.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StepRecord {
+    /// The step's index in the test (the `step` of a [`Mismatch`] or [`Problem`] refers to it).
     pub index: usize,
+    /// The step's action (`socket`, `bind`, `listen`, `connect`, ...).
     pub kind: String,
+    /// Name of the socket the step acts on, when it acts on one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sock: Option<String>,
     /// The check label; steps without one are setup.
@@ -288,12 +347,16 @@ pub struct StepRecord {
     /// The OS's own error code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub raw: Option<i32>,
+    /// More about the outcome, as text (the OS's error message, bytes sent, what was already
+    /// there, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
+    /// Time the step took, in milliseconds.
     pub duration_ms: f64,
     /// The expected outcome, for checked steps that have an expectation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expected: Option<String>,
+    /// Which expectation entry gave `expected`, and where it is written.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expectation: Option<ExpectationRef>,
 }
@@ -301,17 +364,21 @@ pub struct StepRecord {
 /// Which expectation entry applied.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct ExpectationRef {
+    /// The expectation file the entry is in (`cases/expected/linux.toml`).
     pub file: String,
+    /// Line of the entry in `file`.
     pub line: usize,
     /// `observed` or `documented`.
     pub source: String,
     /// `observed on 6.18.44` / `documented: semantics.md F2 [S]`.
     pub provenance: String,
+    /// The kernel releases the entry is limited to, as written in it (a range such as `>=6.1`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub kernel: Option<String>,
     /// The stack settings the entry is conditioned on (`net.ipv4.tcp_tw_reuse=0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub settings: Option<String>,
+    /// The entry's explanation of the outcome, when it gives one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub why: Option<String>,
     /// The run's release lay in a window where observations disagree
@@ -321,13 +388,17 @@ pub struct ExpectationRef {
     pub window: Option<String>,
 }
 
+/// One distinct set of outcomes seen over a test's repeats (`--repeat`).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Variant {
+    /// The checked steps' outcomes (`label=outcome ...`) followed by the verdict in brackets.
     pub signature: String,
+    /// How many of the repeats gave exactly this signature.
     pub count: u32,
 }
 
 impl Results {
+    /// Reads and parses the results file at `path`.
     pub fn read(path: &Path) -> Result<Results, Error> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         Results::parse(&text).map_err(|msg| Error::Results {
@@ -336,6 +407,7 @@ impl Results {
         })
     }
 
+    /// Parses results JSON, refusing any schema but [`SCHEMA`] before reading the rest.
     pub fn parse(text: &str) -> Result<Results, String> {
         // The schema first (skipping the rest is cheap), then straight into
         // the types: no intermediate `Value` tree for megabytes of results.
@@ -352,6 +424,7 @@ impl Results {
         serde_json::from_str(text).map_err(|e| e.to_string())
     }
 
+    /// Writes the results as pretty-printed JSON to `path`, replacing it atomically.
     pub fn write(&self, path: &Path) -> Result<(), Error> {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
         crate::atomic::write(path, (text + "\n").as_bytes()).map_err(|e| Error::io(path, e))

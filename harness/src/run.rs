@@ -18,12 +18,17 @@ use crate::{Platform, Suite};
 /// name, or the whole name with `exact`; `skip` patterns leave tests out.
 #[derive(Clone, Debug, Default)]
 pub struct Filter {
+    /// Name patterns a test must match one of (`FILTER` arguments); empty: every test.
     pub patterns: Vec<String>,
+    /// Whether a pattern must equal the whole name (`--exact`) instead of occurring in it.
     pub exact: bool,
+    /// Patterns whose tests are left out (`--skip`), matched like `patterns`.
     pub skip: Vec<String>,
 }
 
 impl Filter {
+    /// Whether the test named `name` is selected: it matches a pattern (or there are none) and
+    /// no skip pattern.
     pub fn matches(&self, name: &str) -> bool {
         let hit = |p: &String| {
             if self.exact {
@@ -36,11 +41,16 @@ impl Filter {
     }
 }
 
+/// How `sockspec run` runs the suite: which tests, on how many threads, how often.
 #[derive(Clone, Debug)]
 pub struct Options {
+    /// Which tests run.
     pub filter: Filter,
+    /// Worker threads (`--jobs`; default [`default_jobs`]).
     pub jobs: usize,
+    /// How many times each test runs (`--repeat`); differing outcomes make it intermittent.
     pub repeat: u32,
+    /// A free-form name for the run (`--label`), written to the results header.
     pub label: Option<String>,
     /// Once set, no more tests (or repeats) start; the results say the run
     /// was interrupted.
@@ -202,11 +212,17 @@ fn settings_cause(
 
 /// What the results header needs besides the platform.
 pub struct HeaderParts {
+    /// When the run started.
     pub started: SystemTime,
+    /// How long the run took, in milliseconds.
     pub duration_ms: f64,
+    /// Worker threads the run used.
     pub jobs: usize,
+    /// How many times each test ran.
     pub repeat: u32,
+    /// The run's `--label`, if any.
     pub label: Option<String>,
+    /// Whether the run was stopped early (SIGINT / SIGTERM).
     pub interrupted: bool,
     /// The isolation and settings the workers had; `None`: find them out
     /// now, as a worker would have them ([`probe_worker`]).

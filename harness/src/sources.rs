@@ -30,15 +30,23 @@ pub use crate::load::SOURCES_FILE;
 /// What kind of source an entry is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
+    /// `vendor-doc`: the OS vendor's own documentation (Microsoft Learn, Apple's developer
+    /// docs, ...).
     VendorDoc,
+    /// `man-page`: an OS's manual page.
     ManPage,
+    /// `kernel-source`: the kernel's source, its selftests or a commit message.
     KernelSource,
+    /// `release-notes`: an OS release's notes or changelog.
     ReleaseNotes,
+    /// `peer-test`: another project's test suite that asserts the outcome on the OS's CI.
     PeerTest,
+    /// `third-party`: someone else's claim (a blog post, an answer, a book).
     ThirdParty,
 }
 
 impl Kind {
+    /// Every kind, in the order help texts list them.
     pub const ALL: &[Kind] = &[
         Kind::VendorDoc,
         Kind::ManPage,
@@ -48,6 +56,7 @@ impl Kind {
         Kind::ThirdParty,
     ];
 
+    /// The kind as `kind =` spells it in the registry (`vendor-doc`, ...).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::VendorDoc => "vendor-doc",
@@ -59,6 +68,7 @@ impl Kind {
         }
     }
 
+    /// The kind `kind =` names, if it is one.
     pub fn from_name(s: &str) -> Option<Kind> {
         Kind::ALL.iter().copied().find(|k| k.as_str() == s)
     }
@@ -80,23 +90,35 @@ impl Kind {
 /// Where a source lives.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Place {
+    /// A web address (`url =`).
     Url(String),
     /// A file of a GitHub repository at one commit, and the lines meant.
     Repo {
+        /// The repository, `owner/name`.
         repo: String,
+        /// The file's path in the repository.
         path: String,
+        /// The commit (40 hex digits) the link pins.
         commit: String,
+        /// First and last line meant (equal for `line =`).
         lines: (u64, u64),
     },
 }
 
+/// One entry of the registry: a citable source under its key.
 #[derive(Clone, Debug)]
 pub struct Source {
+    /// The short key expectations cite it by (`ms-reuseaddr`).
     pub key: String,
+    /// Where the entry is written in the registry file.
     pub at: Location,
+    /// What kind of source it is, which decides the confidence it supports.
     pub kind: Kind,
+    /// The source's title, as a reader would recognise it.
     pub title: String,
+    /// Where the source can be opened.
     pub place: Place,
+    /// What the source states that the entries citing it rely on.
     pub says: String,
 }
 
@@ -125,11 +147,14 @@ impl Source {
 /// Every source of `<cases>/sources.toml`, in file order.
 #[derive(Clone, Debug, Default)]
 pub struct Registry {
+    /// The registry file the sources were read from.
     pub path: Arc<PathBuf>,
+    /// The sources by key, in file order.
     pub sources: IndexMap<String, Source>,
 }
 
 impl Registry {
+    /// The source under `key`, if the registry has one.
     pub fn get(&self, key: &str) -> Option<&Source> {
         self.sources.get(key)
     }

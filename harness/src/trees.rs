@@ -29,6 +29,7 @@ use crate::model::Test;
 /// One case tree (a directory of `<topic>/<case>.toml` and `expected/`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Tree {
+    /// The tree's directory, holding `<topic>/<case>.toml`, `expected/` and `claims.toml`.
     pub root: PathBuf,
     /// What its tests' names start with (`name/`); `None` for the built-in
     /// catalogue, and for the only tree of a run.

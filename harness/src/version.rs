@@ -6,6 +6,7 @@
 /// not semver (a suffix is not a pre-release), hence no semver crate.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct VersionRange {
+    /// The range as written (`>=6.1, <6.2`), for messages and results.
     pub text: String,
     preds: Vec<(Cmp, Vec<u64>)>,
 }
@@ -30,6 +31,7 @@ pub fn version_numbers(release: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Compares two releases' numeric components; missing components count as 0 (`6.1` = `6.1.0`).
 pub fn cmp_versions(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
     let n = a.len().max(b.len());
     for i in 0..n {
@@ -45,6 +47,8 @@ pub fn cmp_versions(a: &[u64], b: &[u64]) -> std::cmp::Ordering {
 }
 
 impl VersionRange {
+    /// Parses comma-separated comparisons (`>=6.1, <6.2`), each of `>=`, `>`, `<=`, `<`, `=`
+    /// and a version.
     pub fn parse(s: &str) -> Result<VersionRange, String> {
         let mut preds = Vec::new();
         for part in s.split(',') {
@@ -109,6 +113,8 @@ impl VersionRange {
         })
     }
 
+    /// Whether `release` satisfies every comparison of the range (its leading numbers are
+    /// compared).
     pub fn contains(&self, release: &str) -> bool {
         let v = version_numbers(release);
         self.preds.iter().all(|(c, bound)| {

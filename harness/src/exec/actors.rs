@@ -123,20 +123,33 @@ fn program() -> Result<PathBuf, String> {
 /// Requests from the harness (docs/agent-protocol.md).
 #[derive(Serialize, Deserialize, Debug)]
 pub enum ToAgent {
+    /// Perform one step and answer [`FromAgent::Done`] (or `Unsupported` / `Failed`).
     Exec {
+        /// The step, fully resolved (ports are numbers by now).
         action: Action,
         /// Milliseconds left before the test's deadline.
         left_ms: u64,
     },
     /// Give up a socket: send it over the descriptor channel (Unix) or
     /// duplicate it for process `to_pid` (Windows).
-    Export { sock: String, to_pid: u32 },
+    Export {
+        /// Name of the socket to give up.
+        sock: String,
+        /// The process that will adopt it (Windows duplicates the socket for it).
+        to_pid: u32,
+    },
     /// Take a socket that follows on the descriptor channel, or from `blob`.
     Adopt {
+        /// Name the socket goes by in the case's steps.
         sock: String,
+        /// Its protocol, as the harness created it.
         proto: Proto,
+        /// Its address family.
         family: Family,
+        /// Whether the socket is in non-blocking mode, which the receiver keeps.
         nonblocking: bool,
+        /// The Windows `WSADuplicateSocket` blob (base64); `None` on Unix, where the socket
+        /// comes on the descriptor channel.
         blob: Option<String>,
     },
     /// Exit at once without closing any socket: the kernel closes them.
@@ -157,28 +170,45 @@ pub struct Implementation {
 pub enum FromAgent {
     /// The first message: the protocol version the agent speaks, who it is.
     Hello {
+        /// The protocol version the agent speaks; the harness refuses any but its own.
         protocol: u32,
+        /// The agent's process id, so the harness can kill it (and, on Windows, duplicate
+        /// sockets for it).
         pid: u32,
+        /// Proof of the user the built-in agent became when asked to (`SOCKSPEC_AGENT_USER`);
+        /// `None` otherwise.
         identity: Option<String>,
+        /// The agent's runtime and version.
         implementation: Implementation,
         /// Optional parts of the protocol it implements: `pass` (Export and Adopt).
         capabilities: Vec<String>,
     },
+    /// The step ran: its outcome, and the addresses of the sockets the agent holds.
     Done {
+        /// The step's outcome, raw error code and detail.
         done: Done,
+        /// Every socket the agent holds, by name, with its local and peer address as the kernel
+        /// reports them now.
         addrs: Vec<(String, Addrs)>,
     },
+    /// A socket was given up ([`ToAgent::Export`]), with what the receiver needs to take it.
     Exported {
+        /// The duplicated socket's blob (Windows); `None` on Unix.
         blob: Option<String>,
+        /// Whether the exported socket was non-blocking.
         nonblocking: bool,
     },
+    /// The socket of an [`ToAgent::Adopt`] was taken under its name.
     Adopted,
     /// The runtime cannot express this request (a step kind, a field value,
     /// a socket hand-off): never an outcome.
     Unsupported {
+        /// What could not be expressed (`a TCP bind`).
         what: String,
+        /// Why the runtime cannot express it.
         reason: String,
     },
+    /// The agent could not start or could not do its part; the test errors with this message.
     Failed(String),
 }
 
@@ -211,7 +241,9 @@ pub type Pids = Arc<Mutex<Vec<u32>>>;
 
 /// A running helper process.
 pub struct Actor {
+    /// The actor's name in the case's steps (the `actor` of `spawn`).
     pub name: String,
+    /// The helper's process id.
     pub pid: u32,
     /// `runtime version`, from the hello.
     pub implementation: String,

@@ -29,21 +29,31 @@ const GRACE: Duration = Duration::from_secs(2);
 /// One step as it happened.
 #[derive(Clone, Debug)]
 pub struct StepResult {
+    /// The step's index in the test.
     pub index: usize,
+    /// The step's action kind (`bind`, `connect`, ...).
     pub kind: &'static str,
+    /// The step's check label; `None` for setup steps.
     pub label: Option<String>,
+    /// The socket the step acts on, when it acts on one.
     pub sock: Option<String>,
+    /// What the step did, as a portable outcome.
     pub outcome: Outcome,
     /// The OS's own error code, when the outcome is an error.
     pub raw: Option<i32>,
+    /// More about the outcome, as text (the OS's message, bytes sent, ...).
     pub detail: Option<String>,
+    /// How long the step took.
     pub took: Duration,
 }
 
 pub use crate::results::Problem;
 
+/// What one attempt of a test gave: its steps, or why it must be re-run.
 pub struct AttemptResult {
+    /// The steps that ran, in order.
     pub steps: Vec<StepResult>,
+    /// Why there is no kernel verdict, if there is none.
     pub problem: Option<Problem>,
     /// Set when the attempt must be re-run, with the reason.
     pub retry: Option<String>,
@@ -52,18 +62,24 @@ pub struct AttemptResult {
 /// A test's run: the last attempt's steps, and how it got there.
 #[derive(Clone, Debug)]
 pub struct Observed {
+    /// The last attempt's steps.
     pub steps: Vec<StepResult>,
+    /// Why the test has no kernel verdict, if it has none.
     pub problem: Option<Problem>,
+    /// How many attempts ran (0 when something the test needs was unavailable).
     pub attempts: u32,
     /// Why earlier attempts were re-run.
     pub retries: Vec<String>,
+    /// Time all the attempts took together.
     pub took: Duration,
 }
 
 /// Where tests run: the port book and the calling thread's isolation scope.
 #[derive(Clone)]
 pub struct Env {
+    /// The run-wide record of which attempt holds which port.
     pub book: Arc<PortBook>,
+    /// The isolation scope the calling thread's tests run in.
     pub scope: ScopeId,
 }
 

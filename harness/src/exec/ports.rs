@@ -57,7 +57,9 @@ pub struct PortBook {
 /// The ports one attempt holds. Dropping it releases them.
 pub struct Claims {
     book: Arc<PortBook>,
+    /// The isolation scope the attempt runs in; claims only collide within it.
     pub scope: ScopeId,
+    /// The attempt's run-wide id, as the book records its ports.
     pub attempt: u64,
     ports: BTreeSet<u16>,
 }
@@ -67,10 +69,12 @@ pub struct Claims {
 pub struct Collision(pub u16);
 
 impl PortBook {
+    /// An empty book, for one run.
     pub fn new() -> Self {
         Self::default()
     }
 
+    /// Starts a new attempt in `scope`, with no ports claimed yet.
     pub fn begin(self: &Arc<Self>, scope: ScopeId) -> Claims {
         Claims {
             book: self.clone(),
@@ -127,6 +131,7 @@ impl Claims {
         }
     }
 
+    /// Whether this attempt has claimed `port`.
     pub fn holds(&self, port: u16) -> bool {
         self.ports.contains(&port)
     }

@@ -41,8 +41,11 @@ pub fn parse_addr(s: &str) -> Option<IpAddr> {
 
 /// One template's fields, resolved for a combination.
 pub struct Fields<'a> {
+    /// The step as written, with its fields before substitution.
     pub t: &'a StepTemplate,
+    /// The grid combination the step is resolved for: its parameter values.
     pub ctx: &'a Ctx<'a>,
+    /// Errors found while reading the fields, each marked with the combination.
     pub errors: Vec<InputError>,
 }
 
@@ -68,11 +71,14 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// Records an error at `at`, marked with the current combination.
     pub fn err(&mut self, at: &Location, msg: String) {
         self.errors
             .push(InputError::at(at, msg).in_combo(self.ctx.combo()));
     }
 
+    /// The field `name` with the combination's parameters substituted; `None` if it is absent
+    /// or does not resolve (an error is recorded).
     pub fn raw(&mut self, name: &str) -> Option<(Location, Value)> {
         let (at, v) = self.t.field(name)?;
         match self.ctx.subst(v) {
@@ -85,6 +91,8 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// The field `name` read by `f`; when `f` gives `None`, records an error saying it must be
+    /// `what`.
     pub fn parse<T>(
         &mut self,
         name: &str,
@@ -101,12 +109,14 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A name field (a socket, actor or lease name: lower-case letters, digits, `_`).
     pub fn ident(&mut self, name: &str) -> Option<String> {
         self.parse(name, "a name (lower-case letters, digits, `_`)", |v| {
             v.as_str().filter(|s| is_ident(s)).map(str::to_string)
         })
     }
 
+    /// An address field: an IP address literal or an alias (`lo4`, `any6`, `group4`, ...).
     pub fn addr(&mut self, name: &str) -> Option<IpAddr> {
         self.parse(
             name,
@@ -115,6 +125,8 @@ impl<'a> Fields<'a> {
         )
     }
 
+    /// A port field: 0, a lease (`"@p"`, `"@p!low"`), or a socket's name for that socket's
+    /// port.
     pub fn port(&mut self, name: &str) -> Option<PortRef> {
         self.parse(
             name,
@@ -139,6 +151,7 @@ impl<'a> Fields<'a> {
         )
     }
 
+    /// An integer field from 0 to `max`.
     pub fn uint(&mut self, name: &str, max: i64) -> Option<u64> {
         self.parse(name, &format!("an integer from 0 to {max}"), |v| {
             v.as_integer()
@@ -162,6 +175,7 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A duration field in milliseconds (0 to 60000), `default` when it is absent.
     pub fn ms(&mut self, name: &str, default: Duration) -> Duration {
         self.or(name, default, |f| {
             f.uint(name, 60_000).map(Duration::from_millis)
@@ -169,6 +183,7 @@ impl<'a> Fields<'a> {
         .unwrap_or(default)
     }
 
+    /// A non-empty list of socket names.
     pub fn idents(&mut self, name: &str) -> Option<Vec<String>> {
         self.parse(name, "a non-empty list of socket names", |v| {
             let a = v.as_array()?;
@@ -180,6 +195,8 @@ impl<'a> Fields<'a> {
         })
     }
 
+    /// A list of on/off options (`["reuseaddr", "reuseport"]`, `"reuseaddr+reuseport"` or
+    /// `"none"`); options that take a value are errors.
     pub fn flag_opts(&mut self, name: &str) -> Option<Vec<Opt>> {
         let (at, v) = self.raw(name)?;
         let words: Vec<String> = match &v {
@@ -219,6 +236,8 @@ fn opt_help() -> String {
     format!(" (options: {})", names.join(", "))
 }
 
+/// The `value` field of a `setopt` step, read as `opt` takes it (a flag, SO_LINGER's pair, a
+/// group, an interface).
 pub fn opt_value(f: &mut Fields<'_>, opt: Opt) -> Option<OptValue> {
     match opt {
         Opt::Linger => f.parse(

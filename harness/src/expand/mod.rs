@@ -1,6 +1,7 @@
 //! Stage 2: expand each case's parameter grid into tests, resolving every step
-//! into a typed [`Action`] and checking that the test makes sense (sockets and
-//! actors exist before they are used, labels are unique, ...).
+//! into a typed [`Action`](crate::steps::Action) and checking that the test
+//! makes sense (sockets and actors exist before they are used, labels are
+//! unique, ...).
 
 pub mod fields;
 mod scope;

@@ -12,6 +12,7 @@ use crate::version::{cmp_versions, version_numbers};
 
 /// The runs of a history, oldest release first, and the rows that changed.
 pub struct History<'a> {
+    /// The OS family every run of the history is of.
     pub os: &'a str,
     /// The runs in release order.
     pub runs: Vec<&'a Results>,

@@ -59,6 +59,8 @@ fn provenance_code(t: &TestRecord) -> &'static str {
     }
 }
 
+/// The HTML report (`sockspec report --html`): one self-contained page of tests by runs,
+/// grouped by topic, with a filter box.
 pub fn page(runs: &[Results]) -> String {
     page_with_claims(runs, &[])
 }

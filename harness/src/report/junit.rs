@@ -7,6 +7,7 @@ use quick_junit::{NonSuccessKind, Report, TestCase, TestCaseStatus, TestSuite};
 
 use crate::results::{Results, Verdict};
 
+/// One run's results as JUnit XML, a test suite per topic (`sockspec report --junit`).
 pub fn report(results: &Results) -> Result<String, String> {
     let mut report = Report::new(format!("sockspec on {}", results.run.title()));
     let mut suites: BTreeMap<&str, TestSuite> = BTreeMap::new();

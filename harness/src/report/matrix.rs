@@ -9,8 +9,11 @@ use crate::sources::{Registry, Source};
 
 /// One test's row across runs.
 pub struct Row<'a> {
+    /// The test's full name.
     pub name: &'a str,
+    /// The test's topic, which groups rows.
     pub topic: &'a str,
+    /// The case's title, one line on what the test shows.
     pub title: &'a str,
     /// One cell per run; `None` when the run did not have the test.
     pub cells: Vec<Option<&'a TestRecord>>,

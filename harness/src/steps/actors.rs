@@ -10,7 +10,9 @@ use crate::expand::fields::Fields;
 /// `spawn`: start a helper process, optionally as another user.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Spawn {
+    /// Name of the new actor; `socket` steps with `actor = NAME` create their sockets in it.
     pub actor: String,
+    /// The user the helper runs as (needs root); `None`: the harness's own user.
     pub user: Option<User>,
     /// The helper's runtime (`rust`, `python`, `node`; see
     /// `docs/agent-protocol.md`); `None`: the run's (`--agent`, else sockspec).
@@ -24,6 +26,7 @@ pub struct Spawn {
 pub enum User {
     /// The account named `nobody` here.
     Nobody,
+    /// A numeric uid, used as given.
     Uid(u32),
 }
 
@@ -97,7 +100,9 @@ impl StepKind for Spawn {
 /// the sender's copy is closed once the receiver holds its own.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Pass {
+    /// The socket to move.
     pub sock: String,
+    /// The actor that receives it, or `main` for the harness's own process.
     pub to: String,
 }
 
@@ -126,6 +131,7 @@ impl StepKind for Pass {
 /// `kill`: SIGKILL / TerminateProcess.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Kill {
+    /// The actor whose helper process is killed; its sockets are closed by the kernel.
     pub actor: String,
 }
 
@@ -151,6 +157,7 @@ impl StepKind for Kill {
 /// `exit`: the actor exits at once without closing its sockets.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Exit {
+    /// The actor whose helper process exits.
     pub actor: String,
 }
 

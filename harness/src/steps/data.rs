@@ -15,8 +15,11 @@ pub const DEFAULT_RECV_WAIT: Duration = Duration::from_millis(1000);
 /// `send` some bytes (UDP: optionally to an address).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Send {
+    /// The socket that sends.
     pub sock: String,
+    /// How many bytes to send (default 8, at most 16 MiB).
     pub bytes: usize,
+    /// For UDP, the destination (`to_addr`, `to_port`); `None`: the connected peer.
     pub to: Option<(IpAddr, PortRef)>,
 }
 
@@ -61,7 +64,9 @@ impl StepKind for Send {
 /// `recv`: data, end of stream or an error; `timeout` after `wait_ms`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Recv {
+    /// The socket to read from.
     pub sock: String,
+    /// How long to wait for something to read (`wait_ms`; default 1 s).
     pub wait: Duration,
 }
 
@@ -93,7 +98,9 @@ impl StepKind for Recv {
 /// `shutdown` one or both directions.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Shutdown {
+    /// The socket to shut down.
     pub sock: String,
+    /// Which direction to shut: read, write or both.
     pub how: How,
 }
 
@@ -130,7 +137,9 @@ impl StepKind for Shutdown {
 /// (`ok@quick`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Close {
+    /// The socket to close.
     pub sock: String,
+    /// Named time bands the close's duration is matched against; empty: the close is not timed.
     pub bands: Vec<Band>,
 }
 
@@ -179,6 +188,7 @@ impl StepKind for Close {
 /// `fill`: queue data until the send buffer is full (the peer does not read).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fill {
+    /// The socket that writes; its peer never reads.
     pub sock: String,
 }
 
@@ -204,7 +214,9 @@ impl StepKind for Fill {
 /// `drain`: read until end of stream, an error, or `wait_ms` without data.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Drain {
+    /// The socket to read from until end of stream.
     pub sock: String,
+    /// How long to wait without data before giving up (`wait_ms`; default 1 s).
     pub wait: Duration,
 }
 

@@ -2,7 +2,7 @@
 //! how they are read, how the step reads in explanations, and the outcomes
 //! it can report. [`Action`], the kind table the loader checks steps
 //! against, and the dispatch below are derived from the list in
-//! [`step_kinds!`]; the executor (`exec`) performs them.
+//! `step_kinds!`; the executor (`exec`) performs them.
 //!
 //! Adding a kind: a struct implementing [`StepKind`] in one of these files,
 //! its name in the `step_kinds!` list, and an arm in the executor.
@@ -77,8 +77,11 @@ pub trait StepKind: Sized {
 
 /// What the loader knows of a step kind, derived from its [`StepKind`].
 pub struct Kind {
+    /// The keyword in case files ([`StepKind::NAME`]): `do = "bind"`.
     pub name: &'static str,
+    /// Fields a step of this kind must have ([`StepKind::REQUIRED`]).
     pub required: &'static [&'static str],
+    /// Fields a step of this kind may have ([`StepKind::OPTIONAL`]).
     pub optional: &'static [&'static str],
     /// [`StepKind::read`], wrapped into an [`Action`].
     pub read: fn(&mut Fields<'_>) -> Option<Action>,
@@ -102,7 +105,10 @@ macro_rules! step_kinds {
         /// to sockets created earlier in the test.
         #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
         pub enum Action {
-            $($kind($kind),)*
+            $(
+                #[doc = concat!("A step of kind [`", stringify!($kind), "`], with its fields.")]
+                $kind($kind),
+            )*
         }
 
         /// Every step kind, in the order the README lists them.

@@ -21,8 +21,12 @@ pub const DEFAULT_FANOUT_WAIT: Duration = Duration::from_millis(200);
 /// `want`, wait up to `wait_ms` for that state.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TcpState {
+    /// The socket whose endpoint is looked up (its last known addresses, even after it is
+    /// closed).
     pub sock: String,
+    /// The state to wait for (`want`); `None`: report the state at once.
     pub want: Option<State>,
+    /// How long to wait for `want` (`wait_ms`; default 1 s).
     pub wait: Duration,
 }
 
@@ -84,12 +88,20 @@ fn observe(f: &mut Fields<'_>, names: &[(&str, Observe)]) -> Option<Observe> {
 /// `fanout`: send `count` datagrams from `sock` and see who received them.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Fanout {
+    /// The socket that sends the datagrams (`sock`).
     pub sender: String,
+    /// The destination address: unicast, broadcast or a multicast group.
     pub addr: IpAddr,
+    /// The destination port.
     pub port: PortRef,
+    /// The sockets whose deliveries are counted.
     pub receivers: Vec<String>,
+    /// How many datagrams to send (default 10).
     pub count: u32,
+    /// What the step reports: each datagram's delivery (`each`) or which receivers got any
+    /// (`who`).
     pub observe: Observe,
+    /// How long to wait for the datagrams to arrive (`wait_ms`; default 200 ms).
     pub wait: Duration,
 }
 
@@ -149,10 +161,15 @@ impl StepKind for Fanout {
 /// them: how many got at least one (`count`), or who (`who`).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Spread {
+    /// The address the connections are made to.
     pub addr: IpAddr,
+    /// The port the connections are made to.
     pub port: PortRef,
+    /// The listening sockets whose accepts are counted.
     pub listeners: Vec<String>,
+    /// How many connections to make (default 32).
     pub count: u32,
+    /// What the step reports: how many listeners accepted any (`count`) or which (`who`).
     pub observe: Observe,
 }
 
@@ -201,7 +218,9 @@ impl StepKind for Spread {
 /// `same_port`: whether two sockets have the same local port.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SamePort {
+    /// The first socket.
     pub a: String,
+    /// The socket whose local port is compared with `a`'s.
     pub b: String,
 }
 
@@ -235,6 +254,7 @@ impl StepKind for SamePort {
 /// `sleep`: wait a fixed time.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sleep {
+    /// How long to sleep, in milliseconds.
     pub ms: u64,
 }
 
@@ -257,7 +277,9 @@ impl StepKind for Sleep {
 /// is not compared: it is the kernel's or a lease's).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetSockName {
+    /// The socket whose local address is read.
     pub sock: String,
+    /// The address it is compared with (an IPv4-mapped address is not the IPv4 one).
     pub addr: IpAddr,
 }
 

@@ -10,8 +10,11 @@ use crate::model::PortRef;
 /// `bind`: a local address and port.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Bind {
+    /// The socket to bind.
     pub sock: String,
+    /// The local address to bind to.
     pub addr: IpAddr,
+    /// The local port: 0, a lease (`@p`), or another socket's port.
     pub port: PortRef,
 }
 
@@ -42,7 +45,9 @@ impl StepKind for Bind {
 /// `listen`, with a backlog (default 128).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Listen {
+    /// The socket to put in listening mode.
     pub sock: String,
+    /// The backlog passed to listen (default 128).
     pub backlog: i32,
 }
 
@@ -74,8 +79,11 @@ impl StepKind for Listen {
 /// `connect` (TCP: the handshake; UDP: the default peer).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Connect {
+    /// The socket that connects.
     pub sock: String,
+    /// The address to connect to.
     pub addr: IpAddr,
+    /// The port to connect to: usually a lease or another socket's port.
     pub port: PortRef,
 }
 
@@ -111,7 +119,9 @@ impl StepKind for Connect {
 /// `accept`: the accepted connection becomes socket `name`.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Accept {
+    /// The listening socket to accept from.
     pub sock: String,
+    /// The name the accepted socket goes by in later steps.
     pub name: String,
 }
 

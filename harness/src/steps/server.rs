@@ -17,9 +17,13 @@ use crate::model::{PortRef, Proto};
 /// `close`, `recv` work on it).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Server {
+    /// The name the server's socket goes by in later steps.
     pub name: String,
+    /// TCP (a listener) or UDP (a bound socket).
     pub proto: Proto,
+    /// The address the server binds.
     pub addr: IpAddr,
+    /// The port the server binds: 0, a lease, or another socket's port.
     pub port: PortRef,
     /// Which of the runtime's high-level APIs, where it has several
     /// (`"default"`, or e.g. `"asyncio"` in Python).

@@ -10,9 +10,13 @@ use crate::outcome::Outcome;
 /// `socket`: a new socket, with on/off options set before anything else.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Socket {
+    /// The name the socket goes by in later steps.
     pub name: String,
+    /// TCP or UDP.
     pub proto: Proto,
+    /// IPv4 or IPv6.
     pub family: Family,
+    /// On/off options set right after the socket is made, before anything else (`opts`).
     pub opts: Vec<Opt>,
 }
 
@@ -72,8 +76,11 @@ impl StepKind for Socket {
 /// `setopt`: set one option (`unsupported` where the OS lacks it).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SetOpt {
+    /// The socket to set the option on.
     pub sock: String,
+    /// The option to set.
     pub opt: Opt,
+    /// The value to set it to.
     pub value: OptValue,
 }
 
@@ -115,7 +122,9 @@ impl StepKind for SetOpt {
 /// `getopt`: read an on/off option or SO_LINGER.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct GetOpt {
+    /// The socket to read the option of.
     pub sock: String,
+    /// The option to read.
     pub opt: Opt,
 }
 

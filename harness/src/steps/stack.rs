@@ -14,7 +14,10 @@ use crate::sys::settings;
 /// skipped with that reason.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sysctl {
+    /// The setting's name (`net.ipv4.tcp_tw_reuse`); only settings sockspec records are
+    /// allowed.
     pub key: String,
+    /// The value to write for the rest of the test.
     pub value: String,
 }
 

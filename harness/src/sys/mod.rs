@@ -56,8 +56,11 @@ pub const V6_MCAST_IFACE: &str = "sockspec0";
 /// One row of the kernel's TCP table.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TcpEntry {
+    /// The entry's local address and port.
     pub local: SocketAddr,
+    /// The entry's remote address and port (unspecified for a listener).
     pub remote: SocketAddr,
+    /// The connection's state.
     pub state: TcpState,
 }
 
@@ -106,6 +109,7 @@ pub fn set_isolation_mode(mode: IsolationMode) {
     MODE.store(mode as u8, std::sync::atomic::Ordering::SeqCst);
 }
 
+/// The isolation mode chosen for threads that isolate themselves from now on (`--isolation`).
 pub fn isolation_mode() -> IsolationMode {
     match MODE.load(std::sync::atomic::Ordering::SeqCst) {
         1 => IsolationMode::Netns,

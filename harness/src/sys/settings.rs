@@ -20,6 +20,7 @@ use crate::model::OsFamily;
 /// A setting sockspec records on one OS.
 #[derive(Clone, Copy, Debug)]
 pub struct Known {
+    /// The OS family that has the setting.
     pub os: OsFamily,
     /// The name as sysctl(8) spells it (Linux: `net.ipv4.tcp_tw_reuse`, read
     /// from /proc/sys/net/ipv4/tcp_tw_reuse), a registry value name, or
@@ -273,8 +274,11 @@ pub fn precondition_cause(
 /// A named set of sysctls applied in each worker's network namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
+    /// The profile's name in `profiles.toml` (`[profile.NAME]`), as `--profile` chooses it.
     pub name: String,
+    /// One line on what the profile is for.
     pub title: String,
+    /// The Linux sysctls the profile sets, name to value.
     pub sysctls: BTreeMap<String, String>,
 }
 
@@ -367,6 +371,7 @@ pub fn set_profile(p: Option<Profile>) {
     *PROFILE.write().unwrap_or_else(|e| e.into_inner()) = p;
 }
 
+/// The profile chosen for this run (`--profile`), if any.
 pub fn profile() -> Option<Profile> {
     PROFILE.read().unwrap_or_else(|e| e.into_inner()).clone()
 }

@@ -169,7 +169,7 @@ fn receive_fd(chan: &DescriptorChannel, flags: MsgFlags) -> io::Result<Socket> {
 /// Drops supplementary groups, gid and uid for good (as root, setuid sets
 /// the real, effective and saved ids), then proves it: every id is `uid`, no
 /// supplementary group is left, and setuid(0) fails.
-/// https://man7.org/linux/man-pages/man2/setuid.2.html
+/// <https://man7.org/linux/man-pages/man2/setuid.2.html>
 pub fn become_user(uid: u32) -> Result<String, String> {
     let gid = uid;
     // SAFETY: plain system calls with valid arguments.

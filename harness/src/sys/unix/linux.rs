@@ -18,7 +18,7 @@ pub const BIND_IGNORES_TIME_WAIT: bool = false;
 
 /// The calling thread's TCP table. `/proc/thread-self/net` (not `/proc/net`,
 /// which follows the main thread) so a worker sees its own namespace:
-/// https://man7.org/linux/man-pages/man5/proc_pid_net.5.html
+/// <https://man7.org/linux/man-pages/man5/proc_pid_net.5.html>
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     let mut out = Vec::new();
     for (file, v6) in [("tcp", false), ("tcp6", true)] {
@@ -94,7 +94,7 @@ thread_local! {
 /// Moves the calling thread into a network namespace of its own (once), with
 /// `lo` up, when the mode asks for it and the privilege allows. Threads and
 /// processes started from this thread inherit the namespace.
-/// https://man7.org/linux/man-pages/man2/unshare.2.html
+/// <https://man7.org/linux/man-pages/man2/unshare.2.html>
 pub fn isolate_thread() -> Result<Isolation, String> {
     if let Some(iso) = ISOLATION.with(Cell::get) {
         return Ok(iso);

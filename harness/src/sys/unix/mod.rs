@@ -34,6 +34,7 @@ pub const ACTORS: bool = true;
 /// Whether an actor can run as another user (setuid, as root).
 pub const OTHER_USER: bool = true;
 
+/// The OS family sockspec was compiled for.
 pub fn os_family() -> OsFamily {
     if cfg!(any(target_os = "macos", target_os = "ios")) {
         OsFamily::Macos
@@ -102,6 +103,7 @@ pub fn os_detail() -> String {
         .unwrap_or_default()
 }
 
+/// Whether the process runs as root (effective uid 0).
 pub fn is_privileged() -> bool {
     nix::unistd::geteuid().is_root()
 }
@@ -168,6 +170,8 @@ pub fn set_special(sock: &Socket, opt: Opt, on: bool) -> io::Result<()> {
     }
 }
 
+/// Reads an option of [`set_special`]'s (SO_REUSEPORT, SO_REUSEPORT_LB, SO_EXCLBIND) where this
+/// system has it.
 pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
     match opt {
         #[cfg(not(any(target_os = "illumos", target_os = "solaris")))]
@@ -194,6 +198,8 @@ pub fn set_multicast_all(sock: &Socket, family: crate::model::Family, on: bool) 
     Err(super::unsupported(Opt::MulticastAll.c_name()))
 }
 
+/// Whether IP_MULTICAST_ALL / IPV6_MULTICAST_ALL is on for the socket (Linux only; elsewhere
+/// unsupported).
 pub fn multicast_all(sock: &Socket, family: crate::model::Family) -> io::Result<bool> {
     let _ = (sock, family);
     #[cfg(target_os = "linux")]
@@ -312,6 +318,7 @@ pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
     poll_one(sock, libc::POLLIN, timeout)
 }
 
+/// Whether the socket becomes writable (or has an error) within `timeout`.
 pub fn wait_writable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
     poll_one(sock, libc::POLLOUT, timeout)
 }

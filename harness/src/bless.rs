@@ -47,17 +47,24 @@ use crate::version::version_numbers;
 /// What one test did, for bless.
 #[derive(Clone, Debug)]
 pub struct Observation {
+    /// The test, as the suite defines it.
     pub test: Arc<Test>,
+    /// Checked step label → what the kernel did (steps that did not run left out).
     pub outcomes: Vec<(String, Outcome)>,
 }
 
 /// What bless did to one file.
 #[derive(Debug, Default)]
 pub struct Summary {
+    /// The expectation file written.
     pub path: PathBuf,
+    /// Observed entries whose `seen_on` gained the release.
     pub confirmed: usize,
+    /// Observed entries whose outcomes were rewritten in place.
     pub changed: usize,
+    /// New entries.
     pub added: usize,
+    /// Observed entries removed because no test resolves to them any more.
     pub removed: usize,
 }
 
@@ -93,7 +100,12 @@ pub enum Refusal {
     /// Outcomes varied between repeats: never blessed.
     Intermittent,
     /// A setup step or precondition failed, so the outcomes prove nothing.
-    Problem { problem: String, reason: String },
+    Problem {
+        /// The kind of problem (`setup`, `precondition`, ...).
+        problem: String,
+        /// What went wrong, in words.
+        reason: String,
+    },
 }
 
 impl std::fmt::Display for Refusal {

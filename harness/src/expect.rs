@@ -36,26 +36,33 @@ use crate::outcome::Outcome;
 use crate::sources::Registry;
 use crate::version::{VersionRange, cmp_versions, version_numbers};
 
+/// How an expectation is known: a run, or a document.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Provenance {
     /// Blessed from real runs on these releases; `seen_with`: the runtimes
     /// other than sockspec's own whose helpers ran those steps
     /// (`sockspec run --agent`: `node 20.20.2`), empty for sockspec's own.
     Observed {
+        /// The releases it was observed on (`6.1.192`).
         seen_on: Vec<String>,
+        /// Runtimes other than sockspec's own that showed it.
         seen_with: Vec<String>,
     },
     /// From a document: `cite` names it. With a sources registry
     /// (`cases/sources.toml`), `keys` are the registry keys cited and `cite`
     /// is them joined by ", "; without one, `cite` is free text.
     Documented {
+        /// The source, as cited (registry keys joined by ", ").
         cite: String,
+        /// The registry keys cited, when the tree has a sources registry.
         keys: Vec<String>,
+        /// How sure the document is: D, S, E or T (semantics.md's tags).
         confidence: Option<String>,
     },
 }
 
 impl Provenance {
+    /// `observed` or `documented`, as `source` says it.
     pub fn label(&self) -> &'static str {
         match self {
             Provenance::Observed { .. } => "observed",
@@ -63,6 +70,7 @@ impl Provenance {
         }
     }
 
+    /// One line for reports: `observed on 6.1.192, 6.12.74` or `documented: key [D]`.
     pub fn summary(&self) -> String {
         match self {
             Provenance::Observed { seen_on, seen_with } if seen_with.is_empty() => {
@@ -83,23 +91,31 @@ impl Provenance {
     }
 }
 
+/// One `[[expect]]` entry: outcomes of checked steps for the tests it selects.
 #[derive(Clone, Debug)]
 pub struct Entry {
+    /// Where the entry starts in its file.
     pub at: Location,
+    /// The case id it is for.
     pub case: String,
     /// Parameter → labels it selects.
     pub select: Vec<(String, Vec<String>)>,
+    /// The releases it applies to (`kernel = ">=6.1, <6.2"`); all when absent.
     pub kernel: Option<VersionRange>,
     /// Stack settings (key, value) the run must have for this entry to apply.
     pub settings: Vec<(String, String)>,
+    /// Checked step label → expected outcome.
     pub outcomes: Vec<(String, Outcome)>,
+    /// How the outcomes are known.
     pub provenance: Provenance,
+    /// Why: the reasoning or the run it came from.
     pub why: Option<String>,
     /// How many of the case's tests `select` picks (its specificity).
     pub selected: usize,
 }
 
 impl Entry {
+    /// Whether `where` picks this test (of this entry's case).
     pub fn selects(&self, test: &Test) -> bool {
         self.case == test.case.id
             && self
@@ -108,6 +124,7 @@ impl Entry {
                 .all(|(k, labels)| test.param(k).is_some_and(|v| labels.iter().any(|l| l == v)))
     }
 
+    /// The outcome this entry gives the checked step `label`, if any.
     pub fn outcome(&self, label: &str) -> Option<&Outcome> {
         self.outcomes
             .iter()
@@ -148,8 +165,11 @@ impl Entry {
 /// One OS's file.
 #[derive(Debug)]
 pub struct ExpectFile {
+    /// The OS family the file is for (its name).
     pub os: OsFamily,
+    /// Where it was read from.
     pub path: Arc<PathBuf>,
+    /// Its entries, in file order.
     pub entries: Vec<Entry>,
     by_case: HashMap<String, Vec<usize>>,
 }
@@ -157,7 +177,9 @@ pub struct ExpectFile {
 /// The expectation that applies to one step.
 #[derive(Clone, Copy, Debug)]
 pub struct Applied<'a> {
+    /// The entry that gives it.
     pub entry: &'a Entry,
+    /// The outcome it gives.
     pub outcome: &'a Outcome,
     /// The release lies in a window where observations disagree: `entry` is
     /// then the documented entry that covers it, or the observed entry that
@@ -171,9 +193,11 @@ pub struct Applied<'a> {
 pub struct Window<'a> {
     /// The newest release observed with the old outcome (as `seen_on` has it).
     pub last: &'a str,
+    /// What was observed on `last`.
     pub last_outcome: &'a Outcome,
     /// The oldest release observed with the new outcome.
     pub first: &'a str,
+    /// What was observed on `first`.
     pub first_outcome: &'a Outcome,
 }
 
@@ -443,12 +467,14 @@ impl ExpectFile {
 /// Every OS's expectations.
 #[derive(Debug, Default)]
 pub struct Expectations {
+    /// The file of each OS that has one.
     pub files: BTreeMap<OsFamily, ExpectFile>,
     /// `cases/sources.toml`, when the tree has one.
     pub sources: Option<Registry>,
 }
 
 impl Expectations {
+    /// The file for `os`, if the tree has one.
     pub fn for_os(&self, os: OsFamily) -> Option<&ExpectFile> {
         self.files.get(&os)
     }
@@ -628,6 +654,7 @@ pub fn load_all(
     out
 }
 
+/// The tests by case id, in suite order.
 pub fn group_tests(tests: &[Arc<Test>]) -> HashMap<String, Vec<Arc<Test>>> {
     let mut by_case: HashMap<String, Vec<Arc<Test>>> = HashMap::new();
     for t in tests {
@@ -652,6 +679,7 @@ pub struct CaseTests {
 }
 
 impl CaseTests {
+    /// Indexes one case's tests (in suite order).
     pub fn new(tests: Vec<Arc<Test>>) -> CaseTests {
         let n = tests.len();
         let mut labels: HashMap<String, HashMap<String, Bits>> = HashMap::new();

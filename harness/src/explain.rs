@@ -290,7 +290,9 @@ fn sources_section(out: &mut String, suite: &Suite, test: &Test) {
 /// How one OS knows one checked step's outcome, for the grid's marks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Mark {
+    /// An observed entry gives it.
     Observed,
+    /// A documented entry gives it.
     Documented,
     /// The expectation says `unknown`: no source says.
     Unknown,
@@ -300,6 +302,7 @@ pub enum Mark {
 }
 
 impl Mark {
+    /// The one-letter mark the grids print (`o`, `d`, `?`, `!`).
     pub fn as_str(self) -> &'static str {
         match self {
             Mark::Observed => "o",

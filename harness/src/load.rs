@@ -24,22 +24,30 @@ pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
 /// A case file, parsed, with its step templates still holding parameters.
 pub struct LoadedCase {
+    /// The case, with its grid and checks.
     pub case: Arc<Case>,
+    /// Its steps as written, parameters still unbound.
     pub steps: Vec<StepTemplate>,
+    /// Combinations of the grid that make no test.
     pub excludes: Vec<Exclude>,
+    /// Where `[grid]` is written, for errors about the whole grid.
     pub grid_at: Option<Location>,
 }
 
 /// One step as written, before parameters are bound.
 pub struct StepTemplate {
+    /// Its position among the case's steps (0-based).
     pub index: usize,
+    /// Where it is written.
     pub at: Location,
+    /// Its `do` (the step kind).
     pub kind: &'static str,
     /// Field name, where it is written, and its raw value.
     pub fields: Vec<(&'static str, Location, Value)>,
 }
 
 impl StepTemplate {
+    /// A field as written, with where.
     pub fn field(&self, name: &str) -> Option<(&Location, &Value)> {
         self.fields
             .iter()
@@ -50,7 +58,9 @@ impl StepTemplate {
 
 /// One `[[exclude]]` entry: parameter → the labels it excludes.
 pub struct Exclude {
+    /// Where the entry is written.
     pub at: Location,
+    /// Parameter → the labels it excludes (all must match).
     pub select: Vec<(String, Vec<String>)>,
 }
 

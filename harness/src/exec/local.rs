@@ -20,9 +20,12 @@ use crate::sys;
 /// What a step did, before judging.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Done {
+    /// What the kernel did.
     #[serde(with = "outcome_text")]
     pub outcome: Outcome,
+    /// The OS's own error code, when the outcome is an error.
     pub raw: Option<i32>,
+    /// What a person needs to read the outcome: the error text, bytes read, who received.
     pub detail: Option<String>,
     /// Ports the step's own helper sockets got (spread's clients), to claim.
     #[serde(default)]
@@ -46,6 +49,7 @@ mod outcome_text {
 }
 
 impl Done {
+    /// The call succeeded.
     pub fn ok() -> Self {
         Done {
             outcome: Outcome::Ok,
@@ -55,6 +59,7 @@ impl Done {
         }
     }
 
+    /// This outcome, with nothing more to say.
     pub fn of(o: Outcome) -> Self {
         Done {
             outcome: o,
@@ -62,6 +67,7 @@ impl Done {
         }
     }
 
+    /// The call failed: the error's portable name, its raw code and its text.
     pub fn err(e: &io::Error) -> Self {
         let (outcome, raw) = sys::describe(e);
         Done {
@@ -72,6 +78,7 @@ impl Done {
         }
     }
 
+    /// `ok`, or the error of a call that returns nothing.
     pub fn result(r: io::Result<()>) -> Self {
         match r {
             Ok(()) => Done::ok(),
@@ -79,10 +86,12 @@ impl Done {
         }
     }
 
+    /// The step was not performed, and why.
     pub fn not_run(why: impl Into<String>) -> Self {
         Done::of(Outcome::NotRun).detail(why)
     }
 
+    /// The same outcome with this detail.
     pub fn detail(mut self, d: impl Into<String>) -> Self {
         self.detail = Some(d.into());
         self
@@ -91,16 +100,22 @@ impl Done {
 
 /// A socket this process holds.
 pub struct LocalSock {
+    /// The socket itself.
     pub sock: Socket,
+    /// TCP or UDP, as created.
     pub proto: Proto,
+    /// IPv4 or IPv6, as created.
     pub family: Family,
+    /// Set by the `nonblocking` option: accept and connect do not wait.
     pub nonblocking: bool,
 }
 
 /// Addresses of a socket as the kernel reports them now.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Addrs {
+    /// The bound address (getsockname), once it has a port.
     pub local: Option<SocketAddr>,
+    /// The connected peer (getpeername), when connected.
     pub peer: Option<SocketAddr>,
 }
 
@@ -140,14 +155,17 @@ fn number(p: &PortRef) -> u16 {
 }
 
 impl Local {
+    /// Holds `s` as `name` (a socket passed in from another process).
     pub fn insert(&mut self, name: &str, s: LocalSock) {
         self.socks.insert(name.to_string(), s);
     }
 
+    /// Gives up `name` (to pass it to another process).
     pub fn take(&mut self, name: &str) -> Option<LocalSock> {
         self.socks.remove(name)
     }
 
+    /// Whether this process holds a socket called `name`.
     pub fn holds(&self, name: &str) -> bool {
         self.socks.contains_key(name)
     }

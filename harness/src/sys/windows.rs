@@ -51,6 +51,7 @@ fn wine_version() -> Option<&'static str> {
     .as_deref()
 }
 
+/// The OS family sockspec was compiled for (Wine when run under Wine).
 pub fn os_family() -> OsFamily {
     if wine_version().is_some() {
         OsFamily::Wine
@@ -83,6 +84,7 @@ pub fn os_release() -> String {
     "unknown".into()
 }
 
+/// A longer description: the Windows version and build.
 pub fn os_detail() -> String {
     match wine_version() {
         Some(v) => format!("Wine {v} (an emulation of Windows)"),
@@ -194,7 +196,7 @@ fn getsockopt_int(sock: &Socket, level: i32, name: i32) -> io::Result<i32> {
 
 /// SO_EXCLUSIVEADDRUSE is Windows' own; SO_REUSEPORT, SO_REUSEPORT_LB and
 /// SO_EXCLBIND do not exist here.
-/// https://learn.microsoft.com/windows/win32/winsock/so-exclusiveaddruse
+/// <https://learn.microsoft.com/windows/win32/winsock/so-exclusiveaddruse>
 pub fn set_special(sock: &Socket, opt: Opt, on: bool) -> io::Result<()> {
     match opt {
         Opt::ExclusiveAddrUse => {
@@ -224,10 +226,12 @@ pub fn set_multicast_all(
     Err(super::unsupported(Opt::MulticastAll.c_name()))
 }
 
+/// IP_MULTICAST_ALL is Linux's: unsupported here.
 pub fn multicast_all(_sock: &Socket, _family: crate::model::Family) -> io::Result<bool> {
     Err(super::unsupported(Opt::MulticastAll.c_name()))
 }
 
+/// Reads an option of [`set_special`]'s (SO_EXCLUSIVEADDRUSE) where Windows has it.
 pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
     match opt {
         Opt::ExclusiveAddrUse => {
@@ -284,18 +288,22 @@ fn poll(socks: &[&Socket], events: i16, timeout: Duration) -> io::Result<Vec<boo
     Ok(fds.iter().map(|f| f.revents != 0).collect())
 }
 
+/// Whether the socket becomes readable (or has an error or EOF) within `timeout`.
 pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
     poll(&[sock], ws::POLLRDNORM, timeout).map(|r| r[0])
 }
 
+/// Whether the socket becomes writable (or has an error) within `timeout`.
 pub fn wait_writable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
     poll(&[sock], ws::POLLWRNORM, timeout).map(|r| r[0])
 }
 
+/// Which of `socks` are readable within `timeout` (all false on timeout).
 pub fn poll_readable(socks: &[&Socket], timeout: Duration) -> io::Result<Vec<bool>> {
     poll(socks, ws::POLLRDNORM, timeout)
 }
 
+/// Interface index of an interface name (IPv6 multicast).
 pub fn if_index(name: &str) -> io::Result<u32> {
     let c =
         std::ffi::CString::new(name).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -309,6 +317,7 @@ pub fn if_index(name: &str) -> io::Result<u32> {
     }
 }
 
+/// Nothing to set up for IPv6 multicast here: loopback carries it.
 pub fn prepare_v6_multicast() -> Result<(), String> {
     Err(
         "sockspec sets up an IPv6 multicast interface only on Linux (a veth pair in a namespace)"
@@ -316,6 +325,7 @@ pub fn prepare_v6_multicast() -> Result<(), String> {
     )
 }
 
+/// Windows has no network namespaces: every worker shares the host's stack.
 pub fn isolate_thread() -> Result<Isolation, String> {
     match isolation_mode() {
         IsolationMode::Netns => Err("network namespaces exist only on Linux".into()),
@@ -614,6 +624,7 @@ fn job() -> Option<HANDLE> {
     (h != 0).then_some(h as HANDLE)
 }
 
+/// Starts `program` as an agent: stdin and stdout piped for requests, sockets passed by WSADuplicateSocketW blobs.
 pub fn spawn_agent(
     program: &std::path::Path,
     args: &[String],
@@ -638,6 +649,7 @@ pub fn spawn_agent(
     Ok((child, DescriptorChannel))
 }
 
+/// The agent's side of the channel (sockets arrive as blobs on stdin).
 pub fn agent_channel() -> DescriptorChannel {
     DescriptorChannel
 }
@@ -680,6 +692,7 @@ pub fn send_socket(
     Ok(Some(bytes.iter().map(|b| format!("{b:02x}")).collect()))
 }
 
+/// A socket another process duplicated for this one (WSASocketW from its blob).
 pub fn receive_socket(_chan: &DescriptorChannel, blob: Option<&str>) -> io::Result<Socket> {
     use std::os::windows::io::FromRawSocket;
     winsock();
@@ -716,6 +729,7 @@ pub fn receive_socket(_chan: &DescriptorChannel, blob: Option<&str>) -> io::Resu
     }
 }
 
+/// Becoming another user needs that account's credentials on Windows: refused.
 pub fn become_user(_uid: u32) -> Result<String, String> {
     Err("running an agent as another user is implemented on Unix only".into())
 }
@@ -723,6 +737,7 @@ pub fn become_user(_uid: u32) -> Result<String, String> {
 /// The job object ends agents with the harness.
 pub fn die_with_parent(_parent: u32) {}
 
+/// TerminateProcess, for helpers of an attempt that hung.
 pub fn kill_pid(pid: u32) {
     use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};
     // SAFETY: a handle we open and close around one call.

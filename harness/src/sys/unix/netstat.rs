@@ -15,6 +15,7 @@ pub const CHEAP_TCP_TABLE: bool = false;
 /// so a lease's probe binds see it.
 pub const BIND_IGNORES_TIME_WAIT: bool = false;
 
+/// The TCP table as `netstat` prints it (no /proc here).
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     let args: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
         &["-an", "-P", "tcp"]
@@ -42,6 +43,7 @@ pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
     ))
 }
 
+/// No network namespaces here: every worker shares the host's stack.
 pub fn isolate_thread() -> Result<Isolation, String> {
     match isolation_mode() {
         IsolationMode::Netns => Err("network namespaces exist only on Linux".into()),

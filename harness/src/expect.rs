@@ -612,8 +612,18 @@ pub fn load_all(
     if let Err(e) = crate::sys::settings::load_profiles(root) {
         errors.extend(e);
     }
-    let Ok(read) = std::fs::read_dir(&dir) else {
-        return out;
+    // No `expected/` is a tree without expectations yet; one that cannot be
+    // read (or is not a directory) is an error, never an empty set.
+    let read = match std::fs::read_dir(&dir) {
+        Ok(r) => r,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
+        Err(e) => {
+            errors.push(InputError::file(
+                &dir,
+                format!("cannot read this directory: {e}"),
+            ));
+            return out;
+        }
     };
     let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();

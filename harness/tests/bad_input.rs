@@ -548,6 +548,34 @@ fn an_unreadable_topic_directory_is_named() {
     assert_has(&err, &["locked: cannot read this directory"]);
 }
 
+/// An `expected` that cannot be read as a directory is an error, never an
+/// empty set of expectations (which would fail every test at run time).
+#[test]
+fn an_expected_dir_that_cannot_be_read_is_named() {
+    let dir = tree(GOOD_CASE, None);
+    std::fs::write(dir.path().join("expected"), "not a directory").unwrap();
+    assert_has(
+        &error(dir.path()),
+        &["expected: cannot read this directory"],
+    );
+    #[cfg(unix)]
+    {
+        let dir = tree(GOOD_CASE, None);
+        nix::unistd::mkfifo(
+            &dir.path().join("expected"),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .unwrap();
+        assert_has(
+            &error(dir.path()),
+            &["expected: cannot read this directory"],
+        );
+    }
+    // No `expected` at all is a tree with no expectations yet.
+    let dir = tree(GOOD_CASE, None);
+    assert!(Suite::load(dir.path()).is_ok());
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {

@@ -64,7 +64,7 @@ pub fn load(root: &Path, errors: &mut Vec<InputError>) -> Option<Vec<Claim>> {
         }
     };
     let index = LineIndex::new(Arc::new(path.clone()), &text);
-    let raw: RawFile = match toml::from_str(&text) {
+    let raw: RawFile = match crate::load::parse_toml(&text) {
         Ok(r) => r,
         Err(e) => {
             errors.push(toml_error(&index, &e));

@@ -120,7 +120,7 @@ pub fn load(file: Option<&Path>, profile: Option<&str>) -> Result<Settings, Erro
     };
     let text = crate::load::read_input(&path).map_err(|e| InputErrors(vec![e]))?;
     let index = LineIndex::new(Arc::new(path.clone()), &text);
-    let raw: RawSettings = toml::from_str(&text)
+    let raw: RawSettings = crate::load::parse_toml(&text)
         .map_err(|e| InputErrors(vec![crate::load::toml_error(&index, &e)]))?;
     let on_ci = std::env::var_os("CI").is_some_and(|v| !v.is_empty());
     let profiles = raw

@@ -588,6 +588,11 @@ fn check_cite(
     keys
 }
 
+/// Most entries one expectation file may have: counted before any is
+/// checked, so that `check` stays under 256 MiB on any input (each entry is
+/// checked against every test it selects). `expected/linux.toml` has ~270.
+pub const MAX_ENTRIES: usize = 5_000;
+
 /// Confidence tags, as in semantics.md.
 pub const CONFIDENCE: &[(&str, &str)] = &[
     ("D", "documented by the vendor"),
@@ -681,19 +686,40 @@ pub fn group_tests(tests: &[Arc<Test>]) -> HashMap<String, Vec<Arc<Test>>> {
 /// instead of once per test and checked step (that was most of `check`'s time).
 pub struct CaseTests {
     tests: Vec<Arc<Test>>,
-    labels: HashMap<String, HashMap<String, Bits>>,
+    /// Grid parameter → its labels, and each test's label (an index into
+    /// them): a few bytes per test and axis however many values it has.
+    axes: HashMap<String, (Vec<String>, Vec<u32>)>,
     /// Checked step label → its index in each test's steps.
     checks: HashMap<String, Vec<Option<usize>>>,
-    /// The OSes each test cannot run on.
-    not_on: Vec<Vec<OsFamily>>,
+    /// Per OS family (in [`OsFamily::ALL`]'s order), the tests that can run there.
+    runs: Vec<Bits>,
+    /// Checked step label → each test's class of equal actions (an index)
+    /// and one test of each class: what a step may report is then asked once
+    /// per distinct step, not once per test.
+    classes: HashMap<String, Classes>,
 }
+
+/// The tests of one checked label, by class of equal actions.
+struct Classes {
+    /// Each test's class (`u32::MAX`: the test does not check the label).
+    of: Vec<u32>,
+    /// One test of each class.
+    reps: Vec<usize>,
+    /// Each class's tests as a set, when the classes are few (at most
+    /// [`SET_CLASSES`]): a selection is then matched a word at a time.
+    sets: Option<Vec<Bits>>,
+}
+
+/// Most classes for which [`Classes::sets`] is kept: 64 sets of a
+/// 10,000-test case are 80 KB.
+const SET_CLASSES: usize = 64;
 
 impl CaseTests {
     /// Indexes one case's tests (in suite order).
     pub fn new(tests: Vec<Arc<Test>>) -> CaseTests {
         let n = tests.len();
-        let mut labels: HashMap<String, HashMap<String, Bits>> = HashMap::new();
         let mut checks: HashMap<String, Vec<Option<usize>>> = HashMap::new();
+        let mut axes: HashMap<String, (Vec<String>, Vec<u32>)> = HashMap::new();
         for (i, t) in tests.iter().enumerate() {
             for (si, s) in t.steps.iter().enumerate() {
                 if let Some(label) = &s.check {
@@ -701,43 +727,91 @@ impl CaseTests {
                 }
             }
             for (k, v) in &t.params {
-                labels
+                let (labels, of) = axes
                     .entry(k.clone())
-                    .or_default()
-                    .entry(v.clone())
-                    .or_insert_with(|| Bits::new(n))
-                    .set(i);
+                    .or_insert_with(|| (Vec::new(), vec![u32::MAX; n]));
+                let at = labels.iter().position(|l| l == v).unwrap_or_else(|| {
+                    labels.push(v.clone());
+                    labels.len() - 1
+                });
+                of[i] = at as u32;
             }
         }
-        let not_on = tests
+        let runs = OsFamily::ALL
             .iter()
-            .map(|t| {
-                OsFamily::ALL
-                    .iter()
-                    .copied()
-                    .filter(|os| t.not_applicable(*os).is_some())
-                    .collect()
+            .map(|os| {
+                let mut b = Bits::new(n);
+                for (i, t) in tests.iter().enumerate() {
+                    if t.not_applicable(*os).is_none() {
+                        b.set(i);
+                    }
+                }
+                b
             })
             .collect();
+        let mut classes: HashMap<String, Classes> = HashMap::new();
+        for (label, at) in &checks {
+            // Equal actions print alike (derived Debug); one pass, no pairs.
+            let mut seen: HashMap<String, u32> = HashMap::new();
+            let mut of = vec![u32::MAX; n];
+            let mut reps = Vec::new();
+            for (i, si) in at.iter().enumerate() {
+                let Some(si) = si else { continue };
+                let key = format!("{:?}", tests[i].steps[*si].action);
+                of[i] = *seen.entry(key).or_insert_with(|| {
+                    reps.push(i);
+                    (reps.len() - 1) as u32
+                });
+            }
+            let sets = (reps.len() <= SET_CLASSES).then(|| {
+                let mut sets = vec![Bits::new(n); reps.len()];
+                for (i, c) in of.iter().enumerate() {
+                    if let Some(b) = sets.get_mut(*c as usize) {
+                        b.set(i);
+                    }
+                }
+                sets
+            });
+            classes.insert(label.clone(), Classes { of, reps, sets });
+        }
         CaseTests {
             tests,
-            labels,
+            axes,
             checks,
-            not_on,
+            runs,
+            classes,
         }
     }
 
-    fn runs_on(&self, test: usize, os: OsFamily) -> bool {
-        !self.not_on[test].contains(&os)
+    /// The tests that can run on `os`.
+    fn runs(&self, os: OsFamily) -> &Bits {
+        let i = OsFamily::ALL.iter().position(|o| *o == os).unwrap_or(0);
+        &self.runs[i]
     }
 
-    /// The step checked as `label` in each of `tests` that has one.
-    fn checked<'a>(&'a self, label: &str, tests: &'a [usize]) -> impl Iterator<Item = &'a Step> {
-        let at = self.checks.get(label);
-        tests.iter().filter_map(move |&t| {
-            let si = at?[t]?;
-            Some(&self.tests[t].steps[si])
-        })
+    /// The distinct steps checked as `label` among `tests`.
+    fn checked(&self, label: &str, tests: &Bits) -> Vec<&Step> {
+        let (Some(c), Some(at)) = (self.classes.get(label), self.checks.get(label)) else {
+            return Vec::new();
+        };
+        let hit: Vec<bool> = match &c.sets {
+            Some(sets) => sets.iter().map(|b| b.intersects(tests)).collect(),
+            None => {
+                let mut hit = vec![false; c.reps.len()];
+                for t in tests.iter() {
+                    if let Some(h) = hit.get_mut(c.of[t] as usize) {
+                        *h = true;
+                    }
+                }
+                hit
+            }
+        };
+        c.reps
+            .iter()
+            .zip(hit)
+            .filter(|(_, h)| *h)
+            .filter_map(|(&r, _)| Some(&self.tests[r].steps[at[r]?]))
+            .collect()
     }
 
     /// The tests `select` picks: for every parameter, one of its labels.
@@ -745,13 +819,15 @@ impl CaseTests {
         let n = self.tests.len();
         let mut picked = Bits::full(n);
         for (k, wanted) in select {
-            let mut any = Bits::new(n);
-            for l in wanted {
-                if let Some(b) = self.labels.get(k).and_then(|m| m.get(l)) {
-                    any.or(b);
+            let Some((labels, of)) = self.axes.get(k) else {
+                return Bits::new(n);
+            };
+            let want: Vec<bool> = labels.iter().map(|l| wanted.contains(l)).collect();
+            for (i, v) in of.iter().enumerate() {
+                if !want.get(*v as usize).copied().unwrap_or(false) {
+                    picked.clear(i);
                 }
             }
-            picked.and(&any);
         }
         picked
     }
@@ -777,11 +853,20 @@ impl Bits {
     fn set(&mut self, i: usize) {
         self.0[i / 64] |= 1 << (i % 64);
     }
-    fn or(&mut self, other: &Bits) {
-        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a |= b);
+    fn clear(&mut self, i: usize) {
+        self.0[i / 64] &= !(1 << (i % 64));
     }
     fn and(&mut self, other: &Bits) {
         self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a &= b);
+    }
+    fn count(&self) -> usize {
+        self.0.iter().map(|w| w.count_ones() as usize).sum()
+    }
+    fn intersects(&self, other: &Bits) -> bool {
+        self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
+    }
+    fn is_empty(&self) -> bool {
+        self.0.iter().all(|w| *w == 0)
     }
     fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().enumerate().flat_map(|(w, &bits)| {
@@ -809,7 +894,7 @@ pub fn load_file(
         }
     };
     let index = LineIndex::new(Arc::new(path.to_path_buf()), &text);
-    let raw: RawFile = match toml::from_str(&text) {
+    let raw: RawFile = match crate::load::parse_toml(&text) {
         Ok(r) => r,
         Err(e) => {
             errors.push(
@@ -841,11 +926,23 @@ pub fn load_file(
             ),
         ));
     }
+    if raw.expect.len() > MAX_ENTRIES {
+        errors.push(
+            InputError::at(
+                &index.loc(0),
+                format!(
+                    "{} entries: more than an expectation file may have ({MAX_ENTRIES})",
+                    raw.expect.len()
+                ),
+            )
+            .help("merge entries with `where` lists, or split the cases"),
+        );
+        return None;
+    }
     let mut entries = Vec::new();
-    let mut picks = Vec::new();
     for raw in raw.expect {
         let at = index.loc(raw.span().start);
-        if let Some((e, p)) = parse_entry(
+        if let Some(e) = parse_entry(
             &index,
             at,
             raw.into_inner(),
@@ -856,7 +953,6 @@ pub fn load_file(
             errors,
         ) {
             entries.push(e);
-            picks.push(p);
         }
     }
     if errors.len() > before {
@@ -872,7 +968,7 @@ pub fn load_file(
         entries,
         by_case: file_by_case,
     };
-    check_ambiguity(&file, &picks, by_case, errors);
+    check_ambiguity(&file, by_case, errors);
     (errors.len() == before).then_some(file)
 }
 
@@ -886,7 +982,7 @@ fn parse_entry(
     by_case: &HashMap<String, CaseTests>,
     sources: Option<&Registry>,
     errors: &mut Vec<InputError>,
-) -> Option<(Entry, Bits)> {
+) -> Option<Entry> {
     let before = errors.len();
     let case_id = raw.case.get_ref().clone();
     let Some(case) = cases.iter().find(|c| c.id == case_id) else {
@@ -938,16 +1034,18 @@ fn parse_entry(
     let empty = CaseTests::new(Vec::new());
     let ct = by_case.get(&case_id).unwrap_or(&empty);
     let picked = ct.select(&select);
-    let selected: Vec<&Arc<Test>> = picked.iter().map(|i| &ct.tests[i]).collect();
-    let runnable: Vec<usize> = picked.iter().filter(|&i| ct.runs_on(i, os)).collect();
+    let selected = picked.count();
+    let mut runnable = picked.clone();
+    runnable.and(ct.runs(os));
     if errors.len() == before {
-        if selected.is_empty() {
+        if selected == 0 {
             errors.push(
                 InputError::at(&at, format!("this entry selects no test of `{case_id}`"))
                     .help("check `where`: the values must be combinations the grid produces"),
             );
         } else if runnable.is_empty() {
-            let why = selected[0].not_applicable(os).unwrap_or_default();
+            let first = picked.iter().next().map(|i| &ct.tests[i]);
+            let why = first.and_then(|t| t.not_applicable(os)).unwrap_or_default();
             errors.push(InputError::at(
                 &at,
                 format!("this entry selects only tests that cannot run on {os} ({why})"),
@@ -965,20 +1063,17 @@ fn parse_entry(
     if outcomes.is_empty() && errors.len() == before {
         errors.push(InputError::at(&at, "this entry gives no outcomes"));
     }
-    (errors.len() == before).then_some((
-        Entry {
-            at,
-            case: case_id,
-            select,
-            kernel,
-            settings,
-            outcomes,
-            provenance,
-            why,
-            selected: selected.len(),
-        },
-        picked,
-    ))
+    (errors.len() == before).then_some(Entry {
+        at,
+        case: case_id,
+        select,
+        kernel,
+        settings,
+        outcomes,
+        provenance,
+        why,
+        selected,
+    })
 }
 
 /// An entry's fields that say how its outcomes are known.
@@ -1139,7 +1234,7 @@ fn parse_outcomes(
     case: &Case,
     raw: IndexMap<String, Spanned<String>>,
     ct: &CaseTests,
-    runnable: &[usize],
+    runnable: &Bits,
     errors: &mut Vec<InputError>,
 ) -> Vec<(String, Outcome)> {
     let case_id = &case.id;
@@ -1171,7 +1266,7 @@ fn parse_outcomes(
             ));
             continue;
         }
-        let steps: Vec<&Step> = ct.checked(&label, runnable).collect();
+        let steps = ct.checked(&label, runnable);
         if steps.is_empty() && !runnable.is_empty() {
             errors.push(index.err(
                 value.span(),
@@ -1196,11 +1291,12 @@ fn parse_outcomes(
 
 /// Two entries clash when they have equal precedence and the same kernel
 /// range and settings, select a common test, and give different outcomes for
-/// a step that test checks. Only such same-precedence groups are compared,
-/// pair by pair, on their sets of selected tests.
+/// a step that test checks. Within each such group, one sweep per label in
+/// file order: each test remembers the first entry that gave the label an
+/// outcome, and a later entry that gives another is reported, once. Time and
+/// memory grow with the tests entries select, never with pairs of entries.
 fn check_ambiguity(
     file: &ExpectFile,
-    picks: &[Bits],
     by_case: &HashMap<String, CaseTests>,
     errors: &mut Vec<InputError>,
 ) {
@@ -1225,44 +1321,58 @@ fn check_ambiguity(
             groups.entry(key).or_default().push(i);
         }
         for group in groups.values().filter(|g| g.len() > 1) {
-            for (x, &ia) in group.iter().enumerate() {
-                for &ib in &group[x + 1..] {
-                    let (a, b) = (&file.entries[ia], &file.entries[ib]);
-                    let differ: Vec<&str> = a
-                        .outcomes
-                        .iter()
-                        .filter(|(l, o)| b.outcome(l).is_some_and(|ob| ob != o))
-                        .map(|(l, _)| l.as_str())
-                        .collect();
-                    if differ.is_empty() {
-                        continue;
-                    }
-                    let mut both = picks[ia].clone();
-                    both.and(&picks[ib]);
-                    let clash = both.iter().find_map(|t| {
-                        let t = &ct.tests[t];
-                        t.steps
-                            .iter()
-                            .filter_map(|s| s.check.as_deref())
-                            .find(|l| differ.contains(l))
-                            .map(|l| (t, l))
-                    });
-                    if let Some((t, label)) = clash {
-                        found.push(
-                            InputError::at(
-                                &b.at,
-                                format!(
-                                    "this entry and the one at line {} both give `{label}` for {} with equal precedence, but disagree",
-                                    a.at.line, t.name
-                                ),
-                            )
-                            .help("make one of them more specific (`where`, `kernel`), or merge them"),
-                        );
-                    }
-                }
-            }
+            clashes_in(file, ct, group, &mut found);
         }
     }
     found.sort_by_key(|e| e.pos);
     errors.extend(found);
+}
+
+/// The clashes among one group of equal-precedence entries of one case.
+fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Vec<InputError>) {
+    let mut labels: Vec<&str> = group
+        .iter()
+        .flat_map(|&i| file.entries[i].outcomes.iter().map(|(l, _)| l.as_str()))
+        .collect();
+    labels.sort_unstable();
+    labels.dedup();
+    let mut reported: std::collections::BTreeSet<usize> = Default::default();
+    for label in labels {
+        let Some(checked) = ct.checks.get(label) else {
+            continue;
+        };
+        // Test → the first entry of the group that gives `label` for it.
+        let mut first: Vec<Option<usize>> = vec![None; ct.tests.len()];
+        for &i in group {
+            let b = &file.entries[i];
+            let Some(ob) = b.outcome(label) else { continue };
+            if reported.contains(&i) {
+                continue;
+            }
+            for t in ct.select(&b.select).iter() {
+                if checked[t].is_none() {
+                    continue;
+                }
+                let Some(j) = first[t] else {
+                    first[t] = Some(i);
+                    continue;
+                };
+                let a = &file.entries[j];
+                if a.outcome(label).is_some_and(|oa| oa != ob) {
+                    reported.insert(i);
+                    found.push(
+                        InputError::at(
+                            &b.at,
+                            format!(
+                                "this entry and the one at line {} both give `{label}` for {} with equal precedence, but disagree",
+                                a.at.line, ct.tests[t].name
+                            ),
+                        )
+                        .help("make one of them more specific (`where`, `kernel`), or merge them"),
+                    );
+                    break;
+                }
+            }
+        }
+    }
 }

@@ -133,6 +133,17 @@ impl Suite {
             .iter()
             .map(|l| l.case.combinations().saturating_mul(l.steps.len() as u64))
             .sum();
+        let count: u64 = loaded.iter().map(|l| l.case.combinations()).sum();
+        if count > load::MAX_TESTS {
+            errors.push(InputError::file(
+                root,
+                format!(
+                    "these cases would expand to {count} tests in all; sockspec takes at most {}",
+                    load::MAX_TESTS
+                ),
+            ).help("each test is kept in memory: split the tree, or shrink the grids"));
+            return Err(InputErrors(errors));
+        }
         if steps > load::MAX_STEPS {
             errors.push(InputError::file(
                 root,

@@ -112,8 +112,22 @@ struct RawRecipe {
 }
 
 /// Largest input file sockspec reads: hostile input cannot make `check`
-/// use unbounded memory.
-pub const MAX_INPUT_BYTES: u64 = 4 << 20;
+/// use unbounded memory. Parsing costs about 40 bytes per byte of TOML
+/// (the toml crate lists every event first), so 1 MiB is ~40 MiB at peak;
+/// the largest real file, `expected/linux.toml`, is about 150 KiB.
+pub const MAX_INPUT_BYTES: u64 = 1 << 20;
+
+/// Parses TOML input, one file at a time in the whole process: the toml
+/// crate's event list is ~40 times the text, so files parsed side by side
+/// on every core would multiply the peak. What follows a parse (checking
+/// entries, expanding grids) still runs in parallel.
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
+    static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = GATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    toml::from_str(text)
+}
 
 /// Most combinations one case's grid may have (before `exclude`): counted
 /// before any test is built, so a huge grid is refused, not allocated.
@@ -123,6 +137,11 @@ pub const MAX_GRID_COMBINATIONS: u64 = 10_000;
 /// before `exclude`): about 150 MiB of expanded tests, so `check` stays
 /// under 256 MiB on any input.
 pub const MAX_STEPS: u64 = 300_000;
+
+/// Most tests a whole case tree may expand to (before `exclude`): each test
+/// costs about 1.5 KiB besides its steps, so with [`MAX_STEPS`] this keeps
+/// `check` under 256 MiB when the tests are many and short.
+pub const MAX_TESTS: u64 = 80_000;
 
 /// Reads an input file (case, expectation, claims, sources): a regular file
 /// of at most [`MAX_INPUT_BYTES`], in UTF-8. Anything else (a FIFO would
@@ -312,7 +331,7 @@ pub fn load_case(
     };
     let index = LineIndex::new(Arc::new(file.to_path_buf()), &text);
     let raw: RawCase =
-        match toml::from_str(&text) {
+        match parse_toml(&text) {
             Ok(r) => r,
             Err(e) => {
                 errors.push(toml_error(&index, &e).help(

@@ -237,7 +237,7 @@ pub fn load(root: &Path, errors: &mut Vec<InputError>) -> Option<Registry> {
         }
     };
     let index = LineIndex::new(Arc::new(path), &text);
-    let raw: RawFile = match toml::from_str(&text) {
+    let raw: RawFile = match crate::load::parse_toml(&text) {
         Ok(r) => r,
         Err(e) => {
             errors.push(toml_error(&index, &e).help(HELP));

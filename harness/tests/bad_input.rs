@@ -407,7 +407,9 @@ fn check_cli(dir: &Path) -> (Option<i32>, String) {
             std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
             return (status.code(), err);
         }
-        if started.elapsed() > std::time::Duration::from_secs(20) {
+        // Only a hang detector: the largest accepted tree takes ~20 s in a
+        // debug build on a loaded machine.
+        if started.elapsed() > std::time::Duration::from_secs(120) {
             let _ = child.kill();
             panic!("`sockspec check` hung on {}", dir.display());
         }
@@ -596,10 +598,30 @@ fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {
     }
     let (code, err) = check_cli(dir.path());
     assert_eq!(code, Some(2), "{err}");
-    assert_has(&err, &["would expand to 960000 steps", "at most 300000"]);
-    // The largest tree it accepts: 9 such cases, 288000 steps.
-    for n in 9..30 {
+    assert_has(&err, &["would expand to 240000 tests", "at most 80000"]);
+    // Ten: within the tests' limit, beyond the steps'.
+    for n in 10..30 {
         std::fs::remove_file(dir.path().join(format!("t/c{n}.toml"))).unwrap();
+    }
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(&err, &["would expand to 320000 steps", "at most 300000"]);
+    // The largest tree it accepts: 9 such cases, 288000 steps.
+    for n in 9..10 {
+        std::fs::remove_file(dir.path().join(format!("t/c{n}.toml"))).unwrap();
+    }
+    // With every OS's expectation file at the entry limit, each entry
+    // selecting a whole 8000-test case.
+    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+    for os in sockspec::model::OsFamily::ALL {
+        let mut text = format!("os = \"{os}\"\n");
+        for n in 0..sockspec::expect::MAX_ENTRIES {
+            text.push_str(&format!(
+                "[[expect]]\ncase = \"t::c{}\"\noutcomes = {{ bind_b = \"EADDRINUSE\" }}\nsource = \"documented\"\ncite = \"semantics.md L1\"\nwhy = \"y\"\n",
+                n % 9
+            ));
+        }
+        std::fs::write(dir.path().join(format!("expected/{os}.toml")), text).unwrap();
     }
     let (code, err) = check_cli(dir.path());
     assert_eq!(code, Some(0), "{err}");
@@ -610,6 +632,44 @@ fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {
         usage.max_rss() < 256 * 1024,
         "peak RSS {} KiB",
         usage.max_rss()
+    );
+}
+
+/// A tree of more tests than the limit is refused before any is built, even
+/// when their steps are few.
+#[test]
+fn too_many_tests_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    let values: Vec<String> = (0..10_000).map(|i| i.to_string()).collect();
+    let case = format!(
+        "title = \"many\"\nsource = \"x\"\nsteps = [{{ do = \"sleep\", ms = \"{{x}}\", check = \"s\" }}]\n[grid]\nx = [{}]\n",
+        values.join(", ")
+    );
+    for n in 0..9 {
+        std::fs::write(dir.path().join(format!("t/c{n}.toml")), &case).unwrap();
+    }
+    assert_has(
+        &error(dir.path()),
+        &["these cases would expand to 90000 tests in all; sockspec takes at most 80000"],
+    );
+}
+
+/// An expectation file with more entries than the limit is refused before
+/// any entry is checked.
+#[test]
+fn too_many_entries_are_refused() {
+    let mut text = GOOD_EXPECT.to_string();
+    for _ in 0..sockspec::expect::MAX_ENTRIES {
+        text.push_str("[[expect]]\ncase = \"t::two\"\noutcomes = { bind_b = \"EADDRINUSE\" }\nsource = \"documented\"\ncite = \"semantics.md L1\"\nwhy = \"y\"\n");
+    }
+    let text = error(tree(GOOD_CASE, Some(&text)).path());
+    assert_has(
+        &text,
+        &[
+            "linux.toml:1:1",
+            "5001 entries: more than an expectation file may have (5000)",
+        ],
     );
 }
 

@@ -308,7 +308,8 @@ pub fn load_profiles(root: &Path) -> Result<BTreeMap<String, Profile>, Vec<Input
     }
     let text = read_input(&path).map_err(|e| vec![e])?;
     let index = LineIndex::new(Arc::new(path.clone()), &text);
-    let raw: RawProfiles = toml::from_str(&text).map_err(|e| vec![toml_error(&index, &e)])?;
+    let raw: RawProfiles =
+        crate::load::parse_toml(&text).map_err(|e| vec![toml_error(&index, &e)])?;
     let mut errors = Vec::new();
     let mut out = BTreeMap::new();
     for (name, p) in raw.profile {

@@ -108,6 +108,37 @@ fn a_closed_pipe_ends_output_quietly() {
     }
 }
 
+#[test]
+fn a_closed_stderr_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tree with many errors (each its own line on stderr).
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    for i in 0..200 {
+        std::fs::write(dir.path().join(format!("t/c{i}.toml")), "title = 1\n").unwrap();
+    }
+    let tree = dir.path().to_str().unwrap();
+    for args in [
+        &["explain", "nosuchthing"][..],
+        &["check", "--only-cases", "--cases", tree][..],
+        &["run", "--only-cases", "--cases", tree][..],
+    ] {
+        // Standard error is a pipe whose reader has gone before the first
+        // write (`2>&1 | true`); standard output is read.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = sockspec()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(writer)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("panicked"), "{args:?}: {stdout}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stdout}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}");
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod interrupt {
     use super::*;

@@ -118,7 +118,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         if let Some(line) = console::progress_line_in(rec, colour) {
             bad += 1;
             if drawn {
-                eprint!("\r\x1b[K");
+                sockspec::stderr::print("\r\x1b[K");
                 drawn = false;
             }
             if !quiet {
@@ -127,15 +127,15 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         }
         if progress && (shown.elapsed().as_millis() >= 200 || done == total) {
             shown = std::time::Instant::now();
-            eprint!(
+            sockspec::stderr::print(&format!(
                 "\r\x1b[K{}",
                 console::running_line(done, total, opts.repeat, bad)
-            );
+            ));
             drawn = true;
         }
     });
     if drawn {
-        eprint!("\r\x1b[K");
+        sockspec::stderr::print("\r\x1b[K");
     }
     out::print(&console::summary_in(&results, colour));
     write_outputs(&results, a.json.as_deref(), &settings)?;
@@ -197,10 +197,12 @@ fn stop_on_signal() -> Arc<AtomicBool> {
         if flag.swap(true, Ordering::SeqCst) {
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: finishing the running tests (interrupt again to stop at once)");
+        sockspec::stderr::line(
+            "\ninterrupted: finishing the running tests (interrupt again to stop at once)",
+        );
     });
     if let Err(e) = installed {
-        eprintln!("warning: cannot catch interrupts: {e}");
+        sockspec::stderr::line(&format!("warning: cannot catch interrupts: {e}"));
     }
     stop
 }

@@ -525,7 +525,7 @@ pub fn serve_if_agent() -> Option<ExitCode> {
     Some(match serve(parent) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sockspec agent: {e}");
+            crate::stderr::line(&format!("sockspec agent: {e}"));
             ExitCode::from(3)
         }
     })

@@ -189,12 +189,15 @@ fn write_outputs(
 
 /// A flag set by the first SIGINT or SIGTERM (Ctrl-C on Windows): the run
 /// starts no more tests, lets the running ones reach their deadline, and
-/// reports what ran. A second signal ends the process at once.
+/// reports what ran. A second signal ends the process at once, after killing
+/// and reaping the helper processes (at most a second for that).
 fn stop_on_signal() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let installed = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            sockspec::exec::live::kill_all(deadline);
             std::process::exit(130);
         }
         sockspec::stderr::line(

@@ -26,6 +26,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod sources;
+pub mod stderr;
 pub mod steps;
 pub mod sys;
 pub mod testing;
@@ -102,7 +103,7 @@ impl Suite {
             Ok(t) => t.root,
             // Loading from here then reports the directory as missing.
             Err(e) => {
-                eprintln!("warning: {e}");
+                crate::stderr::line(&format!("warning: {e}"));
                 PathBuf::from("cases")
             }
         }

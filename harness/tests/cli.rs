@@ -108,32 +108,155 @@ fn a_closed_pipe_ends_output_quietly() {
     }
 }
 
+#[test]
+fn a_closed_stderr_ends_output_quietly() {
+    let dir = tempfile::tempdir().unwrap();
+    // A tree with many errors (each its own line on stderr).
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    for i in 0..200 {
+        std::fs::write(dir.path().join(format!("t/c{i}.toml")), "title = 1\n").unwrap();
+    }
+    let tree = dir.path().to_str().unwrap();
+    for args in [
+        &["explain", "nosuchthing"][..],
+        &["check", "--only-cases", "--cases", tree][..],
+        &["run", "--only-cases", "--cases", tree][..],
+    ] {
+        // Standard error is a pipe whose reader has gone before the first
+        // write (`2>&1 | true`); standard output is read.
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = sockspec()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(writer)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(!stdout.contains("panicked"), "{args:?}: {stdout}");
+        assert_ne!(out.status.code(), Some(101), "{args:?}: {stdout}");
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stdout}");
+    }
+}
+
 #[cfg(target_os = "linux")]
 mod interrupt {
     use super::*;
+    use nix::sys::signal::Signal;
+    use std::sync::mpsc;
 
-    fn signal(child: &std::process::Child) {
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGINT,
-        )
-        .unwrap();
+    fn signal(child: &std::process::Child, sig: Signal) {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
     }
 
-    /// The `timing` topic blocks on purpose (about a second a test): one
-    /// worker cannot finish it before the interrupt.
-    fn start(json: &std::path::Path) -> std::process::Child {
-        let child = sockspec()
+    /// A tree whose every test keeps a helper process busy for 5 s
+    /// (`drain` in the actor `peer`), so that an interrupt always finds one.
+    fn slow_tree() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("slow")).unwrap();
+        std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+        std::fs::write(dir.path().join("expected/linux.toml"), "os = \"linux\"\n").unwrap();
+        std::fs::write(
+            dir.path().join("slow/hold.toml"),
+            r#"title = "a helper holds a connection while the peer waits"
+source = "sockspec's interrupt tests"
+claims = []
+deadline_ms = 8000
+steps = [
+  { do = "spawn", actor = "peer" },
+  { do = "socket", name = "l", type = "tcp", family = "v4", actor = "peer" },
+  { do = "bind", sock = "l", addr = "lo4", port = "@p" },
+  { do = "listen", sock = "l" },
+  { do = "socket", name = "c", type = "tcp", family = "v4" },
+  { do = "connect", sock = "c", addr = "lo4", port = "l" },
+  { do = "accept", sock = "l", name = "s" },
+  { do = "drain", sock = "s", wait_ms = 5000, check = "peer_sees" },
+]
+
+[grid]
+n = [1, 2, 3, 4]
+"#,
+        )
+        .unwrap();
+        dir
+    }
+
+    /// `/proc/<pid>/stat`: (state, parent pid, start time).
+    fn stat(pid: u32) -> Option<(char, u32, u64)> {
+        let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let rest: Vec<&str> = text[text.rfind(')')? + 2..].split(' ').collect();
+        Some((
+            rest[0].chars().next()?,
+            rest[1].parse().ok()?,
+            rest[19].parse().ok()?,
+        ))
+    }
+
+    /// The processes whose parent is `parent`, with their start times.
+    fn children(parent: u32) -> Vec<(u32, u64)> {
+        std::fs::read_dir("/proc")
+            .unwrap()
+            .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
+            .filter_map(|pid| stat(pid).map(|(_, ppid, start)| (pid, ppid, start)))
+            .filter(|(_, ppid, _)| *ppid == parent)
+            .map(|(pid, _, start)| (pid, start))
+            .collect()
+    }
+
+    /// Orphans of the runs come to this process instead of init, which
+    /// reaps nothing of ours: a helper the run left behind stays visible
+    /// (a zombie of ours) until [`left_behind`] reaps it.
+    fn adopt_orphans() {
+        static ONCE: std::sync::Once = std::sync::Once::new();
+        // SAFETY: prctl with integer arguments.
+        ONCE.call_once(|| unsafe {
+            assert_eq!(libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1), 0);
+        });
+    }
+
+    /// The helpers in `seen` that still exist (running or zombies) once
+    /// their run has ended; reaps the ones left to this process.
+    fn left_behind(seen: &[(u32, u64)]) -> Vec<String> {
+        let mut left = Vec::new();
+        for (pid, start) in seen {
+            if let Some((state, ppid, s)) = stat(*pid)
+                && s == *start
+            {
+                left.push(format!("helper {pid} in state {state}, parent {ppid}"));
+                if ppid == std::process::id() {
+                    let _ = nix::sys::signal::kill(
+                        nix::unistd::Pid::from_raw(*pid as i32),
+                        Signal::SIGKILL,
+                    );
+                    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(*pid as i32), None);
+                }
+            }
+        }
+        left
+    }
+
+    /// A run of the slow tree, and its stderr's lines as they come.
+    struct Run {
+        child: std::process::Child,
+        stderr: mpsc::Receiver<String>,
+        _tree: tempfile::TempDir,
+    }
+
+    /// Starts a run and waits (up to a minute: a debug build on a loaded
+    /// machine loads slowly) until it has a helper process.
+    fn start(json: &std::path::Path) -> (Run, Vec<(u32, u64)>) {
+        adopt_orphans();
+        let tree = slow_tree();
+        let mut child = sockspec()
+            .args(["run", "-q", "--only-cases", "--cases"])
+            .arg(tree.path())
             .args([
-                "run",
-                "-q",
                 "--jobs",
                 "1",
                 "--repeat",
                 "200",
                 "--isolation",
                 "host",
-                "timing::",
                 "--json",
             ])
             .arg(json)
@@ -141,52 +264,93 @@ mod interrupt {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        // Wait until the run has started its worker (main thread, the
-        // signal handler's thread and one worker): loading the suite takes a
-        // while in a debug build on a loaded machine. Then let it run a bit.
-        let tasks = format!("/proc/{}/task", child.id());
+        let (tx, rx) = mpsc::channel();
+        let err = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(err).lines() {
+                let Ok(line) = line else { break };
+                let _ = tx.send(line);
+            }
+        });
+        let helpers = wait_for(|| Some(children(child.id())).filter(|h| !h.is_empty()));
+        let run = Run {
+            child,
+            stderr: rx,
+            _tree: tree,
+        };
+        (run, helpers)
+    }
+
+    /// Polls `f` until it answers, for at most a minute.
+    fn wait_for<T>(mut f: impl FnMut() -> Option<T>) -> T {
         let started = Instant::now();
-        while std::fs::read_dir(&tasks).map_or(0, |d| d.count()) < 3 {
+        loop {
+            if let Some(t) = f() {
+                return t;
+            }
             assert!(
                 started.elapsed() < Duration::from_secs(60),
-                "the run never started"
+                "waited a minute in vain"
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
-        std::thread::sleep(Duration::from_millis(1000));
-        child
+    }
+
+    /// Waits (up to a minute) for the first interrupt's message on stderr.
+    fn acknowledged(run: &Run) {
+        let started = Instant::now();
+        while !run
+            .stderr
+            .recv_timeout(Duration::from_secs(60).saturating_sub(started.elapsed()))
+            .expect("no message after the interrupt")
+            .starts_with("interrupted")
+        {}
     }
 
     #[test]
     fn an_interrupted_run_keeps_what_it_did() {
-        let dir = tempfile::tempdir().unwrap();
-        let json = dir.path().join("r.json");
-        let child = start(&json);
-        signal(&child);
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130), "{out:?}");
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        assert!(stdout.contains("interrupted"), "{stdout}");
-        let r: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
-        assert_eq!(r["run"]["interrupted"], true);
-        let ran = r["tests"].as_array().unwrap().len();
-        assert!((1..12).contains(&ran), "{ran} tests recorded");
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            let dir = tempfile::tempdir().unwrap();
+            let json = dir.path().join("r.json");
+            let (run, seen) = start(&json);
+            signal(&run.child, sig);
+            let out = run.child.wait_with_output().unwrap();
+            assert_eq!(out.status.code(), Some(130), "{sig}: {out:?}");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(stdout.contains("interrupted"), "{sig}: {stdout}");
+            assert!(!stdout.contains("each test ran"), "{sig}: {stdout}");
+            assert!(stdout.contains("(of 200 repeats asked)"), "{sig}: {stdout}");
+            let r: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+            assert_eq!(r["run"]["interrupted"], true);
+            let ran = r["tests"].as_array().unwrap().len();
+            assert!((1..4).contains(&ran), "{sig}: {ran} tests recorded");
+            let left = left_behind(&seen);
+            assert!(left.is_empty(), "{sig}: {left:?}");
+        }
     }
 
     #[test]
     fn a_second_interrupt_ends_the_run_at_once() {
-        let dir = tempfile::tempdir().unwrap();
-        let child = start(&dir.path().join("r.json"));
-        signal(&child);
-        std::thread::sleep(Duration::from_millis(50));
-        let t = Instant::now();
-        signal(&child);
-        let out = child.wait_with_output().unwrap();
-        assert_eq!(out.status.code(), Some(130), "{out:?}");
-        assert!(
-            t.elapsed() < Duration::from_millis(500),
-            "{:?}",
-            t.elapsed()
-        );
+        for sig in [Signal::SIGINT, Signal::SIGTERM] {
+            let dir = tempfile::tempdir().unwrap();
+            let (run, mut seen) = start(&dir.path().join("r.json"));
+            let pid = run.child.id();
+            signal(&run.child, sig);
+            acknowledged(&run);
+            // The running test's helper is busy for 5 s yet.
+            seen.extend(children(pid));
+            let t = Instant::now();
+            signal(&run.child, sig);
+            let mut run = run;
+            let status = run.child.wait().unwrap();
+            let took = t.elapsed();
+            assert_eq!(status.code(), Some(130), "{sig}");
+            // At once: well before the running test's 5 s end (killing
+            // and reaping the helpers takes at most a second).
+            assert!(took < Duration::from_secs(3), "{sig}: {took:?}");
+            let left = left_behind(&seen);
+            assert!(left.is_empty(), "{sig}: helpers left behind: {left:?}");
+        }
     }
 }

@@ -1,5 +1,6 @@
 //! Mutated case and expectation files never panic, hang or blow up: the
-//! loader either accepts them or says where they are wrong.
+//! loader either accepts them or says where they are wrong, in bounded time
+//! and (on Linux) in at most 256 MiB of address space.
 
 use std::time::{Duration, Instant};
 
@@ -77,6 +78,31 @@ fn mutation() -> impl Strategy<Value = Mutation> {
     ]
 }
 
+/// The address space `sockspec check` may use on any input (README: peak
+/// memory under 256 MiB).
+#[cfg(target_os = "linux")]
+const MEMORY: u64 = 256 << 20;
+
+/// `sockspec check` on `dir` in a child process whose address space is
+/// limited to [`MEMORY`] (RLIMIT_AS): an allocation beyond it fails, and
+/// the process aborts instead of answering 0 (valid) or 2 (an input error).
+#[cfg(target_os = "linux")]
+fn check_in_bounded_memory(dir: &std::path::Path) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_sockspec"));
+    cmd.args(["check", "--only-cases", "--cases"])
+        .arg(dir)
+        .env_remove("CI");
+    // SAFETY: setrlimit is a system call, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, MEMORY, MEMORY)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.output().unwrap()
+}
+
 fn apply(text: &str, m: &Mutation) -> Vec<u8> {
     let mut b = text.as_bytes().to_vec();
     if b.is_empty() {
@@ -134,6 +160,17 @@ proptest! {
                 );
                 prop_assert!(e.file.starts_with(dir.path()), "{e}");
             }
+        }
+        #[cfg(target_os = "linux")]
+        {
+            let out = check_in_bounded_memory(dir.path());
+            let err = String::from_utf8_lossy(&out.stderr);
+            prop_assert!(
+                matches!(out.status.code(), Some(0 | 2)),
+                "`sockspec check` in {} MiB: {:?}: {err}",
+                MEMORY >> 20,
+                out.status
+            );
         }
     }
 }

@@ -377,6 +377,27 @@ fn console_summary_snapshot() {
 }
 
 #[test]
+fn an_interrupted_repeat_run_does_not_claim_every_repeat() {
+    let mut r = sample("cut", 50, false);
+    // Stopped after 7 repeats of each test.
+    for t in &mut r.tests {
+        t.variants[0].count = 7;
+    }
+    r.run.interrupted = true;
+    let text = report::console::summary(&r);
+    assert!(!text.contains("each test ran"), "{text}");
+    assert!(
+        text.contains("repeats: interrupted: 21 runs of 3 tests (of 50 repeats asked)"),
+        "{text}"
+    );
+    let text = report::console::summary(&sample("whole", 50, false));
+    assert!(
+        text.contains("repeats: each test ran 50 times: 150 runs of 3 tests"),
+        "{text}"
+    );
+}
+
+#[test]
 fn markdown_summary_snapshot() {
     let runs = [sample("a", 1, false), sample("b", 1, true)];
     insta::assert_snapshot!("markdown_summary", report::markdown::summary(&runs));

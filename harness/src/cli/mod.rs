@@ -252,7 +252,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("{e}");
+            sockspec::stderr::line(&e.to_string());
             ExitCode::from(exit_code(&e))
         }
     }

@@ -118,7 +118,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         if let Some(line) = console::progress_line_in(rec, colour) {
             bad += 1;
             if drawn {
-                eprint!("\r\x1b[K");
+                sockspec::stderr::print("\r\x1b[K");
                 drawn = false;
             }
             if !quiet {
@@ -127,15 +127,15 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         }
         if progress && (shown.elapsed().as_millis() >= 200 || done == total) {
             shown = std::time::Instant::now();
-            eprint!(
+            sockspec::stderr::print(&format!(
                 "\r\x1b[K{}",
                 console::running_line(done, total, opts.repeat, bad)
-            );
+            ));
             drawn = true;
         }
     });
     if drawn {
-        eprint!("\r\x1b[K");
+        sockspec::stderr::print("\r\x1b[K");
     }
     out::print(&console::summary_in(&results, colour));
     write_outputs(&results, a.json.as_deref(), &settings)?;
@@ -189,18 +189,23 @@ fn write_outputs(
 
 /// A flag set by the first SIGINT or SIGTERM (Ctrl-C on Windows): the run
 /// starts no more tests, lets the running ones reach their deadline, and
-/// reports what ran. A second signal ends the process at once.
+/// reports what ran. A second signal ends the process at once, after killing
+/// and reaping the helper processes (at most a second for that).
 fn stop_on_signal() -> Arc<AtomicBool> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let installed = ctrlc::set_handler(move || {
         if flag.swap(true, Ordering::SeqCst) {
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(1);
+            sockspec::exec::live::kill_all(deadline);
             std::process::exit(130);
         }
-        eprintln!("\ninterrupted: finishing the running tests (interrupt again to stop at once)");
+        sockspec::stderr::line(
+            "\ninterrupted: finishing the running tests (interrupt again to stop at once)",
+        );
     });
     if let Err(e) = installed {
-        eprintln!("warning: cannot catch interrupts: {e}");
+        sockspec::stderr::line(&format!("warning: cannot catch interrupts: {e}"));
     }
     stop
 }

@@ -254,6 +254,8 @@ pub struct Actor {
     rx: mpsc::Receiver<Result<FromAgent, String>>,
     chan: sys::DescriptorChannel,
     ended: bool,
+    /// Reaped (its pid has left [`super::live`]'s registry).
+    reaped: bool,
 }
 
 impl Actor {
@@ -298,7 +300,7 @@ impl Actor {
         if let Some(u) = user {
             env.push((USER_ENV.to_string(), u.to_string()));
         }
-        let (mut child, chan) = sys::spawn_agent(&program, &args, &env)
+        let (mut child, chan) = super::live::spawn(|| sys::spawn_agent(&program, &args, &env))
             .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let pid = child.id();
         pids.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
@@ -328,6 +330,7 @@ impl Actor {
             rx,
             chan,
             ended: false,
+            reaped: false,
             implementation: String::new(),
             external,
             capabilities: Vec::new(),
@@ -364,7 +367,7 @@ impl Actor {
 
     fn wait_answer(&mut self, deadline: Instant) -> Result<FromAgent, String> {
         let left = deadline.saturating_duration_since(Instant::now());
-        let ended = |a: &mut Actor| match a.child.try_wait() {
+        let ended = |a: &mut Actor| match a.try_reap() {
             Ok(Some(st)) => format!(" ({st})"),
             _ => String::new(),
         };
@@ -487,8 +490,26 @@ impl Actor {
     /// SIGKILL / TerminateProcess, and reap it.
     pub fn kill(&mut self) -> Result<(), String> {
         self.ended = true;
-        self.child.kill().map_err(|e| e.to_string())?;
-        self.child.wait().map(|_| ()).map_err(|e| e.to_string())
+        self.reap(true).map_err(|e| e.to_string())
+    }
+
+    /// Kills the helper if `kill`, and reaps it (once).
+    fn reap(&mut self, kill: bool) -> std::io::Result<()> {
+        if !self.reaped {
+            super::live::end(&mut self.child, kill)?;
+            self.reaped = true;
+        }
+        Ok(())
+    }
+
+    /// Reaps the helper if it has exited.
+    fn try_reap(&mut self) -> std::io::Result<Option<std::process::ExitStatus>> {
+        if self.reaped {
+            return self.child.try_wait();
+        }
+        let status = super::live::try_end(&mut self.child)?;
+        self.reaped = status.is_some();
+        Ok(status)
     }
 
     /// Lets the actor exit on its own without closing its sockets, and reaps it.
@@ -496,7 +517,7 @@ impl Actor {
         self.send(&ToAgent::Exit)?;
         self.ended = true;
         while Instant::now() < deadline {
-            match self.child.try_wait() {
+            match self.try_reap() {
                 Ok(Some(_)) => return Ok(()),
                 Ok(None) => std::thread::sleep(Duration::from_millis(2)),
                 Err(e) => return Err(e.to_string()),
@@ -512,10 +533,7 @@ impl Actor {
 
 impl Drop for Actor {
     fn drop(&mut self) {
-        if !self.ended {
-            let _ = self.child.kill();
-        }
-        let _ = self.child.wait();
+        let _ = self.reap(!self.ended);
     }
 }
 
@@ -525,7 +543,7 @@ pub fn serve_if_agent() -> Option<ExitCode> {
     Some(match serve(parent) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("sockspec agent: {e}");
+            crate::stderr::line(&format!("sockspec agent: {e}"));
             ExitCode::from(3)
         }
     })

@@ -9,6 +9,7 @@
 
 pub mod actors;
 pub mod engine;
+pub mod live;
 pub mod local;
 pub mod ports;
 

@@ -173,12 +173,21 @@ pub fn summary_in(results: &Results, c: Colour) -> String {
     );
     if r.repeat > 1 {
         let ran = s.total - s.skip;
-        let _ = writeln!(
-            out,
-            "repeats: each test ran {} times: {} runs of {ran} tests",
-            r.repeat,
-            runs_made(results)
-        );
+        let runs = runs_made(results);
+        // An interrupted run did not repeat each test as often as asked.
+        let _ = if r.interrupted {
+            writeln!(
+                out,
+                "repeats: interrupted: {runs} runs of {ran} tests (of {} repeats asked)",
+                r.repeat
+            )
+        } else {
+            writeln!(
+                out,
+                "repeats: each test ran {} times: {runs} runs of {ran} tests",
+                r.repeat
+            )
+        };
     }
     if r.interrupted {
         let _ = writeln!(out, "interrupted: the tests not counted here did not run");

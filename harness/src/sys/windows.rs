@@ -737,6 +737,11 @@ pub fn become_user(_uid: u32) -> Result<String, String> {
 /// The job object ends agents with the harness.
 pub fn die_with_parent(_parent: u32) {}
 
+/// Windows leaves no zombies: a killed process needs no reaping.
+pub fn reap_pid(_pid: u32, _deadline: std::time::Instant) -> bool {
+    true
+}
+
 /// TerminateProcess, for helpers of an attempt that hung.
 pub fn kill_pid(pid: u32) {
     use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};

@@ -240,3 +240,21 @@ pub fn kill_pid(pid: u32) {
         libc::kill(pid as libc::pid_t, libc::SIGKILL);
     }
 }
+
+/// Waits for our child `pid` to end and reaps it (no zombie is left);
+/// false when it has not ended by `deadline`.
+pub fn reap_pid(pid: u32, deadline: std::time::Instant) -> bool {
+    loop {
+        let mut status = 0;
+        // SAFETY: waitpid on one pid, without blocking.
+        let r = unsafe { libc::waitpid(pid as libc::pid_t, &raw mut status, libc::WNOHANG) };
+        // Reaped now, or not our child (any more).
+        if r != 0 {
+            return true;
+        }
+        if std::time::Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+}

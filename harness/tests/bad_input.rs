@@ -161,6 +161,31 @@ fn an_error_in_some_combinations_names_them() {
     );
 }
 
+/// A server `api` no runtime knows is a typo, not a skip at run time; the
+/// error lists the valid ones. A known one that a runtime lacks still loads
+/// (that runtime skips it).
+#[test]
+fn unknown_server_api() {
+    let server = |api: &str| {
+        GOOD_CASE.replace(
+            "  { do = \"socket\", name = \"b\", type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\", sock = \"b\", addr = \"lo4\", port = \"a\", check = true },",
+            &format!("  {{ do = \"server\", name = \"b\", type = \"{{proto}}\", addr = \"lo4\", port = \"a\", api = \"{api}\", check = true }},"),
+        )
+    };
+    let typo = server("asycnio");
+    assert!(typo.contains("asycnio"), "{typo}");
+    let dir = tree(&typo, None);
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:6:",
+            "`api` must be one of default, asyncio, not \"asycnio\"",
+        ],
+    );
+    let dir = tree(&server("asyncio"), None);
+    Suite::load(dir.path()).unwrap();
+}
+
 #[test]
 fn undefined_socket() {
     let dir = tree(

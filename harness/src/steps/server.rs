@@ -15,6 +15,12 @@ use crate::model::{PortRef, Proto};
 /// `dgram.createSocket().bind`. Whatever options the API sets by itself are
 /// what the case is about. The result is a socket like any other (`accept`,
 /// `close`, `recv` work on it).
+/// Every `api` some runtime knows: `default` (each runtime's usual API) and
+/// Python's `asyncio` (helpers/python/agent.py; docs/agent-protocol.md). A
+/// runtime that lacks one skips the step at run time; a name none knows is
+/// a mistake, refused when the case loads.
+pub const APIS: &[&str] = &["default", "asyncio"];
+
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Server {
     /// The name the server's socket goes by in later steps.
@@ -44,7 +50,11 @@ impl StepKind for Server {
         });
         let addr = f.addr("addr");
         let port = f.port("port");
-        let api = f.or("api", "default".to_string(), |f| f.ident("api"))?;
+        let api = f.or("api", "default".to_string(), |f| {
+            f.parse("api", &format!("one of {}", APIS.join(", ")), |v| {
+                v.as_str().filter(|a| APIS.contains(a)).map(str::to_string)
+            })
+        })?;
         Some(Server {
             name: name?,
             proto: proto?,

@@ -7,6 +7,12 @@ use super::{StepKind, endpoint};
 use crate::expand::fields::Fields;
 use crate::model::{PortRef, Proto};
 
+/// Every `api` some runtime knows: `default` (each runtime's usual API) and
+/// Python's `asyncio` (helpers/python/agent.py; docs/agent-protocol.md). A
+/// runtime that lacks one skips the step at run time; a name none knows is
+/// a mistake, refused when the case loads.
+pub const APIS: &[&str] = &["default", "asyncio"];
+
 /// `server`: a TCP listener or a bound UDP socket created through the
 /// runtime's high-level API with its defaults, no explicit option: Rust
 /// `std::net::TcpListener::bind` / `UdpSocket::bind` in the built-in agent,
@@ -15,12 +21,6 @@ use crate::model::{PortRef, Proto};
 /// `dgram.createSocket().bind`. Whatever options the API sets by itself are
 /// what the case is about. The result is a socket like any other (`accept`,
 /// `close`, `recv` work on it).
-/// Every `api` some runtime knows: `default` (each runtime's usual API) and
-/// Python's `asyncio` (helpers/python/agent.py; docs/agent-protocol.md). A
-/// runtime that lacks one skips the step at run time; a name none knows is
-/// a mistake, refused when the case loads.
-pub const APIS: &[&str] = &["default", "asyncio"];
-
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Server {
     /// The name the server's socket goes by in later steps.

@@ -186,6 +186,29 @@ fn unknown_server_api() {
     Suite::load(dir.path()).unwrap();
 }
 
+/// `@p!low` and `@p` in one test would be two different ports, though they
+/// read as one: refused where the second spelling appears, with the fix.
+#[test]
+fn one_lease_written_with_and_without_low() {
+    let case = GOOD_CASE.replace(
+        "  { do = \"socket\", name = \"b\", type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\", sock = \"b\", addr = \"lo4\", port = \"a\", check = true },",
+        "  { do = \"socket\", name = \"b\", type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\", sock = \"b\", addr = \"lo4\", port = \"@p!low\", check = true },",
+    );
+    assert!(case.contains("@p!low"), "{case}");
+    let dir = tree(&case, None);
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:7:3",
+            "`@p!low` and `@p` are one lease name written two ways",
+            "help: write a lease the same way at every use: \"@p!low\" everywhere",
+        ],
+    );
+    // The same spelling at every use is one port, and loads.
+    let dir = tree(&case.replace("port = \"@p\"", "port = \"@p!low\""), None);
+    Suite::load(dir.path()).unwrap();
+}
+
 #[test]
 fn undefined_socket() {
     let dir = tree(

@@ -209,6 +209,29 @@ fn one_lease_written_with_and_without_low() {
     Suite::load(dir.path()).unwrap();
 }
 
+/// A mistake that depends on no parameter, in a step only some combinations
+/// have (`when`), is counted like the others; in every combination, it is
+/// not.
+#[test]
+fn an_error_in_a_when_step_counts_its_combinations() {
+    let case = GOOD_CASE.replace(
+        "  { do = \"socket\", name = \"b\"",
+        "  { do = \"close\", sock = \"z\", when = { proto = \"tcp\" } },\n  { do = \"socket\", name = \"b\"",
+    );
+    assert!(case.contains("sock = \"z\""), "{case}");
+    let err = error(tree(&case, None).path());
+    assert_has(
+        &err,
+        &[
+            "t/two.toml:6:3: socket `z` is used before a `socket` step creates it (with proto=tcp; 1 of 2 combinations)",
+        ],
+    );
+    let everywhere = case.replace(", when = { proto = \"tcp\" }", "");
+    let err = error(tree(&everywhere, None).path());
+    assert_has(&err, &["creates it\n  help:"]);
+    assert!(!err.contains("combinations"), "{err}");
+}
+
 #[test]
 fn undefined_socket() {
     let dir = tree(

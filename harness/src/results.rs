@@ -28,8 +28,11 @@ pub struct Results {
     pub tests: Vec<TestRecord>,
 }
 
-/// Where and how the run happened.
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// Where and how the run happened. Two results files with equal headers
+/// hold the same run (`report` refuses them): the start time (to the second)
+/// and the duration (to a fraction of a millisecond) never both agree for
+/// two runs, and a label is how a copy is named as a run of its own.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct RunInfo {
     /// OS family: linux, macos, windows, freebsd, openbsd, netbsd, illumos, wine.
     pub os: String,

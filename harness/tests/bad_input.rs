@@ -161,6 +161,77 @@ fn an_error_in_some_combinations_names_them() {
     );
 }
 
+/// A server `api` no runtime knows is a typo, not a skip at run time; the
+/// error lists the valid ones. A known one that a runtime lacks still loads
+/// (that runtime skips it).
+#[test]
+fn unknown_server_api() {
+    let server = |api: &str| {
+        GOOD_CASE.replace(
+            "  { do = \"socket\", name = \"b\", type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\", sock = \"b\", addr = \"lo4\", port = \"a\", check = true },",
+            &format!("  {{ do = \"server\", name = \"b\", type = \"{{proto}}\", addr = \"lo4\", port = \"a\", api = \"{api}\", check = true }},"),
+        )
+    };
+    let typo = server("asycnio");
+    assert!(typo.contains("asycnio"), "{typo}");
+    let dir = tree(&typo, None);
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:6:",
+            "`api` must be one of default, asyncio, not \"asycnio\"",
+        ],
+    );
+    let dir = tree(&server("asyncio"), None);
+    Suite::load(dir.path()).unwrap();
+}
+
+/// `@p!low` and `@p` in one test would be two different ports, though they
+/// read as one: refused where the second spelling appears, with the fix.
+#[test]
+fn one_lease_written_with_and_without_low() {
+    let case = GOOD_CASE.replace(
+        "  { do = \"socket\", name = \"b\", type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\", sock = \"b\", addr = \"lo4\", port = \"a\", check = true },",
+        "  { do = \"socket\", name = \"b\", type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\", sock = \"b\", addr = \"lo4\", port = \"@p!low\", check = true },",
+    );
+    assert!(case.contains("@p!low"), "{case}");
+    let dir = tree(&case, None);
+    assert_has(
+        &error(dir.path()),
+        &[
+            "t/two.toml:7:3",
+            "`@p!low` and `@p` are one lease name written two ways",
+            "help: write a lease the same way at every use: \"@p!low\" everywhere",
+        ],
+    );
+    // The same spelling at every use is one port, and loads.
+    let dir = tree(&case.replace("port = \"@p\"", "port = \"@p!low\""), None);
+    Suite::load(dir.path()).unwrap();
+}
+
+/// A mistake that depends on no parameter, in a step only some combinations
+/// have (`when`), is counted like the others; in every combination, it is
+/// not.
+#[test]
+fn an_error_in_a_when_step_counts_its_combinations() {
+    let case = GOOD_CASE.replace(
+        "  { do = \"socket\", name = \"b\"",
+        "  { do = \"close\", sock = \"z\", when = { proto = \"tcp\" } },\n  { do = \"socket\", name = \"b\"",
+    );
+    assert!(case.contains("sock = \"z\""), "{case}");
+    let err = error(tree(&case, None).path());
+    assert_has(
+        &err,
+        &[
+            "t/two.toml:6:3: socket `z` is used before a `socket` step creates it (with proto=tcp; 1 of 2 combinations)",
+        ],
+    );
+    let everywhere = case.replace(", when = { proto = \"tcp\" }", "");
+    let err = error(tree(&everywhere, None).path());
+    assert_has(&err, &["creates it\n  help:"]);
+    assert!(!err.contains("combinations"), "{err}");
+}
+
 #[test]
 fn undefined_socket() {
     let dir = tree(

@@ -87,6 +87,53 @@ fn reports_refuse_what_they_would_silently_not_do() {
     assert!(err.contains("given twice"), "{err}");
 }
 
+/// A results file of a run of `os` that started at `started`, with no tests.
+fn results_file(dir: &std::path::Path, name: &str, os: &str, started: &str) -> std::path::PathBuf {
+    let path = dir.join(name);
+    std::fs::write(
+        &path,
+        r#"{"schema":"SCHEMA","run":{"os":"OS","kernel":"6.18.1","os_detail":"","arch":"x86_64","sockspec":"0","started":"STARTED","duration_ms":1234.5678,"jobs":1,"repeat":1,"isolation":"host","privileged":false},"summary":{"total":0,"pass":0,"fail":0,"error":0,"skip":0,"intermittent":0},"tests":[]}"#
+            .replace("SCHEMA", sockspec::results::SCHEMA)
+            .replace("OS", os)
+            .replace("STARTED", started),
+    )
+    .unwrap();
+    path
+}
+
+/// One run counts once: the same file twice, or a copy of it under another
+/// name, is refused (a report of two identical runs, or a comparison that
+/// finds nothing, would say something untrue); so is a baseline of another OS.
+#[test]
+fn reports_refuse_one_run_given_twice_and_baselines_of_another_os() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = results_file(dir.path(), "a.json", "linux", "2026-01-01T00:00:00Z");
+    let copy = dir.path().join("a2.json");
+    std::fs::copy(&a, &copy).unwrap();
+    let later = results_file(dir.path(), "later.json", "linux", "2026-01-02T00:00:00Z");
+    let mac = results_file(dir.path(), "mac.json", "macos", "2026-01-02T00:00:00Z");
+    let report = |args: &[&std::path::Path]| code(sockspec().arg("report").args(args));
+    let baseline = |old: &std::path::Path, new: &std::path::Path| {
+        code(sockspec().args(["report", "--baseline"]).arg(old).arg(new))
+    };
+
+    let (c, err) = baseline(&a, &a);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("given twice"), "{err}");
+    for (c, err) in [report(&[&a, &copy]), baseline(&a, &copy)] {
+        assert_eq!(c, 2, "{err}");
+        assert!(err.contains("hold the same run"), "{err}");
+        assert!(err.contains("a2.json"), "{err}");
+    }
+    let (c, err) = baseline(&a, &mac);
+    assert_eq!(c, 2, "{err}");
+    assert!(err.contains("same OS") && err.contains("macos"), "{err}");
+
+    // Two runs of one OS, and runs of several OSes side by side, are fine.
+    assert_eq!(baseline(&a, &later).0, 0);
+    assert_eq!(report(&[&a, &later, &mac]).0, 0);
+}
+
 #[test]
 fn a_closed_pipe_ends_output_quietly() {
     for args in [&["list"][..], &["explain", "bind"][..], &["claims"][..]] {
@@ -352,5 +399,41 @@ n = [1, 2, 3, 4]
             let left = left_behind(&seen);
             assert!(left.is_empty(), "{sig}: helpers left behind: {left:?}");
         }
+    }
+}
+
+/// README.md's tables render whole: a blank line between two rows would end
+/// the table there (the rest shows as a paragraph of pipes), as it once did
+/// before `--stack-profile`.
+#[test]
+fn readme_tables_are_not_cut_by_blank_lines() {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md");
+    let readme = std::fs::read_to_string(path).unwrap();
+    let lines: Vec<&str> = readme.lines().collect();
+    for (i, w) in lines.windows(3).enumerate() {
+        let cut = w[0].starts_with('|') && w[1].trim().is_empty() && w[2].starts_with("| ");
+        // A new table starts with its header and the `|---|` line.
+        let new_table = lines.get(i + 3).is_some_and(|l| l.starts_with("|-"));
+        assert!(
+            !cut || new_table,
+            "README.md:{}: a blank line cuts the table before {:?}",
+            i + 2,
+            w[2]
+        );
+    }
+    let options = readme
+        .split("| option | meaning |")
+        .nth(1)
+        .expect("README has the run options table");
+    let table: Vec<&str> = options
+        .lines()
+        .skip(1)
+        .take_while(|l| l.starts_with('|'))
+        .collect();
+    for opt in ["--jobs", "--agent", "--stack-profile"] {
+        assert!(
+            table.iter().any(|r| r.contains(opt)),
+            "{opt} not in the options table: {table:#?}"
+        );
     }
 }

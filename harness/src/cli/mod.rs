@@ -86,12 +86,12 @@ impl Select {
 /// `sockspec.toml` settings apply.
 #[derive(Args, Clone)]
 struct Cases {
-    /// A case tree (with its own expected/) to run beside the built-in
-    /// catalogue; repeatable. Its tests are named `<dir name>/<topic>::...`.
-    /// [default: `cases` in sockspec.toml; $SOCKSPEC_CASES=DIR replaces all]
+    // `command()` words these two per command (`CASES_HELP`).
+    /// A case tree (with its own expected/) to use beside the built-in
+    /// catalogue; repeatable.
     #[arg(long = "cases", value_name = "DIR")]
     cases: Vec<PathBuf>,
-    /// Run only the trees given with --cases (or in sockspec.toml), not the
+    /// Use only the trees given with --cases (or in sockspec.toml), not the
     /// built-in catalogue.
     #[arg(long)]
     only_cases: bool,
@@ -150,6 +150,7 @@ impl Cases {
 /// How tests are executed.
 #[derive(Args, Clone)]
 struct Exec {
+    // `command()` shows this machine's number in the help.
     /// Worker threads [default: four per core].
     #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1024))]
     jobs: Option<u32>,
@@ -234,9 +235,88 @@ enum Command {
     Schema(schema::Args),
 }
 
+/// What `--cases` and `--only-cases` mean to each command that has them:
+/// (command, `--cases` help, `--only-cases` help).
+const CASES_HELP: &[(&str, &str, &str)] = &[
+    (
+        "run",
+        "A case tree (with its own expected/) to run beside the built-in catalogue; repeatable. Its tests are named `<dir name>/<topic>::...`.",
+        "Run only the trees given with --cases (or in sockspec.toml), not the built-in catalogue.",
+    ),
+    (
+        "list",
+        "A case tree to list beside the built-in catalogue; repeatable. Its tests are named `<dir name>/<topic>::...`.",
+        "List only the trees given with --cases (or in sockspec.toml), not the built-in catalogue.",
+    ),
+    (
+        "bless",
+        "A case tree whose tests are blessed (into its own expected/) beside the built-in catalogue's; repeatable. Its tests are named `<dir name>/<topic>::...`.",
+        "Bless only the trees given with --cases (or in sockspec.toml), not the built-in catalogue.",
+    ),
+    (
+        "explain",
+        "A case tree whose cases and tests can be explained beside the built-in catalogue's; repeatable. Its tests are named `<dir name>/<topic>::...`.",
+        "Look only in the trees given with --cases (or in sockspec.toml), not in the built-in catalogue.",
+    ),
+    (
+        "search",
+        "A case tree to search beside the built-in catalogue; repeatable. Its cases are named `<dir name>/<topic>::...`.",
+        "Search only the trees given with --cases (or in sockspec.toml), not the built-in catalogue.",
+    ),
+    (
+        "check",
+        "A case tree (with its own expected/ and claims.toml) to check beside the built-in catalogue; repeatable.",
+        "Check only the trees given with --cases (or in sockspec.toml), not the built-in catalogue.",
+    ),
+    (
+        "claims",
+        "A case tree; the table is of the first tree: the built-in catalogue, or with --only-cases the first tree given here; repeatable.",
+        "Leave out the built-in catalogue, so that the table is of the first tree given with --cases (or in sockspec.toml).",
+    ),
+    (
+        "new",
+        "The case tree to write the new case (and a new claim) into: the last one given; repeatable.",
+        "Leave out the built-in catalogue (the case goes into the last tree given with --cases either way).",
+    ),
+    (
+        "schema",
+        "The case tree whose schema/ --write writes and --check checks: the last one given; repeatable.",
+        "Leave out the built-in catalogue (--write and --check use the last tree given with --cases either way).",
+    ),
+];
+
+/// Where the trees come from when `--cases` is not given (every command).
+const CASES_DEFAULT: &str = "[default: `cases` in sockspec.toml; $SOCKSPEC_CASES=DIR replaces all]";
+
+/// The command line's definition, with the help that is only known at run
+/// time (this machine's default `--jobs`) and `--cases` in each command's words.
+fn command() -> clap::Command {
+    use clap::CommandFactory;
+    let jobs = format!(
+        "Worker threads [default: {}: four per core here].",
+        sockspec::run::default_jobs()
+    );
+    let mut cmd = Cli::command();
+    for sub in ["run", "bless"] {
+        let jobs = jobs.clone();
+        cmd = cmd.mut_subcommand(sub, |s| s.mut_arg("jobs", |a| a.help(jobs)));
+    }
+    for &(sub, cases, only) in CASES_HELP {
+        cmd = cmd.mut_subcommand(sub, |s| {
+            s.mut_arg("cases", |a| {
+                a.help(format!("{cases} {CASES_DEFAULT}"))
+                    .long_help(None::<&str>)
+            })
+            .mut_arg("only_cases", |a| a.help(only).long_help(None::<&str>))
+        });
+    }
+    cmd
+}
+
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    use clap::FromArgMatches;
+    let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
     let result = match cli.command {
         Command::Run(a) => run::exec(a),
         Command::List(a) => list::exec(a),
@@ -281,13 +361,12 @@ fn check_output(path: &Path) -> Result<(), Error> {
 
 #[cfg(test)]
 mod help {
-    use clap::CommandFactory;
 
     /// Every subcommand and every argument says what it is for
     /// (`sockspec <cmd> --help`), and `list` does not claim to run tests.
     #[test]
     fn every_subcommand_and_argument_has_help() {
-        let cli = super::Cli::command();
+        let cli = super::command();
         let mut missing = Vec::new();
         for sub in cli.get_subcommands() {
             if sub.get_about().is_none() {
@@ -310,5 +389,56 @@ mod help {
             .unwrap();
         let text = filter.get_help().unwrap().to_string();
         assert!(!text.contains("Run tests"), "{text}");
+    }
+
+    /// The help of an argument of a subcommand, as `--help` shows it.
+    fn help_of(cli: &clap::Command, sub: &str, arg: &str) -> String {
+        let a = cli
+            .find_subcommand(sub)
+            .unwrap()
+            .get_arguments()
+            .find(|a| a.get_id() == arg)
+            .unwrap();
+        a.get_long_help().or(a.get_help()).unwrap().to_string()
+    }
+
+    /// `--jobs` shows this machine's default, not a rule to work it out.
+    #[test]
+    fn jobs_help_shows_this_machines_number() {
+        let cli = super::command();
+        let n = sockspec::run::default_jobs();
+        for sub in ["run", "bless"] {
+            let text = help_of(&cli, sub, "jobs");
+            assert!(text.contains(&format!("[default: {n}:")), "{sub}: {text}");
+        }
+        let mut run = cli.find_subcommand("run").unwrap().clone();
+        let shown = run.render_long_help().to_string();
+        assert!(
+            shown.contains(&format!("[default: {n}: four per core here]")),
+            "{shown}"
+        );
+    }
+
+    /// `--cases` and `--only-cases` say what each command does with a tree:
+    /// only `run` runs it, and no two commands share their wording.
+    #[test]
+    fn cases_help_is_worded_per_command() {
+        let cli = super::command();
+        let mut seen = std::collections::BTreeSet::new();
+        for sub in cli.get_subcommands() {
+            let name = sub.get_name();
+            if !sub.get_arguments().any(|a| a.get_id() == "cases") {
+                continue;
+            }
+            let cases = help_of(&cli, name, "cases");
+            let only = help_of(&cli, name, "only_cases");
+            if name != "run" {
+                assert!(!cases.contains("to run beside"), "{name}: {cases}");
+                assert!(!only.starts_with("Run only"), "{name}: {only}");
+            }
+            assert!(seen.insert(cases.clone()), "{name} shares: {cases}");
+            assert!(seen.insert(only.clone()), "{name} shares: {only}");
+        }
+        assert_eq!(seen.len(), 2 * super::CASES_HELP.len());
     }
 }

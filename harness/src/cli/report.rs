@@ -44,13 +44,14 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
     }
 }
 
-pub fn exec(a: Args) -> Result<ExitCode, Error> {
-    for p in a.markdown.iter().chain(&a.html) {
-        check_output(p)?;
-    }
+/// Reads each results file once, refusing a file or a run given twice: the
+/// same path, or two files holding one run (equal `run` headers, e.g. a
+/// copy; see [`sockspec::results::RunInfo`]) would show as two runs that
+/// agree, or as a comparison that finds nothing.
+fn read_runs(paths: &[&Path]) -> Result<Vec<Results>, Error> {
     let mut seen = std::collections::BTreeSet::new();
-    for p in &a.results {
-        let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+    for p in paths {
+        let id = std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
         if !seen.insert(id) {
             return Err(Error::Usage(format!(
                 "{} is given twice: each results file is one run",
@@ -58,14 +59,64 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
             )));
         }
     }
-    let mut runs = a
-        .results
+    let runs = paths
         .iter()
         .map(|p| Results::read(p))
         .collect::<Result<Vec<_>, _>>()?;
+    for (i, r) in runs.iter().enumerate() {
+        if let Some(j) = runs[..i].iter().position(|o| o.run == r.run) {
+            return Err(Error::Usage(format!(
+                "{} and {} hold the same run ({}, started {}): their `run` headers are equal, so one is a copy of the other; give each run once",
+                paths[j].display(),
+                paths[i].display(),
+                r.run.title(),
+                r.run.started
+            )));
+        }
+    }
+    Ok(runs)
+}
+
+/// `--baseline OLD NEW`: the regression report between two runs of one OS;
+/// exits 1 when outcomes changed.
+fn regression(a: &Args, old: &Results, new: &Results) -> Result<ExitCode, Error> {
+    if old.run.os != new.run.os {
+        return Err(Error::Usage(format!(
+            "--baseline compares two runs of the same OS, but the old run is of {} and the new one of {}; to see both side by side: sockspec report OLD.json NEW.json",
+            old.run.os, new.run.os
+        )));
+    }
+    let (text, changed) = report::markdown::regression(old, new);
+    write(a.markdown.as_deref().unwrap_or(Path::new("-")), &text)?;
+    Ok(if changed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+pub fn exec(a: Args) -> Result<ExitCode, Error> {
+    for p in a.markdown.iter().chain(&a.html) {
+        check_output(p)?;
+    }
+    if a.baseline.is_some() && a.results.len() != 1 {
+        return Err(Error::Usage(
+            "--baseline compares one new results file with the old one".into(),
+        ));
+    }
+    let paths: Vec<&Path> = a
+        .baseline
+        .iter()
+        .chain(&a.results)
+        .map(PathBuf::as_path)
+        .collect();
+    let mut runs = read_runs(&paths)?;
+    if a.baseline.is_some() {
+        return regression(&a, &runs[0], &runs[1]);
+    }
     // Runs of one OS on several kernel releases: every view in release
     // order, and the report opens on how outcomes changed between them.
-    let history = a.baseline.is_none() && report::history::applies(&runs);
+    let history = report::history::applies(&runs);
     if history {
         runs = report::history::by_release(&runs)
             .into_iter()
@@ -73,20 +124,6 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
             .collect();
     }
     let stdout = PathBuf::from("-");
-    if let Some(old) = &a.baseline {
-        let [new] = runs.as_slice() else {
-            return Err(Error::Usage(
-                "--baseline compares one new results file with the old one".into(),
-            ));
-        };
-        let (text, changed) = report::markdown::regression(&Results::read(old)?, new);
-        write(a.markdown.as_ref().unwrap_or(&stdout), &text)?;
-        return Ok(if changed == 0 {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::from(1)
-        });
-    }
     // The claims the cases predict, judged by each run (when the cases load).
     let claims = sockspec::Suite::load(&sockspec::Suite::default_root())
         .map(|s| sockspec::claims::per_run(&s.claims, &s.cases, &s.tests, &runs))

@@ -60,18 +60,43 @@ pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
     // A large grid's combinations are resolved on every core. One case at a
     // time, so that memory stays that of one case's copies at most.
     let mut tests = Vec::with_capacity(combos.len());
-    let mut case_errors = Vec::new();
-    for r in crate::par::map(&combos, 16, |combo| resolve_combo(lc, combo)) {
+    let (mut named, mut unnamed) = (Vec::new(), Vec::new());
+    let results = crate::par::map(&combos, 16, |combo| resolve_combo(lc, combo));
+    for (r, combo) in results.into_iter().zip(&combos) {
         match r {
             Ok(t) => tests.push(t),
-            Err(errs) => case_errors.extend(errs),
+            Err(errs) => {
+                let combo = Ctx { params: combo }.combo();
+                for e in errs {
+                    if e.combos.is_empty() {
+                        unnamed.push(e.in_combo(combo.clone()));
+                    } else {
+                        named.push(e);
+                    }
+                }
+            }
         }
     }
-    if !case_errors.is_empty() {
-        errors.extend(InputError::merge_combos(case_errors, combos.len()));
-        return Vec::new();
+    if named.is_empty() && unnamed.is_empty() {
+        return tests;
     }
-    tests
+    named.extend(in_some_combinations(unnamed, combos.len()));
+    errors.extend(InputError::merge_combos(named, combos.len()));
+    Vec::new()
+}
+
+/// Errors that do not depend on a parameter's value (an undefined socket,
+/// say) but show in only some combinations (a step with `when`) are counted
+/// like the others ("in 40 of 80 combinations"); those that show in every
+/// combination say nothing of the grid.
+fn in_some_combinations(errors: Vec<InputError>, of: usize) -> Vec<InputError> {
+    let mut merged = InputError::merge_combos(errors, of);
+    for e in &mut merged {
+        if e.combos.len() == of {
+            e.combos.clear();
+        }
+    }
+    merged
 }
 
 /// The grid's combinations minus the excluded ones; `None` (with errors)

@@ -136,10 +136,33 @@ fn check_port(p: &PortRef, scope: &mut Scope, e: &mut Errs<'_>) {
             Some("bind it first, or use a leased port (\"@p\") for both"),
         ),
         PortRef::Lease(l) => {
+            if let Some(other) = scope
+                .leases
+                .iter()
+                .find(|o| *o != l && lease_base(o) == lease_base(l))
+            {
+                let base = lease_base(l);
+                err(
+                    format!(
+                        "`@{l}` and `@{other}` are one lease name written two ways: they would be two different ports"
+                    ),
+                    Some(&format!(
+                        "write a lease the same way at every use: \"@{base}{low}\" everywhere for one privileged port, \"@{base}\" everywhere for one unprivileged port, or another name for a second port",
+                        low = crate::exec::ports::LOW_SUFFIX
+                    )),
+                );
+            }
             scope.leases.insert(l.clone());
         }
         _ => {}
     }
+}
+
+/// A lease's name without the privileged suffix: `p` for `p!low`.
+fn lease_base(lease: &str) -> &str {
+    lease
+        .strip_suffix(crate::exec::ports::LOW_SUFFIX)
+        .unwrap_or(lease)
 }
 
 /// Sockets: created once, options that suit them, addresses of their family.

@@ -7,6 +7,12 @@ use super::{StepKind, endpoint};
 use crate::expand::fields::Fields;
 use crate::model::{PortRef, Proto};
 
+/// Every `api` some runtime knows: `default` (each runtime's usual API) and
+/// Python's `asyncio` (helpers/python/agent.py; docs/agent-protocol.md). A
+/// runtime that lacks one skips the step at run time; a name none knows is
+/// a mistake, refused when the case loads.
+pub const APIS: &[&str] = &["default", "asyncio"];
+
 /// `server`: a TCP listener or a bound UDP socket created through the
 /// runtime's high-level API with its defaults, no explicit option: Rust
 /// `std::net::TcpListener::bind` / `UdpSocket::bind` in the built-in agent,
@@ -44,7 +50,11 @@ impl StepKind for Server {
         });
         let addr = f.addr("addr");
         let port = f.port("port");
-        let api = f.or("api", "default".to_string(), |f| f.ident("api"))?;
+        let api = f.or("api", "default".to_string(), |f| {
+            f.parse("api", &format!("one of {}", APIS.join(", ")), |v| {
+                v.as_str().filter(|a| APIS.contains(a)).map(str::to_string)
+            })
+        })?;
         Some(Server {
             name: name?,
             proto: proto?,

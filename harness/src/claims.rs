@@ -494,6 +494,36 @@ pub fn table_with(
     out
 }
 
+/// The file under a case tree's root that holds its claims table.
+pub const README: &str = "README.md";
+
+/// `<root>/README.md` as it is and as it would be with a claims table
+/// generated from `suite` (the tree at `root`, loaded alone): what
+/// `sockspec claims --check` compares and `--write` writes.
+pub fn readme_with_table(
+    root: &Path,
+    suite: &crate::Suite,
+    observed: &Observations<'_>,
+) -> std::io::Result<(String, String)> {
+    let text = std::fs::read_to_string(root.join(README))?;
+    let fresh = table_with(
+        &suite.claims,
+        &suite.cases,
+        &suite.tests,
+        &suite.expectations,
+        observed,
+    );
+    let new = splice(&text, &fresh);
+    Ok((text, new))
+}
+
+/// Whether the tree at `root` keeps a generated claims table in its
+/// README.md (then `check` requires it current, as `cargo test` does for
+/// sockspec's own tree).
+pub fn has_table(root: &Path) -> bool {
+    std::fs::read_to_string(root.join(README)).is_ok_and(|t| t.contains(TABLE_BEGIN))
+}
+
 /// `text` with its claims table replaced by `table` (appended if it has none).
 pub fn splice(text: &str, table: &str) -> String {
     match (text.find(TABLE_BEGIN), text.find(TABLE_END)) {

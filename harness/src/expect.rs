@@ -513,6 +513,16 @@ struct RawEntry {
     why: Option<Spanned<String>>,
 }
 
+/// The top-level keys of an expectation file, as the loader reads them.
+pub fn file_keys() -> &'static [&'static str] {
+    crate::keys::of::<RawFile>()
+}
+
+/// The keys of an `[[expect]]` entry, as the loader reads them.
+pub fn entry_keys() -> &'static [&'static str] {
+    crate::keys::of::<RawEntry>()
+}
+
 /// `cite = "key"` or `cite = ["key1", "key2"]`.
 #[derive(Deserialize)]
 #[serde(untagged)]

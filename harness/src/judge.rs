@@ -8,9 +8,23 @@ use crate::results::{
     ExpectationRef, Mismatch, MismatchKind, Problem, StepRecord, TestRecord, Variant, Verdict,
 };
 
-/// The command that blesses exactly one test.
-pub fn bless_command(name: &str) -> String {
-    format!("cargo run --release -- bless --exact '{name}'")
+/// The command that blesses exactly one test: `name`, of the case `case`
+/// read from `file`. A test of a tree other than the built-in catalogue is
+/// blessed with that tree alone selected (`--only-cases --cases DIR`, where
+/// its name has no tree prefix), so the command works as printed.
+pub fn bless_command(name: &str, case: &str, file: &str) -> String {
+    let root = crate::trees::root_of(std::path::Path::new(file), case);
+    let flags = root
+        .as_deref()
+        .map(crate::trees::selecting)
+        .unwrap_or_default();
+    let name = match case.split_once('/') {
+        Some((tree, _)) if !flags.is_empty() => {
+            name.strip_prefix(&format!("{tree}/")).unwrap_or(name)
+        }
+        _ => name,
+    };
+    format!("cargo run --release -- bless --exact '{name}'{flags}")
 }
 
 /// Where and why the expectation entry `a` applies, for a step's `expectation` in the results.

@@ -18,6 +18,7 @@ pub mod expect;
 pub mod explain;
 pub mod guest;
 pub mod judge;
+pub mod keys;
 pub mod load;
 pub mod model;
 pub mod outcome;

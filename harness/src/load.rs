@@ -111,6 +111,21 @@ struct RawRecipe {
     works: IndexMap<String, Spanned<Value>>,
 }
 
+/// The top-level keys of a case file, as the loader reads them.
+pub fn case_keys() -> &'static [&'static str] {
+    crate::keys::of::<RawCase>()
+}
+
+/// The keys of a case's `[[holds]]` entry.
+pub fn holds_keys() -> &'static [&'static str] {
+    crate::keys::of::<RawHolds>()
+}
+
+/// The keys of a case's `[recipe]`.
+pub fn recipe_keys() -> &'static [&'static str] {
+    crate::keys::of::<RawRecipe>()
+}
+
 /// Largest input file sockspec reads: hostile input cannot make `check`
 /// use unbounded memory. Parsing costs about 40 bytes per byte of TOML
 /// (the toml crate lists every event first), so 1 MiB is ~40 MiB at peak;

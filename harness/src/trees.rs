@@ -212,3 +212,60 @@ fn prefixed(mut suite: Suite, prefix: &str) -> Suite {
     }
     suite
 }
+
+/// The flags that select the tree at `root` alone, for commands printed as
+/// hints: nothing for the built-in catalogue (`./cases` of a checkout, or
+/// the unpacked one), else ` --only-cases --cases ROOT`, so the tree's test
+/// names are plain and the command works as printed.
+pub fn selecting(root: &Path) -> String {
+    if root == Path::new("cases") || crate::catalogue::is_embedded(root) {
+        return String::new();
+    }
+    format!(
+        " --only-cases --cases {}",
+        shell_word(&root.display().to_string())
+    )
+}
+
+/// The root of the tree holding the case `case` (an id, perhaps with its
+/// tree's `name/` prefix) read from `file` (`<root>/<topic>/<name>.toml`).
+pub fn root_of(file: &Path, case: &str) -> Option<PathBuf> {
+    let bare = case.split_once('/').map_or(case, |(_, c)| c);
+    file.ancestors()
+        .nth(bare.split("::").count())
+        .map(Path::to_path_buf)
+}
+
+/// `s` as one shell word: as it is when it is plain, else single-quoted.
+pub fn shell_word(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-+:=@%,".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+#[cfg(test)]
+mod hint_tests {
+    use super::*;
+
+    #[test]
+    fn hints_select_the_tree_of_a_case() {
+        assert_eq!(selecting(Path::new("cases")), "");
+        assert_eq!(
+            selecting(Path::new("/tmp/my tree")),
+            " --only-cases --cases '/tmp/my tree'"
+        );
+        assert_eq!(
+            root_of(Path::new("/x/t/a/b.toml"), "t::a::b"),
+            Some(PathBuf::from("/x"))
+        );
+        assert_eq!(
+            root_of(Path::new("/x/t/b.toml"), "x/t::b"),
+            Some(PathBuf::from("/x"))
+        );
+        assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+}

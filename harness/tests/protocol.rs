@@ -1,10 +1,10 @@
 //! The helper protocol (docs/agent-protocol.md): every request the harness
 //! can send and every answer the built-in agent gives validate against
-//! docs/agent-protocol.schema.json. The validator below knows the part of
-//! JSON Schema the document uses (type, enum, const, properties, required,
-//! additionalProperties, items, prefixItems, minItems, maxItems, minimum,
-//! maximum, oneOf, anyOf, $ref); `pattern` is checked by parsing outcomes
-//! with sockspec's own parser instead.
+//! docs/agent-protocol.schema.json, by the validator of tests/common
+//! (which knows the part of JSON Schema the document uses); outcomes are
+//! also parsed with sockspec's own parser.
+
+mod common;
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{Ipv4Addr, SocketAddr, TcpListener};
@@ -19,6 +19,8 @@ use sockspec::model::{Family, Proto};
 use sockspec::outcome::Outcome;
 use sockspec::steps::KINDS;
 
+use common::json_schema;
+
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
@@ -29,127 +31,10 @@ fn schema() -> Value {
     serde_json::from_str(&text).expect("the schema is JSON")
 }
 
-/// Errors of `v` against `s` (empty: valid).
-#[allow(clippy::too_many_lines)] // one keyword after another; a test helper
-fn check(root: &Value, s: &Value, v: &Value, at: &str, errs: &mut Vec<String>) {
-    if let Some(r) = s.get("$ref").and_then(Value::as_str) {
-        let name = r.strip_prefix("#/$defs/").expect("local references only");
-        let def = &root["$defs"][name];
-        assert!(!def.is_null(), "no $defs/{name}");
-        check(root, def, v, at, errs);
-    }
-    if let Some(t) = s.get("type").and_then(Value::as_str) {
-        let ok = match t {
-            "object" => v.is_object(),
-            "array" => v.is_array(),
-            "string" => v.is_string(),
-            "integer" => v.is_i64() || v.is_u64(),
-            "number" => v.is_number(),
-            "boolean" => v.is_boolean(),
-            "null" => v.is_null(),
-            other => panic!("unknown type {other}"),
-        };
-        if !ok {
-            errs.push(format!("{at}: {v} is not {t}"));
-            return;
-        }
-    }
-    if let Some(c) = s.get("const")
-        && c != v
-    {
-        errs.push(format!("{at}: {v} is not {c}"));
-    }
-    if let Some(e) = s.get("enum").and_then(Value::as_array)
-        && !e.contains(v)
-    {
-        errs.push(format!(
-            "{at}: {v} is not one of {}",
-            Value::Array(e.clone())
-        ));
-    }
-    if let Some(n) = v.as_f64() {
-        if let Some(m) = s.get("minimum").and_then(Value::as_f64)
-            && n < m
-        {
-            errs.push(format!("{at}: {n} < {m}"));
-        }
-        if let Some(m) = s.get("maximum").and_then(Value::as_f64)
-            && n > m
-        {
-            errs.push(format!("{at}: {n} > {m}"));
-        }
-    }
-    if let Some(o) = v.as_object() {
-        let props = s.get("properties").and_then(Value::as_object);
-        for r in s
-            .get("required")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            let r = r.as_str().unwrap();
-            if !o.contains_key(r) {
-                errs.push(format!("{at}: `{r}` is missing"));
-            }
-        }
-        for (k, x) in o {
-            match props.and_then(|p| p.get(k)) {
-                Some(ps) => check(root, ps, x, &format!("{at}.{k}"), errs),
-                None if s.get("additionalProperties") == Some(&Value::Bool(false)) => {
-                    errs.push(format!("{at}: unexpected `{k}`"))
-                }
-                None => {}
-            }
-        }
-    }
-    if let Some(a) = v.as_array() {
-        let prefix = s.get("prefixItems").and_then(Value::as_array);
-        for (i, x) in a.iter().enumerate() {
-            let item = prefix.and_then(|p| p.get(i)).or(s.get("items"));
-            if let Some(is) = item {
-                check(root, is, x, &format!("{at}[{i}]"), errs);
-            }
-        }
-        if let Some(m) = s.get("minItems").and_then(Value::as_u64)
-            && (a.len() as u64) < m
-        {
-            errs.push(format!("{at}: fewer than {m} items"));
-        }
-        if let Some(m) = s.get("maxItems").and_then(Value::as_u64)
-            && (a.len() as u64) > m
-        {
-            errs.push(format!("{at}: more than {m} items"));
-        }
-    }
-    let matching = |list: &Value| {
-        list.as_array()
-            .unwrap()
-            .iter()
-            .filter(|b| {
-                let mut e = Vec::new();
-                check(root, b, v, at, &mut e);
-                e.is_empty()
-            })
-            .count()
-    };
-    if let Some(list) = s.get("oneOf") {
-        let n = matching(list);
-        if n != 1 {
-            errs.push(format!("{at}: {v} matches {n} of oneOf"));
-        }
-    }
-    if let Some(list) = s.get("anyOf")
-        && matching(list) == 0
-    {
-        errs.push(format!("{at}: {v} matches none of anyOf"));
-    }
-}
-
 fn validate(schema: &Value, def: &str, v: &Value) {
-    let mut errs = Vec::new();
-    check(schema, &schema["$defs"][def], v, def, &mut errs);
+    let errs = json_schema::errors(schema, &schema["$defs"][def], v, def);
     assert!(errs.is_empty(), "{v}\n  {}", errs.join("\n  "));
-    // The one place the schema says `pattern`: an outcome parses as one.
+    // The one place the schema says `pattern`: an outcome also parses as one.
     if let Some(o) = v.pointer("/Done/done/outcome").and_then(Value::as_str) {
         o.parse::<Outcome>()
             .unwrap_or_else(|e| panic!("outcome {o}: {e}"));
@@ -157,8 +42,7 @@ fn validate(schema: &Value, def: &str, v: &Value) {
 }
 
 fn rejects(schema: &Value, def: &str, v: &Value) {
-    let mut errs = Vec::new();
-    check(schema, &schema["$defs"][def], v, def, &mut errs);
+    let errs = json_schema::errors(schema, &schema["$defs"][def], v, def);
     assert!(!errs.is_empty(), "the schema accepts {v}");
 }
 

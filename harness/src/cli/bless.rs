@@ -122,6 +122,10 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
                 .into(),
         ));
     }
+    // New expectations change the claims table's counts: say how to renew it.
+    for stale in super::check::stale_claims_tables(&trees)? {
+        out::line(&format!("next: {stale}"));
+    }
     Ok(ExitCode::SUCCESS)
 }
 

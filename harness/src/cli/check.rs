@@ -2,7 +2,8 @@
 
 use std::process::ExitCode;
 
-use sockspec::error::Error;
+use sockspec::error::{Error, InputError, InputErrors};
+use sockspec::trees::Tree;
 
 use super::{Cases, out};
 
@@ -13,7 +14,9 @@ pub struct Args {
 }
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
-    let suite = a.cases.load()?;
+    let trees = a.cases.trees()?;
+    let suite = sockspec::trees::load(&trees)?;
+    InputErrors::finish(stale_claims_tables(&trees)?)?;
     let entries: usize = suite
         .expectations
         .files
@@ -28,4 +31,31 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         suite.expectations.files.len()
     ));
     Ok(ExitCode::SUCCESS)
+}
+
+/// What `cargo test` requires of sockspec's own tree, `check` requires of
+/// every tree that keeps a claims table in its README.md: that the table is
+/// the one `sockspec claims --write` would write (the same comparison as
+/// `claims --check`). Each stale table is an error naming the file and the fix.
+pub(super) fn stale_claims_tables(trees: &[Tree]) -> Result<Vec<InputError>, Error> {
+    let mut errors = Vec::new();
+    for t in trees
+        .iter()
+        .filter(|t| sockspec::claims::has_table(&t.root))
+    {
+        let suite = super::load(&t.root)?;
+        let path = t.root.join(sockspec::claims::README);
+        let (text, new) = sockspec::claims::readme_with_table(&t.root, &suite, &Default::default())
+            .map_err(|e| Error::io(&path, e))?;
+        if new != text {
+            errors.push(
+                InputError::file(
+                    &path,
+                    "the claims table is out of date (cases, claims or expectations changed since it was generated)",
+                )
+                .help(format!("run `{}`", super::claims::write_command(&t.root))),
+            );
+        }
+    }
+    Ok(errors)
 }

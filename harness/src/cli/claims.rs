@@ -37,32 +37,40 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         .map(|p| sockspec::results::Results::read(p))
         .collect::<Result<Vec<_>, _>>()?;
     let observed = sockspec::claims::observations(&runs);
-    let table = sockspec::claims::table_with(
-        &suite.claims,
-        &suite.cases,
-        &suite.tests,
-        &suite.expectations,
-        &observed,
-    );
     if !a.write && !a.check {
-        out::print(&table);
+        out::print(&sockspec::claims::table_with(
+            &suite.claims,
+            &suite.cases,
+            &suite.tests,
+            &suite.expectations,
+            &observed,
+        ));
         return Ok(ExitCode::SUCCESS);
     }
-    let path = root.join("README.md");
-    let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-    let new = sockspec::claims::splice(&text, &table);
+    let path = root.join(sockspec::claims::README);
+    let (text, new) = sockspec::claims::readme_with_table(&root, &suite, &observed)
+        .map_err(|e| Error::io(&path, e))?;
     if a.check {
         if new == text {
             out::line(&format!("{}: the claims table is current", path.display()));
             return Ok(ExitCode::SUCCESS);
         }
         out::line(&format!(
-            "{}: the claims table is out of date; run `cargo run --release -- claims --write`",
-            path.display()
+            "{}: the claims table is out of date; run `{}`",
+            path.display(),
+            write_command(&root)
         ));
         return Ok(ExitCode::from(1));
     }
     sockspec::atomic::write_text_like(&path, &new, Some(&text)).map_err(|e| Error::io(&path, e))?;
     out::line(&format!("{}: claims table written", path.display()));
     Ok(ExitCode::SUCCESS)
+}
+
+/// The command that rewrites the claims table of the tree at `root`.
+pub fn write_command(root: &std::path::Path) -> String {
+    format!(
+        "cargo run --release -- claims --write{}",
+        sockspec::trees::selecting(root)
+    )
 }

@@ -222,7 +222,8 @@ enum Command {
     /// reports: Markdown (the default, to stdout), HTML, JUnit, annotations;
     /// with --baseline, the regression report between two runs.
     Report(report::Args),
-    /// Check the case and expectation files, run nothing.
+    /// Check the case and expectation files, and that a tree's claims table
+    /// (its README.md) is current; run nothing.
     Check(check::Args),
     /// Print the claims table (claim -> tests -> where each OS's answer comes
     /// from); --write puts it into <cases>/README.md.

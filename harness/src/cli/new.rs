@@ -60,16 +60,25 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         (None, true) => Vec::new(),
     };
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
-    let text = scaffold(&root, &path, &parts.join("::"), &claims);
+    let id = parts.join("::");
+    let flags = sockspec::trees::selecting(&root);
+    let text = scaffold(&root, &path, &id, &claims, &flags);
     sockspec::atomic::write(&path, text.as_bytes()).map_err(|e| Error::io(&path, e))?;
     out::line(&format!(
         "{}: new case `{}` written",
         path.display(),
         parts.join("::")
     ));
+    let table = if sockspec::claims::has_table(&root) {
+        format!(
+            ", then `{}` (the claims table in README.md)",
+            super::claims::write_command(&root)
+        )
+    } else {
+        String::new()
+    };
     out::line(&format!(
-        "next: edit it, then `cargo run --release -- run {0}` and `cargo run --release -- bless {0}`",
-        parts.join("::")
+        "next: edit it, then `cargo run --release -- run {id}{flags}` and `cargo run --release -- bless {id}{flags}`{table}"
     ));
     Ok(ExitCode::SUCCESS)
 }
@@ -124,7 +133,7 @@ fn add_claim(path: &Path, parts: &[String]) -> Result<String, Error> {
 
 /// The case file: every required key, the optional ones commented out, and
 /// steps that run as they are (two binds of one port, the second checked).
-fn scaffold(root: &Path, path: &Path, id: &str, claims: &[String]) -> String {
+fn scaffold(root: &Path, path: &Path, id: &str, claims: &[String], flags: &str) -> String {
     let schema = root.join(super::schema::CASE_SCHEMA);
     let directive = if schema.is_file() {
         let depth = path
@@ -149,8 +158,8 @@ fn scaffold(root: &Path, path: &Path, id: &str, claims: &[String]) -> String {
         .join(", ");
     format!(
         r#"{directive}# Case `{id}`: see "Case files" in README.md for every key and step kind.
-# Run it:   cargo run --release -- run {id}
-# Bless it: cargo run --release -- bless {id}   (writes what this kernel did)
+# Run it:   cargo run --release -- run {id}{flags}
+# Bless it: cargo run --release -- bless {id}{flags}   (writes what this kernel did)
 
 # Required: one line saying what the case shows.
 title = "{id}: say in one line what the case shows"

@@ -11,6 +11,7 @@ use sockspec::error::Error;
 use sockspec::model::{Opt, OsFamily};
 use sockspec::outcome::{ErrName, TcpState};
 use sockspec::steps::{COMMON, KINDS};
+use sockspec::{expect, load};
 
 use super::{Cases, out};
 
@@ -174,7 +175,76 @@ fn step_schema() -> Value {
     })
 }
 
-/// The schema of case files (`cases/<topic>/<case>.toml`).
+/// `{ key: schema }` for exactly the keys the loader reads (`keys`); a key
+/// `schema_of` has no schema for is a bug caught by the tests, which
+/// generate every schema.
+fn properties(what: &str, keys: &[&str], schema_of: impl Fn(&str) -> Option<Value>) -> Value {
+    let mut props = serde_json::Map::new();
+    for k in keys {
+        let s = schema_of(k).unwrap_or_else(|| {
+            panic!("the loader reads `{k}` in {what}, and the schema has no entry for it")
+        });
+        props.insert((*k).to_string(), s);
+    }
+    Value::Object(props)
+}
+
+/// One or several outcomes (`recipe.works`, `holds.outcomes`).
+fn outcomes_map() -> Value {
+    json!({ "type": "object", "minProperties": 1,
+            "additionalProperties": { "anyOf": [outcome(), { "type": "array", "minItems": 1, "items": outcome() }] } })
+}
+
+/// The schema of a top-level key of a case file.
+fn case_key(key: &str) -> Option<Value> {
+    Some(match key {
+        "title" => {
+            json!({ "type": "string", "minLength": 1, "description": "one line: what the case shows" })
+        }
+        "source" => {
+            json!({ "description": "where the claim comes from", "anyOf": [{ "type": "string" }, { "type": "array", "minItems": 1, "items": { "type": "string" } }] })
+        }
+        "claims" => {
+            json!({ "type": "array", "minItems": 1, "items": { "type": "string" }, "description": "ids of cases/claims.toml the case checks" })
+        }
+        "claim" => json!({ "type": "string" }),
+        "deadline_ms" => json!({ "type": "integer", "minimum": 1, "maximum": 120000 }),
+        "only" => json!({ "type": "array", "items": { "enum": os_names() } }),
+        "requires" => json!({ "type": "array", "items": { "enum": ["root"] } }),
+        "steps" => json!({ "type": "array", "minItems": 1, "items": step_schema() }),
+        "grid" => {
+            json!({ "type": "object", "additionalProperties": { "anyOf": [{ "type": "array", "minItems": 1 }, { "type": "object", "minProperties": 1 }] } })
+        }
+        "exclude" => json!({ "type": "array", "items": { "type": "object", "minProperties": 1 } }),
+        "recipe" => json!({ "type": "object", "additionalProperties": false, "required": ["works"],
+                            "properties": properties("[recipe]", load::recipe_keys(), |k| (k == "works").then(outcomes_map)) }),
+        "holds" => json!({ "type": "array", "items": holds_schema(),
+                           "description": "what the case's claims predict: per grid selection and OS, the outcome of checked steps" }),
+        _ => return None,
+    })
+}
+
+/// One `[[holds]]` entry of a case file.
+fn holds_schema() -> Value {
+    let key = |k: &str| {
+        Some(match k {
+            "where" => {
+                json!({ "type": "object", "description": "grid parameter = value or list of values" })
+            }
+            "os" => json!({ "type": "array", "minItems": 1, "items": { "enum": os_names() } }),
+            "claims" => {
+                json!({ "type": "array", "items": { "type": "string" }, "description": "ids among the case's `claims`" })
+            }
+            "outcomes" => outcomes_map(),
+            _ => return None,
+        })
+    };
+    json!({ "type": "object", "additionalProperties": false, "required": ["outcomes"],
+            "properties": properties("[[holds]]", load::holds_keys(), key) })
+}
+
+/// The schema of case files (`cases/<topic>/<case>.toml`): its keys are
+/// those of the loader's `RawCase`.
 pub fn case_schema() -> Value {
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
@@ -184,20 +254,7 @@ pub fn case_schema() -> Value {
         "type": "object",
         "additionalProperties": false,
         "required": ["title", "source", "claims", "steps"],
-        "properties": {
-            "title": { "type": "string", "minLength": 1, "description": "one line: what the case shows" },
-            "source": { "description": "where the claim comes from", "anyOf": [{ "type": "string" }, { "type": "array", "minItems": 1, "items": { "type": "string" } }] },
-            "claims": { "type": "array", "minItems": 1, "items": { "type": "string" }, "description": "ids of cases/claims.toml the case checks" },
-            "claim": { "type": "string" },
-            "deadline_ms": { "type": "integer", "minimum": 1, "maximum": 120000 },
-            "only": { "type": "array", "items": { "enum": os_names() } },
-            "requires": { "type": "array", "items": { "enum": ["root"] } },
-            "steps": { "type": "array", "minItems": 1, "items": step_schema() },
-            "grid": { "type": "object", "additionalProperties": { "anyOf": [{ "type": "array", "minItems": 1 }, { "type": "object", "minProperties": 1 }] } },
-            "exclude": { "type": "array", "items": { "type": "object", "minProperties": 1 } },
-            "recipe": { "type": "object", "additionalProperties": false, "required": ["works"],
-                        "properties": { "works": { "type": "object", "minProperties": 1, "additionalProperties": { "anyOf": [outcome(), { "type": "array", "items": outcome() }] } } } },
-        },
+        "properties": properties("a case file", load::case_keys(), case_key),
     })
 }
 
@@ -225,8 +282,51 @@ fn outcome() -> Value {
     json!({ "type": "string", "pattern": alternatives })
 }
 
-/// The schema of expectation files (`cases/expected/<os>.toml`).
+/// The schema of a key of an `[[expect]]` entry.
+fn entry_key(key: &str) -> Option<Value> {
+    let strings = json!({ "type": "array", "items": { "type": "string" } });
+    Some(match key {
+        "case" => json!({ "type": "string", "pattern": "^[a-z0-9_]+(::[a-z0-9_]+)+$" }),
+        "where" => json!({ "type": "object" }),
+        "kernel" => json!({ "type": "string" }),
+        "settings" => json!({ "type": "object", "additionalProperties": { "type": "string" },
+                              "description": "stack settings (sysctl = value) the run must have for the entry to apply" }),
+        "outcomes" => {
+            json!({ "type": "object", "minProperties": 1, "additionalProperties": outcome() })
+        }
+        "source" => json!({ "enum": ["observed", "documented"] }),
+        "seen_on" => strings,
+        "seen_with" => {
+            json!({ "type": "array", "items": { "type": "string" }, "description": "runtimes other than sockspec's own that showed it (sockspec run --agent), e.g. \"node 20.20.2\"" })
+        }
+        "cite" => {
+            json!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }], "description": "keys of cases/sources.toml" })
+        }
+        "confidence" => json!({ "enum": ["D", "S", "E", "T"] }),
+        "why" => json!({ "type": "string" }),
+        _ => return None,
+    })
+}
+
+/// The schema of expectation files (`cases/expected/<os>.toml`): its keys
+/// are those of the loader's `RawFile` and `RawEntry`.
 pub fn expectation_schema() -> Value {
+    let entry = json!({
+        "type": "object",
+        "additionalProperties": false,
+        "required": ["case", "outcomes", "source"],
+        "properties": properties("an [[expect]] entry", expect::entry_keys(), entry_key),
+        "if": { "properties": { "source": { "const": "documented" } } },
+        "then": { "required": ["cite"] },
+        "else": { "required": ["seen_on"] },
+    });
+    let file_key = |k: &str| {
+        Some(match k {
+            "os" => json!({ "enum": os_names() }),
+            "expect" => json!({ "type": "array", "items": entry }),
+            _ => return None,
+        })
+    };
     json!({
         "$schema": "http://json-schema.org/draft-07/schema#",
         "$id": "https://sockspec.invalid/schema/expectation.schema.json",
@@ -234,28 +334,6 @@ pub fn expectation_schema() -> Value {
         "description": "What each checked step does on one OS: cases/expected/<os>.toml. Generated by `sockspec schema --write`; see \"Expectation files\" in README.md. Observed entries come from `sockspec bless` only.",
         "type": "object",
         "additionalProperties": false,
-        "properties": {
-            "os": { "enum": os_names() },
-            "expect": { "type": "array", "items": {
-                "type": "object",
-                "additionalProperties": false,
-                "required": ["case", "outcomes", "source"],
-                "properties": {
-                    "case": { "type": "string", "pattern": "^[a-z0-9_]+(::[a-z0-9_]+)+$" },
-                    "where": { "type": "object" },
-                    "kernel": { "type": "string" },
-                    "outcomes": { "type": "object", "minProperties": 1, "additionalProperties": outcome() },
-                    "source": { "enum": ["observed", "documented"] },
-                    "seen_on": { "type": "array", "items": { "type": "string" } },
-                    "seen_with": { "type": "array", "items": { "type": "string" }, "description": "runtimes other than sockspec's own that showed it (sockspec run --agent), e.g. \"node 20.20.2\"" },
-                    "cite": { "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }], "description": "keys of cases/sources.toml" },
-                    "confidence": { "enum": ["D", "S", "E", "T"] },
-                    "why": { "type": "string" },
-                },
-                "if": { "properties": { "source": { "const": "documented" } } },
-                "then": { "required": ["cite"] },
-                "else": { "required": ["seen_on"] },
-            } },
-        },
+        "properties": properties("an expectation file", expect::file_keys(), file_key),
     })
 }

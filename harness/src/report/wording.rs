@@ -100,7 +100,7 @@ pub fn mismatches(t: &TestRecord) -> String {
             "in {}:{}\nbless just this test (after checking it is right): {}",
             t.file,
             t.line,
-            bless_command(&t.name)
+            bless_command(&t.name, &t.case, &t.file)
         );
     }
     out

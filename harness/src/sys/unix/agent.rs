@@ -52,14 +52,21 @@ pub fn spawn_agent(
     Ok((child, DescriptorChannel(ours)))
 }
 
-/// The agent's end of the channel (descriptor 3, inherited).
+/// The agent's end of the channel (descriptor 3, inherited). Descriptor 3
+/// is taken over once per process: a second call gets a dead channel, never
+/// a second owner of the same descriptor.
 pub fn agent_channel() -> DescriptorChannel {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let first = !TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst);
     // Started by hand (a protocol test), without the channel: a dead one.
     // SAFETY: F_GETFD only asks whether the descriptor is open.
-    if unsafe { libc::fcntl(AGENT_FD, libc::F_GETFD) } < 0
+    if (!first || unsafe { libc::fcntl(AGENT_FD, libc::F_GETFD) } < 0)
         && let Ok((ours, _)) = UnixStream::pair()
     {
         return DescriptorChannel(ours);
+    }
+    if !first {
+        panic!("the agent channel is taken once per process");
     }
     // SAFETY: the harness put our end of a socketpair on descriptor 3 before
     // exec; we take ownership of it once, here.

@@ -106,8 +106,6 @@ pub fn other_runtime(implementation: Option<&str>) -> Option<&str> {
 /// How sockspec's own implementation's name begins (`rust std (sockspec 0.1.0)`).
 pub const BUILTIN: &str = "rust std";
 
-impl RunInfo {}
-
 /// The results' totals: how many tests ended with each [`Verdict`].
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Summary {

@@ -338,3 +338,28 @@ fn runs_in_other_runtimes_are_columns_that_name_the_runtime() {
     }]);
     assert!(md.contains("ci (python 3.11.7)"), "{md}");
 }
+
+/// README's results JSON example is what sockspec writes: it reads as
+/// results, and writing it back gives every key it shows.
+#[test]
+fn the_readme_results_example_is_results_json() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../README.md")).unwrap();
+    let start = readme
+        .find("```json\n{\n  \"schema\": \"sockspec/results/v2\"")
+        .expect("README has the results example")
+        + "```json\n".len();
+    let end = start + readme[start..].find("```").unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&readme[start..end]).unwrap();
+    let read: sockspec::results::Results =
+        serde_json::from_value(shown.clone()).unwrap_or_else(|e| panic!("{e}"));
+    let written = serde_json::to_value(&read).unwrap();
+    for part in ["run", "summary"] {
+        for key in shown[part].as_object().unwrap().keys() {
+            assert!(
+                written[part].get(key).is_some(),
+                "README's `{part}.{key}` is not a field sockspec writes"
+            );
+        }
+    }
+}

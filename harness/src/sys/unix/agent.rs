@@ -242,21 +242,18 @@ pub fn die_with_parent(parent: u32) {
 
 /// SIGKILL, for helpers of an attempt that hung.
 pub fn kill_pid(pid: u32) {
-    // SAFETY: a signal to a process we started.
-    unsafe {
-        libc::kill(pid as libc::pid_t, libc::SIGKILL);
-    }
+    let pid = nix::unistd::Pid::from_raw(pid as libc::pid_t);
+    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
 }
 
 /// Waits for our child `pid` to end and reaps it (no zombie is left);
 /// false when it has not ended by `deadline`.
 pub fn reap_pid(pid: u32, deadline: std::time::Instant) -> bool {
     loop {
-        let mut status = 0;
-        // SAFETY: waitpid on one pid, without blocking.
-        let r = unsafe { libc::waitpid(pid as libc::pid_t, &raw mut status, libc::WNOHANG) };
+        let p = nix::unistd::Pid::from_raw(pid as libc::pid_t);
+        let r = nix::sys::wait::waitpid(p, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
         // Reaped now, or not our child (any more).
-        if r != 0 {
+        if !matches!(r, Ok(nix::sys::wait::WaitStatus::StillAlive)) {
             return true;
         }
         if std::time::Instant::now() >= deadline {

@@ -1,9 +1,10 @@
 //! Unix backend: Linux, Android, macOS/iOS, FreeBSD, NetBSD, OpenBSD, illumos.
 
 use std::io;
-use std::os::fd::{AsRawFd, IntoRawFd};
+use std::os::fd::{AsFd, IntoRawFd};
 use std::time::Duration;
 
+use nix::poll::{PollFd, PollFlags, PollTimeout};
 use socket2::Socket;
 
 use crate::model::{Opt, OsFamily};
@@ -245,7 +246,7 @@ fn setsockopt_int(sock: &Socket, level: i32, name: i32, v: i32) -> io::Result<()
     // SAFETY: a valid fd and a pointer to an int of the size we pass.
     let r = unsafe {
         libc::setsockopt(
-            sock.as_raw_fd(),
+            std::os::fd::AsRawFd::as_raw_fd(sock),
             level,
             name,
             (&v as *const i32).cast(),
@@ -266,7 +267,7 @@ fn getsockopt_int(sock: &Socket, level: i32, name: i32) -> io::Result<i32> {
     // SAFETY: a valid fd, and `v`/`len` describe a writable int.
     let r = unsafe {
         libc::getsockopt(
-            sock.as_raw_fd(),
+            std::os::fd::AsRawFd::as_raw_fd(sock),
             level,
             name,
             (&mut v as *mut i32).cast(),
@@ -293,58 +294,44 @@ pub fn close(sock: Socket) -> io::Result<()> {
     }
 }
 
-fn poll_one(sock: &Socket, events: libc::c_short, timeout: Duration) -> io::Result<bool> {
-    let mut pfd = libc::pollfd {
-        fd: sock.as_raw_fd(),
-        events,
-        revents: 0,
-    };
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
+fn poll_one(sock: &Socket, events: PollFlags, timeout: Duration) -> io::Result<bool> {
+    Ok(poll_many(&[sock], events, timeout)?[0])
+}
+
+/// poll(2) on `socks` for `events`, again after EINTR: which became ready.
+fn poll_many(socks: &[&Socket], events: PollFlags, timeout: Duration) -> io::Result<Vec<bool>> {
+    let mut fds: Vec<PollFd<'_>> = socks
+        .iter()
+        .map(|s| PollFd::new(s.as_fd(), events))
+        .collect();
+    let ms = PollTimeout::try_from(timeout).unwrap_or(PollTimeout::MAX);
     loop {
-        // SAFETY: one valid pollfd.
-        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
-        if r >= 0 {
-            return Ok(r > 0);
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
+        match nix::poll::poll(&mut fds, ms) {
+            Ok(_) => {
+                return Ok(fds
+                    .iter()
+                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .collect());
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
         }
     }
 }
 
 /// Whether the socket becomes readable (or has an error or EOF) within `timeout`.
 pub fn wait_readable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
-    poll_one(sock, libc::POLLIN, timeout)
+    poll_one(sock, PollFlags::POLLIN, timeout)
 }
 
 /// Whether the socket becomes writable (or has an error) within `timeout`.
 pub fn wait_writable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
-    poll_one(sock, libc::POLLOUT, timeout)
+    poll_one(sock, PollFlags::POLLOUT, timeout)
 }
 
 /// Which of `socks` are readable within `timeout` (all false on timeout).
 pub fn poll_readable(socks: &[&Socket], timeout: Duration) -> io::Result<Vec<bool>> {
-    let mut fds: Vec<libc::pollfd> = socks
-        .iter()
-        .map(|s| libc::pollfd {
-            fd: s.as_raw_fd(),
-            events: libc::POLLIN,
-            revents: 0,
-        })
-        .collect();
-    let ms = timeout.as_millis().min(i32::MAX as u128) as libc::c_int;
-    loop {
-        // SAFETY: `fds` is a valid array of pollfd of the length we pass.
-        let r = unsafe { libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, ms) };
-        if r >= 0 {
-            return Ok(fds.iter().map(|f| f.revents != 0).collect());
-        }
-        let e = io::Error::last_os_error();
-        if e.kind() != io::ErrorKind::Interrupted {
-            return Err(e);
-        }
-    }
+    poll_many(socks, PollFlags::POLLIN, timeout)
 }
 
 /// Interface index of an interface name (IPv6 multicast).

@@ -92,7 +92,7 @@ pub fn load(root: &Path, errors: &mut Vec<InputError>) -> Option<Vec<Claim>> {
 }
 
 /// Where one OS's answer for a set of tests comes from.
-#[derive(Default)]
+#[derive(Clone, Copy, Default)]
 struct Tally {
     observed: usize,
     documented: usize,
@@ -101,6 +101,13 @@ struct Tally {
 }
 
 impl Tally {
+    fn add(&mut self, o: Tally) {
+        self.observed += o.observed;
+        self.documented += o.documented;
+        self.unknown += o.unknown;
+        self.missing += o.missing;
+    }
+
     fn cell(&self) -> String {
         let parts: Vec<(usize, &str)> = [
             (self.observed, "observed"),
@@ -123,38 +130,36 @@ impl Tally {
     }
 }
 
-fn tally(expectations: &Expectations, tests: &[&Arc<Test>], os: OsFamily) -> Tally {
+/// One test's tally on one OS.
+fn tally_test(file: Option<&crate::expect::ExpectFile>, test: &Test, os: OsFamily) -> Tally {
     let mut t = Tally::default();
-    let file = expectations.for_os(os);
-    for test in tests {
-        if test.not_applicable(os).is_some() {
+    if test.not_applicable(os).is_some() {
+        return t;
+    }
+    // A step without an expectation is often one that never runs (its
+    // socket's bind is expected to fail first): only a test with no
+    // expectation at all counts as missing.
+    let mut missing = 0;
+    let mut any = false;
+    for step in test.steps.iter().filter(|s| s.check.is_some()) {
+        if step.os.as_ref().is_some_and(|on| !on.contains(&os)) {
             continue;
         }
-        // A step without an expectation is often one that never runs (its
-        // socket's bind is expected to fail first): only a test with no
-        // expectation at all counts as missing.
-        let mut missing = 0;
-        let mut any = false;
-        for step in test.steps.iter().filter(|s| s.check.is_some()) {
-            if step.os.as_ref().is_some_and(|on| !on.contains(&os)) {
-                continue;
-            }
-            let label = step.check.as_deref().unwrap_or_default();
-            match file.and_then(|f| f.resolve(test, label, None)) {
-                None => missing += 1,
-                Some(a) => {
-                    any = true;
-                    match (a.outcome, &a.entry.provenance) {
-                        (Outcome::Unknown, _) => t.unknown += 1,
-                        (_, Provenance::Observed { .. }) => t.observed += 1,
-                        (_, Provenance::Documented { .. }) => t.documented += 1,
-                    }
+        let label = step.check.as_deref().unwrap_or_default();
+        match file.and_then(|f| f.resolve(test, label, None)) {
+            None => missing += 1,
+            Some(a) => {
+                any = true;
+                match (a.outcome, &a.entry.provenance) {
+                    (Outcome::Unknown, _) => t.unknown += 1,
+                    (_, Provenance::Observed { .. }) => t.observed += 1,
+                    (_, Provenance::Documented { .. }) => t.documented += 1,
                 }
             }
         }
-        if !any {
-            t.missing += missing;
-        }
+    }
+    if !any {
+        t.missing += missing;
     }
     t
 }
@@ -447,12 +452,22 @@ pub fn table_with(
         rule.push_str("---|");
     }
     let _ = writeln!(out, "{header}\n{rule}");
+    let mut by_case: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, t) in tests.iter().enumerate() {
+        by_case.entry(t.case.id.as_str()).or_default().push(i);
+    }
+    // A test's tally on an OS, once: tests belong to several claims.
+    let mut tallies: BTreeMap<(usize, OsFamily), Tally> = BTreeMap::new();
     for claim in claims {
         let cs = by_claim.get(claim.id.as_str()).cloned().unwrap_or_default();
-        let ts: Vec<&Arc<Test>> = tests
+        // The claim's tests, in suite order.
+        let mut at: Vec<usize> = cs
             .iter()
-            .filter(|t| cs.iter().any(|c| c.id == t.case.id))
+            .flat_map(|c| by_case.get(c.id.as_str()).into_iter().flatten().copied())
             .collect();
+        at.sort_unstable();
+        at.dedup();
+        let ts: Vec<&Arc<Test>> = at.iter().map(|&i| &tests[i]).collect();
         let case_list = if cs.is_empty() {
             "**no test yet**".to_string()
         } else {
@@ -474,7 +489,16 @@ pub fn table_with(
             let cell = if ts.is_empty() {
                 "—".to_string()
             } else {
-                let from = tally(expectations, &ts, *os).cell();
+                let file = expectations.for_os(*os);
+                let mut sum = Tally::default();
+                for &i in &at {
+                    sum.add(
+                        *tallies
+                            .entry((i, *os))
+                            .or_insert_with(|| tally_test(file, &tests[i], *os)),
+                    );
+                }
+                let from = sum.cell();
                 if from == "n/a" {
                     from
                 } else {

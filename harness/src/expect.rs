@@ -117,11 +117,15 @@ pub struct Entry {
 impl Entry {
     /// Whether `where` picks this test (of this entry's case).
     pub fn selects(&self, test: &Test) -> bool {
-        self.case == test.case.id
-            && self
-                .select
-                .iter()
-                .all(|(k, labels)| test.param(k).is_some_and(|v| labels.iter().any(|l| l == v)))
+        self.case == test.case.id && self.selects_params(test)
+    }
+
+    /// Whether `where` picks this test, for a test known to be of this
+    /// entry's case.
+    fn selects_params(&self, test: &Test) -> bool {
+        self.select
+            .iter()
+            .all(|(k, labels)| test.param(k).is_some_and(|v| labels.iter().any(|l| l == v)))
     }
 
     /// The outcome this entry gives the checked step `label`, if any.
@@ -230,7 +234,7 @@ impl ExpectFile {
         label: &str,
         release: Option<&str>,
     ) -> Option<Applied<'a>> {
-        self.candidates(test, label, release).into_iter().next()
+        self.resolve_in(test, label, release, None)
     }
 
     /// [`resolve`](Self::resolve) for a run with these stack settings (the
@@ -242,9 +246,28 @@ impl ExpectFile {
         release: Option<&str>,
         settings: Option<&BTreeMap<String, String>>,
     ) -> Option<Applied<'a>> {
-        self.candidates_in(test, label, release, settings)
-            .into_iter()
-            .next()
+        if release.is_some() {
+            return self
+                .candidates_in(test, label, release, settings)
+                .into_iter()
+                .next();
+        }
+        // No release, no window: the first entry of the highest rank, found
+        // without ranking them all (the claims table asks this of every
+        // test, label and OS).
+        let mut best: Option<Applied<'a>> = None;
+        for e in self.for_test(test, settings).filter(|e| e.kernel.is_none()) {
+            if let Some(outcome) = e.outcome(label)
+                && best.is_none_or(|b| e.rank() > b.entry.rank())
+            {
+                best = Some(Applied {
+                    entry: e,
+                    outcome,
+                    window: None,
+                });
+            }
+        }
+        best
     }
 
     /// Every entry without a settings condition that gives `label` for
@@ -385,7 +408,8 @@ impl ExpectFile {
             .into_iter()
             .flatten()
             .map(|i| &self.entries[*i])
-            .filter(move |e| e.selects(test) && e.holds_under(settings))
+            // Entries of the test's case only: `where` is all left to match.
+            .filter(move |e| e.selects_params(test) && e.holds_under(settings))
     }
 
     /// The entries that give `label` for `test` where `release` is in

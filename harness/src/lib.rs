@@ -27,7 +27,7 @@ pub mod report;
 pub mod results;
 pub mod run;
 pub mod sources;
-pub mod stderr;
+pub mod stdio;
 pub mod steps;
 pub mod sys;
 pub mod testing;
@@ -104,7 +104,7 @@ impl Suite {
             Ok(t) => t.root,
             // Loading from here then reports the directory as missing.
             Err(e) => {
-                crate::stderr::line(&format!("warning: {e}"));
+                crate::stdio::eline(&format!("warning: {e}"));
                 PathBuf::from("cases")
             }
         }

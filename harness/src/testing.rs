@@ -113,7 +113,7 @@ impl Harness {
         let suite = match self.suite() {
             Ok(s) => Arc::new(s),
             Err(e) => {
-                crate::stderr::line(&e.to_string());
+                crate::stdio::eline(&e.to_string());
                 return ExitCode::from(2);
             }
         };
@@ -121,12 +121,12 @@ impl Harness {
         let records: Arc<Mutex<Vec<TestRecord>>> = Arc::default();
         let (trials, skips) = self.trials(&suite, &platform, &records);
         if !args.list && !skips.is_empty() {
-            crate::stderr::line(&format!(
+            crate::stdio::eline(&format!(
                 "sockspec: tests ignored on {} {}:",
                 platform.os, platform.release
             ));
             for (reason, n) in &skips {
-                crate::stderr::line(&format!("  {n:>4}  {reason}"));
+                crate::stdio::eline(&format!("  {n:>4}  {reason}"));
             }
         }
         let started = std::time::SystemTime::now();
@@ -137,7 +137,7 @@ impl Harness {
             let tests = std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
             let results = results(&platform, &args, started, tests);
             if let Err(e) = results.write(std::path::Path::new(&path)) {
-                crate::stderr::line(&e.to_string());
+                crate::stdio::eline(&e.to_string());
             }
         }
         conclusion.exit_code()

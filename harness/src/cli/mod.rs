@@ -333,7 +333,7 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {
-            sockspec::stderr::line(&e.to_string());
+            sockspec::stdio::eline(&e.to_string());
             ExitCode::from(exit_code(&e))
         }
     }

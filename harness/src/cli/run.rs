@@ -118,7 +118,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         if let Some(line) = console::progress_line_in(rec, colour) {
             bad += 1;
             if drawn {
-                sockspec::stderr::print("\r\x1b[K");
+                sockspec::stdio::eprint("\r\x1b[K");
                 drawn = false;
             }
             if !quiet {
@@ -127,7 +127,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         }
         if progress && (shown.elapsed().as_millis() >= 200 || done == total) {
             shown = std::time::Instant::now();
-            sockspec::stderr::print(&format!(
+            sockspec::stdio::eprint(&format!(
                 "\r\x1b[K{}",
                 console::running_line(done, total, opts.repeat, bad)
             ));
@@ -135,7 +135,7 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
         }
     });
     if drawn {
-        sockspec::stderr::print("\r\x1b[K");
+        sockspec::stdio::eprint("\r\x1b[K");
     }
     out::print(&console::summary_in(&results, colour));
     write_outputs(&results, a.json.as_deref(), &settings)?;
@@ -200,12 +200,12 @@ fn stop_on_signal() -> Arc<AtomicBool> {
             sockspec::exec::live::kill_all(deadline);
             std::process::exit(130);
         }
-        sockspec::stderr::line(
+        sockspec::stdio::eline(
             "\ninterrupted: finishing the running tests (interrupt again to stop at once)",
         );
     });
     if let Err(e) = installed {
-        sockspec::stderr::line(&format!("warning: cannot catch interrupts: {e}"));
+        sockspec::stdio::eline(&format!("warning: cannot catch interrupts: {e}"));
     }
     stop
 }

@@ -543,7 +543,7 @@ pub fn serve_if_agent() -> Option<ExitCode> {
     Some(match serve(parent) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            crate::stderr::line(&format!("sockspec agent: {e}"));
+            crate::stdio::eline(&format!("sockspec agent: {e}"));
             ExitCode::from(3)
         }
     })

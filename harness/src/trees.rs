@@ -136,16 +136,26 @@ fn name(mut trees: Vec<Tree>, dirs: &[PathBuf]) -> Result<Vec<Tree>, Error> {
 /// into one suite: tests, cases and claims of named trees get the tree's
 /// prefix; expectations stay each tree's own.
 pub fn load(trees: &[Tree]) -> Result<Suite, InputErrors> {
+    merge(trees, load_each(trees)?)
+}
+
+/// Loads every tree alone, reporting the problems of all of them.
+pub fn load_each(trees: &[Tree]) -> Result<Vec<Suite>, InputErrors> {
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
     for t in trees {
         match Suite::load(&t.root) {
-            Ok(s) => loaded.push((t, s)),
+            Ok(s) => loaded.push(s),
             Err(InputErrors(e)) => errors.extend(e),
         }
     }
     InputErrors::finish(errors)?;
-    let mut it = loaded.into_iter();
+    Ok(loaded)
+}
+
+/// Merges the suites [`load_each`] loaded from `trees` into one.
+pub fn merge(trees: &[Tree], loaded: Vec<Suite>) -> Result<Suite, InputErrors> {
+    let mut it = trees.iter().zip(loaded);
     let Some((first, mut suite)) = it.next() else {
         return Err(InputErrors(Vec::new()));
     };

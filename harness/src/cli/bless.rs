@@ -123,7 +123,9 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         ));
     }
     // New expectations change the claims table's counts: say how to renew it.
-    for stale in super::check::stale_claims_tables(&trees)? {
+    // (The trees as bless left them, so loaded again.)
+    let each = sockspec::trees::load_each(&trees)?;
+    for stale in super::check::stale_claims_tables(&trees, &each)? {
         out::line(&format!("next: {stale}"));
     }
     Ok(ExitCode::SUCCESS)

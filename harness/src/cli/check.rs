@@ -15,8 +15,9 @@ pub struct Args {
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
     let trees = a.cases.trees()?;
-    let suite = sockspec::trees::load(&trees)?;
-    InputErrors::finish(stale_claims_tables(&trees)?)?;
+    let each = sockspec::trees::load_each(&trees)?;
+    InputErrors::finish(stale_claims_tables(&trees, &each)?)?;
+    let suite = sockspec::trees::merge(&trees, each)?;
     let entries: usize = suite
         .expectations
         .files
@@ -37,15 +38,19 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
 /// every tree that keeps a claims table in its README.md: that the table is
 /// the one `sockspec claims --write` would write (the same comparison as
 /// `claims --check`). Each stale table is an error naming the file and the fix.
-pub(super) fn stale_claims_tables(trees: &[Tree]) -> Result<Vec<InputError>, Error> {
+/// `each` holds the trees' suites, each loaded alone.
+pub(super) fn stale_claims_tables(
+    trees: &[Tree],
+    each: &[sockspec::Suite],
+) -> Result<Vec<InputError>, Error> {
     let mut errors = Vec::new();
-    for t in trees
+    for (t, suite) in trees
         .iter()
-        .filter(|t| sockspec::claims::has_table(&t.root))
+        .zip(each)
+        .filter(|(t, _)| sockspec::claims::has_table(&t.root))
     {
-        let suite = super::load(&t.root)?;
         let path = t.root.join(sockspec::claims::README);
-        let (text, new) = sockspec::claims::readme_with_table(&t.root, &suite, &Default::default())
+        let (text, new) = sockspec::claims::readme_with_table(&t.root, suite, &Default::default())
             .map_err(|e| Error::io(&path, e))?;
         if new != text {
             errors.push(

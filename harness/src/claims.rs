@@ -141,12 +141,18 @@ fn tally_test(file: Option<&crate::expect::ExpectFile>, test: &Test, os: OsFamil
     // expectation at all counts as missing.
     let mut missing = 0;
     let mut any = false;
-    for step in test.steps.iter().filter(|s| s.check.is_some()) {
-        if step.os.as_ref().is_some_and(|on| !on.contains(&os)) {
-            continue;
-        }
-        let label = step.check.as_deref().unwrap_or_default();
-        match file.and_then(|f| f.resolve(test, label, None)) {
+    let labels: Vec<&str> = test
+        .steps
+        .iter()
+        .filter(|s| s.os.as_ref().is_none_or(|on| on.contains(&os)))
+        .filter_map(|s| s.check.as_deref())
+        .collect();
+    let resolved = match file {
+        Some(f) => f.resolve_each(test, &labels, None),
+        None => vec![None; labels.len()],
+    };
+    for applied in resolved {
+        match applied {
             None => missing += 1,
             Some(a) => {
                 any = true;

@@ -252,19 +252,31 @@ impl ExpectFile {
                 .into_iter()
                 .next();
         }
-        // No release, no window: the first entry of the highest rank, found
-        // without ranking them all (the claims table asks this of every
-        // test, label and OS).
-        let mut best: Option<Applied<'a>> = None;
+        self.resolve_each(test, &[label], settings).pop().flatten()
+    }
+
+    /// [`resolve_in`](Self::resolve_in) without a release (so no window)
+    /// for several labels of one test at once: for each, the first entry of
+    /// the highest rank, found in one pass over the test's entries without
+    /// ranking them all (the claims table asks this of every test and OS).
+    pub fn resolve_each<'a>(
+        &'a self,
+        test: &Test,
+        labels: &[&str],
+        settings: Option<&BTreeMap<String, String>>,
+    ) -> Vec<Option<Applied<'a>>> {
+        let mut best: Vec<Option<Applied<'a>>> = vec![None; labels.len()];
         for e in self.for_test(test, settings).filter(|e| e.kernel.is_none()) {
-            if let Some(outcome) = e.outcome(label)
-                && best.is_none_or(|b| e.rank() > b.entry.rank())
-            {
-                best = Some(Applied {
-                    entry: e,
-                    outcome,
-                    window: None,
-                });
+            for (b, label) in best.iter_mut().zip(labels) {
+                if let Some(outcome) = e.outcome(label)
+                    && b.is_none_or(|b| e.rank() > b.entry.rank())
+                {
+                    *b = Some(Applied {
+                        entry: e,
+                        outcome,
+                        window: None,
+                    });
+                }
             }
         }
         best

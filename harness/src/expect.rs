@@ -735,8 +735,6 @@ pub struct CaseTests {
     /// Grid parameter → its labels, and each test's label (an index into
     /// them): a few bytes per test and axis however many values it has.
     axes: HashMap<String, (Vec<String>, Vec<u32>)>,
-    /// Checked step label → its index in each test's steps.
-    checks: HashMap<String, Vec<Option<usize>>>,
     /// Per OS family (in [`OsFamily::ALL`]'s order), the tests that can run there.
     runs: Vec<Bits>,
     /// Checked step label → each test's class of equal actions (an index)
@@ -749,11 +747,65 @@ pub struct CaseTests {
 struct Classes {
     /// Each test's class (`u32::MAX`: the test does not check the label).
     of: Vec<u32>,
-    /// One test of each class.
-    reps: Vec<usize>,
+    /// One step of each class: (test, index of the step in its steps).
+    reps: Vec<(usize, usize)>,
     /// Each class's tests as a set, when the classes are few (at most
     /// [`SET_CLASSES`]): a selection is then matched a word at a time.
     sets: Option<Vec<Bits>>,
+}
+
+impl Classes {
+    /// The classes of the steps at `at` (per test, the index of its step
+    /// with the label). Few classes are found by comparing actions; past
+    /// [`SET_CLASSES`], by their derived `Debug` text in a map, so a case
+    /// whose every test differs costs one pass, not pairs.
+    fn of(tests: &[Arc<Test>], at: &[Option<usize>]) -> Classes {
+        let mut of = vec![u32::MAX; at.len()];
+        let mut reps: Vec<(usize, usize)> = Vec::new();
+        let mut by_text: Option<HashMap<String, u32>> = None;
+        let text = |(t, si): (usize, usize)| format!("{:?}", tests[t].steps[si].action);
+        for (i, si) in at.iter().enumerate() {
+            let Some(si) = *si else { continue };
+            let action = &tests[i].steps[si].action;
+            // With the map, the text is computed once and kept for the insert.
+            let key = by_text.as_ref().map(|_| text((i, si)));
+            let found = match (&by_text, &key) {
+                (Some(map), Some(k)) => map.get(k).copied(),
+                _ => reps
+                    .iter()
+                    .position(|&(t, rs)| tests[t].steps[rs].action == *action)
+                    .map(|c| c as u32),
+            };
+            of[i] = match found {
+                Some(c) => c,
+                None => {
+                    reps.push((i, si));
+                    let c = (reps.len() - 1) as u32;
+                    match (&mut by_text, key) {
+                        (Some(map), Some(k)) => {
+                            map.insert(k, c);
+                        }
+                        _ if reps.len() > SET_CLASSES => {
+                            let all = reps.iter().enumerate();
+                            by_text = Some(all.map(|(c, &r)| (text(r), c as u32)).collect());
+                        }
+                        _ => {}
+                    }
+                    c
+                }
+            };
+        }
+        let sets = (reps.len() <= SET_CLASSES).then(|| {
+            let mut sets = vec![Bits::new(at.len()); reps.len()];
+            for (i, c) in of.iter().enumerate() {
+                if let Some(b) = sets.get_mut(*c as usize) {
+                    b.set(i);
+                }
+            }
+            sets
+        });
+        Classes { of, reps, sets }
+    }
 }
 
 /// Most classes for which [`Classes::sets`] is kept: 64 sets of a
@@ -795,35 +847,13 @@ impl CaseTests {
                 b
             })
             .collect();
-        let mut classes: HashMap<String, Classes> = HashMap::new();
-        for (label, at) in &checks {
-            // Equal actions print alike (derived Debug); one pass, no pairs.
-            let mut seen: HashMap<String, u32> = HashMap::new();
-            let mut of = vec![u32::MAX; n];
-            let mut reps = Vec::new();
-            for (i, si) in at.iter().enumerate() {
-                let Some(si) = si else { continue };
-                let key = format!("{:?}", tests[i].steps[*si].action);
-                of[i] = *seen.entry(key).or_insert_with(|| {
-                    reps.push(i);
-                    (reps.len() - 1) as u32
-                });
-            }
-            let sets = (reps.len() <= SET_CLASSES).then(|| {
-                let mut sets = vec![Bits::new(n); reps.len()];
-                for (i, c) in of.iter().enumerate() {
-                    if let Some(b) = sets.get_mut(*c as usize) {
-                        b.set(i);
-                    }
-                }
-                sets
-            });
-            classes.insert(label.clone(), Classes { of, reps, sets });
-        }
+        let classes = checks
+            .iter()
+            .map(|(label, at)| (label.clone(), Classes::of(&tests, at)))
+            .collect();
         CaseTests {
             tests,
             axes,
-            checks,
             runs,
             classes,
         }
@@ -837,7 +867,7 @@ impl CaseTests {
 
     /// The distinct steps checked as `label` among `tests`.
     fn checked(&self, label: &str, tests: &Bits) -> Vec<&Step> {
-        let (Some(c), Some(at)) = (self.classes.get(label), self.checks.get(label)) else {
+        let Some(c) = self.classes.get(label) else {
             return Vec::new();
         };
         let hit: Vec<bool> = match &c.sets {
@@ -856,7 +886,7 @@ impl CaseTests {
             .iter()
             .zip(hit)
             .filter(|(_, h)| *h)
-            .filter_map(|(&r, _)| Some(&self.tests[r].steps[at[r]?]))
+            .map(|(&(t, si), _)| &self.tests[t].steps[si])
             .collect()
     }
 
@@ -1384,7 +1414,7 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
     labels.dedup();
     let mut reported: std::collections::BTreeSet<usize> = Default::default();
     for label in labels {
-        let Some(checked) = ct.checks.get(label) else {
+        let Some(checked) = ct.classes.get(label).map(|c| &c.of) else {
             continue;
         };
         // Test → the first entry of the group that gives `label` for it.
@@ -1396,7 +1426,7 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
                 continue;
             }
             for t in ct.select(&b.select).iter() {
-                if checked[t].is_none() {
+                if checked[t] == u32::MAX {
                     continue;
                 }
                 let Some(j) = first[t] else {

@@ -136,25 +136,17 @@ impl Suite {
             .map(|l| l.case.combinations().saturating_mul(l.steps.len() as u64))
             .sum();
         let count: u64 = loaded.iter().map(|l| l.case.combinations()).sum();
-        if count > load::MAX_TESTS {
-            errors.push(InputError::file(
-                root,
-                format!(
-                    "these cases would expand to {count} tests in all; sockspec takes at most {}",
-                    load::MAX_TESTS
-                ),
-            ).help("each test is kept in memory: split the tree, or shrink the grids"));
-            return Err(InputErrors(errors));
-        }
-        if steps > load::MAX_STEPS {
-            errors.push(InputError::file(
-                root,
-                format!(
-                    "these cases would expand to {steps} steps in all; sockspec takes at most {}",
-                    load::MAX_STEPS
-                ),
-            ).help("each test's steps are kept in memory: split the tree, or shrink the grids"));
-            return Err(InputErrors(errors));
+        for (n, max, what) in [
+            (count, load::MAX_TESTS, "tests"),
+            (steps, load::MAX_STEPS, "steps"),
+        ] {
+            if n > max {
+                errors.push(InputError::file(
+                    root,
+                    format!("these cases would expand to {n} {what} in all; sockspec takes at most {max}"),
+                ).help("each test and its steps are kept in memory: split the tree, or shrink the grids"));
+                return Err(InputErrors(errors));
+            }
         }
         let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, &mut errors)
             .into_iter()

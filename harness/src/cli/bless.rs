@@ -122,16 +122,21 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
                 .into(),
         ));
     }
-    // New expectations change the claims table's counts: say how to renew it.
-    // (The trees as bless left them, so loaded again: only when one keeps
-    // a table.)
+    claims_hint(&trees)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// New expectations change the claims table's counts: says how to renew
+/// each table that is now stale. The trees are loaded again, as bless left
+/// them, and only when one keeps a table.
+fn claims_hint(trees: &[sockspec::trees::Tree]) -> Result<(), Error> {
     if trees.iter().any(|t| sockspec::claims::has_table(&t.root)) {
-        let each = sockspec::trees::load_each(&trees)?;
-        for stale in super::check::stale_claims_tables(&trees, &each)? {
+        let each = sockspec::trees::load_each(trees)?;
+        for stale in super::check::stale_claims_tables(trees, &each)? {
             out::line(&format!("next: {stale}"));
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }
 
 fn run_here(suite: &Suite, a: &Args, selected: usize) -> (OsFamily, String, Results) {

@@ -8,15 +8,13 @@ descriptor 3, when the harness opened it, is a Unix socketpair end that
 carries sockets (SCM_RIGHTS) for Export and Adopt.
 """
 
-import asyncio
+# asyncio, socketserver and ipaddress are imported where a step needs them:
+# asyncio alone costs 40 ms of start-up here, and most helpers never use it.
 import errno
 import json
-import ipaddress
 import os
-import platform
 import select
 import socket
-import socketserver
 import struct
 import sys
 import time
@@ -134,7 +132,7 @@ class Agent:
             "protocol": PROTOCOL,
             "pid": os.getpid(),
             "identity": None,
-            "implementation": {"runtime": "python", "version": platform.python_version()},
+            "implementation": {"runtime": "python", "version": "%d.%d.%d" % sys.version_info[:3]},
             "capabilities": caps,
         }}
 
@@ -323,6 +321,7 @@ class Agent:
 
     def step_getsockname(self, a, left):
         # True when the socket's local address is the one named (ports aside).
+        import ipaddress
         local = self.slot(a["sock"]).sock.getsockname()[0]
         return done("true" if ipaddress.ip_address(local) == ipaddress.ip_address(a["addr"]) else "false")
 
@@ -528,6 +527,7 @@ class Agent:
         family = socket.AF_INET6 if ":" in addr else socket.AF_INET
         fam = "V6" if family == socket.AF_INET6 else "V4"
         if api == "default":
+            import socketserver
             base = socketserver.TCPServer if a["proto"] == "Tcp" else socketserver.UDPServer
             # Only the family changes (the class attribute says AF_INET).
             cls = base if family == socket.AF_INET else type("V6", (base,), {"address_family": family})
@@ -535,6 +535,7 @@ class Agent:
             slot = Slot(srv.socket, a["proto"], fam, close=srv.server_close)
             detail = "socketserver.%s" % base.__name__
         elif api == "asyncio":
+            import asyncio
             loop = self.event_loop()
             if a["proto"] == "Tcp":
                 srv = loop.run_until_complete(asyncio.start_server(lambda r, w: None, addr, port))
@@ -570,6 +571,7 @@ class Agent:
 
     def event_loop(self):
         if self.loop is None:
+            import asyncio
             self.loop = asyncio.new_event_loop()
         return self.loop
 

@@ -57,20 +57,45 @@ impl AgentCmd {
                     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../helpers"))
                 })
         };
-        let shipped = |interp: &str, file: &str| {
-            AgentCmd::External(vec![
-                interp.to_string(),
-                helpers().join(file).to_string_lossy().into_owned(),
-            ])
+        let shipped = |interp: &[&str], file: &str| {
+            let mut cmd: Vec<String> = interp.iter().map(|s| s.to_string()).collect();
+            cmd.push(helpers().join(file).to_string_lossy().into_owned());
+            AgentCmd::External(cmd)
         };
         Ok(match s.trim() {
             "" => return Err("an empty agent command".into()),
             "rust" | "builtin" => AgentCmd::Builtin,
-            "python" => shipped("python3", "python/agent.py"),
-            "node" => shipped("node", "node/agent.js"),
+            // -I -S: the standard library only, without site-packages (whose
+            // .pth hooks cost 30 ms of start-up here) or PYTHON* variables.
+            "python" => shipped(&[python3(), "-I", "-S"], "python/agent.py"),
+            "node" => shipped(&["node"], "node/agent.js"),
             cmd => AgentCmd::External(cmd.split_whitespace().map(str::to_string).collect()),
         })
     }
+}
+
+/// The Python interpreter itself, asked once per process: `python3` is often
+/// a shim (pyenv runs a dozen bash processes, ~100 ms, before Python
+/// starts), and every Python helper of a run would pay for it again.
+fn python3() -> &'static str {
+    static EXE: OnceLock<String> = OnceLock::new();
+    EXE.get_or_init(|| {
+        std::process::Command::new("python3")
+            .args([
+                "-I",
+                "-S",
+                "-c",
+                "import sys; sys.stdout.write(sys.executable)",
+            ])
+            .stdin(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .filter(|exe| !exe.is_empty())
+            .unwrap_or_else(|| "python3".to_string())
+    })
 }
 
 /// Makes every socket step of this process's tests run in a helper started

@@ -340,23 +340,14 @@ pub fn run(
     }
 }
 
-/// The order tests start in (results keep the suite's order). Longest
-/// first, so that a test that waits a second starts at once beside the short
-/// ones instead of alone at the end; but tests that start child processes
-/// last, since a child cannot start while a socket is being closed
-/// ([`sys::spawning`]) and the long tests are long because a close lingers:
-/// started early, they would only wait for it.
+/// The order tests start in (results keep the suite's order): longest
+/// first, so that a test that waits a second, or starts an interpreter,
+/// starts at once beside the short ones instead of alone at the end. (A
+/// close that lingers holds back starting children only until its
+/// descriptor is gone, [`sys::close`], so those need no order of their own.)
 fn schedule(selected: &[&Arc<Test>]) -> Vec<usize> {
-    let starts_children = |t: &Test| {
-        t.steps
-            .iter()
-            .any(|s| matches!(s.action, crate::steps::Action::Spawn(_)))
-    };
     let mut order: Vec<usize> = (0..selected.len()).collect();
-    order.sort_by_key(|&i| {
-        let t = selected[i];
-        (starts_children(t), std::cmp::Reverse(t.expected_wait()))
-    });
+    order.sort_by_key(|&i| std::cmp::Reverse(selected[i].expected_wait()));
     order
 }
 

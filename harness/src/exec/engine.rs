@@ -461,7 +461,9 @@ impl Engine<'_> {
             Action::Spawn(s) => self.spawn(s)?,
             Action::Kill(steps::Kill { actor }) => self.end_actor(actor, true)?,
             Action::Exit(steps::Exit { actor }) => self.end_actor(actor, false)?,
-            Action::Pass(steps::Pass { sock, to }) => self.pass(sock, to)?,
+            // This process's copy of a passed socket closes once the other
+            // end has it: behind the child gate, as every close here.
+            Action::Pass(steps::Pass { sock, to }) => sys::closing(|| self.pass(sock, to))?,
             Action::TcpState(steps::TcpState { sock, want, wait }) => {
                 let slot = self
                     .slots
@@ -623,7 +625,7 @@ impl Engine<'_> {
         };
         let (done, addrs) = match self.holder(&holder)? {
             None => {
-                let d = sys::closing(|| self.local.exec(&resolved, deadline));
+                let d = self.local.exec(&resolved, deadline);
                 // What the helper protocol calls Unsupported.
                 if let Action::Server(s) = action
                     && d.outcome == Outcome::Unsupported

@@ -325,9 +325,31 @@ impl Local {
 
     /// Runs one action whose ports are resolved. Steps that act on no socket
     /// of this process (tcp_state, same_port, actor control) are the engine's.
+    ///
+    /// Steps that may close a socket of this process run behind the child
+    /// gate ([`sys::closing`]); the others (waiting for a datagram, a
+    /// connection, a sleep) do not hold it, so a child can start meanwhile.
     pub fn exec(&mut self, action: &Action, deadline: Instant) -> Done {
-        match self.exec_inner(action, deadline) {
+        let run = |me: &mut Self| match me.exec_inner(action, deadline) {
             Ok(d) | Err(d) => d,
+        };
+        if self.may_close(action) {
+            sys::closing(|| run(self))
+        } else {
+            run(self)
+        }
+    }
+
+    /// Whether `action` may drop a socket of this process, other than by
+    /// `close`: the temporary sockets of `spread`, a socket that fails while
+    /// being set up, or a name given to a new socket while an old one still
+    /// holds it.
+    fn may_close(&self, action: &Action) -> bool {
+        match action {
+            // `close` passes the gate itself, for no longer than it must.
+            Action::Spread(_) | Action::Socket(_) | Action::Server(_) => true,
+            Action::Accept(steps::Accept { name, .. }) => self.holds(name),
+            _ => false,
         }
     }
 

@@ -244,8 +244,9 @@ impl Action {
         use std::time::Duration;
         match self {
             Action::Sleep(s) => Duration::from_millis(s.ms),
-            // Counting deliveries takes the whole window.
-            Action::Fanout(Fanout { wait, .. }) => *wait,
+            // Counting deliveries takes the whole window; so does a recv
+            // that gets nothing (what many cases check).
+            Action::Fanout(Fanout { wait, .. }) | Action::Recv(Recv { wait, .. }) => *wait,
             Action::Close(c) => c.bands.iter().map(|b| b.min).max().unwrap_or_default(),
             // An interpreter (Python, Node) starts far slower than sockspec.
             Action::Spawn(Spawn {

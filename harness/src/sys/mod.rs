@@ -385,6 +385,60 @@ mod tests {
         started.recv().unwrap();
     }
 
+    /// A close that lingers (SO_LINGER {1, 1} with unsent data) lets a child
+    /// start once its descriptor is gone, while it still lingers; it still
+    /// takes its second. With the whole close behind the gate, the child
+    /// would start only after the close returned.
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn a_lingering_close_holds_children_back_only_until_its_descriptor_is_gone() {
+        use socket2::{Domain, Protocol, SockAddr, Type};
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        use std::time::{Duration, Instant};
+        let l = new_socket(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        l.bind(&SockAddr::from(std::net::SocketAddr::from((
+            [127, 0, 0, 1],
+            0,
+        ))))
+        .unwrap();
+        l.listen(1).unwrap();
+        let mut c = new_socket(Domain::IPV4, Type::STREAM, Some(Protocol::TCP)).unwrap();
+        c.connect(&l.local_addr().unwrap()).unwrap();
+        let _peer = l.accept().unwrap(); // never reads: the data stays unsent
+        c.set_nonblocking(true).unwrap();
+        while c.write(&[0u8; 65536]).is_ok() {}
+        c.set_nonblocking(false).unwrap();
+        c.set_linger(Some(Duration::from_secs(1))).unwrap();
+        let fd = c.as_raw_fd();
+        let id = imp::fd_identity(fd).unwrap();
+        let started = Instant::now();
+        let closer = std::thread::spawn(move || {
+            let r = close(c);
+            (r, Instant::now())
+        });
+        // The close is under way once the descriptor no longer names it.
+        while imp::fd_identity(fd) == Some(id) {
+            std::thread::sleep(Duration::from_micros(100));
+        }
+        let mut cmd = std::process::Command::new("true");
+        let child = spawning(|| cmd.spawn()).unwrap();
+        let spawned = Instant::now();
+        let (r, closed) = closer.join().unwrap();
+        drop(child.wait_with_output());
+        assert!(r.is_ok(), "the close failed: {r:?}");
+        assert!(
+            closed.duration_since(started) >= Duration::from_millis(900),
+            "the close did not linger: {:?}",
+            closed.duration_since(started)
+        );
+        assert!(
+            spawned < closed,
+            "the child started only after the close returned ({:?} after it began)",
+            spawned.duration_since(started)
+        );
+    }
+
     /// New and accepted sockets are close-on-exec as they come back, so no
     /// child started later keeps them.
     #[cfg(unix)]

@@ -251,7 +251,13 @@ pub fn get_special(sock: &Socket, opt: Opt) -> io::Result<bool> {
 /// linger time and resets the connection if the data is still unsent by
 /// then. Leaving it open would keep its port and connection for the rest of
 /// the run, where other tests would meet them.
+///
+/// Behind the child gate ([`crate::sys::closing`]) for the whole close.
 pub fn close(sock: Socket) -> io::Result<()> {
+    crate::sys::closing(|| close_socket(sock))
+}
+
+fn close_socket(sock: Socket) -> io::Result<()> {
     let s = sock.into_raw_socket() as ws::SOCKET;
     // SAFETY: we own the socket (taken from Socket) and close it once.
     if unsafe { ws::closesocket(s) } == 0 {

@@ -1,7 +1,7 @@
 //! Unix backend: Linux, Android, macOS/iOS, FreeBSD, NetBSD, OpenBSD, illumos.
 
 use std::io;
-use std::os::fd::{AsFd, IntoRawFd};
+use std::os::fd::{AsFd, IntoRawFd, RawFd};
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -283,15 +283,57 @@ fn getsockopt_int(sock: &Socket, level: i32, name: i32) -> io::Result<i32> {
 
 /// close(2), returning its result: with SO_LINGER set, close can block, fail
 /// with EWOULDBLOCK (FreeBSD, `soclose`) or succeed after a timeout.
+///
+/// The descriptor leaves the table behind the child gate
+/// ([`crate::sys::closing`]), and only that needs the gate: close(2) takes
+/// the descriptor out of the table before it lingers (Linux `file_close_fd`
+/// in fs/file.c, FreeBSD `kern_close` → `closefp`), and a child forked later
+/// gets no copy. So a close that may linger (SO_LINGER with a timeout) runs
+/// on a thread of its own, and the gate opens once the descriptor no longer
+/// names the socket, not a second later when the close returns.
 pub fn close(sock: Socket) -> io::Result<()> {
+    let lingers = matches!(sock.linger(), Ok(Some(d)) if !d.is_zero());
     let fd = sock.into_raw_fd();
-    // SAFETY: we own `fd` (taken from the Socket) and close it exactly once.
-    let r = unsafe { libc::close(fd) };
-    if r == 0 {
+    let id = if lingers { fd_identity(fd) } else { None };
+    let Some(id) = id else {
+        return crate::sys::closing(|| close_fd(fd));
+    };
+    let closer = crate::sys::closing(|| {
+        let closer = std::thread::spawn(move || close_fd(fd));
+        // Bounded: the closer takes the descriptor out first thing.
+        while !closer.is_finished() && fd_identity(fd) == Some(id) {
+            std::thread::sleep(Duration::from_micros(50));
+        }
+        closer
+    });
+    closer
+        .join()
+        .unwrap_or_else(|_| Err(io::Error::other("the closing thread panicked")))
+}
+
+fn close_fd(fd: RawFd) -> io::Result<()> {
+    // SAFETY: the caller owns `fd` (taken from a Socket) and closes it once.
+    if unsafe { libc::close(fd) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
     }
+}
+
+/// Which open file `fd` names (device and inode), while it is open: another
+/// socket that gets the same number later has another inode.
+/// (A raw fstat: the descriptor may close on another thread meanwhile, which
+/// a borrowed descriptor must not.)
+pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
+    // SAFETY: fstat writes a `stat` into memory we own; an all-zero `stat`
+    // is a valid value of that plain C struct.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: fstat on a closed descriptor fails with EBADF, nothing worse.
+    if unsafe { libc::fstat(fd, &mut st) } != 0 {
+        return None;
+    }
+    #[allow(clippy::unnecessary_cast)] // their widths differ across systems
+    Some((st.st_dev as u64, st.st_ino as u64))
 }
 
 fn poll_one(sock: &Socket, events: PollFlags, timeout: Duration) -> io::Result<bool> {

@@ -652,6 +652,8 @@ pub fn load_all(
     root: &Path,
     cases: &[Arc<Case>],
     tests: &[Arc<Test>],
+    scope: &crate::Scope,
+    grids: Option<&Grids>,
     errors: &mut Vec<InputError>,
 ) -> Expectations {
     let dir = root.join(EXPECTED_DIR);
@@ -686,6 +688,12 @@ pub fn load_all(
     let paths: Vec<PathBuf> = paths
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter(|p| {
+            let stem = p.file_stem().map(|s| s.to_string_lossy());
+            // A file named for no OS is reported by the full load only.
+            stem.and_then(|s| OsFamily::from_name(&s))
+                .map_or(scope.os.is_none(), |os| scope.wants_os(os))
+        })
         .collect();
     let sources = out.sources.as_ref();
     let loaded = crate::par::map(&paths, 1, |path| {
@@ -703,7 +711,7 @@ pub fn load_all(
             );
             return (None, errors);
         };
-        let file = load_file(path, os, cases, &by_case, sources, &mut errors);
+        let file = load_file(path, os, cases, &by_case, sources, grids, &mut errors);
         (file.map(|f| (os, f)), errors)
     });
     for (file, errs) in loaded {
@@ -909,6 +917,25 @@ impl CaseTests {
     }
 }
 
+/// How many of a grid's combinations (`rows` of labels, in grid order)
+/// `select` picks, as [`CaseTests::select`] counts among expanded tests.
+fn count_selected(case: &Case, rows: &[Vec<String>], select: &[(String, Vec<String>)]) -> usize {
+    let mut wanted = Vec::new();
+    for (k, labels) in select {
+        match case.grid.iter().position(|(name, _)| name == k) {
+            Some(i) => wanted.push((i, labels)),
+            None => return 0,
+        }
+    }
+    rows.iter()
+        .filter(|row| {
+            wanted
+                .iter()
+                .all(|(i, labels)| row.get(*i).is_some_and(|l| labels.contains(l)))
+        })
+        .count()
+}
+
 /// A set of test indices within one case.
 #[derive(Clone, Debug)]
 struct Bits(Vec<u64>);
@@ -953,15 +980,24 @@ impl Bits {
     }
 }
 
-/// Loads and checks one expectation file.
+/// Every combination's labels, per case id ([`crate::expand::all_labels`]),
+/// for a load of only some tests.
+pub type Grids = HashMap<String, Vec<Vec<String>>>;
+
+/// Loads and checks one expectation file. With `grids`, only some tests
+/// are loaded: entries for others are passed over, and an entry's
+/// specificity is counted on its case's whole grid.
+#[allow(clippy::too_many_arguments)]
 pub fn load_file(
     path: &Path,
     os: OsFamily,
     cases: &[Arc<Case>],
     by_case: &HashMap<String, CaseTests>,
     sources: Option<&Registry>,
+    grids: Option<&Grids>,
     errors: &mut Vec<InputError>,
 ) -> Option<ExpectFile> {
+    let partial = grids.is_some();
     let text = match crate::load::read_input(path) {
         Ok(t) => t,
         Err(e) => {
@@ -1017,6 +1053,9 @@ pub fn load_file(
     }
     let mut entries = Vec::new();
     for raw in raw.expect {
+        if partial && !by_case.contains_key(raw.get_ref().case.get_ref()) {
+            continue;
+        }
         let at = index.loc(raw.span().start);
         if let Some(e) = parse_entry(
             &index,
@@ -1026,6 +1065,7 @@ pub fn load_file(
             cases,
             by_case,
             sources,
+            grids,
             errors,
         ) {
             entries.push(e);
@@ -1057,9 +1097,11 @@ fn parse_entry(
     cases: &[Arc<Case>],
     by_case: &HashMap<String, CaseTests>,
     sources: Option<&Registry>,
+    grids: Option<&Grids>,
     errors: &mut Vec<InputError>,
 ) -> Option<Entry> {
     let before = errors.len();
+    let partial = grids.is_some();
     let case_id = raw.case.get_ref().clone();
     let Some(case) = cases.iter().find(|c| c.id == case_id) else {
         let topic = case_id.split("::").next().unwrap_or("");
@@ -1110,10 +1152,18 @@ fn parse_entry(
     let empty = CaseTests::new(Vec::new());
     let ct = by_case.get(&case_id).unwrap_or(&empty);
     let picked = ct.select(&select);
-    let selected = picked.count();
+    let selected = match grids.and_then(|g| g.get(&case_id)) {
+        Some(rows) => count_selected(case, rows, &select),
+        None => picked.count(),
+    };
     let mut runnable = picked.clone();
     runnable.and(ct.runs(os));
-    if errors.len() == before {
+    // With only some of the case's tests loaded, an entry for the others
+    // is passed over; what it selects is the full load's (`check`) to judge.
+    if partial && picked.is_empty() {
+        return None;
+    }
+    if errors.len() == before && !partial {
         if selected == 0 {
             errors.push(
                 InputError::at(&at, format!("this entry selects no test of `{case_id}`"))
@@ -1134,6 +1184,7 @@ fn parse_entry(
         raw.outcomes.into_inner(),
         ct,
         &runnable,
+        partial,
         errors,
     );
     if outcomes.is_empty() && errors.len() == before {
@@ -1311,6 +1362,7 @@ fn parse_outcomes(
     raw: IndexMap<String, Spanned<String>>,
     ct: &CaseTests,
     runnable: &Bits,
+    partial: bool,
     errors: &mut Vec<InputError>,
 ) -> Vec<(String, Outcome)> {
     let case_id = &case.id;
@@ -1343,7 +1395,8 @@ fn parse_outcomes(
             continue;
         }
         let steps = ct.checked(&label, runnable);
-        if steps.is_empty() && !runnable.is_empty() {
+        // (Partial: the step may be in tests not loaded.)
+        if steps.is_empty() && !runnable.is_empty() && !partial {
             errors.push(index.err(
                 value.span(),
                 format!("step `{label}` does not occur in the tests this entry selects"),

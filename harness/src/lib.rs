@@ -71,6 +71,50 @@ impl Platform {
     }
 }
 
+/// How much of a case tree a command loads. Checking, blessing, listing
+/// and reports need all of it ([`Scope::default`]); a run of named tests
+/// needs only their cases and the expectations of the OS it runs on, and
+/// reads nothing else: start-up is then one case file and one expectation
+/// file, not the whole tree.
+#[derive(Clone, Debug, Default)]
+pub struct Scope {
+    /// Whole test names: only the cases they belong to are loaded, and the
+    /// expectation entries of other cases are passed over unread. `None`:
+    /// every case.
+    pub tests: Option<Vec<String>>,
+    /// Only this OS family's expectation file. `None`: every file.
+    pub os: Option<OsFamily>,
+}
+
+impl Scope {
+    /// Whether the case `id` is loaded: some test name is `id` or under it.
+    pub fn wants_case(&self, id: &str) -> bool {
+        self.tests.as_ref().is_none_or(|names| {
+            names.iter().any(|n| {
+                n.strip_prefix(id)
+                    .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+            })
+        })
+    }
+
+    /// Whether the test `name` is expanded.
+    pub fn wants_test(&self, name: &str) -> bool {
+        self.tests
+            .as_ref()
+            .is_none_or(|names| names.iter().any(|n| n == name))
+    }
+
+    /// Whether the expectation file of `os` is loaded.
+    pub fn wants_os(&self, os: OsFamily) -> bool {
+        self.os.is_none_or(|o| o == os)
+    }
+
+    /// Whether only some cases are loaded (entries of the others are passed over).
+    pub fn is_partial(&self) -> bool {
+        self.tests.is_some()
+    }
+}
+
 /// All cases, their tests, and every OS's expectations.
 pub struct Suite {
     /// The case tree's directory (the first tree's, when [`trees::load`] merged several).
@@ -113,13 +157,21 @@ impl Suite {
     /// Loads, expands and checks everything under `root`; every problem found
     /// is reported, not just the first.
     pub fn load(root: &Path) -> Result<Suite, InputErrors> {
+        Suite::load_scoped(root, &Scope::default())
+    }
+
+    /// [`Suite::load`], of only what `scope` names.
+    pub fn load_scoped(root: &Path, scope: &Scope) -> Result<Suite, InputErrors> {
         let mut errors = Vec::new();
-        let files = load::case_files(root, &mut errors);
+        let mut files = load::case_files(root, &mut errors);
         if files.is_empty() && errors.is_empty() {
             return Err(InputErrors(vec![
                 InputError::file(root, "no case files found")
                     .help("case files live in <cases>/<topic>/<case>.toml"),
             ]));
+        }
+        if scope.is_partial() {
+            files.retain(|f| load::case_id(root, f).is_ok_and(|(_, id)| scope.wants_case(&id)));
         }
         let claims = claims::load(root, &mut errors);
         let known: Option<std::collections::HashSet<String>> = claims
@@ -148,12 +200,21 @@ impl Suite {
                 return Err(InputErrors(errors));
             }
         }
-        let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, &mut errors)
+        let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, scope, &mut errors)
             .into_iter()
             .map(Arc::new)
             .collect();
         let cases: Vec<Arc<Case>> = loaded.iter().map(|l| l.case.clone()).collect();
-        let expectations = expect::load_all(root, &cases, &tests, &mut errors);
+        // A partial load still ranks entries by how many of the whole grid's
+        // tests they select.
+        let grids: Option<expect::Grids> = scope.is_partial().then(|| {
+            loaded
+                .iter()
+                .map(|l| (l.case.id.clone(), expand::all_labels(l)))
+                .collect()
+        });
+        let expectations =
+            expect::load_all(root, &cases, &tests, scope, grids.as_ref(), &mut errors);
         InputErrors::finish(errors)?;
         Ok(Suite {
             root: root.to_path_buf(),
@@ -198,5 +259,69 @@ impl Suite {
             }
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A run of named tests (`--exact`, nextest) loads only their cases and
+    /// one OS's file, yet every expectation resolves to the same entry as
+    /// in the whole tree: entries of other tests are passed over, and an
+    /// entry's specificity is still counted on its case's whole grid.
+    #[test]
+    fn a_partial_load_resolves_every_expectation_as_the_whole_tree() {
+        let root = Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../cases"));
+        let full = Suite::load(root).unwrap();
+        // The first, middle and last test of every case.
+        let mut names = Vec::new();
+        for case in &full.cases {
+            let of: Vec<&Arc<Test>> = full.tests.iter().filter(|t| t.case.id == case.id).collect();
+            for i in [0, of.len() / 2, of.len().saturating_sub(1)] {
+                if let Some(t) = of.get(i) {
+                    names.push(t.name.clone());
+                }
+            }
+        }
+        names.dedup();
+        let releases = [
+            None,
+            Some("5.10.262"),
+            Some("6.1.192"),
+            Some("6.12.117"),
+            Some("7.3"),
+        ];
+        let (mut compared, mut entries) = (0, 0);
+        for (&os, file) in &full.expectations.files {
+            let scope = Scope {
+                tests: Some(names.clone()),
+                os: Some(os),
+            };
+            let part = Suite::load_scoped(root, &scope).unwrap();
+            assert_eq!(part.tests.len(), names.len());
+            assert_eq!(part.expectations.files.len(), 1, "only {os}'s file is read");
+            let pfile = part.expectations.for_os(os).unwrap();
+            for t in &part.tests {
+                let whole = full.test(&t.name).unwrap();
+                for (label, _) in &t.case.checks {
+                    for r in releases {
+                        let a = file.resolve(whole, label, r);
+                        let b = pfile.resolve(t, label, r);
+                        let key = |x: Option<expect::Applied>| {
+                            x.map(|x| (x.entry.at.clone(), x.outcome.clone(), x.window.is_some()))
+                        };
+                        let (a, b) = (key(a), key(b));
+                        entries += usize::from(a.is_some());
+                        assert_eq!(a, b, "{} `{label}` on {os} {r:?}", t.name);
+                        compared += 1;
+                    }
+                }
+            }
+        }
+        assert!(
+            compared > 1000 && entries > 500,
+            "{compared} compared, {entries} with an entry"
+        );
     }
 }

@@ -290,7 +290,8 @@ pub fn case_files(root: &Path, errors: &mut Vec<InputError>) -> Vec<PathBuf> {
 pub const SOURCES_FILE: &str = "sources.toml";
 
 /// `topic::name` for a case file, from its path under the cases root.
-fn case_id(root: &Path, file: &Path) -> Result<(String, String), InputError> {
+/// A case file's topic and case id (`topic::case`), from its path under `root`.
+pub fn case_id(root: &Path, file: &Path) -> Result<(String, String), InputError> {
     let rel = file.strip_prefix(root).unwrap_or(file);
     let parts: Vec<String> = rel
         .with_extension("")

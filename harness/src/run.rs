@@ -39,6 +39,19 @@ impl Filter {
         };
         (self.patterns.is_empty() || self.patterns.iter().any(hit)) && !self.skip.iter().any(hit)
     }
+
+    /// What a run with this filter loads on `os`: with `--exact` names, only
+    /// their cases and `os`'s expectations; else the whole tree.
+    pub fn scope(&self, os: crate::model::OsFamily) -> crate::Scope {
+        if self.exact && !self.patterns.is_empty() {
+            crate::Scope {
+                tests: Some(self.patterns.clone()),
+                os: Some(os),
+            }
+        } else {
+            crate::Scope::default()
+        }
+    }
 }
 
 /// How `sockspec run` runs the suite: which tests, on how many threads, how often.

@@ -98,8 +98,12 @@ impl Harness {
 
     /// Loads the chosen trees into one suite.
     pub fn suite(&self) -> Result<Suite, Error> {
+        self.suite_scoped(&crate::Scope::default())
+    }
+
+    fn suite_scoped(&self, scope: &crate::Scope) -> Result<Suite, Error> {
         let trees = crate::trees::resolve(&self.trees, !self.builtin)?;
-        Ok(crate::trees::load(&trees)?)
+        Ok(crate::trees::load_scoped(&trees, scope)?)
     }
 
     /// Parses libtest's command line, runs the trials, and returns the exit
@@ -110,14 +114,23 @@ impl Harness {
             return code;
         }
         let args = Arguments::from_args();
-        let suite = match self.suite() {
+        let platform = Arc::new(Platform::current());
+        // One test by its whole name (how nextest starts every test
+        // process): only its case and this OS's expectations are loaded.
+        let scope = match &args.filter {
+            Some(name) if args.exact => crate::Scope {
+                tests: Some(vec![name.clone()]),
+                os: Some(platform.os),
+            },
+            _ => crate::Scope::default(),
+        };
+        let suite = match self.suite_scoped(&scope) {
             Ok(s) => Arc::new(s),
             Err(e) => {
                 crate::stdio::eline(&e.to_string());
                 return ExitCode::from(2);
             }
         };
-        let platform = Arc::new(Platform::current());
         let records: Arc<Mutex<Vec<TestRecord>>> = Arc::default();
         let (trials, skips) = self.trials(&suite, &platform, &records);
         if !args.list && !skips.is_empty() {

@@ -139,6 +139,31 @@ pub fn load(trees: &[Tree]) -> Result<Suite, InputErrors> {
     merge(trees, load_each(trees)?)
 }
 
+/// [`load`], of only what `scope` names: each tree gets the test names it
+/// owns, without its prefix.
+pub fn load_scoped(trees: &[Tree], scope: &crate::Scope) -> Result<Suite, InputErrors> {
+    let mut errors = Vec::new();
+    let mut loaded = Vec::new();
+    for t in trees {
+        let own = crate::Scope {
+            tests: scope.tests.as_ref().map(|names| {
+                names
+                    .iter()
+                    .filter(|n| t.owns(n, trees))
+                    .map(|n| n[t.prefix().len()..].to_string())
+                    .collect()
+            }),
+            os: scope.os,
+        };
+        match Suite::load_scoped(&t.root, &own) {
+            Ok(s) => loaded.push(s),
+            Err(InputErrors(e)) => errors.extend(e),
+        }
+    }
+    InputErrors::finish(errors)?;
+    merge(trees, loaded)
+}
+
 /// Loads every tree alone, reporting the problems of all of them.
 pub fn load_each(trees: &[Tree]) -> Result<Vec<Suite>, InputErrors> {
     let mut errors = Vec::new();

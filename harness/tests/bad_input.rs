@@ -310,7 +310,7 @@ fn two_tests_with_the_same_name() {
     let mut errors = Vec::new();
     let a = sockspec::load::load_case(root, &file, None, &mut errors).unwrap();
     let b = sockspec::load::load_case(root, &file, None, &mut errors).unwrap();
-    sockspec::expand::expand_all(&[a, b], &mut errors);
+    sockspec::expand::expand_all(&[a, b], &sockspec::Scope::default(), &mut errors);
     let text = errors
         .iter()
         .map(|e| e.to_string())

@@ -145,6 +145,11 @@ impl Cases {
     fn load(&self) -> Result<Suite, Error> {
         Ok(sockspec::trees::load(&self.trees()?)?)
     }
+
+    /// Only what `scope` names ([`sockspec::Scope`]).
+    fn load_scoped(&self, scope: &sockspec::Scope) -> Result<Suite, Error> {
+        Ok(sockspec::trees::load_scoped(&self.trees()?, scope)?)
+    }
 }
 
 /// How tests are executed.

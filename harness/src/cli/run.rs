@@ -81,11 +81,12 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     if let Some((cmd, from)) = &agent {
         start_agent(cmd, from)?;
     }
-    let suite = a.select.cases.load()?;
-    a.exec.setup(&suite)?;
     let platform = Platform::current();
+    let filter = a.select.filter();
+    let suite = a.select.cases.load_scoped(&filter.scope(platform.os))?;
+    a.exec.setup(&suite)?;
     let opts = Options {
-        filter: a.select.filter(),
+        filter,
         jobs: a.exec.jobs(),
         repeat: a.exec.repeat.unwrap_or(1),
         label,

@@ -23,10 +23,14 @@ use scope::{OptScope, Scope, check_semantics};
 use template::Ctx;
 
 /// Expand every loaded case. Errors are pushed; tests of erroneous cases are dropped.
-pub fn expand_all(cases: &[LoadedCase], errors: &mut Vec<InputError>) -> Vec<Test> {
+pub fn expand_all(
+    cases: &[LoadedCase],
+    scope: &crate::Scope,
+    errors: &mut Vec<InputError>,
+) -> Vec<Test> {
     let mut tests = Vec::new();
     for lc in cases {
-        tests.extend(expand(lc, errors));
+        tests.extend(expand_in(lc, scope, errors));
     }
     let mut seen: HashMap<&str, &Test> = HashMap::new();
     let mut dups = Vec::new();
@@ -54,9 +58,17 @@ type Combo = Vec<(String, ParamValue)>;
 
 /// Expand one case.
 pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
-    let Some(combos) = combos(lc, errors) else {
+    expand_in(lc, &crate::Scope::default(), errors)
+}
+
+/// [`expand`], resolving only the combinations whose tests `scope` names.
+fn expand_in(lc: &LoadedCase, scope: &crate::Scope, errors: &mut Vec<InputError>) -> Vec<Test> {
+    let Some(mut combos) = combos(lc, errors) else {
         return Vec::new();
     };
+    if scope.is_partial() {
+        combos.retain(|c| scope.wants_test(&test_name(&lc.case.id, c)));
+    }
     // A large grid's combinations are resolved on every core. One case at a
     // time, so that memory stays that of one case's copies at most.
     let mut tests = Vec::with_capacity(combos.len());
@@ -158,16 +170,33 @@ fn combos(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Option<Vec<Combo>> {
     (errors.len() == before).then_some(combos)
 }
 
-/// One combination's test.
-fn resolve_combo(lc: &LoadedCase, combo: &Combo) -> Result<Test, Vec<InputError>> {
-    let case = &lc.case;
-    let mut name = case.id.clone();
+/// The labels of every combination of `lc`'s grid (one per parameter, in
+/// grid order), exclusions applied: what an expectation entry's
+/// specificity counts when only some tests are expanded. Errors are
+/// [`expand`]'s to report.
+pub fn all_labels(lc: &LoadedCase) -> Vec<Vec<String>> {
+    combos(lc, &mut Vec::new())
+        .unwrap_or_default()
+        .iter()
+        .map(|c| c.iter().map(|(_, v)| v.label.clone()).collect())
+        .collect()
+}
+
+/// The name of a combination's test: the case, then each parameter's label.
+fn test_name(case: &str, combo: &Combo) -> String {
+    let mut name = case.to_string();
     for (k, v) in combo {
         name.push_str(&format!("::{k}={}", v.label));
     }
+    name
+}
+
+/// One combination's test.
+fn resolve_combo(lc: &LoadedCase, combo: &Combo) -> Result<Test, Vec<InputError>> {
+    let case = &lc.case;
     let (steps, needs) = resolve_test(lc, combo)?;
     Ok(Test {
-        name,
+        name: test_name(&case.id, combo),
         case: case.clone(),
         params: combo
             .iter()

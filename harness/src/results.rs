@@ -47,6 +47,7 @@ pub struct RunInfo {
     /// RFC 3339 UTC start time.
     pub started: String,
     /// Wall-clock time of the whole run, in milliseconds.
+    #[serde(serialize_with = "microseconds")]
     pub duration_ms: f64,
     /// Worker threads the run used: `--jobs`, capped at the number of selected tests.
     pub jobs: usize,
@@ -212,6 +213,7 @@ pub struct TestRecord {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mismatches: Vec<Mismatch>,
     /// Time the test took, in milliseconds: all its attempts, averaged over repeats.
+    #[serde(serialize_with = "microseconds")]
     pub duration_ms: f64,
     /// How many attempts the (reported) run took; more than 1 after port trouble, 0 when it
     /// never started.
@@ -353,6 +355,7 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
     /// Time the step took, in milliseconds.
+    #[serde(serialize_with = "microseconds")]
     pub duration_ms: f64,
     /// The expected outcome, for checked steps that have an expectation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -430,4 +433,11 @@ impl Results {
         let text = serde_json::to_string_pretty(self).map_err(|e| Error::Other(e.to_string()))?;
         crate::atomic::write(path, (text + "\n").as_bytes()).map_err(|e| Error::io(path, e))
     }
+}
+
+/// A duration in milliseconds, written to the microsecond: finer digits are
+/// clock noise, and they were most of a compressed results file (a guest
+/// prints its results on a serial console).
+fn microseconds<S: serde::Serializer>(ms: &f64, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64((ms * 1000.0).round() / 1000.0)
 }

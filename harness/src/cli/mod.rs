@@ -156,7 +156,7 @@ impl Cases {
 #[derive(Args, Clone)]
 struct Exec {
     // `command()` shows this machine's number in the help.
-    /// Worker threads [default: four per core].
+    /// Worker threads [default: six per core].
     #[arg(long, short, value_parser = clap::value_parser!(u32).range(1..=1024))]
     jobs: Option<u32>,
     /// Run each test N times; tests whose outcomes vary are reported
@@ -299,7 +299,7 @@ const CASES_DEFAULT: &str = "[default: `cases` in sockspec.toml; $SOCKSPEC_CASES
 fn command() -> clap::Command {
     use clap::CommandFactory;
     let jobs = format!(
-        "Worker threads [default: {}: four per core here].",
+        "Worker threads [default: {}: six per core here].",
         sockspec::run::default_jobs()
     );
     let mut cmd = Cli::command();
@@ -420,7 +420,7 @@ mod help {
         let mut run = cli.find_subcommand("run").unwrap().clone();
         let shown = run.render_long_help().to_string();
         assert!(
-            shown.contains(&format!("[default: {n}: four per core here]")),
+            shown.contains(&format!("[default: {n}: six per core here]")),
             "{shown}"
         );
     }

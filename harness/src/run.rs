@@ -359,7 +359,7 @@ pub fn run(
 /// first, so that a test that waits a second, or starts an interpreter,
 /// starts at once beside the short ones instead of alone at the end. (A
 /// close that lingers holds back starting children only until its
-/// descriptor is gone, [`sys::close`], so those need no order of their own.)
+/// descriptor is gone, on Linux: [`sys::close`].)
 fn schedule(selected: &[&Arc<Test>]) -> Vec<usize> {
     let mut order: Vec<usize> = (0..selected.len()).collect();
     order.sort_by_key(|&i| std::cmp::Reverse(selected[i].expected_wait()));

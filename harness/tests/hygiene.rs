@@ -67,3 +67,43 @@ fn the_whole_suite_leaks_no_descriptor_and_no_process() {
     );
     assert_eq!(kids_after, kids_before, "child processes left by the run");
 }
+
+/// Every child process starts behind the child gate (`sys::spawn_child`,
+/// `sys::output`): one forked while a test closes a socket keeps a copy of
+/// it, and the close neither lingers nor frees the port (a one-time Python
+/// probe started outside the gate made `timing::linger_close` close "quick"
+/// on a 6.1 guest). Outside the sys layer nothing starts a process itself.
+#[test]
+fn children_start_only_through_the_sys_layer() {
+    fn walk(dir: &std::path::Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                if !p.ends_with("sys") {
+                    walk(&p, out);
+                }
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&p).unwrap();
+                for (i, line) in text.lines().enumerate() {
+                    let code = line.split("//").next().unwrap_or("");
+                    if [".spawn()", ".output()", ".status()"]
+                        .iter()
+                        .any(|c| code.contains(c))
+                    {
+                        out.push(format!("{}:{}: {}", p.display(), i + 1, line.trim()));
+                    }
+                }
+            }
+        }
+    }
+    let mut found = Vec::new();
+    walk(
+        std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/src")),
+        &mut found,
+    );
+    assert!(
+        found.is_empty(),
+        "children started outside sys::spawn_child / sys::output:\n{}",
+        found.join("\n")
+    );
+}

@@ -77,19 +77,19 @@ impl AgentCmd {
 /// The Python interpreter itself, asked once per process: `python3` is often
 /// a shim (pyenv runs a dozen bash processes, ~100 ms, before Python
 /// starts), and every Python helper of a run would pay for it again.
+/// Started behind the child gate, as every child ([`sys::output`]): a child
+/// forked while a socket closes would keep it open.
 fn python3() -> &'static str {
     static EXE: OnceLock<String> = OnceLock::new();
     EXE.get_or_init(|| {
-        std::process::Command::new("python3")
-            .args([
-                "-I",
-                "-S",
-                "-c",
-                "import sys; sys.stdout.write(sys.executable)",
-            ])
-            .stdin(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .output()
+        let mut cmd = std::process::Command::new("python3");
+        cmd.args([
+            "-I",
+            "-S",
+            "-c",
+            "import sys; sys.stdout.write(sys.executable)",
+        ]);
+        sys::output(&mut cmd)
             .ok()
             .filter(|o| o.status.success())
             .and_then(|o| String::from_utf8(o.stdout).ok())

@@ -346,7 +346,7 @@ impl Local {
     /// holds it.
     fn may_close(&self, action: &Action) -> bool {
         match action {
-            // `close` passes the gate itself, for no longer than it must.
+            // `close` passes the gate itself (sys::close).
             Action::Spread(_) | Action::Socket(_) | Action::Server(_) => true,
             Action::Accept(steps::Accept { name, .. }) => self.holds(name),
             _ => false,

@@ -645,7 +645,7 @@ pub fn spawn_agent(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
-    let child = crate::sys::spawning(|| cmd.spawn())?;
+    let child = crate::sys::spawn_child(&mut cmd)?;
     if let Some(job) = job() {
         // SAFETY: both handles are valid; the child stays in the job until it ends.
         unsafe {
@@ -760,6 +760,15 @@ pub fn kill_pid(pid: u32) {
         }
     }
 }
+
+/// Windows creates a process without a copy of our handles unless they
+/// are inheritable: nothing to wait for ([`crate::sys::spawn_child`]).
+pub fn exec_marker() -> Option<String> {
+    None
+}
+
+/// See [`exec_marker`].
+pub fn exec_settled(_pid: u32, _before: Option<&str>) {}
 
 #[cfg(test)]
 mod tests {

@@ -47,7 +47,7 @@ pub fn spawn_agent(
             Ok(())
         });
     }
-    let child = crate::sys::spawning(|| cmd.spawn())?;
+    let child = crate::sys::spawn_child(&mut cmd)?;
     drop(theirs);
     Ok((child, DescriptorChannel(ours)))
 }

@@ -1,7 +1,7 @@
 //! Unix backend: Linux, Android, macOS/iOS, FreeBSD, NetBSD, OpenBSD, illumos.
 
 use std::io;
-use std::os::fd::{AsFd, IntoRawFd, RawFd};
+use std::os::fd::{AsFd, IntoRawFd};
 use std::time::Duration;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout};
@@ -281,59 +281,58 @@ fn getsockopt_int(sock: &Socket, level: i32, name: i32) -> io::Result<i32> {
     }
 }
 
+/// What identifies a child forked by this thread before it execs (Linux:
+/// this thread's name, which the child keeps until exec renames it).
+pub fn exec_marker() -> Option<String> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    return std::fs::read_to_string("/proc/thread-self/comm").ok();
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    None
+}
+
+/// Waits until child `pid` has closed the descriptors it got at fork. On
+/// Linux exec renames the process after its close-on-exec pass
+/// (`begin_new_exec` in fs/exec.c: `do_close_on_exec`, then
+/// `__set_task_comm`), so a name other than the forking thread's (`before`)
+/// says it is done. A child that exits, or that cannot be read, ends the
+/// wait; so do two seconds, for a program named like the forking thread.
+/// Elsewhere there is no such sign, and `spawn` returning has to do.
+pub fn exec_settled(pid: u32, before: Option<&str>) {
+    let Some(before) = before else { return };
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    let comm = format!("/proc/{pid}/comm");
+    while std::fs::read_to_string(&comm).is_ok_and(|now| now == before)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(Duration::from_micros(50));
+    }
+}
+
 /// close(2), returning its result: with SO_LINGER set, close can block, fail
 /// with EWOULDBLOCK (FreeBSD, `soclose`) or succeed after a timeout.
 ///
-/// The descriptor leaves the table behind the child gate
-/// ([`crate::sys::closing`]), and only that needs the gate: close(2) takes
-/// the descriptor out of the table before it lingers (Linux `file_close_fd`
-/// in fs/file.c, FreeBSD `kern_close` → `closefp`), and a child forked later
-/// gets no copy. So a close that may linger (SO_LINGER with a timeout) runs
-/// on a thread of its own, and the gate opens once the descriptor no longer
-/// names the socket, not a second later when the close returns.
+/// The close runs behind the child gate ([`crate::sys::closing`]). Only the
+/// descriptor leaving the table needs it, and close(2) does that before it
+/// lingers, so on Linux a close that may linger opens the gate as soon as
+/// that has happened ([`os::close_lingering`]); elsewhere the gate is held
+/// for the whole close.
 pub fn close(sock: Socket) -> io::Result<()> {
-    let lingers = matches!(sock.linger(), Ok(Some(d)) if !d.is_zero());
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    if matches!(sock.linger(), Ok(Some(d)) if !d.is_zero()) {
+        return os::close_lingering(sock.into_raw_fd());
+    }
     let fd = sock.into_raw_fd();
-    let id = if lingers { fd_identity(fd) } else { None };
-    let Some(id) = id else {
-        return crate::sys::closing(|| close_fd(fd));
-    };
-    let closer = crate::sys::closing(|| {
-        let closer = std::thread::spawn(move || close_fd(fd));
-        // Bounded: the closer takes the descriptor out first thing.
-        while !closer.is_finished() && fd_identity(fd) == Some(id) {
-            std::thread::sleep(Duration::from_micros(50));
-        }
-        closer
-    });
-    closer
-        .join()
-        .unwrap_or_else(|_| Err(io::Error::other("the closing thread panicked")))
+    crate::sys::closing(|| close_fd(fd))
 }
 
-fn close_fd(fd: RawFd) -> io::Result<()> {
+/// close(2) of a descriptor the caller owns and gives up.
+fn close_fd(fd: std::os::fd::RawFd) -> io::Result<()> {
     // SAFETY: the caller owns `fd` (taken from a Socket) and closes it once.
     if unsafe { libc::close(fd) } == 0 {
         Ok(())
     } else {
         Err(io::Error::last_os_error())
     }
-}
-
-/// Which open file `fd` names (device and inode), while it is open: another
-/// socket that gets the same number later has another inode.
-/// (A raw fstat: the descriptor may close on another thread meanwhile, which
-/// a borrowed descriptor must not.)
-pub(crate) fn fd_identity(fd: RawFd) -> Option<(u64, u64)> {
-    // SAFETY: fstat writes a `stat` into memory we own; an all-zero `stat`
-    // is a valid value of that plain C struct.
-    let mut st: libc::stat = unsafe { std::mem::zeroed() };
-    // SAFETY: fstat on a closed descriptor fails with EBADF, nothing worse.
-    if unsafe { libc::fstat(fd, &mut st) } != 0 {
-        return None;
-    }
-    #[allow(clippy::unnecessary_cast)] // their widths differ across systems
-    Some((st.st_dev as u64, st.st_ino as u64))
 }
 
 fn poll_one(sock: &Socket, events: PollFlags, timeout: Duration) -> io::Result<bool> {

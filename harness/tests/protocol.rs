@@ -309,3 +309,39 @@ fn conforms(argv: &[&str]) {
     stdin.flush().unwrap();
     assert!(child.wait().unwrap().success());
 }
+
+/// The protocol cases pass with every socket step in each helper that this
+/// machine can start (`--agent`), the run's own helper included: a `pass`
+/// to `main` starts it, never behind the child gate (it once waited there
+/// for its own close until the deadline).
+#[test]
+fn the_protocol_cases_pass_in_every_helper_here() {
+    let cases = root().join("harness/tests/protocol-cases");
+    for (agent, probe) in [
+        ("rust", None),
+        ("python", Some("python3")),
+        ("node", Some("node")),
+    ] {
+        if let Some(p) = probe
+            && std::process::Command::new(p)
+                .arg("--version")
+                .output()
+                .is_err()
+        {
+            eprintln!("{agent}: {p} is not installed here");
+            continue;
+        }
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sockspec"))
+            .args(["run", "-q", "--only-cases", "--cases"])
+            .arg(&cases)
+            .args(["--agent", agent])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "--agent {agent}:\n{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}

@@ -462,8 +462,13 @@ impl Engine<'_> {
             Action::Kill(steps::Kill { actor }) => self.end_actor(actor, true)?,
             Action::Exit(steps::Exit { actor }) => self.end_actor(actor, false)?,
             // This process's copy of a passed socket closes once the other
-            // end has it: behind the child gate, as every close here.
-            Action::Pass(steps::Pass { sock, to }) => sys::closing(|| self.pass(sock, to))?,
+            // end has it: behind the child gate, as every close here. The
+            // run's helper is started first, if it is not yet: no child can
+            // start behind the gate (it would wait for its own close).
+            Action::Pass(steps::Pass { sock, to }) => {
+                self.holder(&None)?;
+                sys::closing(|| self.pass(sock, to))?
+            }
             Action::TcpState(steps::TcpState { sock, want, wait }) => {
                 let slot = self
                     .slots

@@ -190,12 +190,26 @@ impl Drop for GatePass<'_> {
 /// Runs `f`, which may close sockets, while no child process is starting.
 pub fn closing<T>(f: impl FnOnce() -> T) -> T {
     let _pass = CHILD_GATE.pass(|s| !s.spawning, |s| s.closing += 1, |s| s.closing -= 1);
-    f()
+    CLOSING_HERE.with(|n| n.set(n.get() + 1));
+    let r = f();
+    CLOSING_HERE.with(|n| n.set(n.get() - 1));
+    r
+}
+
+thread_local! {
+    // How many `closing` passes this thread holds: a child started inside
+    // one would wait for the close that waits for it, until the deadline.
+    static CLOSING_HERE: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// Starts a child process (`f` returns once it has exec'd, as
 /// `Command::spawn` does) while no socket is being closed.
 pub fn spawning<T>(f: impl FnOnce() -> T) -> T {
+    debug_assert_eq!(
+        CLOSING_HERE.with(|n| n.get()),
+        0,
+        "a child started behind this thread's own close would wait for it forever"
+    );
     let _pass = CHILD_GATE.pass(
         |s| !s.spawning && s.closing == 0,
         |s| s.spawning = true,

@@ -538,8 +538,11 @@ impl Engine<'_> {
             None => None,
         };
         let (a, identity) = match runtime {
+            // sockspec's own helper failing to start says nothing of the
+            // kernel (Wine's CreateProcess fails now and then under load,
+            // ERROR_INTERNAL_ERROR): a re-run, as a port clash is.
             None => Actor::spawn(actor, uid, self.deadline, self.pids)
-                .map_err(|msg| Stop::Problem(Problem::Harness { msg }))?,
+                .map_err(|msg| Stop::Retry(format!("starting actor `{actor}`: {msg}")))?,
             // A runtime this machine lacks (no python3, no node) cannot run
             // the test: skipped, saying so.
             Some(r) => AgentCmd::parse(r)

@@ -118,7 +118,7 @@ pub fn run_test(test: &Arc<Test>, env: &Env) -> Observed {
                     steps: r.steps,
                     problem: Some(Problem::Harness {
                         msg: format!(
-                            "gave up after {MAX_ATTEMPTS} attempts with port trouble: {why}"
+                            "gave up after {MAX_ATTEMPTS} attempts (port trouble, or a helper that would not start): {why}"
                         ),
                     }),
                     attempts: attempt,

@@ -190,10 +190,25 @@ impl Drop for GatePass<'_> {
 /// Runs `f`, which may close sockets, while no child process is starting.
 pub fn closing<T>(f: impl FnOnce() -> T) -> T {
     let _pass = CHILD_GATE.pass(|s| !s.spawning, |s| s.closing += 1, |s| s.closing -= 1);
-    CLOSING_HERE.with(|n| n.set(n.get() + 1));
-    let r = f();
-    CLOSING_HERE.with(|n| n.set(n.get() - 1));
-    r
+    let _here = ClosingHere::enter();
+    f()
+}
+
+/// Counts this thread's `closing` passes while it holds one, also when the
+/// closure panics.
+struct ClosingHere;
+
+impl ClosingHere {
+    fn enter() -> ClosingHere {
+        CLOSING_HERE.with(|n| n.set(n.get() + 1));
+        ClosingHere
+    }
+}
+
+impl Drop for ClosingHere {
+    fn drop(&mut self) {
+        CLOSING_HERE.with(|n| n.set(n.get() - 1));
+    }
 }
 
 thread_local! {

@@ -261,6 +261,12 @@ pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether a closing thread can be watched ([`close_lingering`]): not on a
+/// PREEMPT_RT kernel, whose spinlocks sleep before the descriptor is out.
+pub fn can_watch_close() -> bool {
+    !std::path::Path::new("/sys/kernel/realtime").exists()
+}
+
 /// Closes `fd`, a socket that may linger, behind the child gate only until
 /// the descriptor has left the table. close(2) takes it out first thing
 /// (`file_close_fd` in fs/file.c) and lingers afterwards, in the socket's
@@ -270,15 +276,11 @@ pub fn stack_settings() -> std::collections::BTreeMap<String, String> {
 /// Nothing here names the descriptor while it closes: an fstat or fcntl
 /// racing the close takes a reference of its own, and then its return is the
 /// last release, which lingers in that thread while close(2) returns at once.
-/// The closing thread is watched through
-/// /proc/self/task/TID/{syscall,stat} instead: asleep (`S` or `D`, not a
-/// tracing stop) in the close syscall. Where that cannot be told (no /proc,
-/// a PREEMPT_RT kernel, whose spinlocks sleep before the descriptor is out),
-/// the gate stays closed until close(2) returns, as everywhere else.
+/// The closing thread is watched through /proc/self/task/TID/{syscall,stat}
+/// instead: asleep (`S` or `D`, not a tracing stop) in the close syscall.
+/// Without /proc the gate stays closed until close(2) returns.
 /// <https://man7.org/linux/man-pages/man5/proc_pid_syscall.5.html>
 pub fn close_lingering(fd: std::os::fd::RawFd) -> io::Result<()> {
-    use std::time::Duration;
-    let watchable = !std::path::Path::new("/sys/kernel/realtime").exists();
     let (tid_tx, tid_rx) = std::sync::mpsc::channel();
     let closer = crate::sys::closing(|| {
         let closer = std::thread::spawn(move || {
@@ -286,12 +288,9 @@ pub fn close_lingering(fd: std::os::fd::RawFd) -> io::Result<()> {
             super::close_fd(fd)
         });
         if let Ok(tid) = tid_rx.recv() {
-            while watchable && !closer.is_finished() && !asleep_in_close(tid) {
-                std::thread::sleep(Duration::from_micros(100));
+            while !closer.is_finished() && !asleep_in_close(tid) {
+                std::thread::sleep(std::time::Duration::from_micros(100));
             }
-        }
-        while !watchable && !closer.is_finished() {
-            std::thread::sleep(Duration::from_millis(1));
         }
         closer
     });
@@ -304,8 +303,12 @@ pub fn close_lingering(fd: std::os::fd::RawFd) -> io::Result<()> {
 fn asleep_in_close(tid: i32) -> bool {
     let task = format!("/proc/self/task/{tid}");
     // "NR args..." while blocked in a syscall, "running" or "-1 ..." otherwise.
-    let in_close = std::fs::read_to_string(format!("{task}/syscall"))
-        .is_ok_and(|t| t.split_whitespace().next() == Some(libc::SYS_close.to_string().as_str()));
+    let in_close = std::fs::read_to_string(format!("{task}/syscall")).is_ok_and(|t| {
+        t.split_whitespace()
+            .next()
+            .and_then(|n| n.parse::<libc::c_long>().ok())
+            == Some(libc::SYS_close)
+    });
     // The state follows the last ')' (the name may hold any character).
     let asleep = || {
         std::fs::read_to_string(format!("{task}/stat")).is_ok_and(|t| {

@@ -318,7 +318,7 @@ pub fn exec_settled(pid: u32, before: Option<&str>) {
 /// for the whole close.
 pub fn close(sock: Socket) -> io::Result<()> {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    if matches!(sock.linger(), Ok(Some(d)) if !d.is_zero()) {
+    if matches!(sock.linger(), Ok(Some(d)) if !d.is_zero()) && os::can_watch_close() {
         return os::close_lingering(sock.into_raw_fd());
     }
     let fd = sock.into_raw_fd();

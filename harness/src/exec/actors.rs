@@ -325,8 +325,11 @@ impl Actor {
         if let Some(u) = user {
             env.push((USER_ENV.to_string(), u.to_string()));
         }
-        let (mut child, chan) = super::live::spawn(|| sys::spawn_agent(&program, &args, &env))
-            .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
+        // Helpers in other runtimes find the channel where the protocol says
+        // (descriptor 3, which costs a fork); sockspec's own agent is told.
+        let (mut child, chan) =
+            super::live::spawn(|| sys::spawn_agent(&program, &args, &env, external))
+                .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let pid = child.id();
         pids.lock().unwrap_or_else(|e| e.into_inner()).push(pid);
         let stdin = child.stdin.take().ok_or("the agent has no stdin")?;

@@ -288,11 +288,26 @@ pub fn output(cmd: &mut std::process::Command) -> io::Result<std::process::Outpu
 /// order, so a socket numbered above the pipe may still be the child's
 /// ([`imp::exec_settled`]).
 pub fn spawn_child(cmd: &mut std::process::Command) -> io::Result<std::process::Child> {
+    spawn_child_with(cmd, || Ok(|| ()))
+}
+
+/// [`spawn_child`] with `prepare` run behind the gate first; what it returns
+/// runs once the child has started (or failed to), still behind the gate. No
+/// other child starts in between: a descriptor made inheritable there and
+/// closed after reaches this child only.
+pub fn spawn_child_with<A: FnOnce()>(
+    cmd: &mut std::process::Command,
+    prepare: impl FnOnce() -> io::Result<A>,
+) -> io::Result<std::process::Child> {
     spawning(|| {
+        let after = prepare()?;
         let before = imp::exec_marker();
-        let child = cmd.spawn()?;
-        imp::exec_settled(child.id(), before.as_deref());
-        Ok(child)
+        let child = cmd.spawn();
+        if let Ok(c) = &child {
+            imp::exec_settled(c.id(), before.as_deref());
+        }
+        after();
+        child
     })
 }
 

@@ -635,6 +635,7 @@ pub fn spawn_agent(
     program: &std::path::Path,
     args: &[String],
     env: &[(String, String)],
+    _fd3: bool,
 ) -> io::Result<(std::process::Child, DescriptorChannel)> {
     use std::os::windows::io::AsRawHandle;
     use std::process::{Command, Stdio};

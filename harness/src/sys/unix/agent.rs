@@ -11,18 +11,32 @@ use std::process::{Child, Command, Stdio};
 use nix::sys::socket::{ControlMessage, ControlMessageOwned, MsgFlags, recvmsg, sendmsg};
 use socket2::Socket;
 
-/// The descriptor the agent finds its end of the channel at.
+/// The descriptor a helper finds its end of the channel at (the protocol's
+/// place, docs/agent-protocol.md).
 const AGENT_FD: RawFd = 3;
+
+/// Where sockspec's own agent finds its end instead, when it is started
+/// without a fork ([`spawn_agent`] with `fd3` false).
+const AGENT_FD_ENV: &str = "SOCKSPEC_AGENT_FD";
 
 /// A Unix socketpair end that carries sockets (SCM_RIGHTS) between processes.
 pub struct DescriptorChannel(UnixStream);
 
 /// Starts `program` as an agent: stdin and stdout piped for requests, our
-/// socketpair's other end on descriptor 3.
+/// socketpair's other end on descriptor 3 (`fd3`, the protocol's place), or
+/// else at whatever number it has, named in `SOCKSPEC_AGENT_FD`.
+///
+/// Putting it on 3 takes code between fork and exec, so std forks: it copies
+/// the harness's page tables and write-protects its memory, and every worker
+/// then faults on its next writes (under QEMU's TCG a builtin spawn took
+/// 150 ms). Without it std uses posix_spawn (vfork). The channel is then
+/// made inheritable only while this spawn holds the child gate, which lets no
+/// other child start, and it is closed before the gate opens.
 pub fn spawn_agent(
     program: &Path,
     args: &[String],
     env: &[(String, String)],
+    fd3: bool,
 ) -> io::Result<(Child, DescriptorChannel)> {
     // std makes the pair close-on-exec in a second call on Apple systems:
     // created behind the gate so that no other child starting now keeps it.
@@ -34,6 +48,16 @@ pub fn spawn_agent(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    if !fd3 {
+        cmd.env(AGENT_FD_ENV, theirs_fd.to_string());
+        let child = crate::sys::spawn_child_with(&mut cmd, || {
+            set_cloexec(theirs_fd, false)?;
+            Ok(move || drop(theirs))
+        })?;
+        return Ok((child, DescriptorChannel(ours)));
+    }
+    // Not inherited from an agent that starts a helper itself.
+    cmd.env_remove(AGENT_FD_ENV);
     // SAFETY: dup2 is async-signal-safe; it runs in the child between fork
     // and exec, and clears FD_CLOEXEC on the copy so it survives exec.
     unsafe {
@@ -52,15 +76,36 @@ pub fn spawn_agent(
     Ok((child, DescriptorChannel(ours)))
 }
 
-/// The agent's end of the channel (descriptor 3, inherited). Descriptor 3
-/// is taken over once per process: a second call gets a dead channel, never
-/// a second owner of the same descriptor.
+fn set_cloexec(fd: RawFd, on: bool) -> io::Result<()> {
+    // SAFETY: F_GETFD/F_SETFD on a descriptor the caller holds open.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFD);
+        let flags = if on {
+            flags | libc::FD_CLOEXEC
+        } else {
+            flags & !libc::FD_CLOEXEC
+        };
+        if flags < 0 || libc::fcntl(fd, libc::F_SETFD, flags) < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// The agent's end of the channel: where `SOCKSPEC_AGENT_FD` says, else
+/// descriptor 3 (inherited). It is taken over once per process: a second
+/// call gets a dead channel, never a second owner of the same descriptor.
 pub fn agent_channel() -> DescriptorChannel {
     static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
     let first = !TAKEN.swap(true, std::sync::atomic::Ordering::SeqCst);
+    let fd = std::env::var(AGENT_FD_ENV)
+        .ok()
+        .and_then(|v| v.parse::<RawFd>().ok())
+        .filter(|fd| *fd > 2)
+        .unwrap_or(AGENT_FD);
     // Started by hand (a protocol test), without the channel: a dead one.
     // SAFETY: F_GETFD only asks whether the descriptor is open.
-    if (!first || unsafe { libc::fcntl(AGENT_FD, libc::F_GETFD) } < 0)
+    if (!first || unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0)
         && let Ok((ours, _)) = UnixStream::pair()
     {
         return DescriptorChannel(ours);
@@ -68,14 +113,11 @@ pub fn agent_channel() -> DescriptorChannel {
     if !first {
         panic!("the agent channel is taken once per process");
     }
-    // SAFETY: the harness put our end of a socketpair on descriptor 3 before
+    // SAFETY: the harness left our end of a socketpair open at `fd` across
     // exec; we take ownership of it once, here.
-    let s = unsafe { UnixStream::from_raw_fd(AGENT_FD) };
+    let s = unsafe { UnixStream::from_raw_fd(fd) };
     // Keep it out of anything this agent might start.
-    // SAFETY: a valid descriptor.
-    unsafe {
-        libc::fcntl(AGENT_FD, libc::F_SETFD, libc::FD_CLOEXEC);
-    }
+    let _ = set_cloexec(fd, true);
     DescriptorChannel(s)
 }
 

@@ -40,6 +40,9 @@ fi
 
 # sockspec, static, as /init; the cases beside it.
 rustup target list --installed | grep -qx x86_64-unknown-linux-musl || rustup target add x86_64-unknown-linux-musl
+# The guest's allocator (mimalloc) is C: musl-gcc where installed, else the
+# system's cc (mimalloc needs only what musl's headers also declare).
+export CC_x86_64_unknown_linux_musl=${CC_x86_64_unknown_linux_musl:-$(command -v musl-gcc || echo cc)}
 cargo build --release -q --features guest --target x86_64-unknown-linux-musl
 bin=target/x86_64-unknown-linux-musl/release/sockspec
 if [ ! -e "$cache/init" ] || [ "$bin" -nt "$cache/init" ]; then strip -o "$cache/init" "$bin"; fi
@@ -65,13 +68,16 @@ boot() {
   local elf
   elf=$(dirname "$2")/vmlinux
   [ -e "$elf" ] || elf=$2
+  rm -f "$3.debugcon"
   timeout -k 5 "$4" qemu-system-x86_64 -accel "$1" -display none -nodefaults -no-user-config \
-    -serial stdio -no-reboot -m 256 -smp "${CPUS:-2}" \
+    -serial stdio -debugcon "file:$3.debugcon" -no-reboot -m 256 -smp "${CPUS:-2}" \
     -kernel "$elf" -initrd "$cache/initrd-$(basename "$2").cpio" \
     -append "console=ttyS0 quiet panic=-1 mitigations=off lsm=capability audit=0 init_on_alloc=0 rcupdate.rcu_expedited=1 tsc=reliable nokaslr SOCKSPEC_GUEST=1${SOCKSPEC_JOBS:+ SOCKSPEC_JOBS=$SOCKSPEC_JOBS}" \
     </dev/null >"$3" 2>&1 || true
 }
-finished() { grep -aq "SOCKSPEC RESULTS END" "$1"; }
+# The guest writes its results to QEMU's debug console (port 0xe9, a file
+# beside the log) where it can, else on the serial console.
+finished() { cat "$1" "$1.debugcon" 2>/dev/null | grep -aq "SOCKSPEC RESULTS END"; }
 
 # KVM only when a probe boot works: the nested /dev/kvm here hangs Debian's
 # kernels before they print anything. Probing costs up to 25 s, so the
@@ -121,6 +127,8 @@ runs, bad = [], False
 for log in logs:
     secs = float(open(log + ".secs").read()) if os.path.exists(log + ".secs") else float("nan")
     text = open(log, "rb").read().decode("latin1")
+    if os.path.exists(log + ".debugcon"):
+        text += open(log + ".debugcon", "rb").read().decode("latin1")
     m = re.search(r"=====SOCKSPEC RESULTS BEGIN.*?=====\r?\n(.*?)=====SOCKSPEC RESULTS END=====", text, re.S)
     if not m:
         print(f"{os.path.basename(log)}: no results on the console after {secs:.1f} s (see {log})")

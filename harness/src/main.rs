@@ -5,6 +5,12 @@ mod cli;
 
 use std::process::ExitCode;
 
+/// The guest build is static musl, whose allocator took twice glibc's CPU
+/// to load and run the suite here (and more under TCG): mimalloc instead.
+#[cfg(feature = "guest")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     // A helper process (an actor) of a running suite.
     if let Some(code) = sockspec::exec::actors::serve_if_agent() {

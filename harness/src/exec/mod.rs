@@ -148,22 +148,18 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
     let t = test.clone();
     let pids = actors::Pids::default();
     let attempt_pids = pids.clone();
-    // A thread spawned here shares this thread's network namespace, and so
-    // do the helper processes it starts.
-    let spawned = std::thread::Builder::new()
-        .name("sockspec-attempt".into())
-        .spawn(move || {
-            let mut r = engine::attempt(&t, &mut claims, &attempt_pids, deadline);
-            if r.retry.is_none() && claims.disturbed() {
-                r.retry = Some("another test collided with one of this test's ports".into());
-            }
-            // Released before the result is sent: the next attempt in this
-            // scope may start at once and bind the same port (a one-port
-            // ephemeral range gives every attempt the same one).
-            drop(claims);
-            let _ = tx.send(r);
-        });
-    if let Err(e) = spawned {
+    let job: Job = Box::new(move || {
+        let mut r = engine::attempt(&t, &mut claims, &attempt_pids, deadline);
+        if r.retry.is_none() && claims.disturbed() {
+            r.retry = Some("another test collided with one of this test's ports".into());
+        }
+        // Released before the result is sent: the next attempt in this
+        // scope may start at once and bind the same port (a one-port
+        // ephemeral range gives every attempt the same one).
+        drop(claims);
+        let _ = tx.send(r);
+    });
+    if let Err(e) = AttemptThread::run(job) {
         return AttemptResult {
             steps: Vec::new(),
             problem: Some(Problem::Harness {
@@ -176,6 +172,8 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
         Ok(r) => r,
         Err(_) => {
             env.book.abandon(env.scope, attempt_id);
+            // The next attempt gets a thread of its own.
+            AttemptThread::forget();
             // The thread may be stuck in a call; its helpers must not outlive it.
             for pid in pids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
                 crate::sys::kill_pid(*pid);
@@ -186,5 +184,55 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
                 retry: None,
             }
         }
+    }
+}
+
+/// One attempt's work, run on the worker's attempt thread.
+type Job = Box<dyn FnOnce() + Send>;
+
+/// Each worker's thread for running attempts, kept from one attempt to the
+/// next: starting a thread per attempt (a stack mapped and unmapped, a fresh
+/// allocator heap, an exit) was a tenth of the harness's CPU, and more of a
+/// guest's under emulation. It is made by the worker, so it shares the
+/// worker's network namespace, as do the helper processes it starts. A
+/// thread whose attempt hung is left behind: the next attempt gets a new one.
+struct AttemptThread;
+
+thread_local! {
+    static ATTEMPT_THREAD: std::cell::RefCell<Option<mpsc::Sender<Job>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+impl AttemptThread {
+    /// Runs `job` on this worker's attempt thread, starting one if there is
+    /// none or the last one is gone (a job panicked).
+    fn run(job: Job) -> std::io::Result<()> {
+        ATTEMPT_THREAD.with(|cell| {
+            let mut cell = cell.borrow_mut();
+            let job = match cell.as_ref() {
+                Some(tx) => match tx.send(job) {
+                    Ok(()) => return Ok(()),
+                    Err(mpsc::SendError(job)) => job,
+                },
+                None => job,
+            };
+            let (tx, rx) = mpsc::channel::<Job>();
+            std::thread::Builder::new()
+                .name("sockspec-attempt".into())
+                .spawn(move || {
+                    for job in rx {
+                        job();
+                    }
+                })?;
+            tx.send(job)
+                .map_err(|_| std::io::Error::other("the attempt thread ended at once"))?;
+            *cell = Some(tx);
+            Ok(())
+        })
+    }
+
+    /// Leaves this worker's attempt thread to its hung attempt.
+    fn forget() {
+        ATTEMPT_THREAD.with(|cell| cell.borrow_mut().take());
     }
 }

@@ -74,6 +74,7 @@ fn run() -> Result<(), String> {
     println!("sockspec guest: init {} s after boot", uptime());
     load_modules();
     crate::sys::bring_up_loopback().map_err(|e| format!("bringing lo up: {e}"))?;
+    warm_up();
     let platform = crate::Platform::current();
     // Every case, judged on Linux: the other OSes' files are not read
     // (loading them took half a second of the guest's time under TCG).
@@ -135,6 +136,55 @@ fn run() -> Result<(), String> {
     }
     writeln!(out, "sockspec guest: done {} s after boot", uptime()).map_err(|e| e.to_string())?;
     Ok(())
+}
+
+/// Makes the kernel draw its lookup-hash secrets before the workers start.
+/// Each is drawn on first use (`net_get_random_once` in `inet_ehashfn`,
+/// `inet6_ehashfn`, `udp_ehashfn`, `udp6_ehashfn`), and a work item then
+/// turns its static key on by patching kernel text while other CPUs run that
+/// code. Under QEMU's TCG that patching once crashed a 6.12 guest mid-suite
+/// (`Oops: int3` in `udp_ehashfn`, from a worker's UDP SO_REUSEPORT lookup):
+/// done here, on a quiet machine, and waited for, nothing runs beside it.
+/// Nothing a test observes depends on when the secrets are drawn.
+/// <https://elixir.bootlin.com/linux/v6.12/source/include/linux/once.h>
+#[cfg(all(target_os = "linux", feature = "guest"))]
+fn warm_up() {
+    use socket2::{Domain, Protocol, Socket, Type};
+    use std::net::SocketAddr;
+    let group = |domain: Domain,
+                 ty: Type,
+                 proto: Protocol,
+                 at: SocketAddr|
+     -> std::io::Result<Vec<Socket>> {
+        let first = Socket::new(domain, ty, Some(proto))?;
+        first.set_reuse_port(true)?;
+        first.bind(&at.into())?;
+        let bound = first.local_addr()?;
+        let second = Socket::new(domain, ty, Some(proto))?;
+        second.set_reuse_port(true)?;
+        second.bind(&bound)?;
+        Ok(vec![first, second])
+    };
+    for at in ["127.0.0.1:0", "[::1]:0"] {
+        let Ok(at) = at.parse::<SocketAddr>() else {
+            continue;
+        };
+        let domain = Domain::for_address(at);
+        // UDP: a datagram to a reuseport group (udp_ehashfn / udp6_ehashfn).
+        let _ = group(domain, Type::DGRAM, Protocol::UDP, at).and_then(|g| {
+            let to = g[0].local_addr()?;
+            let tx = Socket::new(domain, Type::DGRAM, Some(Protocol::UDP))?;
+            tx.send_to(b"x", &to)
+        });
+        // TCP: a connection to a reuseport group (inet_ehashfn / inet6_ehashfn).
+        let _ = group(domain, Type::STREAM, Protocol::TCP, at).and_then(|g| {
+            g.iter().try_for_each(|s| s.listen(4))?;
+            let c = Socket::new(domain, Type::STREAM, Some(Protocol::TCP))?;
+            c.connect(&g[0].local_addr()?)
+        });
+    }
+    // The keys are turned on by a work item (`once_deferred`); let it run.
+    std::thread::sleep(std::time::Duration::from_millis(100));
 }
 
 /// QEMU's ISA debug console (`-debugcon`, I/O port 0xe9): a byte written

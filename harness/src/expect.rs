@@ -222,6 +222,168 @@ impl Window<'_> {
     }
 }
 
+/// One test's entries in a file: those of its case that select it, under
+/// the run's settings, in file order. Found once per test (a scan of the
+/// case's entries), then asked about each checked step.
+#[derive(Clone, Debug)]
+pub struct TestEntries<'a>(Vec<&'a Entry>);
+
+impl<'a> TestEntries<'a> {
+    /// The expectation for `label`: the best of [`candidates`](Self::candidates)
+    /// on `release`; with no release, the best entry without a kernel range.
+    pub fn resolve(&self, label: &str, release: Option<&str>) -> Option<Applied<'a>> {
+        match release {
+            Some(_) => self.candidates(label, release).into_iter().next(),
+            None => rank_among(self.0.iter().copied(), label, None)
+                .into_iter()
+                .next(),
+        }
+    }
+
+    /// The entries that give `label` where `release` is in their kernel
+    /// range, best first, windows aside (the precedence of the module's notes).
+    pub fn ranked(&self, label: &str, release: Option<&str>) -> Vec<Applied<'a>> {
+        rank_among(self.0.iter().copied(), label, release)
+    }
+
+    /// Every entry that gives `label`, best first; inside a [`Window`] only
+    /// documented entries whose kernel range holds the release, or else
+    /// `unknown` (see the module's notes).
+    pub fn candidates(&self, label: &str, release: Option<&str>) -> Vec<Applied<'a>> {
+        let out = self.ranked(label, release);
+        let Some(rel) = release else { return out };
+        let Some(window) = self.window(label, rel) else {
+            return out;
+        };
+        let cited: Vec<Applied<'a>> = out
+            .iter()
+            .filter(|a| {
+                matches!(a.entry.provenance, Provenance::Documented { .. })
+                    && a.entry.kernel.is_some()
+            })
+            .map(|a| Applied {
+                window: Some(window),
+                ..*a
+            })
+            .collect();
+        if !cited.is_empty() {
+            return cited;
+        }
+        out.first()
+            .map(|a| Applied {
+                entry: a.entry,
+                outcome: &UNKNOWN,
+                window: Some(window),
+            })
+            .into_iter()
+            .collect()
+    }
+
+    /// The window of disagreeing observations `release` lies in, if any.
+    /// The observations are the releases in `seen_on` of the observed
+    /// entries, each counted with the outcome of the entry that applies on
+    /// that release (an entry another one overrides there did not observe
+    /// the test).
+    pub fn window(&self, label: &str, release: &str) -> Option<Window<'a>> {
+        self.windows(label).into_iter().find(|w| w.holds(release))
+    }
+
+    /// Every window where neighbouring observations of `label` disagree,
+    /// oldest first.
+    pub fn windows(&self, label: &str) -> Vec<Window<'a>> {
+        // (version, release text, outcome), each release once per outcome.
+        let mut seen: Vec<(Vec<u64>, &'a str, &'a Outcome)> = Vec::new();
+        // The test's entries, found once: ranking them again for every
+        // release of every entry made judging quadratic in the case's entries.
+        let entries = &self.0;
+        for &e in entries {
+            let Provenance::Observed { seen_on, .. } = &e.provenance else {
+                continue;
+            };
+            if e.outcome(label).is_none() {
+                continue;
+            }
+            for r in seen_on {
+                let v = version_numbers(r);
+                // The best observed entry on `r` (the first of the highest
+                // rank, as `rank_among` orders them).
+                let top = entries
+                    .iter()
+                    .filter(|x| matches!(x.provenance, Provenance::Observed { .. }))
+                    .filter(|x| x.kernel.as_ref().is_none_or(|k| k.contains_numbers(&v)))
+                    .filter_map(|x| x.outcome(label).map(|o| (*x, o)))
+                    .fold(
+                        None,
+                        |best: Option<(&'a Entry, &'a Outcome)>, (x, o)| match best {
+                            Some((b, _)) if b.rank() >= x.rank() => best,
+                            _ => Some((x, o)),
+                        },
+                    );
+                if let Some((entry, outcome)) = top
+                    && std::ptr::eq(entry, e)
+                    && !seen.iter().any(|(_, t, o)| t == r && *o == outcome)
+                {
+                    seen.push((v, r.as_str(), outcome));
+                }
+            }
+        }
+        seen.sort_by(|a, b| cmp_versions(&a.0, &b.0).then_with(|| a.1.cmp(b.1)));
+        let mut out = Vec::new();
+        // Releases of one version (two builds of 6.18.44) are one point.
+        let mut i = 0;
+        while i < seen.len() {
+            let j = (i..seen.len())
+                .find(|j| cmp_versions(&seen[*j].0, &seen[i].0).is_ne())
+                .unwrap_or(seen.len());
+            if j < seen.len() {
+                let k = (j..seen.len())
+                    .find(|k| cmp_versions(&seen[*k].0, &seen[j].0).is_ne())
+                    .unwrap_or(seen.len());
+                let (last, first) = (&seen[j - 1], &seen[j]);
+                let here: Vec<&Outcome> = seen[i..j].iter().map(|s| s.2).collect();
+                let next: Vec<&Outcome> = seen[j..k].iter().map(|s| s.2).collect();
+                if here.iter().any(|o| !next.contains(o)) || next.iter().any(|o| !here.contains(o))
+                {
+                    out.push(Window {
+                        last: last.1,
+                        last_outcome: last.2,
+                        first: first.1,
+                        first_outcome: first.2,
+                    });
+                }
+            }
+            i = j;
+        }
+        out
+    }
+}
+
+/// Of `entries` (a test's, in file order), those that give `label` where
+/// `release` is in their kernel range, best first.
+fn rank_among<'a>(
+    entries: impl Iterator<Item = &'a Entry>,
+    label: &str,
+    release: Option<&str>,
+) -> Vec<Applied<'a>> {
+    let mut out: Vec<Applied<'a>> = entries
+        .filter(|e| match (&e.kernel, release) {
+            (None, _) => true,
+            (Some(r), Some(rel)) => r.contains(rel),
+            (Some(_), None) => false,
+        })
+        .filter_map(|e| {
+            e.outcome(label).map(|outcome| Applied {
+                entry: e,
+                outcome,
+                window: None,
+            })
+        })
+        .collect();
+    // Stable sort: among equals, the earlier entry in the file comes first.
+    out.sort_by_key(|a| std::cmp::Reverse(a.entry.rank()));
+    out
+}
+
 /// `unknown`, for a release inside a window that no cited source covers.
 static UNKNOWN: Outcome = Outcome::Unknown;
 
@@ -246,13 +408,7 @@ impl ExpectFile {
         release: Option<&str>,
         settings: Option<&BTreeMap<String, String>>,
     ) -> Option<Applied<'a>> {
-        if release.is_some() {
-            return self
-                .candidates_in(test, label, release, settings)
-                .into_iter()
-                .next();
-        }
-        self.resolve_each(test, &[label], settings).pop().flatten()
+        self.entries_for(test, settings).resolve(label, release)
     }
 
     /// [`resolve_in`](Self::resolve_in) without a release (so no window)
@@ -303,40 +459,11 @@ impl ExpectFile {
         release: Option<&str>,
         settings: Option<&BTreeMap<String, String>>,
     ) -> Vec<Applied<'a>> {
-        let out = self.ranked_in(test, label, release, settings);
-        let Some(rel) = release else { return out };
-        let Some(window) = self.window(test, label, rel, settings) else {
-            return out;
-        };
-        let cited: Vec<Applied<'a>> = out
-            .iter()
-            .filter(|a| {
-                matches!(a.entry.provenance, Provenance::Documented { .. })
-                    && a.entry.kernel.is_some()
-            })
-            .map(|a| Applied {
-                window: Some(window),
-                ..*a
-            })
-            .collect();
-        if !cited.is_empty() {
-            return cited;
-        }
-        out.first()
-            .map(|a| Applied {
-                entry: a.entry,
-                outcome: &UNKNOWN,
-                window: Some(window),
-            })
-            .into_iter()
-            .collect()
+        self.entries_for(test, settings).candidates(label, release)
     }
 
-    /// The window of disagreeing observations `release` lies in, if any.
-    /// The observations are the releases in `seen_on` of the observed
-    /// entries for `test`, each counted with the outcome of the entry that
-    /// applies on that release (an entry another one overrides there did
-    /// not observe the test).
+    /// The window of disagreeing observations `release` lies in, if any
+    /// ([`TestEntries::window`]).
     pub fn window<'a>(
         &'a self,
         test: &Test,
@@ -344,69 +471,28 @@ impl ExpectFile {
         release: &str,
         settings: Option<&BTreeMap<String, String>>,
     ) -> Option<Window<'a>> {
-        self.windows(test, label, settings)
-            .into_iter()
-            .find(|w| w.holds(release))
+        self.entries_for(test, settings).window(label, release)
     }
 
     /// Every window where neighbouring observations of `label` disagree,
-    /// oldest first (for explain and reports).
+    /// oldest first (for explain and reports; [`TestEntries::windows`]).
     pub fn windows<'a>(
         &'a self,
         test: &Test,
         label: &str,
         settings: Option<&BTreeMap<String, String>>,
     ) -> Vec<Window<'a>> {
-        // (version, release text, outcome), each release once per outcome.
-        let mut seen: Vec<(Vec<u64>, &'a str, &'a Outcome)> = Vec::new();
-        for e in self.for_test(test, settings) {
-            let Provenance::Observed { seen_on, .. } = &e.provenance else {
-                continue;
-            };
-            if e.outcome(label).is_none() {
-                continue;
-            }
-            for r in seen_on {
-                let top = self
-                    .ranked_in(test, label, Some(r), settings)
-                    .into_iter()
-                    .find(|a| matches!(a.entry.provenance, Provenance::Observed { .. }));
-                if let Some(a) = top
-                    && std::ptr::eq(a.entry, e)
-                    && !seen.iter().any(|(_, t, o)| t == r && *o == a.outcome)
-                {
-                    seen.push((version_numbers(r), r.as_str(), a.outcome));
-                }
-            }
-        }
-        seen.sort_by(|a, b| cmp_versions(&a.0, &b.0).then_with(|| a.1.cmp(b.1)));
-        let mut out = Vec::new();
-        // Releases of one version (two builds of 6.18.44) are one point.
-        let mut i = 0;
-        while i < seen.len() {
-            let j = (i..seen.len())
-                .find(|j| cmp_versions(&seen[*j].0, &seen[i].0).is_ne())
-                .unwrap_or(seen.len());
-            if j < seen.len() {
-                let k = (j..seen.len())
-                    .find(|k| cmp_versions(&seen[*k].0, &seen[j].0).is_ne())
-                    .unwrap_or(seen.len());
-                let (last, first) = (&seen[j - 1], &seen[j]);
-                let here: Vec<&Outcome> = seen[i..j].iter().map(|s| s.2).collect();
-                let next: Vec<&Outcome> = seen[j..k].iter().map(|s| s.2).collect();
-                if here.iter().any(|o| !next.contains(o)) || next.iter().any(|o| !here.contains(o))
-                {
-                    out.push(Window {
-                        last: last.1,
-                        last_outcome: last.2,
-                        first: first.1,
-                        first_outcome: first.2,
-                    });
-                }
-            }
-            i = j;
-        }
-        out
+        self.entries_for(test, settings).windows(label)
+    }
+
+    /// `test`'s entries under `settings`, found once, to be asked about
+    /// each of its checked steps.
+    pub fn entries_for<'a>(
+        &'a self,
+        test: &Test,
+        settings: Option<&BTreeMap<String, String>>,
+    ) -> TestEntries<'a> {
+        TestEntries(self.for_test(test, settings).collect())
     }
 
     /// The file's entries for `test`'s case that select it under `settings`.
@@ -434,24 +520,7 @@ impl ExpectFile {
         release: Option<&str>,
         settings: Option<&BTreeMap<String, String>>,
     ) -> Vec<Applied<'a>> {
-        let mut out: Vec<Applied<'a>> = self
-            .for_test(test, settings)
-            .filter(|e| match (&e.kernel, release) {
-                (None, _) => true,
-                (Some(r), Some(rel)) => r.contains(rel),
-                (Some(_), None) => false,
-            })
-            .filter_map(|e| {
-                e.outcome(label).map(|outcome| Applied {
-                    entry: e,
-                    outcome,
-                    window: None,
-                })
-            })
-            .collect();
-        // Stable sort: among equals, the earlier entry in the file comes first.
-        out.sort_by_key(|a| std::cmp::Reverse(a.entry.rank()));
-        out
+        self.entries_for(test, settings).ranked(label, release)
     }
 
     /// Entries with a kernel range or a settings condition that give

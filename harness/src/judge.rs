@@ -92,6 +92,7 @@ pub fn judge(
     rec.duration_ms = obs.took.as_secs_f64() * 1000.0;
     rec.attempts = obs.attempts;
     rec.retries = obs.retries.clone();
+    let entries = file.map(|f| f.entries_for(test, Some(settings)));
     for r in &obs.steps {
         let step = test.steps.iter().find(|s| s.index == r.index);
         let mut sr = StepRecord {
@@ -107,8 +108,9 @@ pub fn judge(
             expectation: None,
         };
         if let Some(label) = &r.label {
-            let applied =
-                file.and_then(|f| f.resolve_in(test, label, Some(release), Some(settings)));
+            let applied = entries
+                .as_ref()
+                .and_then(|e| e.resolve(label, Some(release)));
             if let Some(a) = &applied {
                 sr.expected = Some(a.outcome.to_string());
                 sr.expectation = Some(expectation_ref(a));

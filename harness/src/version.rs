@@ -116,9 +116,13 @@ impl VersionRange {
     /// Whether `release` satisfies every comparison of the range (its leading numbers are
     /// compared).
     pub fn contains(&self, release: &str) -> bool {
-        let v = version_numbers(release);
+        self.contains_numbers(&version_numbers(release))
+    }
+
+    /// [`contains`](Self::contains) for a release's [`version_numbers`].
+    pub fn contains_numbers(&self, v: &[u64]) -> bool {
         self.preds.iter().all(|(c, bound)| {
-            let o = cmp_versions(&v, bound);
+            let o = cmp_versions(v, bound);
             match c {
                 Cmp::Ge => o.is_ge(),
                 Cmp::Gt => o.is_gt(),

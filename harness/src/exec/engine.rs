@@ -642,7 +642,7 @@ impl Engine<'_> {
                         msg: format!("rust std cannot express server api `{}`", s.api),
                     }));
                 }
-                (d, self.local.addrs())
+                (d, self.local.addrs_after(&resolved))
             }
             Some(a) => match a.exec(&resolved, deadline) {
                 Ok(x) => x,

@@ -110,6 +110,15 @@ pub struct LocalSock {
     pub nonblocking: bool,
 }
 
+impl LocalSock {
+    fn addrs(&self) -> Addrs {
+        Addrs {
+            local: addr_of(&self.sock),
+            peer: peer_of(&self.sock),
+        }
+    }
+}
+
 /// Addresses of a socket as the kernel reports them now.
 #[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
 pub struct Addrs {
@@ -172,17 +181,28 @@ impl Local {
 
     /// Every socket's addresses now (the engine mirrors them).
     pub fn addrs(&self) -> Vec<(String, Addrs)> {
-        self.socks
-            .iter()
-            .map(|(n, s)| {
-                (
-                    n.clone(),
-                    Addrs {
-                        local: addr_of(&s.sock),
-                        peer: peer_of(&s.sock),
-                    },
-                )
-            })
+        self.socks.iter().map(|(n, s)| (n.clone(), s.addrs())).collect()
+    }
+
+    /// The addresses `action` may have changed: those of the sockets it
+    /// names and of the one it makes. A socket's own calls are all that
+    /// give it an address (a peer's reset takes its peer away, which the
+    /// engine's mirror keeps anyway), and asking every socket after every
+    /// step was two system calls per socket per step.
+    pub fn addrs_after(&self, action: &Action) -> Vec<(String, Addrs)> {
+        let made = match action {
+            Action::Socket(steps::Socket { name, .. })
+            | Action::Server(steps::Server { name, .. })
+            | Action::Accept(steps::Accept { name, .. }) => Some(name.as_str()),
+            _ => None,
+        };
+        let mut names = action.socks();
+        names.extend(made);
+        names.sort_unstable();
+        names.dedup();
+        names
+            .into_iter()
+            .filter_map(|n| self.socks.get(n).map(|s| (n.to_string(), s.addrs())))
             .collect()
     }
 

@@ -45,15 +45,23 @@ goal "full suite (wall)" "$w" 1200 "$ran tests ran"
 goal "CPU per test that ran (user+sys, with helpers)" "$(python3 -c "print($c / $ran)")" 0.4
 read -r w c < <(timed 3 "$bin" run --quiet --skip timing::)
 goal "full suite without the timing topic (wall)" "$w" 600
+# Per test process, debug profile: what nextest pays for each test, which
+# runs in a process of its own (`BINARY --exact NAME`), timed directly for
+# the 13 connect:: tests (cargo's and nextest's own start-up aside).
+exe=$(cargo test -p sockspec --test conformance --no-run --message-format=json 2>/dev/null |
+  python3 -c "import json,sys; print([m['executable'] for m in map(json.loads, sys.stdin) if m.get('reason') == 'compiler-artifact' and m.get('executable') and m['target']['name'] == 'conformance'][-1])")
+mapfile -t names < <("$exe" --list 2>/dev/null | sed -n 's/^\(connect::.*\): test$/\1/p')
+walls=()
+for n in "${names[@]}"; do
+  read -r w _ < <(timed 3 "$exe" --exact "$n")
+  walls+=("$w")
+done
+med=$(printf '%s\n' "${walls[@]}" | sort -n | awk '{a[NR]=$1} END {print (NR ? a[int((NR+1)/2)] : 0)}')
+goal "one test process, debug (wall, median)" "$med" 50 "${#names[@]} connect:: tests, BINARY --exact NAME"
 if command -v cargo-nextest >/dev/null; then
-  # One process per test, one at a time: wall / tests is the cost of a test
-  # process (debug profile), nearly all of it start-up (the tests take ~1 ms).
   cargo nextest run -p sockspec --test conformance --no-run >/dev/null 2>&1
-  n=$(cargo nextest list -p sockspec --test conformance -E 'test(/^connect::/)' --message-format oneline 2>/dev/null | grep -c 'connect::' || true)
-  read -r w c < <(timed 1 cargo nextest run -p sockspec --test conformance -E 'test(/^connect::/)' --test-threads 1)
-  goal "nextest: one test process, debug (wall)" "$(python3 -c "print($w / max($n, 1))")" 50 "$n tests"
-else
-  echo "nextest overhead per test process: not measured (cargo-nextest is not installed)"
+  read -r w _ < <(timed 1 cargo nextest run -p sockspec --test conformance --test-threads 2)
+  echo "whole conformance target under nextest, 2 threads (wall, with cargo and nextest): $(python3 -c "print(f'{$w / 1000:.1f}')") s"
 fi
 # Guests: boot + suite per kernel from the last ci/kernels.sh run.
 if compgen -G "ci/.cache/kernels/console-*.log.secs" >/dev/null; then

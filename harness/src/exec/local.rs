@@ -181,7 +181,10 @@ impl Local {
 
     /// Every socket's addresses now (the engine mirrors them).
     pub fn addrs(&self) -> Vec<(String, Addrs)> {
-        self.socks.iter().map(|(n, s)| (n.clone(), s.addrs())).collect()
+        self.socks
+            .iter()
+            .map(|(n, s)| (n.clone(), s.addrs()))
+            .collect()
     }
 
     /// The addresses `action` may have changed: those of the sockets it

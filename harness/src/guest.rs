@@ -190,7 +190,8 @@ fn warm_up() {
 /// QEMU's ISA debug console (`-debugcon`, I/O port 0xe9): a byte written
 /// there lands in the host's file at once. The serial console takes an
 /// interrupt per 16 bytes, which under TCG made printing the packed results
-/// (200 KB) take 0.8 s of the guest's 10; this takes milliseconds.
+/// (200 KB) take 0.8 s of the guest's 10; this takes 0.3 s (QEMU writes each
+/// byte to the file on its own).
 /// <https://www.qemu.org/docs/master/system/invocation.html> (`-debugcon`)
 #[cfg(all(target_os = "linux", feature = "guest"))]
 mod debugcon {

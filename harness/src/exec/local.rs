@@ -193,31 +193,11 @@ impl Local {
     /// engine's mirror keeps anyway), and asking every socket after every
     /// step was two system calls per socket per step.
     pub fn addrs_after(&self, action: &Action) -> Vec<(String, Addrs)> {
-        // Steps that neither bind, connect nor send from a socket (each of
-        // which can give it an address) change none.
-        if matches!(
-            action,
-            Action::SetOpt(_)
-                | Action::GetOpt(_)
-                | Action::GetSockName(_)
-                | Action::TcpState(_)
-                | Action::SamePort(_)
-                | Action::Shutdown(_)
-                | Action::Recv(_)
-                | Action::Drain(_)
-                | Action::Sleep(_)
-                | Action::Sysctl(_)
-        ) {
+        if !action.may_address() {
             return Vec::new();
         }
-        let made = match action {
-            Action::Socket(steps::Socket { name, .. })
-            | Action::Server(steps::Server { name, .. })
-            | Action::Accept(steps::Accept { name, .. }) => Some(name.as_str()),
-            _ => None,
-        };
         let mut names = action.socks();
-        names.extend(made);
+        names.extend(action.makes());
         names.sort_unstable();
         names.dedup();
         names

@@ -192,7 +192,7 @@ type Job = Box<dyn FnOnce() + Send>;
 
 /// Each worker's thread for running attempts, kept from one attempt to the
 /// next: starting a thread per attempt (a stack mapped and unmapped, a fresh
-/// allocator heap, an exit) was a tenth of the harness's CPU, and more of a
+/// allocator heap, an exit) was a quarter of the harness's CPU, and more of a
 /// guest's under emulation. It is made by the worker, so it shares the
 /// worker's network namespace, as do the helper processes it starts. A
 /// thread whose attempt hung is left behind: the next attempt gets a new one.

@@ -236,6 +236,35 @@ impl Action {
         )
     }
 
+    /// Whether the step can give a socket an address: it makes, binds,
+    /// connects or sends from one (steps that only set or read options,
+    /// receive, shut down or wait cannot).
+    pub fn may_address(&self) -> bool {
+        !matches!(
+            self,
+            Action::SetOpt(_)
+                | Action::GetOpt(_)
+                | Action::GetSockName(_)
+                | Action::TcpState(_)
+                | Action::SamePort(_)
+                | Action::Shutdown(_)
+                | Action::Recv(_)
+                | Action::Drain(_)
+                | Action::Sleep(_)
+                | Action::Sysctl(_)
+        )
+    }
+
+    /// The socket the step makes, named by it (`socket`, `server`, `accept`).
+    pub fn makes(&self) -> Option<&str> {
+        match self {
+            Action::Socket(Socket { name, .. })
+            | Action::Server(Server { name, .. })
+            | Action::Accept(Accept { name, .. }) => Some(name),
+            _ => None,
+        }
+    }
+
     /// A rough guess of how long the step takes, for scheduling only (the
     /// longest tests start first, so that they overlap the rest instead of
     /// running alone at the end): fixed waits, a close judged in bands (it

@@ -204,12 +204,10 @@ fn receive_fd(chan: &DescriptorChannel, flags: MsgFlags) -> io::Result<Socket> {
         if let ControlMessageOwned::ScmRights(fds) = c
             && let Some(fd) = fds.first()
         {
-            // SAFETY: the kernel gave us a new descriptor that nothing else
-            // owns. FD_CLOEXEC again: a no-op where the receive set it.
-            unsafe {
-                libc::fcntl(*fd, libc::F_SETFD, libc::FD_CLOEXEC);
-                return Ok(Socket::from_raw_fd(*fd));
-            }
+            // FD_CLOEXEC again: a no-op where the receive set it.
+            let _ = set_cloexec(*fd, true);
+            // SAFETY: the kernel gave us a new descriptor that nothing else owns.
+            return Ok(unsafe { Socket::from_raw_fd(*fd) });
         }
     }
     Err(io::Error::other("no descriptor arrived on the channel"))

@@ -46,6 +46,8 @@ pub use imp::*;
 
 mod netstat_text;
 pub mod settings;
+#[cfg_attr(target_os = "linux", allow(dead_code))]
+mod shared_read;
 pub use netstat_text::parse_netstat;
 
 /// The interface IPv6 multicast cases use: one end of a veth pair in the

@@ -553,7 +553,16 @@ pub const BIND_IGNORES_TIME_WAIT: bool = true;
 /// GetExtendedTcpTable's owner-PID ones: nothing here needs the PID, and
 /// finding it is slow (Wine scans every process for it).
 /// https://learn.microsoft.com/windows/win32/api/iphlpapi/nf-iphlpapi-gettcptable
+///
+/// The table is the host's, so concurrent workers share reads
+/// (`SharedRead`): under Wine one read takes tens of milliseconds.
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    static TABLE: super::shared_read::SharedRead<Vec<TcpEntry>> =
+        super::shared_read::SharedRead::new();
+    TABLE.get(read_tcp_table)
+}
+
+fn read_tcp_table() -> io::Result<Vec<TcpEntry>> {
     use windows_sys::Win32::NetworkManagement::IpHelper::{
         GetTcp6Table, GetTcpTable, MIB_TCP6ROW, MIB_TCP6TABLE, MIB_TCPROW_LH, MIB_TCPTABLE,
     };

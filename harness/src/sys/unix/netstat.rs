@@ -17,6 +17,14 @@ pub const BIND_IGNORES_TIME_WAIT: bool = false;
 
 /// The TCP table as `netstat` prints it (no /proc here).
 pub fn tcp_table() -> io::Result<Vec<TcpEntry>> {
+    // The table is the host's (workers share its stack here), and netstat
+    // is a process: concurrent workers share reads.
+    static TABLE: crate::sys::shared_read::SharedRead<Vec<TcpEntry>> =
+        crate::sys::shared_read::SharedRead::new();
+    TABLE.get(read_tcp_table)
+}
+
+fn read_tcp_table() -> io::Result<Vec<TcpEntry>> {
     let args: &[&str] = if cfg!(any(target_os = "illumos", target_os = "solaris")) {
         &["-an", "-P", "tcp"]
     } else if cfg!(any(target_os = "macos", target_os = "ios")) {

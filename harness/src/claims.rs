@@ -130,44 +130,121 @@ impl Tally {
     }
 }
 
-/// One test's tally on one OS.
-fn tally_test(file: Option<&crate::expect::ExpectFile>, test: &Test, os: OsFamily) -> Tally {
-    let mut t = Tally::default();
-    if test.not_applicable(os).is_some() {
-        return t;
+/// What the claims table needs of one test on one OS, worked out once: a
+/// test belongs to several claims.
+struct OnOs<'t> {
+    /// Where its checked steps' expectations come from.
+    tally: Tally,
+    /// The outcome of each label: observed where a run has the test, else
+    /// expected.
+    outcomes: Vec<(&'t str, Option<Outcome>)>,
+}
+
+impl OnOs<'_> {
+    fn outcome(&self, label: &str) -> Option<Outcome> {
+        self.outcomes
+            .iter()
+            .find(|(l, _)| *l == label)
+            .and_then(|(_, o)| o.clone())
     }
-    // A step without an expectation is often one that never runs (its
-    // socket's bind is expected to fail first): only a test with no
-    // expectation at all counts as missing.
-    let mut missing = 0;
-    let mut any = false;
-    let labels: Vec<&str> = test
+}
+
+/// The claims' tests on every OS, worked out on every core.
+struct Worked<'t> {
+    /// The tests' indices, sorted.
+    tests: Vec<usize>,
+    /// Per test (as in `tests`), per OS (as in `OsFamily::ALL`); `None`
+    /// where the test cannot run.
+    on: Vec<Vec<Option<OnOs<'t>>>>,
+}
+
+impl<'t> Worked<'t> {
+    fn new(
+        tests: &'t [Arc<Test>],
+        which: Vec<usize>,
+        expectations: &Expectations,
+        observed: &Observations<'_>,
+    ) -> Self {
+        let on = crate::par::map(&which, 64, |&i| {
+            OsFamily::ALL
+                .iter()
+                .map(|os| {
+                    let run = observed
+                        .get(os)
+                        .and_then(|m| m.get(tests[i].name.as_str()).copied());
+                    test_on_os(expectations.for_os(*os), run, &tests[i], *os)
+                })
+                .collect()
+        });
+        Worked { tests: which, on }
+    }
+
+    /// Test `i` on the OS at `os` in `OsFamily::ALL`.
+    fn get(&self, i: usize, os: usize) -> Option<&OnOs<'t>> {
+        let at = self
+            .tests
+            .binary_search(&i)
+            .expect("every claim's test was worked out");
+        self.on[at][os].as_ref()
+    }
+}
+
+/// Test `test` on `os`; `None` when it cannot run there.
+fn test_on_os<'t>(
+    file: Option<&crate::expect::ExpectFile>,
+    run: Option<&TestRecord>,
+    test: &'t Test,
+    os: OsFamily,
+) -> Option<OnOs<'t>> {
+    if test.not_applicable(os).is_some() {
+        return None;
+    }
+    // The labels the tally counts (this OS's checked steps) come first;
+    // then any other label a `[[holds]]` names.
+    let mut labels: Vec<&str> = test
         .steps
         .iter()
         .filter(|s| s.os.as_ref().is_none_or(|on| on.contains(&os)))
         .filter_map(|s| s.check.as_deref())
         .collect();
+    let counted = labels.len();
+    for h in &test.case.holds {
+        for (label, _) in &h.outcomes {
+            if !labels.contains(&label.as_str()) {
+                labels.push(label);
+            }
+        }
+    }
     let resolved = match file {
         Some(f) => f.resolve_each(test, &labels, None),
         None => vec![None; labels.len()],
     };
-    for applied in resolved {
-        match applied {
-            None => missing += 1,
-            Some(a) => {
-                any = true;
-                match (a.outcome, &a.entry.provenance) {
-                    (Outcome::Unknown, _) => t.unknown += 1,
-                    (_, Provenance::Observed { .. }) => t.observed += 1,
-                    (_, Provenance::Documented { .. }) => t.documented += 1,
-                }
-            }
+    // A step without an expectation is often one that never runs (its
+    // socket's bind is expected to fail first): only a test with no
+    // expectation at all counts as missing.
+    let mut t = Tally::default();
+    for applied in resolved[..counted].iter().flatten() {
+        match (applied.outcome, &applied.entry.provenance) {
+            (Outcome::Unknown, _) => t.unknown += 1,
+            (_, Provenance::Observed { .. }) => t.observed += 1,
+            (_, Provenance::Documented { .. }) => t.documented += 1,
         }
     }
-    if !any {
-        t.missing += missing;
+    if resolved[..counted].iter().all(Option::is_none) {
+        t.missing += counted;
     }
-    t
+    let outcomes = labels
+        .iter()
+        .zip(resolved)
+        .map(|(label, applied)| {
+            let o = match run {
+                Some(r) => r.outcome(label).and_then(|o| o.parse().ok()),
+                None => applied.map(|a| a.outcome.clone()),
+            };
+            (*label, o)
+        })
+        .collect();
+    Some(OnOs { tally: t, outcomes })
 }
 
 /// Whether a claim holds on one OS.
@@ -462,8 +539,14 @@ pub fn table_with(
     for (i, t) in tests.iter().enumerate() {
         by_case.entry(t.case.id.as_str()).or_default().push(i);
     }
-    // A test's tally on an OS, once: tests belong to several claims.
-    let mut tallies: BTreeMap<(usize, OsFamily), Tally> = BTreeMap::new();
+    let mut in_claims: Vec<usize> = claims
+        .iter()
+        .flat_map(|c| by_claim.get(c.id.as_str()).into_iter().flatten())
+        .flat_map(|c| by_case.get(c.id.as_str()).into_iter().flatten().copied())
+        .collect();
+    in_claims.sort_unstable();
+    in_claims.dedup();
+    let worked = Worked::new(tests, in_claims, expectations, observed);
     for claim in claims {
         let cs = by_claim.get(claim.id.as_str()).cloned().unwrap_or_default();
         // The claim's tests, in suite order.
@@ -491,24 +574,27 @@ pub fn table_with(
             claim.from.replace('|', "\\|"),
             claim.says.replace('|', "\\|").replace('\n', " ")
         );
-        for os in OsFamily::ALL {
+        for (o, os) in OsFamily::ALL.iter().enumerate() {
             let cell = if ts.is_empty() {
                 "—".to_string()
             } else {
-                let file = expectations.for_os(*os);
                 let mut sum = Tally::default();
+                let mut v = Verdicts::default();
                 for &i in &at {
-                    sum.add(
-                        *tallies
-                            .entry((i, *os))
-                            .or_insert_with(|| tally_test(file, &tests[i], *os)),
-                    );
+                    let Some(on) = worked.get(i, o) else {
+                        continue;
+                    };
+                    sum.add(on.tally);
+                    if let Some(g) =
+                        test_verdict(&tests[i], *os, Some(&claim.id), |l| on.outcome(l))
+                    {
+                        v.add(g);
+                    }
                 }
                 let from = sum.cell();
                 if from == "n/a" {
                     from
                 } else {
-                    let v = verdicts(expectations, observed, &ts, *os, Some(&claim.id));
                     match v.verdict() {
                         Verdict::Unknown if v.total() == 0 => format!("—<br>{from}"),
                         Verdict::Unknown => format!("unknown<br>{from}"),

@@ -31,6 +31,9 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         entries,
         suite.expectations.files.len()
     ));
+    // The process ends here: freeing every test one by one took about 5 ms
+    // of the command's 60 (perf), and the OS frees it all at once.
+    std::mem::forget(suite);
     Ok(ExitCode::SUCCESS)
 }
 

@@ -28,10 +28,7 @@ pub fn expand_all(
     scope: &crate::Scope,
     errors: &mut Vec<InputError>,
 ) -> Vec<Test> {
-    let mut tests = Vec::new();
-    for lc in cases {
-        tests.extend(expand_in(lc, scope, errors));
-    }
+    let tests = expand_in(cases, scope, errors);
     let mut seen: HashMap<&str, &Test> = HashMap::new();
     let mut dups = Vec::new();
     for t in &tests {
@@ -58,23 +55,52 @@ type Combo = Vec<(String, ParamValue)>;
 
 /// Expand one case.
 pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
-    expand_in(lc, &crate::Scope::default(), errors)
+    expand_in(std::slice::from_ref(lc), &crate::Scope::default(), errors)
 }
 
-/// [`expand`], resolving only the combinations whose tests `scope` names.
-fn expand_in(lc: &LoadedCase, scope: &crate::Scope, errors: &mut Vec<InputError>) -> Vec<Test> {
-    let Some(mut combos) = combos(lc, errors) else {
-        return Vec::new();
-    };
-    if scope.is_partial() {
-        combos.retain(|c| scope.wants_test(&test_name(&lc.case.id, c)));
+/// [`expand_all`] without the check for duplicate names, resolving only the
+/// combinations whose tests `scope` names.
+fn expand_in(
+    cases: &[LoadedCase],
+    scope: &crate::Scope,
+    errors: &mut Vec<InputError>,
+) -> Vec<Test> {
+    // Combinations are resolved on every core, several cases' at a time:
+    // most cases have a few, one has hundreds. A batch ends after the case
+    // that takes it past BATCH, so memory holds one large case's copies at
+    // most, as when cases went one at a time.
+    const BATCH: usize = 512;
+    let mut tests = Vec::new();
+    let mut work: Vec<(usize, Combo)> = Vec::new();
+    for (i, lc) in cases.iter().enumerate() {
+        if let Some(mut combos) = combos(lc, errors) {
+            if scope.is_partial() {
+                combos.retain(|c| scope.wants_test(&test_name(&lc.case.id, c)));
+            }
+            work.extend(combos.into_iter().map(|c| (i, c)));
+        }
+        if work.len() >= BATCH || i + 1 == cases.len() {
+            let results = crate::par::map(&work, 16, |(i, combo)| resolve_combo(&cases[*i], combo));
+            let mut results = results.into_iter();
+            for group in work.chunk_by(|a, b| a.0 == b.0) {
+                let case: Vec<_> = results.by_ref().take(group.len()).collect();
+                tests.extend(case_tests(case, group, errors));
+            }
+            work.clear();
+        }
     }
-    // A large grid's combinations are resolved on every core. One case at a
-    // time, so that memory stays that of one case's copies at most.
+    tests
+}
+
+/// One case's tests, or none and its errors if any combination has one.
+fn case_tests(
+    results: Vec<Result<Test, Vec<InputError>>>,
+    combos: &[(usize, Combo)],
+    errors: &mut Vec<InputError>,
+) -> Vec<Test> {
     let mut tests = Vec::with_capacity(combos.len());
     let (mut named, mut unnamed) = (Vec::new(), Vec::new());
-    let results = crate::par::map(&combos, 16, |combo| resolve_combo(lc, combo));
-    for (r, combo) in results.into_iter().zip(&combos) {
+    for (r, (_, combo)) in results.into_iter().zip(combos) {
         match r {
             Ok(t) => tests.push(t),
             Err(errs) => {
@@ -214,7 +240,7 @@ fn resolve_test(
     let ctx = Ctx { params: combo };
     let mut errors = Vec::new();
     let mut scope = Scope::default();
-    let mut steps = Vec::new();
+    let mut steps = Vec::with_capacity(lc.steps.len());
     let mut needs = BTreeSet::new();
     if let Some(only) = &lc.case.only {
         needs.insert(Need::Os(only.clone()));

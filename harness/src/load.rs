@@ -22,6 +22,12 @@ pub const EXPECTED_DIR: &str = "expected";
 /// Default deadline of a test; a case overrides it with `deadline_ms`.
 pub const DEFAULT_DEADLINE: Duration = Duration::from_secs(5);
 
+/// What each `spawn` step adds to the default deadline: starting a process
+/// is not what a test measures, and where it is slow the deadline would
+/// catch it instead of a hang. Under Wine, with twelve workers starting
+/// Windows processes at once, a helper took up to 2.2 s to answer.
+pub const SPAWN_ALLOWANCE: Duration = Duration::from_millis(2500);
+
 /// A case file, parsed, with its step templates still holding parameters.
 pub struct LoadedCase {
     /// The case, with its grid and checks.
@@ -363,13 +369,13 @@ pub fn load_case(
         errors.push(index.err(raw.title.span(), "`title` must be one non-empty line"));
     }
     let source = parse_source(&index, raw.source, errors);
-    let deadline = match raw.deadline_ms {
+    let raw_deadline = match raw.deadline_ms {
         Some(d) if *d.get_ref() == 0 || *d.get_ref() > 120_000 => {
             errors.push(index.err(d.span(), "`deadline_ms` must be between 1 and 120000"));
-            DEFAULT_DEADLINE
+            None
         }
-        Some(d) => Duration::from_millis(*d.get_ref()),
-        None => DEFAULT_DEADLINE,
+        Some(d) => Some(Duration::from_millis(*d.get_ref())),
+        None => None,
     };
     let only = raw.only.map(|list| parse_only(&index, list, errors));
     let requires_root = parse_requires(&index, raw.requires.unwrap_or_default(), errors);
@@ -402,6 +408,14 @@ pub fn load_case(
     if errors.len() > before {
         return None;
     }
+    // Without `deadline_ms`, every helper the case starts adds its allowance.
+    let deadline = match raw_deadline {
+        Some(d) => d,
+        None => {
+            let spawns = steps.iter().filter(|t| t.kind == "spawn").count() as u32;
+            DEFAULT_DEADLINE + SPAWN_ALLOWANCE * spawns
+        }
+    };
     let case = Case {
         id,
         topic,

@@ -164,3 +164,24 @@ fn a_sysctl_step_takes_only_settings_sockspec_records() {
     let e = error(r#"{ do = "sysctl", key = "net.ipv4.ip_autobind_reuse", value = true },"#);
     assert!(e.contains("a string or an integer"), "{e}");
 }
+
+/// A case's deadline: 5 s, plus an allowance for each helper process it
+/// starts (their start-up is not what the test measures); `deadline_ms`
+/// replaces both.
+#[test]
+fn each_spawn_step_adds_its_allowance_to_the_default_deadline() {
+    use sockspec::load::{DEFAULT_DEADLINE, SPAWN_ALLOWANCE};
+    let spawns = r#"{ do = "spawn", actor = "p" },
+{ do = "spawn", actor = "q" },"#;
+    let deadline = |dir: tempfile::TempDir| Suite::load(dir.path()).unwrap().cases[0].deadline;
+    assert_eq!(deadline(tree(SOCK)), DEFAULT_DEADLINE);
+    assert_eq!(
+        deadline(tree(spawns)),
+        DEFAULT_DEADLINE + 2 * SPAWN_ALLOWANCE
+    );
+    let dir = tree(spawns);
+    let file = dir.path().join("t/c.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    std::fs::write(&file, format!("deadline_ms = 3000\n{text}")).unwrap();
+    assert_eq!(deadline(dir), std::time::Duration::from_millis(3000));
+}

@@ -135,17 +135,16 @@ impl Tally {
 struct OnOs<'t> {
     /// Where its checked steps' expectations come from.
     tally: Tally,
-    /// The outcome of each label: observed where a run has the test, else
-    /// expected.
-    outcomes: Vec<(&'t str, Option<Outcome>)>,
+    /// Its verdict for each claim its case checks, by those outcomes.
+    verdicts: Vec<(&'t str, Option<Verdict>)>,
 }
 
 impl OnOs<'_> {
-    fn outcome(&self, label: &str) -> Option<Outcome> {
-        self.outcomes
+    fn verdict(&self, claim: &str) -> Option<Verdict> {
+        self.verdicts
             .iter()
-            .find(|(l, _)| *l == label)
-            .and_then(|(_, o)| o.clone())
+            .find(|(c, _)| *c == claim)
+            .and_then(|(_, v)| *v)
     }
 }
 
@@ -233,7 +232,8 @@ fn test_on_os<'t>(
     if resolved[..counted].iter().all(Option::is_none) {
         t.missing += counted;
     }
-    let outcomes = labels
+    // Each label's outcome: observed where a run has the test, else expected.
+    let outcomes: Vec<(&str, Option<Outcome>)> = labels
         .iter()
         .zip(resolved)
         .map(|(label, applied)| {
@@ -244,7 +244,19 @@ fn test_on_os<'t>(
             (*label, o)
         })
         .collect();
-    Some(OnOs { tally: t, outcomes })
+    let outcome = |label: &str| {
+        outcomes
+            .iter()
+            .find(|(l, _)| *l == label)
+            .and_then(|(_, o)| o.clone())
+    };
+    let verdicts = test
+        .case
+        .claims
+        .iter()
+        .map(|c| (c.as_str(), test_verdict(test, os, Some(c), outcome)))
+        .collect();
+    Some(OnOs { tally: t, verdicts })
 }
 
 /// Whether a claim holds on one OS.
@@ -562,7 +574,7 @@ pub fn table_with(
         } else {
             cs.iter()
                 .map(|c| {
-                    let n = ts.iter().filter(|t| t.case.id == c.id).count();
+                    let n = by_case.get(c.id.as_str()).map_or(0, Vec::len);
                     format!("`{}` ({n})", c.id)
                 })
                 .collect::<Vec<_>>()
@@ -574,7 +586,7 @@ pub fn table_with(
             claim.from.replace('|', "\\|"),
             claim.says.replace('|', "\\|").replace('\n', " ")
         );
-        for (o, os) in OsFamily::ALL.iter().enumerate() {
+        for o in 0..OsFamily::ALL.len() {
             let cell = if ts.is_empty() {
                 "—".to_string()
             } else {
@@ -585,9 +597,7 @@ pub fn table_with(
                         continue;
                     };
                     sum.add(on.tally);
-                    if let Some(g) =
-                        test_verdict(&tests[i], *os, Some(&claim.id), |l| on.outcome(l))
-                    {
+                    if let Some(g) = on.verdict(&claim.id) {
                         v.add(g);
                     }
                 }

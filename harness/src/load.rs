@@ -412,7 +412,10 @@ pub fn load_case(
     let deadline = match raw_deadline {
         Some(d) => d,
         None => {
-            let spawns = steps.iter().filter(|t| t.kind == "spawn").count() as u32;
+            let spawns = steps
+                .iter()
+                .filter(|t| t.kind == <crate::steps::Spawn as crate::steps::StepKind>::NAME)
+                .count() as u32;
             DEFAULT_DEADLINE + SPAWN_ALLOWANCE * spawns
         }
     };

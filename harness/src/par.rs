@@ -7,8 +7,8 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `items.iter().map(f).collect()`, computed on up to
-/// `available_parallelism` threads, each given at least `min_per_thread`
-/// items (below that a thread costs more than it saves).
+/// `available_parallelism` threads, and on no more than one per
+/// `min_per_thread` items (below that a thread costs more than it saves).
 pub fn map<T: Sync, R: Send>(
     items: &[T],
     min_per_thread: usize,

@@ -140,11 +140,22 @@ pub fn run_test(test: &Arc<Test>, env: &Env) -> Observed {
     unreachable!("the loop returns on its last attempt")
 }
 
+/// How long an attempt may take: its case's deadline, and under `run
+/// --agent` the start of the helper every test begins with, as a `spawn`
+/// step adds it to a case's deadline (`load::SPAWN_ALLOWANCE`).
+fn time_allowed(test: &Test) -> Duration {
+    match actors::run_agent() {
+        Some(_) => test.case.deadline + crate::load::SPAWN_ALLOWANCE,
+        None => test.case.deadline,
+    }
+}
+
 fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
     let (tx, rx) = mpsc::channel();
     let mut claims = env.book.begin(env.scope);
     let attempt_id = claims.attempt;
-    let deadline = Instant::now() + test.case.deadline;
+    let allowed = time_allowed(test);
+    let deadline = Instant::now() + allowed;
     let t = test.clone();
     let pids = actors::Pids::default();
     let attempt_pids = pids.clone();
@@ -168,7 +179,7 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
             retry: None,
         };
     }
-    match rx.recv_timeout(test.case.deadline + GRACE) {
+    match rx.recv_timeout(allowed + GRACE) {
         Ok(r) => r,
         Err(_) => {
             env.book.abandon(env.scope, attempt_id);

@@ -83,14 +83,17 @@ impl<T: Clone> SharedRead<T> {
         drop(s);
         let guard = Reading { shared: self };
         let r = read();
+        // Copied before the lock is taken: should the copy panic, the guard
+        // still ends the read.
+        let last = match &r {
+            Ok(t) => Ok(t.clone()),
+            Err(e) => Err((e.kind(), e.to_string())),
+        };
         std::mem::forget(guard);
         let mut s = self.lock();
         s.finished = number;
         s.reading = false;
-        s.last = Some(match &r {
-            Ok(t) => Ok(t.clone()),
-            Err(e) => Err((e.kind(), e.to_string())),
-        });
+        s.last = Some(last);
         drop(s);
         self.done.notify_all();
         r
@@ -156,61 +159,98 @@ mod tests {
     fn callers_waiting_on_a_read_share_the_next_one() {
         let shared = Arc::new(SharedRead::<u64>::new());
         let begun = Arc::new(AtomicU64::new(0));
-        let (release, held) = std::sync::mpsc::channel::<()>();
-        let first = {
-            let (shared, begun) = (shared.clone(), begun.clone());
-            std::thread::spawn(move || {
-                shared.get(|| {
-                    held.recv().unwrap();
-                    Ok(begun.fetch_add(1, Ordering::SeqCst) + 1)
-                })
-            })
-        };
-        while !shared.lock().reading {
-            std::thread::yield_now();
-        }
-        let others: Vec<_> = (0..7)
-            .map(|_| {
-                let (shared, begun) = (shared.clone(), begun.clone());
-                std::thread::spawn(move || {
-                    shared.get(|| Ok(begun.fetch_add(1, Ordering::SeqCst) + 1))
-                })
-            })
-            .collect();
-        while shared.lock().waiting < 7 {
-            std::thread::yield_now();
-        }
+        let b = begun.clone();
+        let (first, release) =
+            blocked_first_read(&shared, move || Ok(b.fetch_add(1, Ordering::SeqCst) + 1));
+        let b = begun.clone();
+        let answers = waiting_callers(&shared, 7, move || Ok(b.fetch_add(1, Ordering::SeqCst) + 1));
         release.send(()).unwrap();
         assert_eq!(first.join().unwrap().unwrap(), 1);
-        for t in others {
-            assert_eq!(t.join().unwrap().unwrap(), 2);
+        for _ in 0..7 {
+            assert_eq!(answers.recv().unwrap().unwrap(), 2);
         }
         assert_eq!(begun.load(Ordering::SeqCst), 2);
     }
 
-    #[test]
-    fn an_error_reaches_every_caller_that_shared_the_read() {
-        let shared = SharedRead::<u64>::new();
-        let e = shared
-            .get(|| Err(io::Error::new(io::ErrorKind::PermissionDenied, "no")))
-            .unwrap_err();
-        assert_eq!(
-            (e.kind(), e.to_string()),
-            (io::ErrorKind::PermissionDenied, "no".into())
-        );
-        // The next caller reads again.
-        assert_eq!(shared.get(|| Ok(7)).unwrap(), 7);
+    /// Starts a caller whose read (if it makes one) holds until `release`
+    /// sends, and returns once that read is under way.
+    fn blocked_first_read(
+        shared: &Arc<SharedRead<u64>>,
+        then: impl FnOnce() -> io::Result<u64> + Send + 'static,
+    ) -> (
+        std::thread::JoinHandle<io::Result<u64>>,
+        std::sync::mpsc::Sender<()>,
+    ) {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let s = shared.clone();
+        let first = std::thread::spawn(move || {
+            s.get(|| {
+                held.recv().unwrap();
+                then()
+            })
+        });
+        while !shared.lock().reading {
+            std::thread::yield_now();
+        }
+        (first, release)
     }
 
+    /// Starts `n` callers, each with `read`, and returns once all of them
+    /// wait for the read under way: each gets its answer on the channel.
+    fn waiting_callers(
+        shared: &Arc<SharedRead<u64>>,
+        n: usize,
+        read: impl Fn() -> io::Result<u64> + Send + Sync + Clone + 'static,
+    ) -> std::sync::mpsc::Receiver<io::Result<u64>> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        for _ in 0..n {
+            let (shared, tx, read) = (shared.clone(), tx.clone(), read.clone());
+            std::thread::spawn(move || tx.send(shared.get(read)).unwrap());
+        }
+        while shared.lock().waiting < n {
+            std::thread::yield_now();
+        }
+        rx
+    }
+
+    /// Two callers waiting behind a read share the next one, which fails:
+    /// both get its error, rebuilt with its kind and message.
     #[test]
-    fn a_panicking_read_does_not_strand_the_next_caller() {
+    fn an_error_reaches_every_caller_that_shared_the_read() {
         let shared = Arc::new(SharedRead::<u64>::new());
-        let s = shared.clone();
-        assert!(
-            std::thread::spawn(move || s.get(|| panic!("read failed")))
-                .join()
-                .is_err()
+        let reads = Arc::new(AtomicU64::new(0));
+        let (first, release) = blocked_first_read(&shared, || Ok(1));
+        let r = reads.clone();
+        let answers = waiting_callers(&shared, 2, move || {
+            r.fetch_add(1, Ordering::SeqCst);
+            Err(io::Error::new(io::ErrorKind::PermissionDenied, "no"))
+        });
+        release.send(()).unwrap();
+        assert_eq!(first.join().unwrap().unwrap(), 1);
+        for _ in 0..2 {
+            let e = answers.recv().unwrap().unwrap_err();
+            assert_eq!(
+                (e.kind(), e.to_string()),
+                (io::ErrorKind::PermissionDenied, "no".into())
+            );
+        }
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            1,
+            "the failing read was shared"
         );
-        assert_eq!(shared.get(|| Ok(3)).unwrap(), 3);
+    }
+
+    /// A caller waiting behind a read that panics is woken and makes its
+    /// own read. (Bounded: a caller left waiting fails the test, not hangs it.)
+    #[test]
+    fn a_panicking_read_wakes_its_waiters_to_read_again() {
+        let shared = Arc::new(SharedRead::<u64>::new());
+        let (first, release) = blocked_first_read(&shared, || panic!("read failed"));
+        let answers = waiting_callers(&shared, 1, || Ok(3));
+        release.send(()).unwrap();
+        assert!(first.join().is_err());
+        let got = answers.recv_timeout(Duration::from_secs(10));
+        assert_eq!(got.expect("the waiter was woken").unwrap(), 3);
     }
 }

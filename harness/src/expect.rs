@@ -917,7 +917,7 @@ impl CaseTests {
             .map(|os| {
                 let mut b = Bits::new(n);
                 for (i, t) in tests.iter().enumerate() {
-                    if t.not_applicable(*os).is_none() {
+                    if t.runs_on(*os) {
                         b.set(i);
                     }
                 }

@@ -195,7 +195,7 @@ fn test_on_os<'t>(
     test: &'t Test,
     os: OsFamily,
 ) -> Option<OnOs<'t>> {
-    if !test.runs_on(os) {
+    if test.not_applicable(os).is_some() {
         return None;
     }
     // The labels the tally counts (this OS's checked steps) come first;
@@ -490,7 +490,7 @@ pub fn verdicts(
     let mut v = Verdicts::default();
     let runs = observed.get(&os);
     for test in tests {
-        if !test.runs_on(os) {
+        if test.not_applicable(os).is_some() {
             continue;
         }
         let rec = runs.and_then(|m| m.get(test.name.as_str()));

@@ -177,15 +177,10 @@ impl Suite {
         let known: Option<std::collections::HashSet<String>> = claims
             .as_ref()
             .map(|c| c.iter().map(|c| c.id.clone()).collect());
-        // Each case file is loaded on its own, on every core.
-        let mut loaded = Vec::with_capacity(files.len());
-        for (case, errs) in par::map(&files, 4, |f| {
-            let mut errs = Vec::new();
-            (load::load_case(root, f, known.as_ref(), &mut errs), errs)
-        }) {
-            errors.extend(errs);
-            loaded.extend(case);
-        }
+        let loaded: Vec<_> = files
+            .iter()
+            .filter_map(|f| load::load_case(root, f, known.as_ref(), &mut errors))
+            .collect();
         // Bounded before anything is built: each case's grid is bounded by
         // the loader, the whole tree here.
         let steps: u64 = loaded

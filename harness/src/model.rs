@@ -633,40 +633,33 @@ impl Test {
         self.params.iter().cloned().collect()
     }
 
-    /// The first of this test's needs that `os` cannot meet, whatever the
-    /// machine.
-    fn unmet(&self, os: OsFamily) -> Option<&Need> {
-        self.needs.iter().find(|need| match need {
-            Need::Os(list) => !list.contains(&os),
-            Need::Opt(opt, on) => {
-                !os.has_opt(*opt) && on.as_ref().is_none_or(|on| on.contains(&os))
-            }
-            Need::Ipv6Multicast => os != OsFamily::Linux,
-            Need::DualStack => !os.dual_stack(),
-            _ => false,
-        })
-    }
-
-    /// Whether this test can run on `os` at all: [`not_applicable`](Self::not_applicable)
-    /// without its sentence (the claims table and the expectation index ask
-    /// this of every test on every OS).
-    pub fn runs_on(&self, os: OsFamily) -> bool {
-        self.unmet(os).is_none()
-    }
-
     /// Why this test cannot run on `os` at all (whatever the machine), if so.
     pub fn not_applicable(&self, os: OsFamily) -> Option<String> {
-        Some(match self.unmet(os)? {
-            Need::Os(list) => {
-                let names: Vec<_> = list.iter().map(|o| o.as_str()).collect();
-                format!("only meaningful on {}", names.join(", "))
+        for need in &self.needs {
+            match need {
+                Need::Os(list) if !list.contains(&os) => {
+                    let names: Vec<_> = list.iter().map(|o| o.as_str()).collect();
+                    return Some(format!("only meaningful on {}", names.join(", ")));
+                }
+                Need::Opt(opt, on)
+                    if !os.has_opt(*opt) && on.as_ref().is_none_or(|on| on.contains(&os)) =>
+                {
+                    return Some(format!("{os} has no {}", opt.c_name()));
+                }
+
+                Need::Ipv6Multicast if os != OsFamily::Linux => {
+                    return Some(
+                        "sockspec builds an IPv6 multicast interface only on Linux (a veth pair in a namespace)".into(),
+                    );
+                }
+                Need::DualStack if !os.dual_stack() => {
+                    return Some(format!(
+                        "{os} has no dual-stack sockets (IPV6_V6ONLY is fixed at 1)"
+                    ));
+                }
+                _ => {}
             }
-            Need::Opt(opt, _) => format!("{os} has no {}", opt.c_name()),
-            Need::Ipv6Multicast => {
-                "sockspec builds an IPv6 multicast interface only on Linux (a veth pair in a namespace)".into()
-            }
-            Need::DualStack => format!("{os} has no dual-stack sockets (IPV6_V6ONLY is fixed at 1)"),
-            other => unreachable!("`unmet` returns no {other:?}"),
-        })
+        }
+        None
     }
 }

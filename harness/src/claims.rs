@@ -237,10 +237,7 @@ fn test_on_os<'t>(
         .iter()
         .zip(resolved)
         .map(|(label, applied)| {
-            let o = match run {
-                Some(r) => r.outcome(label).and_then(|o| o.parse().ok()),
-                None => applied.map(|a| a.outcome.clone()),
-            };
+            let o = outcome_of(run, label, || applied.map(|a| a.outcome.clone()));
             (*label, o)
         })
         .collect();
@@ -404,6 +401,19 @@ pub fn expected(
         .map(|a| a.outcome.clone())
 }
 
+/// A step's outcome for the claims: observed where a run has the test,
+/// else `expected` (what the expectations say).
+fn outcome_of(
+    run: Option<&TestRecord>,
+    label: &str,
+    expected: impl FnOnce() -> Option<Outcome>,
+) -> Option<Outcome> {
+    match run {
+        Some(r) => r.outcome(label).and_then(|o| o.parse().ok()),
+        None => expected(),
+    }
+}
+
 /// Observed outcomes of runs, by OS and test name: they take the place of
 /// the expectations for the tests they ran.
 pub type Observations<'a> = BTreeMap<OsFamily, std::collections::HashMap<&'a str, &'a TestRecord>>;
@@ -493,10 +503,9 @@ pub fn verdicts(
         if test.not_applicable(os).is_some() {
             continue;
         }
-        let rec = runs.and_then(|m| m.get(test.name.as_str()));
-        let got = test_verdict(test, os, claim, |label| match rec {
-            Some(r) => r.outcome(label).and_then(|o| o.parse().ok()),
-            None => expected(expectations, test, os, label),
+        let rec = runs.and_then(|m| m.get(test.name.as_str()).copied());
+        let got = test_verdict(test, os, claim, |label| {
+            outcome_of(rec, label, || expected(expectations, test, os, label))
         });
         if let Some(g) = got {
             v.add(g);

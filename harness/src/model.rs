@@ -628,6 +628,24 @@ impl Test {
         self.steps.iter().map(|s| s.action.expected_wait()).sum()
     }
 
+    /// The runtimes other than sockspec's own whose helpers its `spawn`
+    /// steps start (`python`, `node`), sorted, each once.
+    pub fn helper_runtimes(&self) -> Vec<&str> {
+        let mut out: Vec<&str> = self
+            .steps
+            .iter()
+            .filter_map(|s| match &s.action {
+                Action::Spawn(crate::steps::Spawn {
+                    runtime: Some(r), ..
+                }) if r != "rust" => Some(r.as_str()),
+                _ => None,
+            })
+            .collect();
+        out.sort_unstable();
+        out.dedup();
+        out
+    }
+
     /// The parameters as a sorted map, as written in the results' `params`.
     pub fn params_map(&self) -> BTreeMap<String, String> {
         self.params.iter().cloned().collect()

@@ -1,6 +1,7 @@
 //! The executor and judge on real sockets, with behaviour every OS shares
 //! (binding one specific address twice without options fails everywhere).
 
+use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -206,7 +207,9 @@ steps = [
         "[[expect]]\ncase = \"t::hang\"\noutcomes = { accept_l = \"timeout\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"nobody connects\"\n",
     );
     let started = Instant::now();
-    let r = run(&s, "t::hang");
+    // On a thread of its own, as a worker: a helper that clears is kept for
+    // the worker's next test, and ends when the worker does.
+    let r = std::thread::scope(|sc| sc.spawn(|| run(&s, "t::hang")).join().unwrap());
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "took {:?}",
@@ -215,13 +218,111 @@ steps = [
     assert_eq!(r.verdict, Verdict::Pass, "{:?}", why(&r));
     #[cfg(target_os = "linux")]
     {
-        let kids: usize = std::fs::read_dir("/proc/self/task")
-            .unwrap()
-            .flatten()
-            .filter_map(|t| std::fs::read_to_string(t.path().join("children")).ok())
-            .map(|c| c.split_whitespace().count())
-            .sum();
-        assert_eq!(kids, 0, "the actor outlived its test");
+        // The worker's attempt thread ends the helper as it ends itself,
+        // just after the worker: a bounded wait, not a race.
+        let pid = spawned_pid(&r);
+        let ended_by = Instant::now() + Duration::from_secs(5);
+        while is_my_child(pid) && Instant::now() < ended_by {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!is_my_child(pid), "the actor outlived its worker");
+    }
+}
+
+/// The helper's pid, from the detail of the test's first `spawn` step.
+fn spawned_pid(r: &sockspec::results::TestRecord) -> u32 {
+    let d = r
+        .steps
+        .iter()
+        .find(|s| s.kind == "spawn")
+        .and_then(|s| s.detail.as_deref())
+        .unwrap_or_else(|| panic!("no spawn detail: {:?}", r.steps));
+    d.split(", pid ")
+        .nth(1)
+        .and_then(|rest| rest.split(',').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no pid in `{d}`"))
+}
+
+/// Whether `pid` is a live (unreaped) child of this process.
+#[cfg(target_os = "linux")]
+fn is_my_child(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+        // pid (comm) state ppid ...: comm may hold spaces, so after the last ')'.
+        st.rsplit(')')
+            .next()
+            .and_then(|rest| rest.split_whitespace().nth(1))
+            .is_some_and(|ppid| ppid == std::process::id().to_string())
+    })
+}
+
+/// Sockets a process has open, by /proc.
+#[cfg(target_os = "linux")]
+fn sockets_of(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap_or_else(|e| panic!("helper {pid} was not kept: {e}"))
+        .flatten()
+        .filter(|e| {
+            std::fs::read_link(e.path()).is_ok_and(|l| l.to_string_lossy().starts_with("socket:"))
+        })
+        .count()
+}
+
+const HOLDS_A_PORT: &str = r#"title = "a helper holds a UDP port and a TCP listener"
+source = "everywhere"
+steps = [
+  { do = "spawn", actor = "h", runtime = "{runtime}" },
+  { do = "socket", name = "u", type = "udp", family = "v4", actor = "h" },
+  { do = "bind", sock = "u", addr = "lo4", port = "@p", check = "bind" },
+  { do = "server", name = "s", type = "tcp", addr = "lo4", port = "@q", actor = "h" },
+]
+[grid]
+runtime = ["rust", "python", "node"]
+"#;
+
+/// The helper runtimes this machine can start, of `rust`, `python`, `node`.
+fn runtimes_here() -> Vec<&'static str> {
+    let has = |p: &str| Command::new(p).arg("--version").output().is_ok();
+    let mut out = vec!["rust"];
+    for (r, p) in [("python", "python3"), ("node", "node")] {
+        if has(p) {
+            out.push(r);
+        } else {
+            eprintln!("skipped for {r}: no {p} here");
+        }
+    }
+    out
+}
+
+/// A helper that clears serves the worker's next test that starts the
+/// same one, and keeps nothing of the test before: (Linux) between tests it
+/// has one socket open, its descriptor channel, as when it started.
+#[test]
+fn a_helper_that_clears_serves_the_next_test_and_keeps_nothing_of_it() {
+    sockspec::exec::actors::set_agent_program(env!("CARGO_BIN_EXE_sockspec").into());
+    let (_d, s) = suite(
+        &[("t/holds.toml", HOLDS_A_PORT)],
+        "[[expect]]\ncase = \"t::holds\"\noutcomes = { bind = \"ok\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"a free port\"\n",
+    );
+    for rt in runtimes_here() {
+        let name = format!("t::holds::runtime={rt}");
+        // On a thread of its own, as a worker.
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let first = run(&s, &name);
+                assert_eq!(first.verdict, Verdict::Pass, "{rt}: {:?}", why(&first));
+                let pid = spawned_pid(&first);
+                #[cfg(target_os = "linux")]
+                assert_eq!(sockets_of(pid), 1, "{rt}: sockets left in the kept helper");
+                let second = run(&s, &name);
+                assert_eq!(second.verdict, Verdict::Pass, "{rt}: {:?}", why(&second));
+                assert_eq!(spawned_pid(&second), pid, "{rt}: a new helper started");
+                let detail = second.steps[0].detail.as_deref().unwrap_or_default();
+                assert!(detail.contains("kept from 1 earlier test"), "{detail}");
+                #[cfg(target_os = "linux")]
+                assert_eq!(sockets_of(pid), 1, "{rt}: sockets left in the kept helper");
+            });
+        });
     }
 }
 
@@ -341,4 +442,89 @@ steps = [
     ask.send(()).unwrap();
     let (before, after) = host.join().unwrap();
     assert_eq!(before, after, "the host's range changed");
+}
+
+/// A helper of the protocol that creates a real socket for every step it is
+/// asked to do, never closes one, and answers Clear with the count it is
+/// given on its command line, whatever it holds.
+const KEEPS_ITS_SOCKETS: &str = r#"import json, os, socket, sys
+held = []
+def say(m):
+    sys.stdout.write(json.dumps(m) + "\n")
+    sys.stdout.flush()
+say({"Hello": {"protocol": 1, "pid": os.getpid(), "identity": None,
+               "implementation": {"runtime": "keeper", "version": "1"}, "capabilities": ["clear"]}})
+for line in sys.stdin:
+    msg = json.loads(line)
+    if msg == "Clear":
+        say({"Cleared": {"sockets": int(sys.argv[1])}})
+    else:
+        held.append(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+        say({"Done": {"done": {"outcome": "ok", "raw": None, "detail": None, "extra_ports": []},
+                      "addrs": []}})
+"#;
+
+/// A helper is kept only when it says it holds no socket and, on Linux,
+/// the kernel agrees: one that says 1, or says 0 but holds one, is ended,
+/// and the next spawn on the thread starts a new helper.
+#[test]
+fn a_helper_that_holds_a_socket_after_clear_is_not_kept() {
+    use sockspec::exec::actors::{Actor, AgentCmd, Pids};
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("skipped: no python3 here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let keeper = dir.path().join("keeper.py");
+    std::fs::write(&keeper, KEEPS_ITS_SOCKETS).unwrap();
+    let socket: sockspec::model::Action = serde_json::from_value(serde_json::json!(
+        {"Socket": {"name": "u", "proto": "Udp", "family": "V4", "opts": []}}
+    ))
+    .unwrap();
+    // Saying 0 is caught only where the harness counts for itself.
+    let says: &[u32] = if cfg!(target_os = "linux") {
+        &[1, 0]
+    } else {
+        &[1]
+    };
+    for n in says {
+        let cmd = AgentCmd::External(vec![
+            "python3".into(),
+            keeper.display().to_string(),
+            n.to_string(),
+        ]);
+        std::thread::scope(|sc| {
+            sc.spawn(|| {
+                let (pids, deadline) = (Pids::default(), Instant::now() + Duration::from_secs(10));
+                let (mut a, _) = Actor::spawn_cmd("h", &cmd, None, deadline, &pids).unwrap();
+                a.exec(&socket, deadline)
+                    .map_err(|e| e.to_string())
+                    .unwrap();
+                let first = a.pid;
+                a.recycle();
+                let (b, _) = Actor::spawn_cmd("h", &cmd, None, deadline, &pids).unwrap();
+                assert_ne!(
+                    b.pid, first,
+                    "a helper that says {n} socket(s) after Clear, and holds one, was kept"
+                );
+                assert_eq!(b.served, 0);
+            });
+        });
+    }
+    // The same helper, holding nothing, is kept: the test above can fail.
+    let cmd = AgentCmd::External(vec![
+        "python3".into(),
+        keeper.display().to_string(),
+        "0".into(),
+    ]);
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let (pids, deadline) = (Pids::default(), Instant::now() + Duration::from_secs(10));
+            let (a, _) = Actor::spawn_cmd("h", &cmd, None, deadline, &pids).unwrap();
+            let first = a.pid;
+            a.recycle();
+            let (b, _) = Actor::spawn_cmd("h", &cmd, None, deadline, &pids).unwrap();
+            assert_eq!((b.pid, b.served), (first, 1));
+        });
+    });
 }

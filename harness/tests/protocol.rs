@@ -120,6 +120,7 @@ fn every_request_validates() {
             blob: None,
         },
         ToAgent::Exit,
+        ToAgent::Clear,
     ] {
         validate(&schema, "request", &serde_json::to_value(r).unwrap());
     }
@@ -167,6 +168,8 @@ fn every_answer_kind_validates() {
             nonblocking: true,
         },
         FromAgent::Adopted,
+        FromAgent::Cleared { sockets: Some(0) },
+        FromAgent::Cleared { sockets: None },
         FromAgent::Unsupported {
             what: "step `fill`".into(),
             reason: "r".into(),
@@ -296,6 +299,7 @@ fn conforms(argv: &[&str]) {
         r["Done"]["done"]["outcome"].is_string() || r.get("Unsupported").is_some(),
         "{r}"
     );
+    clears(&mut session);
     // A request outside the schema (a step kind from a later version): an
     // answer, not silence or an exit.
     writeln!(stdin, "{}", exec(json!({"Frobnicate": {"sock": "s"}}))).unwrap();
@@ -344,4 +348,38 @@ fn the_protocol_cases_pass_in_every_helper_here() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+/// Clear: every socket closed and none left, as the OS counts; the port of a
+/// UDP server the helper held is free again, for a new one in the same
+/// helper (UDP leaves nothing behind, as TCP's TIME_WAIT would).
+fn clears(session: &mut dyn FnMut(Value) -> Value) {
+    let exec = |a: Value| json!({"Exec": {"action": a, "left_ms": 3000}});
+    let u = session(exec(
+        json!({"Server": {"name": "u", "proto": "Udp", "addr": "127.0.0.1", "port": {"Number": 0}, "api": "default"}}),
+    ));
+    let udp = u["Done"]["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a[0] == "u")
+        .and_then(|a| a[1]["local"].as_str())
+        .and_then(|l| l.rsplit(':').next())
+        .and_then(|p| p.parse::<u16>().ok())
+        .unwrap_or_else(|| panic!("no port for `u` in {u}"));
+    let r = session(json!("Clear"));
+    let left = &r["Cleared"]["sockets"];
+    assert!(
+        left == 0 || (cfg!(windows) && left.is_null()),
+        "sockets left after Clear: {r}"
+    );
+    let again = session(exec(
+        json!({"Server": {"name": "u", "proto": "Udp", "addr": "127.0.0.1", "port": {"Number": udp}, "api": "default"}}),
+    ));
+    assert_eq!(again["Done"]["done"]["outcome"], "ok", "{again}");
+    assert_eq!(
+        again["Done"]["addrs"].as_array().map(Vec::len),
+        Some(1),
+        "names from before Clear: {again}"
+    );
 }

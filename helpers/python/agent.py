@@ -15,6 +15,7 @@ import json
 import os
 import select
 import socket
+import stat
 import struct
 import sys
 import time
@@ -128,6 +129,7 @@ class Agent:
 
     def hello(self):
         caps = ["pass"] if self.chan is not None and hasattr(socket, "send_fds") else []
+        caps.append("clear")
         return {"Hello": {
             "protocol": PROTOCOL,
             "pid": os.getpid(),
@@ -153,6 +155,8 @@ class Agent:
     def handle(self, msg):
         if msg == "Exit":
             os._exit(0)
+        if msg == "Clear":
+            return self.clear()
         if not isinstance(msg, dict) or len(msg) != 1:
             return {"Failed": "bad request: %r" % (msg,)}
         kind, body = next(iter(msg.items()))
@@ -170,6 +174,43 @@ class Agent:
             return {"Unsupported": {"what": u.what, "reason": u.reason}}
         except Exception as e:  # a helper bug, not an outcome
             return {"Failed": "%s: %s" % (type(e).__name__, e)}
+
+    def clear(self):
+        """Closes every socket, as the `close` step would, and the event loop
+        (whose self-pipe is a socket pair); the harness keeps the helper for
+        another test only when the OS lists no socket left."""
+        for s in list(self.socks.values()):
+            try:
+                (s.close or s.sock.close)()
+            except OSError:
+                pass  # the count below tells
+        self.socks.clear()
+        if self.loop is not None:
+            self.loop.close()
+            self.loop = None
+        return {"Cleared": {"sockets": self.open_sockets()}}
+
+    def open_sockets(self):
+        """Sockets this process has open besides the descriptor channel, as
+        the OS lists them: /proc/self/fd on Linux, /dev/fd on macOS, else
+        the first 1024 descriptors (the OS gives the lowest free one). None
+        on Windows, where sockets are not descriptors."""
+        if os.name != "posix":
+            return None
+        try:
+            fds = [int(f) for f in os.listdir("/proc/self/fd" if sys.platform == "linux" else "/dev/fd")]
+            if sys.platform not in ("linux", "darwin"):
+                fds = range(1024)  # /dev/fd lists 0-2 only without fdescfs (FreeBSD)
+        except OSError:
+            fds = range(1024)
+        chan = self.chan.fileno() if self.chan is not None else -1
+        n = 0
+        for fd in fds:
+            try:
+                n += fd != chan and stat.S_ISSOCK(os.fstat(fd).st_mode)
+            except OSError:
+                pass
+        return n
 
     def export(self, name):
         if "pass" not in self.hello()["Hello"]["capabilities"]:

@@ -179,6 +179,10 @@ pub enum ToAgent {
     },
     /// Exit at once without closing any socket: the kernel closes them.
     Exit,
+    /// Close every socket the helper holds and forget their names, so that
+    /// it can serve another test ([`FromAgent::Cleared`]); only to a helper
+    /// with the `clear` capability.
+    Clear,
 }
 
 /// A helper's account of itself, in its hello.
@@ -225,6 +229,13 @@ pub enum FromAgent {
     },
     /// The socket of an [`ToAgent::Adopt`] was taken under its name.
     Adopted,
+    /// Every socket is closed ([`ToAgent::Clear`]).
+    Cleared {
+        /// The sockets the helper still has open, besides the descriptor
+        /// channel, as its OS lists them; `None` if it cannot tell. Anything
+        /// but 0 ends the helper.
+        sockets: Option<u32>,
+    },
     /// The runtime cannot express this request (a step kind, a field value,
     /// a socket hand-off): never an outcome.
     Unsupported {
@@ -272,8 +283,19 @@ pub struct Actor {
     pub pid: u32,
     /// `runtime version`, from the hello.
     pub implementation: String,
+    /// How many tests this helper served before the current one (kept
+    /// between tests: [`Actor::recycle`]).
+    pub served: u32,
     external: bool,
     capabilities: Vec<String>,
+    /// What was started, and as whom: a kept helper serves only a spawn
+    /// that asks for the same ([`Actor::recycle`]).
+    cmd: AgentCmd,
+    user: Option<u32>,
+    /// The identity proof of its hello.
+    identity: Option<String>,
+    /// The sockets it had open after its hello ([`sys::open_sockets`]).
+    sockets_at_hello: Option<usize>,
     child: Child,
     stdin: ChildStdin,
     rx: mpsc::Receiver<Result<FromAgent, String>>,
@@ -310,6 +332,13 @@ impl Actor {
         deadline: Instant,
         pids: &Pids,
     ) -> Result<(Actor, Option<String>), String> {
+        if let Some(mut a) = Kept::take(cmd, user) {
+            a.name = name.to_string();
+            a.served += 1;
+            pids.lock().unwrap_or_else(|e| e.into_inner()).push(a.pid);
+            let identity = a.identity.clone();
+            return Ok((a, identity));
+        }
         let (program, args) = match cmd {
             AgentCmd::Builtin => (program()?, Vec::new()),
             AgentCmd::External(argv) => (
@@ -360,8 +389,13 @@ impl Actor {
             ended: false,
             reaped: false,
             implementation: String::new(),
+            served: 0,
             external,
             capabilities: Vec::new(),
+            cmd: cmd.clone(),
+            user,
+            identity: None,
+            sockets_at_hello: None,
         };
         match actor.wait_answer(deadline)? {
             FromAgent::Hello {
@@ -379,6 +413,8 @@ impl Actor {
                 actor.implementation =
                     format!("{} {}", implementation.runtime, implementation.version);
                 actor.capabilities = capabilities;
+                actor.identity = identity.clone();
+                actor.sockets_at_hello = sys::open_sockets(pid);
                 Ok((actor, identity))
             }
             FromAgent::Failed(e) => Err(e),
@@ -559,6 +595,70 @@ impl Actor {
     }
 }
 
+impl Actor {
+    /// Keeps the helper for this thread's next test that starts the same
+    /// one, if it clears: it closes every socket it holds and says it has
+    /// none left, and (Linux) its descriptor table agrees. Any other answer,
+    /// or none within [`CLEAR_WAIT`], ends it as before. Starting an
+    /// interpreter is most of what a test in another runtime costs (Python
+    /// 30-100 ms of CPU, Node 110 ms); a kept one starts no new process.
+    pub fn recycle(mut self) {
+        if self.ended || !self.capabilities.iter().any(|c| c == "clear") {
+            return;
+        }
+        let deadline = Instant::now() + CLEAR_WAIT;
+        if self.send(&ToAgent::Clear).is_err() {
+            return;
+        }
+        if let Ok(FromAgent::Cleared { sockets: Some(0) }) = self.wait_answer(deadline)
+            && sys::open_sockets(self.pid) == self.sockets_at_hello
+        {
+            Kept::put(self);
+        }
+    }
+}
+
+/// How long a helper may take to clear before it is ended instead.
+const CLEAR_WAIT: Duration = Duration::from_secs(1);
+
+/// The helpers this thread keeps between tests ([`Actor::recycle`]): at
+/// most [`Kept::MAX`], the oldest ended first. They end with the thread. A
+/// helper is kept by the thread that started it, so it stays in that
+/// thread's network namespace (and, on Linux, dies with it: PDEATHSIG).
+struct Kept;
+
+thread_local! {
+    static KEPT: std::cell::RefCell<Vec<Actor>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Ends the helpers this thread keeps (killed and reaped).
+pub fn end_kept() {
+    let kept = KEPT.with(|k| std::mem::take(&mut *k.borrow_mut()));
+    drop(kept);
+}
+
+impl Kept {
+    const MAX: usize = 4;
+
+    fn take(cmd: &AgentCmd, user: Option<u32>) -> Option<Actor> {
+        KEPT.with(|k| {
+            let mut k = k.borrow_mut();
+            let i = k.iter().position(|a| a.cmd == *cmd && a.user == user)?;
+            Some(k.remove(i))
+        })
+    }
+
+    fn put(a: Actor) {
+        let ended = KEPT.with(|k| {
+            let mut k = k.borrow_mut();
+            k.push(a);
+            (k.len() > Self::MAX).then(|| k.remove(0))
+        });
+        // Dropped outside the borrow: ending a helper reaps it.
+        drop(ended);
+    }
+}
+
 impl Drop for Actor {
     fn drop(&mut self) {
         let _ = self.reap(!self.ended);
@@ -575,6 +675,22 @@ pub fn serve_if_agent() -> Option<ExitCode> {
             ExitCode::from(3)
         }
     })
+}
+
+/// The built-in agent's hello.
+fn hello(identity: Option<String>) -> FromAgent {
+    FromAgent::Hello {
+        protocol: PROTOCOL,
+        pid: std::process::id(),
+        identity,
+        implementation: Implementation {
+            runtime: "rust".into(),
+            version: builtin_implementation()
+                .trim_start_matches("rust ")
+                .to_string(),
+        },
+        capabilities: vec!["pass".into(), "clear".into()],
+    }
 }
 
 fn serve(parent: u32) -> Result<(), String> {
@@ -602,18 +718,7 @@ fn serve(parent: u32) -> Result<(), String> {
     // Die with the harness, even if it is killed.
     sys::die_with_parent(parent);
     let chan = sys::agent_channel();
-    reply(&FromAgent::Hello {
-        protocol: PROTOCOL,
-        pid: std::process::id(),
-        identity,
-        implementation: Implementation {
-            runtime: "rust".into(),
-            version: builtin_implementation()
-                .trim_start_matches("rust ")
-                .to_string(),
-        },
-        capabilities: vec!["pass".into()],
-    })?;
+    reply(&hello(identity))?;
     let mut local = Local::default();
     for line in std::io::stdin().lock().lines() {
         let line = line.map_err(|e| e.to_string())?;
@@ -675,6 +780,13 @@ fn serve(parent: u32) -> Result<(), String> {
             },
             // No destructors, no close(): the kernel closes what we hold.
             ToAgent::Exit => std::process::exit(0),
+            // Dropping what it held closes every socket.
+            ToAgent::Clear => {
+                local = Local::default();
+                reply(&FromAgent::Cleared {
+                    sockets: Some(local.addrs().len() as u32),
+                })?;
+            }
         }
     }
     Ok(())

@@ -114,9 +114,16 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
             p.steps.push(record(d.outcome, d.raw, d.detail));
         }
     }
-    // Dropping the engine closes this process's sockets and ends every actor.
+    // Dropping the engine closes this process's sockets and ends every
+    // actor, but for helpers that clear: they are kept for this thread's
+    // next test (`Actor::recycle`), unless the harness went wrong here.
     let changed = std::mem::take(&mut e.sysctls);
+    let kept = match p.problem {
+        Some(Problem::Harness { .. } | Problem::Hung) => BTreeMap::new(),
+        _ => std::mem::take(&mut e.actors),
+    };
     sys::closing(|| drop(e));
+    kept.into_values().for_each(Actor::recycle);
     for (key, old) in changed.iter().rev() {
         if let Err(msg) = sys::settings::restore_for_test(key, old) {
             p.problem.get_or_insert(Problem::Harness { msg });
@@ -549,10 +556,18 @@ impl Engine<'_> {
                 .and_then(|cmd| Actor::spawn_cmd(actor, &cmd, uid, self.deadline, self.pids))
                 .map_err(|e| unavailable(format!("cannot start a {r} helper: {e}")))?,
         };
-        let detail = match identity {
+        let mut detail = match identity {
             Some(i) => format!("{} running as {i}", a.implementation),
             None => a.implementation.clone(),
         };
+        if a.served > 0 {
+            detail += &format!(
+                ", pid {}, kept from {} earlier test(s) of this worker",
+                a.pid, a.served
+            );
+        } else {
+            detail += &format!(", pid {}", a.pid);
+        }
         self.actors.insert(actor.clone(), a);
         Ok(Done::ok().detail(detail))
     }

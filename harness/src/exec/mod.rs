@@ -205,13 +205,25 @@ type Job = Box<dyn FnOnce() + Send>;
 /// next: starting a thread per attempt (a stack mapped and unmapped, a fresh
 /// allocator heap, an exit) was a quarter of the harness's CPU, and more of a
 /// guest's under emulation. It is made by the worker, so it shares the
-/// worker's network namespace, as do the helper processes it starts. A
-/// thread whose attempt hung is left behind: the next attempt gets a new one.
+/// worker's network namespace, as do the helper processes it starts and
+/// keeps between tests. A thread whose attempt hung is left behind: the next
+/// attempt gets a new one.
 struct AttemptThread;
 
 thread_local! {
-    static ATTEMPT_THREAD: std::cell::RefCell<Option<mpsc::Sender<Job>>> =
+    static ATTEMPT_THREAD: std::cell::RefCell<Option<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)>> =
         const { std::cell::RefCell::new(None) };
+}
+
+/// Ends the calling worker's attempt thread, and with it the helpers it
+/// keeps between tests (killed and reaped), and waits for both: a run
+/// leaves no process behind when it returns. An attempt thread left to a
+/// hung attempt is not waited for.
+pub fn end_worker() {
+    if let Some((tx, thread)) = ATTEMPT_THREAD.with(|cell| cell.borrow_mut().take()) {
+        drop(tx);
+        let _ = thread.join();
+    }
 }
 
 impl AttemptThread {
@@ -221,23 +233,24 @@ impl AttemptThread {
         ATTEMPT_THREAD.with(|cell| {
             let mut cell = cell.borrow_mut();
             let job = match cell.as_ref() {
-                Some(tx) => match tx.send(job) {
+                Some((tx, _)) => match tx.send(job) {
                     Ok(()) => return Ok(()),
                     Err(mpsc::SendError(job)) => job,
                 },
                 None => job,
             };
             let (tx, rx) = mpsc::channel::<Job>();
-            std::thread::Builder::new()
+            let thread = std::thread::Builder::new()
                 .name("sockspec-attempt".into())
                 .spawn(move || {
                     for job in rx {
                         job();
                     }
+                    actors::end_kept();
                 })?;
             tx.send(job)
                 .map_err(|_| std::io::Error::other("the attempt thread ended at once"))?;
-            *cell = Some(tx);
+            *cell = Some((tx, thread));
             Ok(())
         })
     }

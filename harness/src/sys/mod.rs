@@ -23,7 +23,8 @@
 //! - actor support: `spawn_agent` (a helper process with piped stdin/stdout
 //!   and a `DescriptorChannel` for sockets), `send_socket` / `receive_socket`
 //!   (SCM_RIGHTS; WSADuplicateSocket blobs), `become_user` (drop to another
-//!   uid for good, with proof), `die_with_parent`, `kill_pid`, and the
+//!   uid for good, with proof), `die_with_parent`, `kill_pid`,
+//!   `open_sockets` (how many sockets a helper holds, where the OS says), and the
 //!   `ACTORS` / `OTHER_USER` capabilities.
 //!
 //! Portable socket calls go straight through socket2 in `exec`.

@@ -771,6 +771,11 @@ pub fn kill_pid(pid: u32) {
     }
 }
 
+/// How many sockets a process holds: not readable here (Linux only).
+pub fn open_sockets(_pid: u32) -> Option<usize> {
+    None
+}
+
 /// Windows creates a process without a copy of our handles unless they
 /// are inheritable: nothing to wait for ([`crate::sys::spawn_child`]).
 pub fn exec_marker() -> Option<String> {

@@ -290,6 +290,27 @@ pub fn exec_marker() -> Option<String> {
     None
 }
 
+/// How many sockets process `pid` has open (Linux: its descriptors that
+/// link to `socket:[inode]` in /proc); `None` where that cannot be read.
+/// A helper kept for another test must hold no more than when it started.
+pub fn open_sockets(pid: u32) -> Option<usize> {
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    {
+        let dir = std::fs::read_dir(format!("/proc/{pid}/fd")).ok()?;
+        let mut n = 0;
+        for e in dir {
+            let link = std::fs::read_link(e.ok()?.path()).ok()?;
+            n += usize::from(link.as_os_str().as_encoded_bytes().starts_with(b"socket:"));
+        }
+        Some(n)
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    {
+        let _ = pid;
+        None
+    }
+}
+
 /// Waits until child `pid` has closed the descriptors it got at fork. On
 /// Linux exec renames the process after its close-on-exec pass
 /// (`begin_new_exec` in fs/exec.c: `do_close_on_exec`, then

@@ -93,6 +93,7 @@ pub fn judge(
     rec.attempts = obs.attempts;
     rec.retries = obs.retries.clone();
     let entries = file.map(|f| f.entries_for(test, Some(settings)));
+    rec.steps.reserve_exact(obs.steps.len());
     for r in &obs.steps {
         let step = test.steps.iter().find(|s| s.index == r.index);
         let mut sr = StepRecord {

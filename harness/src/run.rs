@@ -293,7 +293,7 @@ pub fn run(
     let order = schedule(&selected);
     let book = Arc::new(PortBook::new());
     let next = AtomicUsize::new(0);
-    let jobs = opts.jobs.max(1).min(selected.len().max(1));
+    let jobs = opts.jobs.max(1).min(order.len().max(1));
     let (tx, rx) = mpsc::channel::<(usize, TestRecord)>();
     let (worker_tx, worker_rx) = mpsc::channel();
     let mut records: Vec<Option<TestRecord>> = vec![None; selected.len()];

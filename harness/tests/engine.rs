@@ -189,7 +189,7 @@ fn tests_for_other_systems_are_skipped_with_the_reason() {
 }
 
 #[test]
-fn an_actor_that_blocks_is_bounded_by_the_deadline_and_ends_with_its_test() {
+fn an_actor_that_blocks_is_bounded_by_the_deadline_and_ends_with_its_worker() {
     sockspec::exec::actors::set_agent_program(env!("CARGO_BIN_EXE_sockspec").into());
     let case = r#"title = "an actor waits for a connection nobody makes"
 source = "nowhere"
@@ -501,7 +501,7 @@ fn a_helper_that_holds_a_socket_after_clear_is_not_kept() {
                     .map_err(|e| e.to_string())
                     .unwrap();
                 let first = a.pid;
-                a.recycle();
+                Actor::recycle([a], Instant::now() + Duration::from_secs(5));
                 let (b, _) = Actor::spawn_cmd("h", &cmd, None, deadline, &pids).unwrap();
                 assert_ne!(
                     b.pid, first,
@@ -522,9 +522,50 @@ fn a_helper_that_holds_a_socket_after_clear_is_not_kept() {
             let (pids, deadline) = (Pids::default(), Instant::now() + Duration::from_secs(10));
             let (a, _) = Actor::spawn_cmd("h", &cmd, None, deadline, &pids).unwrap();
             let first = a.pid;
-            a.recycle();
+            Actor::recycle([a], Instant::now() + Duration::from_secs(5));
             let (b, _) = Actor::spawn_cmd("h", &cmd, None, deadline, &pids).unwrap();
             assert_eq!((b.pid, b.served), (first, 1));
+        });
+    });
+}
+
+/// A kept helper that died between tests is passed over: the next test
+/// starts a new one, and passes.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_kept_helper_that_died_is_not_handed_out() {
+    sockspec::exec::actors::set_agent_program(env!("CARGO_BIN_EXE_sockspec").into());
+    let (_d, s) = suite(
+        &[("t/holds.toml", HOLDS_A_PORT)],
+        "[[expect]]\ncase = \"t::holds\"\noutcomes = { bind = \"ok\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"a free port\"\n",
+    );
+    std::thread::scope(|sc| {
+        sc.spawn(|| {
+            let name = "t::holds::runtime=rust";
+            let first = run(&s, name);
+            assert_eq!(first.verdict, Verdict::Pass, "{:?}", why(&first));
+            let pid = spawned_pid(&first);
+            let killed = Command::new("kill")
+                .args(["-9", &pid.to_string()])
+                .status()
+                .unwrap();
+            assert!(killed.success());
+            // Dead, not dying: a zombie, waiting to be reaped.
+            let dead_by = Instant::now() + Duration::from_secs(5);
+            let zombie = || {
+                std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                    st.rsplit(')')
+                        .next()
+                        .is_some_and(|r| r.trim_start().starts_with('Z'))
+                })
+            };
+            while !zombie() && Instant::now() < dead_by {
+                std::thread::sleep(Duration::from_millis(2));
+            }
+            assert!(zombie(), "helper {pid} did not die");
+            let second = run(&s, name);
+            assert_eq!(second.verdict, Verdict::Pass, "{:?}", why(&second));
+            assert_ne!(spawned_pid(&second), pid, "a dead helper was handed out");
         });
     });
 }

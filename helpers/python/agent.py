@@ -155,12 +155,12 @@ class Agent:
     def handle(self, msg):
         if msg == "Exit":
             os._exit(0)
-        if msg == "Clear":
-            return self.clear()
-        if not isinstance(msg, dict) or len(msg) != 1:
+        if msg != "Clear" and (not isinstance(msg, dict) or len(msg) != 1):
             return {"Failed": "bad request: %r" % (msg,)}
-        kind, body = next(iter(msg.items()))
+        kind, body = ("Clear", None) if msg == "Clear" else next(iter(msg.items()))
         try:
+            if kind == "Clear":
+                return self.clear()
             if kind == "Exec":
                 deadline = time.monotonic() + body["left_ms"] / 1000.0
                 d = self.exec(body["action"], deadline)

@@ -296,6 +296,10 @@ pub struct Actor {
     identity: Option<String>,
     /// The sockets it had open after its hello ([`sys::open_sockets`]).
     sockets_at_hello: Option<usize>,
+    /// A request of this test went unanswered, failed, or was refused after
+    /// it may have begun (a socket sent for an Adopt the helper refused
+    /// waits on its channel, where no count sees it): never kept.
+    suspect: bool,
     child: Child,
     stdin: ChildStdin,
     rx: mpsc::Receiver<Result<FromAgent, String>>,
@@ -396,6 +400,7 @@ impl Actor {
             user,
             identity: None,
             sockets_at_hello: None,
+            suspect: false,
         };
         match actor.wait_answer(deadline)? {
             FromAgent::Hello {
@@ -430,6 +435,12 @@ impl Actor {
     }
 
     fn wait_answer(&mut self, deadline: Instant) -> Result<FromAgent, String> {
+        let answer = self.answer_by(deadline);
+        self.suspect |= answer.is_err();
+        answer
+    }
+
+    fn answer_by(&mut self, deadline: Instant) -> Result<FromAgent, String> {
         let left = deadline.saturating_duration_since(Instant::now());
         let ended = |a: &mut Actor| match a.try_reap() {
             Ok(Some(st)) => format!(" ({st})"),
@@ -478,7 +489,10 @@ impl Actor {
                 Ok((done, addrs))
             }
             FromAgent::Unsupported { what, reason } => Err(self.unsupported(&what, &reason)),
-            other => Err(format!("unexpected answer: {other:?}").into()),
+            other => {
+                self.suspect = true;
+                Err(format!("unexpected answer: {other:?}").into())
+            }
         }
     }
 
@@ -521,8 +535,14 @@ impl Actor {
                     nonblocking,
                 })
             }
-            FromAgent::Unsupported { what, reason } => Err(self.unsupported(&what, &reason)),
-            other => Err(format!("unexpected answer: {other:?}").into()),
+            FromAgent::Unsupported { what, reason } => {
+                self.suspect = true;
+                Err(self.unsupported(&what, &reason))
+            }
+            other => {
+                self.suspect = true;
+                Err(format!("unexpected answer: {other:?}").into())
+            }
         }
     }
 
@@ -546,8 +566,14 @@ impl Actor {
         })?;
         match self.wait_answer(deadline)? {
             FromAgent::Adopted => Ok(()),
-            FromAgent::Unsupported { what, reason } => Err(self.unsupported(&what, &reason)),
-            other => Err(format!("unexpected answer: {other:?}").into()),
+            FromAgent::Unsupported { what, reason } => {
+                self.suspect = true;
+                Err(self.unsupported(&what, &reason))
+            }
+            other => {
+                self.suspect = true;
+                Err(format!("unexpected answer: {other:?}").into())
+            }
         }
     }
 
@@ -596,30 +622,32 @@ impl Actor {
 }
 
 impl Actor {
-    /// Keeps the helper for this thread's next test that starts the same
-    /// one, if it clears: it closes every socket it holds and says it has
-    /// none left, and (Linux) its descriptor table agrees. Any other answer,
-    /// or none within [`CLEAR_WAIT`], ends it as before. Starting an
-    /// interpreter is most of what a test in another runtime costs (Python
-    /// 30-100 ms of CPU, Node 110 ms); a kept one starts no new process.
-    pub fn recycle(mut self) {
-        if self.ended || !self.capabilities.iter().any(|c| c == "clear") {
-            return;
-        }
-        let deadline = Instant::now() + CLEAR_WAIT;
-        if self.send(&ToAgent::Clear).is_err() {
-            return;
-        }
-        if let Ok(FromAgent::Cleared { sockets: Some(0) }) = self.wait_answer(deadline)
-            && sys::open_sockets(self.pid) == self.sockets_at_hello
-        {
-            Kept::put(self);
+    /// Keeps the helpers for this thread's next tests that start the same
+    /// ones, where they clear by `by`: each closes every socket it holds and
+    /// says it has none left, and (Linux) its descriptor table agrees. Any
+    /// other answer, or none by `by`, ends the helper as before, as does
+    /// anything that went wrong with it in its test. All are asked at once
+    /// and answer against the one deadline. Starting an interpreter is most
+    /// of what a test in another runtime costs (Python 30-100 ms of CPU,
+    /// Node 110 ms); a kept one starts no new process.
+    pub fn recycle(actors: impl IntoIterator<Item = Actor>, by: Instant) {
+        let asked: Vec<Actor> = actors
+            .into_iter()
+            .filter(|a| !a.ended && !a.suspect && a.capabilities.iter().any(|c| c == "clear"))
+            .filter_map(|mut a| a.send(&ToAgent::Clear).is_ok().then_some(a))
+            .collect();
+        for mut a in asked {
+            if let Ok(FromAgent::Cleared { sockets: Some(0) }) = a.wait_answer(by)
+                && sys::open_sockets(a.pid) == a.sockets_at_hello
+            {
+                Kept::put(a);
+            }
         }
     }
 }
 
 /// How long a helper may take to clear before it is ended instead.
-const CLEAR_WAIT: Duration = Duration::from_secs(1);
+pub const CLEAR_WAIT: Duration = Duration::from_secs(1);
 
 /// The helpers this thread keeps between tests ([`Actor::recycle`]): at
 /// most [`Kept::MAX`], the oldest ended first. They end with the thread. A
@@ -631,6 +659,11 @@ thread_local! {
     static KEPT: std::cell::RefCell<Vec<Actor>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
+/// The pids of the helpers this thread keeps.
+pub fn kept_pids() -> Vec<u32> {
+    Kept::pids()
+}
+
 /// Ends the helpers this thread keeps (killed and reaped).
 pub fn end_kept() {
     let kept = KEPT.with(|k| std::mem::take(&mut *k.borrow_mut()));
@@ -640,12 +673,24 @@ pub fn end_kept() {
 impl Kept {
     const MAX: usize = 4;
 
+    /// A kept helper started as `cmd` asks, that is still running (one
+    /// that died meanwhile is reaped and passed over).
     fn take(cmd: &AgentCmd, user: Option<u32>) -> Option<Actor> {
-        KEPT.with(|k| {
-            let mut k = k.borrow_mut();
-            let i = k.iter().position(|a| a.cmd == *cmd && a.user == user)?;
-            Some(k.remove(i))
-        })
+        loop {
+            let mut a = KEPT.with(|k| {
+                let mut k = k.borrow_mut();
+                let i = k.iter().position(|a| a.cmd == *cmd && a.user == user)?;
+                Some(k.remove(i))
+            })?;
+            if let Ok(None) = a.try_reap() {
+                return Some(a);
+            }
+        }
+    }
+
+    /// The kept helpers' pids, so that a hung attempt's end kills them too.
+    fn pids() -> Vec<u32> {
+        KEPT.with(|k| k.borrow().iter().map(|a| a.pid).collect())
     }
 
     fn put(a: Actor) {
@@ -784,7 +829,7 @@ fn serve(parent: u32) -> Result<(), String> {
             ToAgent::Clear => {
                 local = Local::default();
                 reply(&FromAgent::Cleared {
-                    sockets: Some(local.addrs().len() as u32),
+                    sockets: sys::open_sockets_here(&chan),
                 })?;
             }
         }

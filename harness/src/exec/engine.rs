@@ -11,7 +11,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use super::actors::{Actor, AgentCmd, AgentError, Pids, run_agent};
+use super::actors::{Actor, AgentCmd, AgentError, CLEAR_WAIT, Pids, run_agent};
 use super::local::{Addrs, Done, Local};
 use super::ports::{Claims, lease_named};
 use super::{AttemptResult, Problem, StepResult};
@@ -123,12 +123,15 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
         _ => std::mem::take(&mut e.actors),
     };
     sys::closing(|| drop(e));
-    kept.into_values().for_each(Actor::recycle);
     for (key, old) in changed.iter().rev() {
         if let Err(msg) = sys::settings::restore_for_test(key, old) {
             p.problem.get_or_insert(Problem::Harness { msg });
         }
     }
+    // Clearing may take CLEAR_WAIT, counted from the deadline at the
+    // latest: well inside the grace before an attempt counts as hung.
+    let by = Instant::now().min(deadline) + CLEAR_WAIT;
+    Actor::recycle(kept.into_values(), by);
     AttemptResult {
         steps: p.steps,
         problem: p.problem,

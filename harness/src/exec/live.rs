@@ -86,6 +86,29 @@ pub(crate) fn try_end(child: &mut Child) -> io::Result<Option<ExitStatus>> {
     Ok(status)
 }
 
+/// Kills those of `pids` that are helpers not yet reaped: a pid reaped
+/// already may be another process's by now. The registry's lock is waited
+/// for a moment only (a stuck thread may hold it while it reaps); without
+/// it every pid is killed, as before the registry knew.
+pub(crate) fn kill_unreaped(pids: &[u32]) {
+    let deadline = Instant::now() + Duration::from_millis(200);
+    let live = loop {
+        match LIVE.try_lock() {
+            Ok(g) => break Some(g),
+            Err(TryLockError::Poisoned(e)) => break Some(e.into_inner()),
+            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            Err(TryLockError::WouldBlock) => break None,
+        }
+    };
+    for pid in pids {
+        if live.as_ref().is_none_or(|l| l.contains(pid)) {
+            crate::sys::kill_pid(*pid);
+        }
+    }
+}
+
 /// Kills every registered helper (SIGKILL), reaps each, and lets no new
 /// one start; gives up at `deadline` (a registry held by a stuck thread, a
 /// helper that does not die). Returns how many were reaped.

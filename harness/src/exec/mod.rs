@@ -160,6 +160,11 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
     let pids = actors::Pids::default();
     let attempt_pids = pids.clone();
     let job: Job = Box::new(move || {
+        // A hung attempt's end kills the helpers its thread keeps too.
+        attempt_pids
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(actors::kept_pids());
         let mut r = engine::attempt(&t, &mut claims, &attempt_pids, deadline);
         if r.retry.is_none() && claims.disturbed() {
             r.retry = Some("another test collided with one of this test's ports".into());
@@ -186,9 +191,7 @@ fn run_attempt(test: &Arc<Test>, env: &Env) -> AttemptResult {
             // The next attempt gets a thread of its own.
             AttemptThread::forget();
             // The thread may be stuck in a call; its helpers must not outlive it.
-            for pid in pids.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-                crate::sys::kill_pid(*pid);
-            }
+            live::kill_unreaped(&pids.lock().unwrap_or_else(|e| e.into_inner()));
             AttemptResult {
                 steps: Vec::new(),
                 problem: Some(Problem::Hung),
@@ -211,7 +214,8 @@ type Job = Box<dyn FnOnce() + Send>;
 struct AttemptThread;
 
 thread_local! {
-    static ATTEMPT_THREAD: std::cell::RefCell<Option<(mpsc::Sender<Job>, std::thread::JoinHandle<()>)>> =
+    /// The thread's job queue, and what says that it has ended its helpers.
+    static ATTEMPT_THREAD: std::cell::RefCell<Option<(mpsc::Sender<Job>, mpsc::Receiver<()>)>> =
         const { std::cell::RefCell::new(None) };
 }
 
@@ -220,9 +224,10 @@ thread_local! {
 /// leaves no process behind when it returns. An attempt thread left to a
 /// hung attempt is not waited for.
 pub fn end_worker() {
-    if let Some((tx, thread)) = ATTEMPT_THREAD.with(|cell| cell.borrow_mut().take()) {
+    if let Some((tx, ended)) = ATTEMPT_THREAD.with(|cell| cell.borrow_mut().take()) {
         drop(tx);
-        let _ = thread.join();
+        // A helper stuck in the kernel could hold up its reaping: not the run.
+        let _ = ended.recv_timeout(Duration::from_secs(5));
     }
 }
 
@@ -240,17 +245,19 @@ impl AttemptThread {
                 None => job,
             };
             let (tx, rx) = mpsc::channel::<Job>();
-            let thread = std::thread::Builder::new()
+            let (ended_tx, ended) = mpsc::channel();
+            std::thread::Builder::new()
                 .name("sockspec-attempt".into())
                 .spawn(move || {
                     for job in rx {
                         job();
                     }
                     actors::end_kept();
+                    let _ = ended_tx.send(());
                 })?;
             tx.send(job)
                 .map_err(|_| std::io::Error::other("the attempt thread ended at once"))?;
-            *cell = Some((tx, thread));
+            *cell = Some((tx, ended));
             Ok(())
         })
     }

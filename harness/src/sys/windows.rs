@@ -776,6 +776,12 @@ pub fn open_sockets(_pid: u32) -> Option<usize> {
     None
 }
 
+/// The sockets this process holds: Windows lists no such thing (sockets
+/// are handles among all the others), so a helper here cannot say.
+pub fn open_sockets_here(_chan: &DescriptorChannel) -> Option<u32> {
+    None
+}
+
 /// Windows creates a process without a copy of our handles unless they
 /// are inheritable: nothing to wait for ([`crate::sys::spawn_child`]).
 pub fn exec_marker() -> Option<String> {

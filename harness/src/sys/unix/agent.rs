@@ -302,3 +302,39 @@ pub fn reap_pid(pid: u32, deadline: std::time::Instant) -> bool {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
 }
+
+/// The sockets this process has open besides `chan`, as the OS lists them:
+/// /proc/self/fd on Linux, /dev/fd on macOS, else the first 1024
+/// descriptors (the OS gives the lowest free number, and a helper holds a
+/// handful). What a helper answers to Clear (docs/agent-protocol.md).
+pub fn open_sockets_here(chan: &DescriptorChannel) -> Option<u32> {
+    let listed = |dir: &str| -> Option<Vec<RawFd>> {
+        let names = std::fs::read_dir(dir).ok()?;
+        Some(
+            names
+                .flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect(),
+        )
+    };
+    let fds = if cfg!(any(target_os = "linux", target_os = "android")) {
+        listed("/proc/self/fd")?
+    } else if cfg!(target_os = "macos") {
+        listed("/dev/fd")?
+    } else {
+        (0..1024).collect()
+    };
+    let own = chan.0.as_raw_fd();
+    let socket = |fd: RawFd| {
+        // SAFETY: fstat only reads the descriptor's status into `st`; a
+        // descriptor that is not open fails with EBADF.
+        let mut st: libc::stat = unsafe { std::mem::zeroed() };
+        let ok = unsafe { libc::fstat(fd, &mut st) } == 0;
+        ok && (st.st_mode & libc::S_IFMT) == libc::S_IFSOCK
+    };
+    Some(
+        fds.into_iter()
+            .filter(|&fd| fd != own && socket(fd))
+            .count() as u32,
+    )
+}

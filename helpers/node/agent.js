@@ -26,7 +26,8 @@ const ALIASES = { EAGAIN: 'EWOULDBLOCK', ENOTSUP: 'EOPNOTSUPP' };
 // Where libuv's UV_UDP_REUSEADDR is SO_REUSEPORT (see pendingOpt).
 // Options dgram sets on a bound socket only.
 // The sockets this process has open besides descriptor 3 (the harness's
-// descriptor channel), as the OS lists them: /proc/self/fd on Linux,
+// descriptor channel) and 0-2 (stderr may be a log collector's socket), as
+// the OS lists them: /proc/self/fd on Linux,
 // /dev/fd on macOS, else the first 1024 descriptors (libuv takes the lowest
 // free one). null on Windows, where sockets are not descriptors.
 function openSockets() {
@@ -41,7 +42,7 @@ function openSockets() {
   let n = 0;
   for (const fd of fds) {
     try {
-      if (fd !== 3 && fs.fstatSync(fd).isSocket()) n += 1;
+      if (fd > 3 && fs.fstatSync(fd).isSocket()) n += 1;
     } catch (_) {
       // not open
     }
@@ -257,10 +258,12 @@ class Agent {
 
   async handle(msg) {
     if (msg === 'Exit') process.exit(0);
-    if (msg === 'Clear') return this.clear();
-    if (!msg || typeof msg !== 'object') return { Failed: `bad request: ${JSON.stringify(msg)}` };
-    const [kind, body] = Object.entries(msg)[0];
+    if (msg !== 'Clear' && (!msg || typeof msg !== 'object')) {
+      return { Failed: `bad request: ${JSON.stringify(msg)}` };
+    }
+    const [kind, body] = msg === 'Clear' ? ['Clear', null] : Object.entries(msg)[0];
     try {
+      if (kind === 'Clear') return await this.clear();
       if (kind === 'Exec') {
         const deadline = Date.now() + body.left_ms;
         const d = await this.exec(body.action, deadline);

@@ -191,7 +191,8 @@ class Agent:
         return {"Cleared": {"sockets": self.open_sockets()}}
 
     def open_sockets(self):
-        """Sockets this process has open besides the descriptor channel, as
+        """Sockets this process has open besides the descriptor channel and
+        stdin, stdout and stderr (which may be a log collector's socket), as
         the OS lists them: /proc/self/fd on Linux, /dev/fd on macOS, else
         the first 1024 descriptors (the OS gives the lowest free one). None
         on Windows, where sockets are not descriptors."""
@@ -207,7 +208,7 @@ class Agent:
         n = 0
         for fd in fds:
             try:
-                n += fd != chan and stat.S_ISSOCK(os.fstat(fd).st_mode)
+                n += fd > 2 and fd != chan and stat.S_ISSOCK(os.fstat(fd).st_mode)
             except OSError:
                 pass
         return n

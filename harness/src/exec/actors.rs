@@ -429,9 +429,11 @@ impl Actor {
 
     fn send(&mut self, msg: &ToAgent) -> Result<(), String> {
         let line = serde_json::to_string(msg).map_err(|e| e.to_string())?;
-        writeln!(self.stdin, "{line}")
+        let sent = writeln!(self.stdin, "{line}")
             .and_then(|()| self.stdin.flush())
-            .map_err(|e| format!("actor `{}` is gone: {e}", self.name))
+            .map_err(|e| format!("actor `{}` is gone: {e}", self.name));
+        self.suspect |= sent.is_err();
+        sent
     }
 
     fn wait_answer(&mut self, deadline: Instant) -> Result<FromAgent, String> {
@@ -526,8 +528,12 @@ impl Actor {
         })?;
         match self.wait_answer(deadline)? {
             FromAgent::Exported { blob, nonblocking } => {
-                let s = sys::receive_socket(&self.chan, blob.as_deref())
-                    .map_err(|e| format!("receiving `{sock}`: {e}"))?;
+                // A socket left on the channel would reach the next test's
+                // export: a helper this happened with is not kept.
+                let s = sys::receive_socket(&self.chan, blob.as_deref()).map_err(|e| {
+                    self.suspect = true;
+                    format!("receiving `{sock}`: {e}")
+                })?;
                 Ok(LocalSock {
                     sock: s,
                     proto,

@@ -118,15 +118,15 @@ pub fn attempt(test: &Test, claims: &mut Claims, pids: &Pids, deadline: Instant)
     // actor, but for helpers that clear: they are kept for this thread's
     // next test (`Actor::recycle`), unless the harness went wrong here.
     let changed = std::mem::take(&mut e.sysctls);
-    let kept = match p.problem {
-        Some(Problem::Harness { .. } | Problem::Hung) => BTreeMap::new(),
-        _ => std::mem::take(&mut e.actors),
-    };
+    let mut kept = std::mem::take(&mut e.actors);
     sys::closing(|| drop(e));
     for (key, old) in changed.iter().rev() {
         if let Err(msg) = sys::settings::restore_for_test(key, old) {
             p.problem.get_or_insert(Problem::Harness { msg });
         }
+    }
+    if let Some(Problem::Harness { .. } | Problem::Hung) = p.problem {
+        sys::closing(|| kept.clear());
     }
     // Clearing may take CLEAR_WAIT, counted from the deadline at the
     // latest: well inside the grace before an attempt counts as hung.

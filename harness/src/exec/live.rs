@@ -56,20 +56,25 @@ pub(crate) fn spawn<C>(spawn: impl FnOnce() -> io::Result<(Child, C)>) -> io::Re
     Ok((child, c))
 }
 
-/// Kills `child` if `kill`, reaps it (blocking), and forgets it. An error
-/// when [`kill_all`] has reaped it already.
+/// Kills `child` if `kill`, reaps it (waiting until it has ended), and
+/// forgets it. An error when [`kill_all`] has reaped it already. The
+/// registry is locked only to signal and for each look, never while the
+/// child takes its time to end: a helper stuck in the kernel must not hold
+/// up every other worker's helpers.
 pub(crate) fn end(child: &mut Child, kill: bool) -> io::Result<ExitStatus> {
-    let mut live = live();
-    let pid = child.id();
-    let Some(i) = live.iter().position(|p| *p == pid) else {
-        return Err(stopping());
-    };
     if kill {
+        let live = live();
+        if !live.contains(&child.id()) {
+            return Err(stopping());
+        }
         child.kill()?;
     }
-    let status = child.wait()?;
-    live.swap_remove(i);
-    Ok(status)
+    loop {
+        if let Some(status) = try_end(child)? {
+            return Ok(status);
+        }
+        std::thread::sleep(Duration::from_micros(200));
+    }
 }
 
 /// Reaps `child` if it has exited, and then forgets it.
@@ -87,25 +92,12 @@ pub(crate) fn try_end(child: &mut Child) -> io::Result<Option<ExitStatus>> {
 }
 
 /// Kills those of `pids` that are helpers not yet reaped: a pid reaped
-/// already may be another process's by now. The registry's lock is waited
-/// for a moment only (a stuck thread may hold it while it reaps); without
-/// it every pid is killed, as before the registry knew.
+/// already may be another process's by now. (Every reap happens under the
+/// registry's lock, which is held only for moments: [`end`].)
 pub(crate) fn kill_unreaped(pids: &[u32]) {
-    let deadline = Instant::now() + Duration::from_millis(200);
-    let live = loop {
-        match LIVE.try_lock() {
-            Ok(g) => break Some(g),
-            Err(TryLockError::Poisoned(e)) => break Some(e.into_inner()),
-            Err(TryLockError::WouldBlock) if Instant::now() < deadline => {
-                std::thread::sleep(Duration::from_millis(1));
-            }
-            Err(TryLockError::WouldBlock) => break None,
-        }
-    };
-    for pid in pids {
-        if live.as_ref().is_none_or(|l| l.contains(pid)) {
-            crate::sys::kill_pid(*pid);
-        }
+    let live = live();
+    for pid in pids.iter().filter(|p| live.contains(p)) {
+        crate::sys::kill_pid(*pid);
     }
 }
 

@@ -249,11 +249,19 @@ impl AttemptThread {
             std::thread::Builder::new()
                 .name("sockspec-attempt".into())
                 .spawn(move || {
+                    // Also when a job panics: the kept helpers end, then
+                    // the worker hears so.
+                    struct Ending(mpsc::Sender<()>);
+                    impl Drop for Ending {
+                        fn drop(&mut self) {
+                            actors::end_kept();
+                            let _ = self.0.send(());
+                        }
+                    }
+                    let _ending = Ending(ended_tx);
                     for job in rx {
                         job();
                     }
-                    actors::end_kept();
-                    let _ = ended_tx.send(());
                 })?;
             tx.send(job)
                 .map_err(|_| std::io::Error::other("the attempt thread ended at once"))?;

@@ -303,8 +303,9 @@ pub fn reap_pid(pid: u32, deadline: std::time::Instant) -> bool {
     }
 }
 
-/// The sockets this process has open besides `chan`, as the OS lists them:
-/// /proc/self/fd on Linux, /dev/fd on macOS, else the first 1024
+/// The sockets this process has open besides `chan` and its standard
+/// descriptors (stderr may be a log collector's socket), as the OS lists
+/// them: /proc/self/fd on Linux, /dev/fd on macOS, else the first 1024
 /// descriptors (the OS gives the lowest free number, and a helper holds a
 /// handful). What a helper answers to Clear (docs/agent-protocol.md).
 pub fn open_sockets_here(chan: &DescriptorChannel) -> Option<u32> {
@@ -334,7 +335,7 @@ pub fn open_sockets_here(chan: &DescriptorChannel) -> Option<u32> {
     };
     Some(
         fds.into_iter()
-            .filter(|&fd| fd != own && socket(fd))
+            .filter(|&fd| fd > 2 && fd != own && socket(fd))
             .count() as u32,
     )
 }

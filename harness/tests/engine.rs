@@ -280,6 +280,16 @@ steps = [
 runtime = ["rust", "python", "node"]
 "#;
 
+/// A suite of [`HOLDS_A_PORT`], expected to bind, with sockspec as the
+/// built-in helper.
+fn holds_a_port() -> (tempfile::TempDir, Suite) {
+    sockspec::exec::actors::set_agent_program(env!("CARGO_BIN_EXE_sockspec").into());
+    suite(
+        &[("t/holds.toml", HOLDS_A_PORT)],
+        "[[expect]]\ncase = \"t::holds\"\noutcomes = { bind = \"ok\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"a free port\"\n",
+    )
+}
+
 /// The helper runtimes this machine can start, of `rust`, `python`, `node`.
 fn runtimes_here() -> Vec<&'static str> {
     let has = |p: &str| Command::new(p).arg("--version").output().is_ok();
@@ -299,11 +309,7 @@ fn runtimes_here() -> Vec<&'static str> {
 /// has one socket open, its descriptor channel, as when it started.
 #[test]
 fn a_helper_that_clears_serves_the_next_test_and_keeps_nothing_of_it() {
-    sockspec::exec::actors::set_agent_program(env!("CARGO_BIN_EXE_sockspec").into());
-    let (_d, s) = suite(
-        &[("t/holds.toml", HOLDS_A_PORT)],
-        "[[expect]]\ncase = \"t::holds\"\noutcomes = { bind = \"ok\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"a free port\"\n",
-    );
+    let (_d, s) = holds_a_port();
     for rt in runtimes_here() {
         let name = format!("t::holds::runtime={rt}");
         // On a thread of its own, as a worker.
@@ -534,11 +540,7 @@ fn a_helper_that_holds_a_socket_after_clear_is_not_kept() {
 #[cfg(target_os = "linux")]
 #[test]
 fn a_kept_helper_that_died_is_not_handed_out() {
-    sockspec::exec::actors::set_agent_program(env!("CARGO_BIN_EXE_sockspec").into());
-    let (_d, s) = suite(
-        &[("t/holds.toml", HOLDS_A_PORT)],
-        "[[expect]]\ncase = \"t::holds\"\noutcomes = { bind = \"ok\" }\nsource = \"documented\"\ncite = \"x\"\nwhy = \"a free port\"\n",
-    );
+    let (_d, s) = holds_a_port();
     std::thread::scope(|sc| {
         sc.spawn(|| {
             let name = "t::holds::runtime=rust";

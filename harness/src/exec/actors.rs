@@ -419,7 +419,10 @@ impl Actor {
                     format!("{} {}", implementation.runtime, implementation.version);
                 actor.capabilities = capabilities;
                 actor.identity = identity.clone();
-                actor.sockets_at_hello = sys::open_sockets(pid);
+                // Only a helper that can be kept is counted.
+                if actor.capabilities.iter().any(|c| c == "clear") {
+                    actor.sockets_at_hello = sys::open_sockets(pid);
+                }
                 Ok((actor, identity))
             }
             FromAgent::Failed(e) => Err(e),
@@ -505,6 +508,17 @@ impl Actor {
         ))
     }
 
+    /// A hand-off the helper answered otherwise than it should: a socket
+    /// may be left on the channel, where no count sees it, so the helper is
+    /// not kept.
+    fn refused(&mut self, answer: FromAgent) -> AgentError {
+        self.suspect = true;
+        match answer {
+            FromAgent::Unsupported { what, reason } => self.unsupported(&what, &reason),
+            other => format!("unexpected answer: {other:?}").into(),
+        }
+    }
+
     fn can_pass(&self) -> Result<(), AgentError> {
         if self.capabilities.iter().any(|c| c == "pass") {
             Ok(())
@@ -541,14 +555,7 @@ impl Actor {
                     nonblocking,
                 })
             }
-            FromAgent::Unsupported { what, reason } => {
-                self.suspect = true;
-                Err(self.unsupported(&what, &reason))
-            }
-            other => {
-                self.suspect = true;
-                Err(format!("unexpected answer: {other:?}").into())
-            }
+            other => Err(self.refused(other)),
         }
     }
 
@@ -572,14 +579,7 @@ impl Actor {
         })?;
         match self.wait_answer(deadline)? {
             FromAgent::Adopted => Ok(()),
-            FromAgent::Unsupported { what, reason } => {
-                self.suspect = true;
-                Err(self.unsupported(&what, &reason))
-            }
-            other => {
-                self.suspect = true;
-                Err(format!("unexpected answer: {other:?}").into())
-            }
+            other => Err(self.refused(other)),
         }
     }
 

@@ -749,9 +749,13 @@ pub fn load_all(
     };
     let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
     paths.sort();
-    let by_case: HashMap<String, CaseTests> = group_tests(tests)
-        .into_iter()
-        .map(|(id, tests)| (id, CaseTests::new(tests)))
+    let groups: Vec<(String, Vec<Arc<Test>>)> = group_tests(tests).into_iter().collect();
+    let by_case: HashMap<String, CaseTests> = groups
+        .iter()
+        .map(|(id, _)| id.clone())
+        .zip(crate::par::map(&groups, 4, |(_, tests)| {
+            CaseTests::new(tests.clone())
+        }))
         .collect();
     // Each file is checked on its own: all of them at once, on every core.
     let paths: Vec<PathBuf> = paths

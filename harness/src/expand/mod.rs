@@ -50,8 +50,10 @@ pub fn expand_all(
     tests
 }
 
-/// One combination of grid values: parameter name → value.
-type Combo = Vec<(String, ParamValue)>;
+/// One combination of grid values: parameter name → value, borrowed from
+/// the case's grid (a value may be a whole table: copying it for every
+/// combination was most of building the grid).
+type Combo<'a> = Vec<(&'a str, &'a ParamValue)>;
 
 /// Expand one case.
 pub fn expand(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Vec<Test> {
@@ -71,7 +73,7 @@ fn expand_in(
     // most, as when cases went one at a time.
     const BATCH: usize = 512;
     let mut tests = Vec::new();
-    let mut work: Vec<(usize, Combo)> = Vec::new();
+    let mut work: Vec<(usize, Combo<'_>)> = Vec::new();
     for (i, lc) in cases.iter().enumerate() {
         if let Some(mut combos) = combos(lc, errors) {
             if scope.is_partial() {
@@ -80,8 +82,22 @@ fn expand_in(
             work.extend(combos.into_iter().map(|c| (i, c)));
         }
         if work.len() >= BATCH || i + 1 == cases.len() {
-            let results = crate::par::map(&work, 16, |(i, combo)| resolve_combo(&cases[*i], combo));
-            let mut results = results.into_iter();
+            // In chunks of one case's combinations, each with its own memo
+            // of the steps it has read.
+            let chunks: Vec<&[(usize, Combo<'_>)]> = work
+                .chunk_by(|a, b| a.0 == b.0)
+                .flat_map(|case| case.chunks(CHUNK))
+                .collect();
+            let results = crate::par::map(&chunks, 1, |chunk| {
+                let lc = &cases[chunk[0].0];
+                let plans = plans(lc);
+                let mut memo = Memo::new();
+                chunk
+                    .iter()
+                    .map(|(_, combo)| resolve_combo(lc, combo, &plans, &mut memo))
+                    .collect::<Vec<_>>()
+            });
+            let mut results = results.into_iter().flatten();
             for group in work.chunk_by(|a, b| a.0 == b.0) {
                 let case: Vec<_> = results.by_ref().take(group.len()).collect();
                 tests.extend(case_tests(case, group, errors));
@@ -95,7 +111,7 @@ fn expand_in(
 /// One case's tests, or none and its errors if any combination has one.
 fn case_tests(
     results: Vec<Result<Test, Vec<InputError>>>,
-    combos: &[(usize, Combo)],
+    combos: &[(usize, Combo<'_>)],
     errors: &mut Vec<InputError>,
 ) -> Vec<Test> {
     let mut tests = Vec::with_capacity(combos.len());
@@ -139,16 +155,16 @@ fn in_some_combinations(errors: Vec<InputError>, of: usize) -> Vec<InputError> {
 
 /// The grid's combinations minus the excluded ones; `None` (with errors)
 /// when an `exclude` matches nothing or nothing is left.
-fn combos(lc: &LoadedCase, errors: &mut Vec<InputError>) -> Option<Vec<Combo>> {
+fn combos<'a>(lc: &'a LoadedCase, errors: &mut Vec<InputError>) -> Option<Vec<Combo<'a>>> {
     let case = &lc.case;
-    let mut combos: Vec<Combo> = vec![Vec::new()];
+    let mut combos: Vec<Combo<'a>> = vec![Vec::new()];
     for (name, values) in &case.grid {
         combos = combos
             .into_iter()
             .flat_map(|c| {
                 values.iter().map(move |v| {
                     let mut c = c.clone();
-                    c.push((name.clone(), v.clone()));
+                    c.push((name.as_str(), v));
                     c
                 })
             })
@@ -209,7 +225,7 @@ pub fn all_labels(lc: &LoadedCase) -> Vec<Vec<String>> {
 }
 
 /// The name of a combination's test: the case, then each parameter's label.
-fn test_name(case: &str, combo: &Combo) -> String {
+fn test_name(case: &str, combo: &Combo<'_>) -> String {
     let mut name = case.to_string();
     for (k, v) in combo {
         name.push_str(&format!("::{k}={}", v.label));
@@ -217,25 +233,83 @@ fn test_name(case: &str, combo: &Combo) -> String {
     name
 }
 
+/// How many of one case's combinations share a [`Memo`]: enough that most
+/// steps are read once per chunk, few enough to spread a large grid over
+/// every core.
+const CHUNK: usize = 16;
+
+/// The steps a chunk of one case's combinations has read, by template and
+/// the labels of the parameters it refers to: a step reads the same in
+/// every combination that gives those parameters the same labels. Only
+/// steps read without error are kept, so each combination reports its own.
+type Memo<'a> = HashMap<(usize, Vec<&'a str>), (Step, bool)>;
+
+/// What is worked out once per step template for a chunk of combinations.
+struct Plan {
+    /// The grid parameters (indices) its fields other than `when` refer
+    /// to; `None` when that cannot be told (a malformed reference), and the
+    /// step is then read afresh each time.
+    deps: Option<Vec<usize>>,
+    /// Its `when`, as the labels it selects of each parameter (index), empty
+    /// without one; `None` when malformed, and [`step_applies`] then says how.
+    when: Option<Vec<(usize, Vec<String>)>>,
+}
+
+fn plans(lc: &LoadedCase) -> Vec<Plan> {
+    let grid = &lc.case.grid;
+    let names: Vec<&str> = grid.iter().map(|(n, _)| n.as_str()).collect();
+    lc.steps
+        .iter()
+        .map(|t| {
+            let mut deps = Vec::new();
+            let deps = t
+                .fields
+                .iter()
+                .filter(|(name, _, _)| *name != "when")
+                .all(|(_, _, v)| template::refs(v, &names, &mut deps))
+                .then_some(deps);
+            let when = match t.field("when") {
+                None => Some(Vec::new()),
+                Some((_, Value::Table(sel))) => sel
+                    .iter()
+                    .map(|(name, v)| {
+                        let i = names.iter().position(|n| n == name)?;
+                        Some((i, selector_labels(v, &grid[i].1).ok()?))
+                    })
+                    .collect(),
+                Some(_) => None,
+            };
+            Plan { deps, when }
+        })
+        .collect()
+}
+
 /// One combination's test.
-fn resolve_combo(lc: &LoadedCase, combo: &Combo) -> Result<Test, Vec<InputError>> {
+fn resolve_combo<'a>(
+    lc: &LoadedCase,
+    combo: &'a Combo<'a>,
+    plans: &[Plan],
+    memo: &mut Memo<'a>,
+) -> Result<Test, Vec<InputError>> {
     let case = &lc.case;
-    let (steps, needs) = resolve_test(lc, combo)?;
+    let (steps, needs) = resolve_test(lc, combo, plans, memo)?;
     Ok(Test {
         name: test_name(&case.id, combo),
         case: case.clone(),
         params: combo
             .iter()
-            .map(|(k, v)| (k.clone(), v.label.clone()))
+            .map(|(k, v)| (k.to_string(), v.label.clone()))
             .collect(),
         steps,
         needs,
     })
 }
 
-fn resolve_test(
+fn resolve_test<'a>(
     lc: &LoadedCase,
-    combo: &[(String, ParamValue)],
+    combo: &'a [(&'a str, &'a ParamValue)],
+    plans: &[Plan],
+    memo: &mut Memo<'a>,
 ) -> Result<(Vec<Step>, Vec<Need>), Vec<InputError>> {
     let ctx = Ctx { params: combo };
     let mut errors = Vec::new();
@@ -248,11 +322,20 @@ fn resolve_test(
     if lc.case.requires_root {
         needs.insert(Need::Root);
     }
-    for t in &lc.steps {
-        if !step_applies(t, &ctx, &lc.case.grid, &mut errors) {
+    for (t, plan) in lc.steps.iter().zip(plans) {
+        let applies = match &plan.when {
+            Some(when) => when.iter().all(|(i, labels)| {
+                combo
+                    .get(*i)
+                    .is_some_and(|(_, p)| labels.contains(&p.label))
+            }),
+            None => step_applies(t, &ctx, &lc.case.grid, &mut errors),
+        };
+        if !applies {
             continue;
         }
-        let Some((step, probe)) = read_step(t, &ctx, &mut errors) else {
+        let Some((step, probe)) = read_step_memo(t, &ctx, plan.deps.as_deref(), memo, &mut errors)
+        else {
             continue;
         };
         if let Some(o) = &step.require
@@ -295,6 +378,35 @@ fn resolve_test(
     } else {
         Err(errors)
     }
+}
+
+/// [`read_step`], or a copy of the step it read before in a combination that
+/// gives the parameters in `deps` the same labels.
+fn read_step_memo<'a>(
+    t: &StepTemplate,
+    ctx: &Ctx<'a>,
+    deps: Option<&[usize]>,
+    memo: &mut Memo<'a>,
+    errors: &mut Vec<InputError>,
+) -> Option<(Step, bool)> {
+    let labels = deps.and_then(|deps| {
+        deps.iter()
+            .map(|&i| ctx.params.get(i).map(|(_, v)| v.label.as_str()))
+            .collect::<Option<Vec<_>>>()
+    });
+    let Some(labels) = labels else {
+        return read_step(t, ctx, errors);
+    };
+    let key = (t.index, labels);
+    if let Some(read) = memo.get(&key) {
+        return Some(read.clone());
+    }
+    let before = errors.len();
+    let read = read_step(t, ctx, errors)?;
+    if errors.len() == before {
+        memo.insert(key, read.clone());
+    }
+    Some(read)
 }
 
 /// Reads one step template for a combination: its action and the fields

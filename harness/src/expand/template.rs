@@ -7,7 +7,7 @@ use crate::model::ParamValue;
 use crate::outcome::is_ident;
 
 pub struct Ctx<'a> {
-    pub params: &'a [(String, ParamValue)],
+    pub params: &'a [(&'a str, &'a ParamValue)],
 }
 
 impl Ctx<'_> {
@@ -88,10 +88,10 @@ impl Ctx<'_> {
     pub fn param(&self, name: &str) -> Result<&ParamValue, String> {
         self.params
             .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v)
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| *v)
             .ok_or_else(|| {
-                let known: Vec<&str> = self.params.iter().map(|(k, _)| k.as_str()).collect();
+                let known: Vec<&str> = self.params.iter().map(|(k, _)| *k).collect();
                 if known.is_empty() {
                     format!("`{{{name}}}` refers to a parameter, but this case has no grid")
                 } else {
@@ -101,5 +101,35 @@ impl Ctx<'_> {
                     )
                 }
             })
+    }
+}
+
+/// The grid parameters `v` refers to (`{p}`, `{p.field}`, `"text {p}"`, as
+/// [`Ctx::subst`] reads them), added to `out` as indices into `names`.
+/// False when a reference is malformed or names no parameter: substituting
+/// then fails, and only the combination's own reading can say how.
+pub fn refs(v: &Value, names: &[&str], out: &mut Vec<usize>) -> bool {
+    match v {
+        Value::String(s) => {
+            let mut rest = s.as_str();
+            while let Some(start) = rest.find('{') {
+                let Some(end) = rest[start..].find('}') else {
+                    return false;
+                };
+                let name = &rest[start + 1..start + end];
+                let param = name.split('.').next().unwrap_or_default();
+                let Some(i) = names.iter().position(|n| *n == param) else {
+                    return false;
+                };
+                if !out.contains(&i) {
+                    out.push(i);
+                }
+                rest = &rest[start + end + 1..];
+            }
+            true
+        }
+        Value::Array(items) => items.iter().all(|i| refs(i, names, out)),
+        Value::Table(t) => t.values().all(|v| refs(v, names, out)),
+        _ => true,
     }
 }

@@ -177,20 +177,13 @@ impl Suite {
         let known: Option<std::collections::HashSet<String>> = claims
             .as_ref()
             .map(|c| c.iter().map(|c| c.id.clone()).collect());
-        // Case files are read and parsed on every core, their errors kept in
-        // file order.
-        let each = par::map(&files, 4, |f| {
-            let mut errors = Vec::new();
-            (
-                load::load_case(root, f, known.as_ref(), &mut errors),
-                errors,
-            )
-        });
-        let mut loaded = Vec::with_capacity(each.len());
-        for (case, errs) in each {
-            errors.extend(errs);
-            loaded.extend(case);
-        }
+        // Parsed on this thread, one after another: parses on several
+        // threads would each leave their largest parse's pages in that
+        // thread's allocator arena (see `expect::load_all`).
+        let loaded: Vec<_> = files
+            .iter()
+            .filter_map(|f| load::load_case(root, f, known.as_ref(), &mut errors))
+            .collect();
         // Bounded before anything is built: each case's grid is bounded by
         // the loader, the whole tree here.
         let steps: u64 = loaded

@@ -138,46 +138,16 @@ pub fn recipe_keys() -> &'static [&'static str] {
 /// the largest real file, `expected/linux.toml`, is about 150 KiB.
 pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 
-/// Parses TOML input. The toml crate's event list is ~40 times the text, so
-/// parses run side by side only while their texts add up to at most
-/// [`MAX_INPUT_BYTES`] (one that would pass it waits, unless it would run
-/// alone): the peak stays what one largest file costs, while the real
-/// files, all far smaller, are parsed on every core at once.
+/// Parses TOML input, one file at a time in the whole process: the toml
+/// crate's event list is ~40 times the text, so files parsed side by side
+/// on every core would multiply the peak. What follows a parse (checking
+/// entries, expanding grids) still runs in parallel.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
-    let _share = Parsing::admit(text.len() as u64);
+    static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _one = GATE
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     toml::from_str(text)
-}
-
-/// The bytes of TOML being parsed right now, in the whole process.
-static PARSING: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
-static PARSED: std::sync::Condvar = std::sync::Condvar::new();
-
-/// One parse's share of [`PARSING`], given back when dropped.
-struct Parsing(u64);
-
-impl Parsing {
-    fn admit(bytes: u64) -> Parsing {
-        let mut busy = PARSING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        while *busy > 0 && *busy + bytes > MAX_INPUT_BYTES {
-            busy = PARSED
-                .wait(busy)
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-        }
-        *busy += bytes;
-        Parsing(bytes)
-    }
-}
-
-impl Drop for Parsing {
-    fn drop(&mut self) {
-        let mut busy = PARSING
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        *busy -= self.0;
-        PARSED.notify_all();
-    }
 }
 
 /// Most combinations one case's grid may have (before `exclude`): counted
@@ -1071,44 +1041,4 @@ fn allowed_outcomes(
         }
     }
     Some(allowed)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::mpsc;
-    use std::time::Duration;
-
-    use super::{MAX_INPUT_BYTES, Parsing};
-
-    /// Admits a share on another thread; the receiver hears when it is held.
-    fn admit_elsewhere(bytes: u64) -> mpsc::Receiver<()> {
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let _share = Parsing::admit(bytes);
-            let _ = tx.send(());
-        });
-        rx
-    }
-
-    #[test]
-    fn parses_share_the_budget_and_a_large_one_waits_for_room() {
-        let most = MAX_INPUT_BYTES * 2 / 3;
-        let held = Parsing::admit(most);
-        // A small text is parsed beside it...
-        admit_elsewhere(MAX_INPUT_BYTES / 10)
-            .recv_timeout(Duration::from_secs(10))
-            .expect("a parse that fits the budget is admitted at once");
-        // ...a large one waits until the first is done.
-        let waiting = admit_elsewhere(most);
-        assert!(
-            waiting.recv_timeout(Duration::from_millis(200)).is_err(),
-            "two texts of 2/3 of the budget each were parsed at once"
-        );
-        drop(held);
-        waiting
-            .recv_timeout(Duration::from_secs(10))
-            .expect("admitted once the budget has room");
-        // A text of the whole budget is parsed (alone).
-        drop(Parsing::admit(MAX_INPUT_BYTES));
-    }
 }

@@ -47,8 +47,75 @@ pub fn map<T: Sync, R: Send>(
     blocks.into_iter().flat_map(|(_, r)| r).collect()
 }
 
+/// `items.iter().map(|i| consume(produce(i))).collect()`, with `produce`
+/// run on the calling thread, in order, and `consume` on every core as the
+/// products arrive: for work whose first part must stay on one thread (the
+/// TOML parser's working memory, see `expect::load_all`).
+pub fn pipeline<T, P: Send, R: Send>(
+    items: &[T],
+    mut produce: impl FnMut(&T) -> P,
+    consume: impl Fn(P) -> R + Sync,
+) -> Vec<R> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let threads = threads.min(items.len()).max(1);
+    if threads == 1 {
+        return items.iter().map(|i| consume(produce(i))).collect();
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, P)>();
+    let rx = std::sync::Mutex::new(rx);
+    let work = || {
+        let mut done: Vec<(usize, R)> = Vec::new();
+        loop {
+            let next = rx
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .recv();
+            match next {
+                Ok((i, p)) => done.push((i, consume(p))),
+                Err(_) => return done,
+            }
+        }
+    };
+    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
+        for (i, item) in items.iter().enumerate() {
+            // The receivers live until every product is sent.
+            let _ = tx.send((i, produce(item)));
+        }
+        drop(tx);
+        let mut all = work();
+        for h in helpers {
+            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
+        }
+        all
+    });
+    out.sort_unstable_by_key(|(i, _)| *i);
+    out.into_iter().map(|(_, r)| r).collect()
+}
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_pipeline_keeps_order_and_every_item_and_produces_on_the_calling_thread() {
+        for n in [0, 1, 2, 17, 100] {
+            let items: Vec<usize> = (0..n).collect();
+            let here = std::thread::current().id();
+            let out = super::pipeline(
+                &items,
+                |i| {
+                    assert_eq!(std::thread::current().id(), here);
+                    i * 2
+                },
+                |p| p + 1,
+            );
+            assert_eq!(
+                out,
+                items.iter().map(|i| i * 2 + 1).collect::<Vec<_>>(),
+                "n = {n}"
+            );
+        }
+    }
+
     #[test]
     fn keeps_order_and_every_item() {
         for n in [0, 1, 15, 16, 17, 100, 1001] {

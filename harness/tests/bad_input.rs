@@ -649,6 +649,66 @@ fn an_expected_dir_that_cannot_be_read_is_named() {
     assert!(Suite::load(dir.path()).is_ok());
 }
 
+/// `sockspec check` on `dir` alone, in at most 256 MiB of address space
+/// (RLIMIT_AS): beyond it an allocation fails and the process aborts
+/// instead of exiting 0 or 2.
+#[cfg(target_os = "linux")]
+fn check_in_256_mib(dir: &Path) -> std::process::Output {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sockspec"));
+    cmd.args(["check", "--only-cases", "--cases"]).arg(dir);
+    // SAFETY: setrlimit is a system call, safe between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            let max = 256 << 20;
+            nix::sys::resource::setrlimit(nix::sys::resource::Resource::RLIMIT_AS, max, max)
+                .map_err(std::io::Error::from)
+        });
+    }
+    cmd.output().unwrap()
+}
+
+/// Text of just under the largest input sockspec reads: `head` and then
+/// nested arrays, which cost the TOML parser the most memory per byte.
+fn largest_input(head: &str) -> String {
+    let room = sockspec::load::MAX_INPUT_BYTES as usize - head.len() - 16;
+    format!("{head}[{}]\n", "[0],".repeat(room / 4))
+}
+
+/// Several files of the largest size, parsed one after another: the
+/// parser's working memory (~180 times the text) must not add up across
+/// files. It did when files were parsed on several threads, each
+/// thread's allocator arena keeping its largest parse's pages.
+#[cfg(target_os = "linux")]
+#[test]
+fn check_stays_under_256_mib_on_many_files_of_the_largest_size() {
+    // Eight case files.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    let case = largest_input("title = \"t\"\nsteps = [{ do = \"sleep\", ms = 1 }]\nsource = ");
+    for n in 0..8 {
+        std::fs::write(dir.path().join(format!("t/c{n}.toml")), &case).unwrap();
+    }
+    let out = check_in_256_mib(dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_has(&err, &["c7.toml", "`source` must be"]);
+    // One expectation file per OS family.
+    let dir = tree(GOOD_CASE, None);
+    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+    for os in sockspec::model::OsFamily::ALL {
+        std::fs::write(
+            dir.path().join(format!("expected/{os}.toml")),
+            largest_input(&format!("os = \"{os}\"\nx = ")),
+        )
+        .unwrap();
+    }
+    let out = check_in_256_mib(dir.path());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_has(&err, &["wine.toml", "unknown field `x`"]);
+}
+
 #[cfg(target_os = "linux")]
 #[test]
 fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {

@@ -784,9 +784,15 @@ pub fn load_all(
     // the text) thus stays in this thread's allocator arena: parsed on
     // several threads, each thread's arena kept the pages of the largest
     // parse it had done, and 8 files of 1 MiB took `check` past 256 MiB.
+    // Largest first, so that the longest check starts soonest; errors are
+    // reported in the files' order all the same.
+    let mut by_size: Vec<(usize, &PathBuf)> = paths.iter().enumerate().collect();
+    by_size.sort_by_cached_key(|(_, p)| {
+        std::cmp::Reverse(std::fs::metadata(p).map_or(0, |m| m.len()))
+    });
     let loaded = crate::par::pipeline(
-        &paths,
-        |path| {
+        &by_size,
+        |(_, path)| {
             let mut errors = Vec::new();
             (parse_file(path, &mut errors), errors)
         },
@@ -798,7 +804,9 @@ pub fn load_all(
             (file, errors)
         },
     );
-    for (file, errs) in loaded {
+    let mut loaded: Vec<_> = by_size.iter().map(|(i, _)| *i).zip(loaded).collect();
+    loaded.sort_by_key(|(i, _)| *i);
+    for (_, (file, errs)) in loaded {
         errors.extend(errs);
         if let Some((os, f)) = file {
             out.files.insert(os, f);

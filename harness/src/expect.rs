@@ -767,7 +767,6 @@ pub fn load_all(
             CaseTests::new(tests.clone())
         }))
         .collect();
-    // Each file is checked on its own: all of them at once, on every core.
     let paths: Vec<PathBuf> = paths
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
@@ -779,11 +778,12 @@ pub fn load_all(
         })
         .collect();
     let sources = out.sources.as_ref();
-    // Each file is parsed on this thread, one after another, and checked on
-    // every core as it comes. The parser's working memory (up to ~180 times
-    // the text) thus stays in this thread's allocator arena: parsed on
-    // several threads, each thread's arena kept the pages of the largest
-    // parse it had done, and 8 files of 1 MiB took `check` past 256 MiB.
+    // Each file is parsed on this thread, one after another, and checked
+    // here or on another core, whichever is free. The parser's working
+    // memory (up to ~180 times the text) thus stays in this thread's
+    // allocator arena: parsed on several threads, each thread's arena kept
+    // the pages of the largest parse it had done, and 8 files of 1 MiB took
+    // `check` past 256 MiB. At most two parsed files are alive at once.
     // Largest first, so that the longest check starts soonest; errors are
     // reported in the files' order all the same.
     let mut by_size: Vec<(usize, &PathBuf)> = paths.iter().enumerate().collect();

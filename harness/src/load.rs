@@ -133,15 +133,18 @@ pub fn recipe_keys() -> &'static [&'static str] {
 }
 
 /// Largest input file sockspec reads: hostile input cannot make `check`
-/// use unbounded memory. Parsing costs about 40 bytes per byte of TOML
-/// (the toml crate lists every event first), so 1 MiB is ~40 MiB at peak;
-/// the largest real file, `expected/linux.toml`, is about 150 KiB.
+/// use unbounded memory. Parsing costs up to ~180 bytes per byte of TOML
+/// (the toml crate lists every event first; nested arrays cost the most),
+/// so 1 MiB is ~180 MiB at peak; the largest real file,
+/// `expected/linux.toml`, is about 160 KiB.
 pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 
-/// Parses TOML input, one file at a time in the whole process: the toml
-/// crate's event list is ~40 times the text, so files parsed side by side
-/// on every core would multiply the peak. What follows a parse (checking
-/// entries, expanding grids) still runs in parallel.
+/// Parses TOML input, one file at a time in the whole process: the parser's
+/// working memory is up to ~180 times the text, so files parsed side by
+/// side would multiply the peak. The loader parses on one thread anyway,
+/// since each thread's allocator arena keeps the pages of the largest parse
+/// it did (`expect::load_all`); what follows a parse (checking entries,
+/// expanding grids) runs on every core.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
     static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let _one = GATE

@@ -48,46 +48,50 @@ pub fn map<T: Sync, R: Send>(
 }
 
 /// `items.iter().map(|i| consume(produce(i))).collect()`, with `produce`
-/// run on the calling thread, in order, and `consume` on every core as the
-/// products arrive: for work whose first part must stay on one thread (the
-/// TOML parser's working memory, see `expect::load_all`).
+/// run on the calling thread, in order, and `consume` on another thread
+/// when it is free, else here: for work whose first part must stay on one
+/// thread (the TOML parser's working memory, see `expect::load_all`). A
+/// product is handed over only to a thread waiting for one, never queued,
+/// so at most two are alive at once (a parsed file each: their memory,
+/// not only the parser's, counts against `check`'s bound).
 pub fn pipeline<T, P: Send, R: Send>(
     items: &[T],
     mut produce: impl FnMut(&T) -> P,
     consume: impl Fn(P) -> R + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads.min(items.len()).max(1);
-    if threads == 1 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    if cores < 2 || items.len() < 2 {
         return items.iter().map(|i| consume(produce(i))).collect();
     }
-    let (tx, rx) = std::sync::mpsc::channel::<(usize, P)>();
-    let rx = std::sync::Mutex::new(rx);
-    let work = || {
-        let mut done: Vec<(usize, R)> = Vec::new();
-        loop {
-            let next = rx
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .recv();
-            match next {
-                Ok((i, p)) => done.push((i, consume(p))),
-                Err(_) => return done,
+    let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, P)>(0);
+    let consume = &consume;
+    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
+        let other = s.spawn(move || {
+            let mut done = Vec::new();
+            while let Ok((i, p)) = rx.recv() {
+                done.push((i, consume(p)));
+            }
+            done
+        });
+        let mut done = Vec::new();
+        for (i, item) in items.iter().enumerate() {
+            // Refused unless the other thread waits (or, having panicked,
+            // never will): then it is consumed here.
+            if let Err(
+                std::sync::mpsc::TrySendError::Full((i, p))
+                | std::sync::mpsc::TrySendError::Disconnected((i, p)),
+            ) = tx.try_send((i, produce(item)))
+            {
+                done.push((i, consume(p)));
             }
         }
-    };
-    let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        for (i, item) in items.iter().enumerate() {
-            // The receivers live until every product is sent.
-            let _ = tx.send((i, produce(item)));
-        }
         drop(tx);
-        let mut all = work();
-        for h in helpers {
-            all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
-        }
-        all
+        done.extend(
+            other
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p)),
+        );
+        done
     });
     out.sort_unstable_by_key(|(i, _)| *i);
     out.into_iter().map(|(_, r)| r).collect()
@@ -114,6 +118,29 @@ mod tests {
                 "n = {n}"
             );
         }
+    }
+
+    #[test]
+    fn a_pipeline_keeps_at_most_two_products_alive() {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        let (alive, most) = (AtomicUsize::new(0), AtomicUsize::new(0));
+        let items: Vec<usize> = (0..40).collect();
+        let out = super::pipeline(
+            &items,
+            |i| {
+                let now = alive.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                *i
+            },
+            |p| {
+                // A slow consumer: a queue would fill while it works.
+                std::thread::sleep(std::time::Duration::from_millis(2));
+                alive.fetch_sub(1, Ordering::SeqCst);
+                p
+            },
+        );
+        assert_eq!(out, items);
+        assert!(most.load(Ordering::SeqCst) <= 2, "{most:?} alive at once");
     }
 
     #[test]

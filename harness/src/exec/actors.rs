@@ -713,8 +713,21 @@ impl Kept {
 impl Drop for Actor {
     fn drop(&mut self) {
         let _ = self.reap(!self.ended);
+        // The reader thread holds the helper's stdout until it reads the
+        // end, then drops its sender: waited for, so that the pipe is closed
+        // when the helper is gone (a run returned with it still open under
+        // load). Bounded: a child of the helper may hold the pipe too.
+        let until = Instant::now() + READER_WAIT;
+        while self
+            .rx
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+            .is_ok()
+        {}
     }
 }
+
+/// How long an ended helper's reader thread is waited for.
+const READER_WAIT: Duration = Duration::from_secs(1);
 
 /// If this process was started as an agent, serve and return its exit code.
 pub fn serve_if_agent() -> Option<ExitCode> {

@@ -240,8 +240,10 @@ const CHUNK: usize = 16;
 
 /// The steps a chunk of one case's combinations has read, by template and
 /// the labels of the parameters it refers to: a step reads the same in
-/// every combination that gives those parameters the same labels. Only
-/// steps read without error are kept, so each combination reports its own.
+/// every combination that gives those parameters the same labels (a label
+/// stands for one value: a label repeated within a parameter is a load
+/// error). Only steps read without error are kept, so each combination
+/// reports its own.
 type Memo<'a> = HashMap<(usize, Vec<&'a str>), (Step, bool)>;
 
 /// What is worked out once per step template for a chunk of combinations.

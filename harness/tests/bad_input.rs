@@ -659,6 +659,7 @@ fn children_peak_kib() -> i64 {
 
 /// Text of just under the largest input sockspec reads: `head` and then
 /// nested arrays, which cost the TOML parser the most memory per byte.
+#[cfg(target_os = "linux")]
 fn largest_input(head: &str) -> String {
     let room = sockspec::load::MAX_INPUT_BYTES as usize - head.len() - 16;
     format!("{head}[{}]\n", "[0],".repeat(room / 4))

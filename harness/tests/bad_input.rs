@@ -657,6 +657,17 @@ fn children_peak_kib() -> i64 {
         .max_rss()
 }
 
+/// `check` refuses `dir` with exit 2 and these errors, having used less
+/// than 256 MiB (as has every child so far).
+#[cfg(target_os = "linux")]
+fn refused_in_256_mib(dir: &Path, errors: &[&str]) {
+    let (code, err) = check_cli(dir);
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(&err, errors);
+    let peak = children_peak_kib();
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
+}
+
 /// Text of just under the largest input sockspec reads: `head` and then
 /// nested arrays, which cost the TOML parser the most memory per byte.
 #[cfg(target_os = "linux")]
@@ -679,14 +690,7 @@ fn check_stays_under_256_mib_on_many_files_of_the_largest_size() {
     for n in 0..8 {
         std::fs::write(dir.path().join(format!("t/c{n}.toml")), &case).unwrap();
     }
-    let (code, err) = check_cli(dir.path());
-    assert_eq!(code, Some(2), "{err}");
-    assert_has(&err, &["c7.toml", "`source` must be"]);
-    assert!(
-        children_peak_kib() < 256 * 1024,
-        "peak RSS {} KiB",
-        children_peak_kib()
-    );
+    refused_in_256_mib(dir.path(), &["c7.toml", "`source` must be"]);
     // One expectation file per OS family.
     let dir = tree(GOOD_CASE, None);
     std::fs::create_dir_all(dir.path().join("expected")).unwrap();
@@ -697,14 +701,7 @@ fn check_stays_under_256_mib_on_many_files_of_the_largest_size() {
         )
         .unwrap();
     }
-    let (code, err) = check_cli(dir.path());
-    assert_eq!(code, Some(2), "{err}");
-    assert_has(&err, &["wine.toml", "unknown field `x`"]);
-    assert!(
-        children_peak_kib() < 256 * 1024,
-        "peak RSS {} KiB",
-        children_peak_kib()
-    );
+    refused_in_256_mib(dir.path(), &["wine.toml", "unknown field `x`"]);
 }
 
 #[cfg(target_os = "linux")]
@@ -755,13 +752,8 @@ fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {
     let (code, err) = check_cli(dir.path());
     assert_eq!(code, Some(0), "{err}");
     // Peak memory of the children so far (this `check` is the largest).
-    let usage =
-        nix::sys::resource::getrusage(nix::sys::resource::UsageWho::RUSAGE_CHILDREN).unwrap();
-    assert!(
-        usage.max_rss() < 256 * 1024,
-        "peak RSS {} KiB",
-        usage.max_rss()
-    );
+    let peak = children_peak_kib();
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
 }
 
 /// A tree of more tests than the limit is refused before any is built, even

@@ -88,13 +88,17 @@ fn expand_in(
                 .chunk_by(|a, b| a.0 == b.0)
                 .flat_map(|case| case.chunks(CHUNK))
                 .collect();
+            let plans: HashMap<usize, Vec<Plan>> = work
+                .chunk_by(|a, b| a.0 == b.0)
+                .map(|case| (case[0].0, plans(&cases[case[0].0])))
+                .collect();
             let results = crate::par::map(&chunks, 1, |chunk| {
                 let lc = &cases[chunk[0].0];
-                let plans = plans(lc);
+                let plans = &plans[&chunk[0].0];
                 let mut memo = Memo::new();
                 chunk
                     .iter()
-                    .map(|(_, combo)| resolve_combo(lc, combo, &plans, &mut memo))
+                    .map(|(_, combo)| resolve_combo(lc, combo, plans, &mut memo))
                     .collect::<Vec<_>>()
             });
             let mut results = results.into_iter().flatten();
@@ -246,15 +250,15 @@ const CHUNK: usize = 16;
 /// reports its own.
 type Memo<'a> = HashMap<(usize, Vec<&'a str>), (Step, bool)>;
 
-/// What is worked out once per step template for a chunk of combinations.
+/// What is worked out once per step template of a case.
 struct Plan {
     /// The grid parameters (indices) its fields other than `when` refer
     /// to; `None` when that cannot be told (a malformed reference), and the
     /// step is then read afresh each time.
     deps: Option<Vec<usize>>,
     /// Its `when`, as the labels it selects of each parameter (index), empty
-    /// without one; `None` when malformed, and [`step_applies`] then says how.
-    when: Option<Vec<(usize, Vec<String>)>>,
+    /// without one; or why it is malformed, reported in every combination.
+    when: Result<Vec<(usize, Vec<String>)>, InputError>,
 }
 
 fn plans(lc: &LoadedCase) -> Vec<Plan> {
@@ -270,18 +274,10 @@ fn plans(lc: &LoadedCase) -> Vec<Plan> {
                 .filter(|(name, _, _)| *name != "when")
                 .all(|(_, _, v)| template::refs(v, &names, &mut deps))
                 .then_some(deps);
-            let when = match t.field("when") {
-                None => Some(Vec::new()),
-                Some((_, Value::Table(sel))) => sel
-                    .iter()
-                    .map(|(name, v)| {
-                        let i = names.iter().position(|n| n == name)?;
-                        Some((i, selector_labels(v, &grid[i].1).ok()?))
-                    })
-                    .collect(),
-                Some(_) => None,
-            };
-            Plan { deps, when }
+            Plan {
+                deps,
+                when: when_of(t, grid),
+            }
         })
         .collect()
 }
@@ -326,12 +322,15 @@ fn resolve_test<'a>(
     }
     for (t, plan) in lc.steps.iter().zip(plans) {
         let applies = match &plan.when {
-            Some(when) => when.iter().all(|(i, labels)| {
+            Ok(when) => when.iter().all(|(i, labels)| {
                 combo
                     .get(*i)
                     .is_some_and(|(_, p)| labels.contains(&p.label))
             }),
-            None => step_applies(t, &ctx, &lc.case.grid, &mut errors),
+            Err(e) => {
+                errors.push(e.clone());
+                false
+            }
         };
         if !applies {
             continue;
@@ -471,49 +470,34 @@ fn read_step(
     Some((step, probe))
 }
 
-fn step_applies(
+/// A step template's `when`: for each grid parameter it names (by index),
+/// the labels it selects; empty without one.
+fn when_of(
     t: &StepTemplate,
-    ctx: &Ctx<'_>,
     grid: &[(String, Vec<ParamValue>)],
-    errors: &mut Vec<InputError>,
-) -> bool {
+) -> Result<Vec<(usize, Vec<String>)>, InputError> {
     let Some((at, when)) = t.field("when") else {
-        return true;
+        return Ok(Vec::new());
     };
     let Value::Table(sel) = when else {
-        errors.push(
+        return Err(
             InputError::at(at, "`when` must be a table of grid parameters and values")
                 .help("e.g. `when = { listen = true }` or `when = { proto = [\"tcp\"] }`"),
         );
-        return false;
     };
-    let mut applies = true;
-    for (name, v) in sel {
-        let Some((_, axis)) = grid.iter().find(|(n, _)| n == name) else {
-            errors.push(InputError::at(
-                at,
-                format!("`when` names `{name}`, which is not a grid parameter"),
-            ));
-            return false;
-        };
-        match selector_labels(v, axis) {
-            Ok(labels) => {
-                let current = ctx
-                    .params
-                    .iter()
-                    .find(|(n, _)| n == name)
-                    .map(|(_, p)| &p.label);
-                if !current.is_some_and(|c| labels.contains(c)) {
-                    applies = false;
-                }
-            }
-            Err(msg) => {
-                errors.push(InputError::at(at, format!("`when.{name}`: {msg}")));
-                return false;
-            }
-        }
-    }
-    applies
+    sel.iter()
+        .map(|(name, v)| {
+            let Some(i) = grid.iter().position(|(n, _)| n == name) else {
+                return Err(InputError::at(
+                    at,
+                    format!("`when` names `{name}`, which is not a grid parameter"),
+                ));
+            };
+            selector_labels(v, &grid[i].1)
+                .map(|labels| (i, labels))
+                .map_err(|msg| InputError::at(at, format!("`when.{name}`: {msg}")))
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -1581,19 +1581,24 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
     labels.sort_unstable();
     labels.dedup();
     let mut reported: std::collections::BTreeSet<usize> = Default::default();
+    // Each entry's tests, found once for all the labels it gives.
+    let picks: Vec<Bits> = group
+        .iter()
+        .map(|&i| ct.select(&file.entries[i].select))
+        .collect();
     for label in labels {
         let Some(checked) = ct.classes.get(label).map(|c| &c.of) else {
             continue;
         };
         // Test → the first entry of the group that gives `label` for it.
         let mut first: Vec<Option<usize>> = vec![None; ct.tests.len()];
-        for &i in group {
+        for (&i, picked) in group.iter().zip(&picks) {
             let b = &file.entries[i];
             let Some(ob) = b.outcome(label) else { continue };
             if reported.contains(&i) {
                 continue;
             }
-            for t in ct.select(&b.select).iter() {
+            for t in picked.iter() {
                 if checked[t] == u32::MAX {
                     continue;
                 }

@@ -350,6 +350,75 @@ fn the_protocol_cases_pass_in_every_helper_here() {
     }
 }
 
+/// A helper that a wrapper runs without exec'ing it is the wrapper's child,
+/// and holds the pipes the harness reads. Ending the helper ends its whole
+/// process group: here the wrapper leaves a `sleep` behind as well, and
+/// none of them is left once the run is over (before, each ended helper
+/// cost a second's wait for its pipe, and every `sleep` ran on for an hour).
+/// The `sleep` holds no pipe of the run's, so that it cannot hold up this
+/// test's wait for the run's output.
+#[cfg(target_os = "linux")]
+#[test]
+fn a_wrapped_helper_ends_with_everything_its_wrapper_started() {
+    if Command::new("python3").arg("--version").output().is_err() {
+        eprintln!("python3 is not installed here");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let marker = format!("3599.{}", std::process::id() % 10_000);
+    let wrapper = dir.path().join("wrapper.sh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nsleep {marker} </dev/null >/dev/null 2>&1 &\npython3 -I -S {}\n",
+            root().join("helpers/python/agent.py").display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let sleeps = || -> Vec<String> {
+        let mut found = Vec::new();
+        for e in std::fs::read_dir("/proc").unwrap().flatten() {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            if cmdline == format!("sleep\0{marker}\0").as_bytes() {
+                found.push(e.file_name().to_string_lossy().into_owned());
+            }
+        }
+        found
+    };
+    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(["run", "-q", "--only-cases", "--cases"])
+        .arg(root().join("harness/tests/protocol-cases"))
+        .arg("--agent")
+        .arg(&wrapper)
+        .output()
+        .unwrap();
+    // A killed process leaves /proc once it has died: soon, not at once.
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let mut left = sleeps();
+    while !left.is_empty() && std::time::Instant::now() < until {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        left = sleeps();
+    }
+    for pid in &left {
+        let _ = Command::new("kill").args(["-9", pid]).status();
+    }
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        left.is_empty(),
+        "processes a wrapper started, left running: {left:?}"
+    );
+}
+
 /// Clear: every socket closed and none left, as the OS counts; the port of a
 /// UDP server the helper held is free again, for a new one in the same
 /// helper (UDP leaves nothing behind, as TCP's TIME_WAIT would).

@@ -301,7 +301,8 @@ pub struct Actor {
     /// waits on its channel, where no count sees it): never kept.
     suspect: bool,
     child: Child,
-    stdin: ChildStdin,
+    /// Closed first when the actor is dropped ([`Drop for Actor`]).
+    stdin: Option<ChildStdin>,
     rx: mpsc::Receiver<Result<FromAgent, String>>,
     chan: sys::DescriptorChannel,
     ended: bool,
@@ -387,7 +388,7 @@ impl Actor {
             name: name.to_string(),
             pid,
             child,
-            stdin,
+            stdin: Some(stdin),
             rx,
             chan,
             ended: false,
@@ -432,9 +433,11 @@ impl Actor {
 
     fn send(&mut self, msg: &ToAgent) -> Result<(), String> {
         let line = serde_json::to_string(msg).map_err(|e| e.to_string())?;
-        let sent = writeln!(self.stdin, "{line}")
-            .and_then(|()| self.stdin.flush())
-            .map_err(|e| format!("actor `{}` is gone: {e}", self.name));
+        let sent = match self.stdin.as_mut() {
+            Some(stdin) => writeln!(stdin, "{line}").and_then(|()| stdin.flush()),
+            None => Err(std::io::ErrorKind::BrokenPipe.into()),
+        }
+        .map_err(|e| format!("actor `{}` is gone: {e}", self.name));
         self.suspect |= sent.is_err();
         sent
     }
@@ -712,6 +715,9 @@ impl Kept {
 
 impl Drop for Actor {
     fn drop(&mut self) {
+        // End of file first: a helper that a kill does not reach (a
+        // wrapper's child on Windows) ends its loop on it.
+        drop(self.stdin.take());
         let _ = self.reap(!self.ended);
         // The reader thread holds the helper's stdout until it reads the
         // end, then drops its sender: waited for, so that the pipe is closed

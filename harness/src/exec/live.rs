@@ -67,7 +67,8 @@ pub(crate) fn end(child: &mut Child, kill: bool) -> io::Result<ExitStatus> {
         if !live.contains(&child.id()) {
             return Err(stopping());
         }
-        child.kill()?;
+        // The helper's whole process group (Unix), not just the helper.
+        crate::sys::kill_pid(child.id());
     }
     loop {
         if let Some(status) = try_end(child)? {
@@ -84,6 +85,8 @@ pub(crate) fn try_end(child: &mut Child) -> io::Result<Option<ExitStatus>> {
     let Some(i) = live.iter().position(|p| *p == pid) else {
         return Err(stopping());
     };
+    // Before the reap, while the group's id is still the helper's.
+    crate::sys::end_group_if_exited(pid);
     let status = child.try_wait()?;
     if status.is_some() {
         live.swap_remove(i);

@@ -758,6 +758,10 @@ pub fn reap_pid(_pid: u32, _deadline: std::time::Instant) -> bool {
     true
 }
 
+/// What a helper's wrapper started is left to the job, which ends it with
+/// the harness: Windows has no process groups to signal.
+pub fn end_group_if_exited(_pid: u32) {}
+
 /// TerminateProcess, for helpers of an attempt that hung.
 pub fn kill_pid(pid: u32) {
     use windows_sys::Win32::System::Threading::{OpenProcess, PROCESS_TERMINATE, TerminateProcess};

@@ -47,7 +47,11 @@ pub fn spawn_agent(
         .envs(env.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(Stdio::inherit())
+        // A group of its own, which a kill reaches whole ([`kill_pid`]): a
+        // helper run by a wrapper that does not exec it (`sh -c '...'`) is
+        // the wrapper's child, and would outlive a kill of the wrapper alone.
+        .process_group(0);
     if !fd3 {
         cmd.env(AGENT_FD_ENV, theirs_fd.to_string());
         let child = crate::sys::spawn_child_with(&mut cmd, || {
@@ -280,10 +284,33 @@ pub fn die_with_parent(parent: u32) {
     let _ = parent;
 }
 
-/// SIGKILL, for helpers of an attempt that hung.
+/// SIGKILL to a helper and every process of its group (each helper leads
+/// one: [`spawn_agent`]). The caller knows `pid` unreaped, so no other group
+/// can have its id.
 pub fn kill_pid(pid: u32) {
+    use nix::sys::signal::{Signal, kill, killpg};
     let pid = nix::unistd::Pid::from_raw(pid as libc::pid_t);
-    let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+    if killpg(pid, Signal::SIGKILL).is_err() {
+        let _ = kill(pid, Signal::SIGKILL);
+    }
+}
+
+/// Kills what is left of the group of a helper that has ended and is not
+/// yet reaped: what a wrapper started, which would otherwise run on with the
+/// helper's stdout. Only where waitid can look without reaping; a zombie
+/// keeps its pid, and so its group's id, from reuse.
+pub fn end_group_if_exited(pid: u32) {
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    {
+        use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
+        let p = nix::unistd::Pid::from_raw(pid as libc::pid_t);
+        let look = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+        if matches!(waitid(Id::Pid(p), look), Ok(s) if s != WaitStatus::StillAlive) {
+            let _ = nix::sys::signal::killpg(p, nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
+    let _ = pid;
 }
 
 /// Waits for our child `pid` to end and reaps it (no zombie is left);

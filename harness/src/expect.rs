@@ -799,7 +799,13 @@ pub fn load_all(
         |(file, mut errors)| {
             let file = file.and_then(|f| {
                 let os = f.os;
-                check_file(f, cases, &by_case, sources, grids, &mut errors).map(|f| (os, f))
+                let against = Against {
+                    cases,
+                    by_case: &by_case,
+                    sources,
+                    grids,
+                };
+                check_file(f, &against, &mut errors).map(|f| (os, f))
             });
             (file, errors)
         },
@@ -1118,19 +1124,27 @@ fn parse_file(path: &Path, errors: &mut Vec<InputError>) -> Option<Parsed> {
     }
 }
 
+/// What expectation files are checked against: the loaded cases and their
+/// tests, the sources registry, and, when only some tests are loaded, every
+/// combination's labels per case.
+struct Against<'a> {
+    cases: &'a [Arc<Case>],
+    by_case: &'a HashMap<String, CaseTests>,
+    sources: Option<&'a Registry>,
+    grids: Option<&'a Grids>,
+}
+
 /// Checks one parsed expectation file. With `grids`, only some tests
 /// are loaded: entries for others are passed over, and an entry's
 /// specificity is counted on its case's whole grid.
 fn check_file(
     parsed: Parsed,
-    cases: &[Arc<Case>],
-    by_case: &HashMap<String, CaseTests>,
-    sources: Option<&Registry>,
-    grids: Option<&Grids>,
+    against: &Against,
     errors: &mut Vec<InputError>,
 ) -> Option<ExpectFile> {
     let Parsed { os, index, raw } = parsed;
-    let partial = grids.is_some();
+    let by_case = against.by_case;
+    let partial = against.grids.is_some();
     let before = errors.len();
     if raw.os.is_none() && raw.expect.is_empty() {
         // An emptied file would otherwise say nothing and pass.
@@ -1172,17 +1186,7 @@ fn check_file(
             continue;
         }
         let at = index.loc(raw.span().start);
-        if let Some(e) = parse_entry(
-            &index,
-            at,
-            raw.into_inner(),
-            os,
-            cases,
-            by_case,
-            sources,
-            grids,
-            errors,
-        ) {
+        if let Some(e) = parse_entry(&index, at, raw.into_inner(), os, against, errors) {
             entries.push(e);
         }
     }
@@ -1203,19 +1207,16 @@ fn check_file(
     (errors.len() == before).then_some(file)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn parse_entry(
     index: &LineIndex,
     at: Location,
     raw: RawEntry,
     os: OsFamily,
-    cases: &[Arc<Case>],
-    by_case: &HashMap<String, CaseTests>,
-    sources: Option<&Registry>,
-    grids: Option<&Grids>,
+    against: &Against,
     errors: &mut Vec<InputError>,
 ) -> Option<Entry> {
     let before = errors.len();
+    let (cases, grids) = (against.cases, against.grids);
     let partial = grids.is_some();
     let case_id = raw.case.get_ref().clone();
     let Some(case) = cases.iter().find(|c| c.id == case_id) else {
@@ -1254,7 +1255,7 @@ fn parse_entry(
         cite: raw.cite,
         confidence: raw.confidence,
     };
-    let provenance = parse_provenance(index, &at, raw.source, prov, sources, errors)?;
+    let provenance = parse_provenance(index, &at, raw.source, prov, against.sources, errors)?;
     if matches!(provenance, Provenance::Documented { .. })
         && why.as_deref().is_none_or(|w| w.trim().is_empty())
     {
@@ -1265,7 +1266,7 @@ fn parse_entry(
     }
 
     let empty = CaseTests::new(Vec::new());
-    let ct = by_case.get(&case_id).unwrap_or(&empty);
+    let ct = against.by_case.get(&case_id).unwrap_or(&empty);
     let picked = ct.select(&select);
     let selected = match grids.and_then(|g| g.get(&case_id)) {
         Some(rows) => count_selected(case, rows, &select),

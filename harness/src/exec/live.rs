@@ -48,7 +48,7 @@ pub(crate) fn spawn<C>(spawn: impl FnOnce() -> io::Result<(Child, C)>) -> io::Re
     let (mut child, c) = spawn()?;
     let mut live = live();
     if STOPPED.load(Ordering::SeqCst) {
-        let _ = child.kill();
+        let _ = crate::sys::kill_helper(&mut child);
         let _ = child.wait();
         return Err(stopping());
     }
@@ -68,7 +68,7 @@ pub(crate) fn end(child: &mut Child, kill: bool) -> io::Result<ExitStatus> {
             return Err(stopping());
         }
         // The helper's whole process group (Unix), not just the helper.
-        crate::sys::kill_pid(child.id());
+        crate::sys::kill_helper(child)?;
     }
     loop {
         if let Some(status) = try_end(child)? {
@@ -85,8 +85,12 @@ pub(crate) fn try_end(child: &mut Child) -> io::Result<Option<ExitStatus>> {
     let Some(i) = live.iter().position(|p| *p == pid) else {
         return Err(stopping());
     };
-    // Before the reap, while the group's id is still the helper's.
-    crate::sys::end_group_if_exited(pid);
+    // Before the reap, while the group's id is still the helper's; and no
+    // reap unless this look saw the exit, or a helper that exits in between
+    // would be reaped with its group left running.
+    if crate::sys::end_group_if_exited(pid) == Some(false) {
+        return Ok(None);
+    }
     let status = child.try_wait()?;
     if status.is_some() {
         live.swap_remove(i);

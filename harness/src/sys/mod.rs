@@ -23,8 +23,9 @@
 //! - actor support: `spawn_agent` (a helper process with piped stdin/stdout
 //!   and a `DescriptorChannel` for sockets), `send_socket` / `receive_socket`
 //!   (SCM_RIGHTS; WSADuplicateSocket blobs), `become_user` (drop to another
-//!   uid for good, with proof), `die_with_parent`, `kill_pid` (with the
-//!   helper's process group on Unix) and `end_group_if_exited`,
+//!   uid for good, with proof), `die_with_parent`, `kill_pid` and
+//!   `kill_helper` (with the helper's process group on Unix),
+//!   `end_group_if_exited`,
 //!   `open_sockets` (how many sockets a helper holds, where the OS says), and the
 //!   `ACTORS` / `OTHER_USER` capabilities.
 //!

@@ -760,7 +760,14 @@ pub fn reap_pid(_pid: u32, _deadline: std::time::Instant) -> bool {
 
 /// What a helper's wrapper started is left to the job, which ends it with
 /// the harness: Windows has no process groups to signal.
-pub fn end_group_if_exited(_pid: u32) {}
+pub fn end_group_if_exited(_pid: u32) -> Option<bool> {
+    None
+}
+
+/// TerminateProcess on a helper the caller holds (`Ok` if it had ended).
+pub fn kill_helper(child: &mut std::process::Child) -> io::Result<()> {
+    child.kill()
+}
 
 /// TerminateProcess, for helpers of an attempt that hung.
 pub fn kill_pid(pid: u32) {

@@ -285,32 +285,55 @@ pub fn die_with_parent(parent: u32) {
 }
 
 /// SIGKILL to a helper and every process of its group (each helper leads
-/// one: [`spawn_agent`]). The caller knows `pid` unreaped, so no other group
-/// can have its id.
+/// one: [`spawn_agent`]), for helpers of an attempt that hung. The caller
+/// knows `pid` unreaped, so no other group can have its id.
 pub fn kill_pid(pid: u32) {
+    let _ = kill_group(pid);
+}
+
+/// [`kill_pid`] for a helper the caller holds, with the error when neither
+/// it nor its group could be signalled (not merely gone).
+pub fn kill_helper(child: &mut Child) -> io::Result<()> {
+    kill_group(child.id())
+}
+
+fn kill_group(pid: u32) -> io::Result<()> {
     use nix::sys::signal::{Signal, kill, killpg};
     let pid = nix::unistd::Pid::from_raw(pid as libc::pid_t);
-    if killpg(pid, Signal::SIGKILL).is_err() {
-        let _ = kill(pid, Signal::SIGKILL);
-    }
+    killpg(pid, Signal::SIGKILL)
+        .or_else(|_| kill(pid, Signal::SIGKILL))
+        .or_else(|e| match e {
+            nix::errno::Errno::ESRCH => Ok(()),
+            e => Err(io::Error::from(e)),
+        })
 }
 
 /// Kills what is left of the group of a helper that has ended and is not
 /// yet reaped: what a wrapper started, which would otherwise run on with the
-/// helper's stdout. Only where waitid can look without reaping; a zombie
-/// keeps its pid, and so its group's id, from reuse.
-pub fn end_group_if_exited(pid: u32) {
+/// helper's stdout. `Some(ended)` where waitid can look without reaping
+/// (Linux, Android, FreeBSD), `None` elsewhere. A zombie keeps its pid, and
+/// so its group's id, from reuse.
+pub fn end_group_if_exited(pid: u32) -> Option<bool> {
     #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
     {
         use nix::sys::wait::{Id, WaitPidFlag, WaitStatus, waitid};
         let p = nix::unistd::Pid::from_raw(pid as libc::pid_t);
         let look = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
-        if matches!(waitid(Id::Pid(p), look), Ok(s) if s != WaitStatus::StillAlive) {
-            let _ = nix::sys::signal::killpg(p, nix::sys::signal::Signal::SIGKILL);
+        match waitid(Id::Pid(p), look) {
+            Ok(WaitStatus::StillAlive) => Some(false),
+            Ok(_) => {
+                let _ = nix::sys::signal::killpg(p, nix::sys::signal::Signal::SIGKILL);
+                Some(true)
+            }
+            // Not ours to look at (reaped already): the reap says so.
+            Err(_) => None,
         }
     }
     #[cfg(not(any(target_os = "linux", target_os = "android", target_os = "freebsd")))]
-    let _ = pid;
+    {
+        let _ = pid;
+        None
+    }
 }
 
 /// Waits for our child `pid` to end and reaps it (no zombie is left);

@@ -22,8 +22,8 @@ mod agent;
 mod netlink;
 
 pub use agent::{
-    DescriptorChannel, agent_channel, become_user, die_with_parent, end_group_if_exited, kill_pid,
-    open_sockets_here, reap_pid, receive_socket, send_socket, spawn_agent,
+    DescriptorChannel, agent_channel, become_user, die_with_parent, end_group_if_exited,
+    kill_helper, kill_pid, open_sockets_here, reap_pid, receive_socket, send_socket, spawn_agent,
 };
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use os::bring_up_loopback;

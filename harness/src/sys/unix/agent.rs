@@ -69,9 +69,12 @@ pub fn spawn_agent(
             if libc::dup2(theirs_fd, AGENT_FD) < 0 {
                 return Err(io::Error::last_os_error());
             }
-            // Helpers in other runtimes die with the harness too (Linux).
+            // Helpers in other runtimes die with the harness too (Linux,
+            // FreeBSD).
             #[cfg(any(target_os = "linux", target_os = "android"))]
             libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            #[cfg(target_os = "freebsd")]
+            die_with_parent_freebsd();
             Ok(())
         });
     }
@@ -269,19 +272,42 @@ pub fn become_user(uid: u32) -> Result<String, String> {
 }
 
 /// Makes the agent die with the harness: the kernel sends SIGKILL when the
-/// thread that started us ends (Linux); elsewhere stdin's end of file ends
-/// the agent's loop.
+/// thread that started us ends (Linux) or the harness process does
+/// (FreeBSD); elsewhere stdin's end of file ends the agent's loop.
 pub fn die_with_parent(parent: u32) {
     #[cfg(any(target_os = "linux", target_os = "android"))]
-    // SAFETY: prctl with an integer argument; getppid has no side effects.
+    // SAFETY: prctl with an integer argument.
     unsafe {
         libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+    }
+    #[cfg(target_os = "freebsd")]
+    die_with_parent_freebsd();
+    #[cfg(any(target_os = "linux", target_os = "android", target_os = "freebsd"))]
+    // SAFETY: getppid has no side effects; _exit ends the process at once.
+    unsafe {
         if libc::getppid() as u32 != parent {
             // The harness is already gone.
             libc::_exit(3);
         }
     }
     let _ = parent;
+}
+
+/// SIGKILL when our parent process exits: FreeBSD's PR_SET_PDEATHSIG, kept
+/// across exec (https://man.freebsd.org/cgi/man.cgi?query=procctl&sektion=2).
+/// Async-signal-safe: one system call, for use between fork and exec.
+#[cfg(target_os = "freebsd")]
+fn die_with_parent_freebsd() {
+    let mut sig: libc::c_int = libc::SIGKILL;
+    // SAFETY: PROC_PDEATHSIG_CTL reads one int from `data`, for this process.
+    unsafe {
+        libc::procctl(
+            libc::P_PID,
+            0,
+            libc::PROC_PDEATHSIG_CTL,
+            (&raw mut sig).cast::<libc::c_void>(),
+        );
+    }
 }
 
 /// SIGKILL to a helper and every process of its group (each helper leads

@@ -129,7 +129,7 @@ guest() { # KERNEL: boot it, note the seconds
   fi
   elapsed "$start" >"$log.secs"
 }
-export -f boot guest elapsed
+export -f boot guest elapsed finished
 export cache accel firmware SOCKSPEC_JOBS CPUS
 printf '%s\n' $KERNELS | xargs -P "${BOOTS:-1}" -I{} bash -c 'guest "$1"' _ {}
 

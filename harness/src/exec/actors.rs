@@ -556,6 +556,7 @@ impl Actor {
                     proto,
                     family,
                     nonblocking,
+                    sent: 0,
                 })
             }
             other => Err(self.refused(other)),
@@ -842,6 +843,7 @@ fn serve(parent: u32) -> Result<(), String> {
                             proto,
                             family,
                             nonblocking,
+                            sent: 0,
                         },
                     );
                     reply(&FromAgent::Adopted)?;

@@ -668,6 +668,20 @@ impl Engine<'_> {
                 Err(e @ AgentError::Unsupported(_)) => return Err(agent_stop(e)),
             },
         };
+        // `acked` is a precondition: where the OS keeps no count of
+        // unacknowledged bytes, the test cannot be made to show anything.
+        if let Action::Acked(_) = action
+            && done.outcome == Outcome::Unsupported
+        {
+            return Err(Stop::Problem(Problem::Unavailable {
+                msg: format!(
+                    "`acked` cannot tell when the peer has acknowledged the data here: {}",
+                    done.detail
+                        .as_deref()
+                        .unwrap_or("no count of unacknowledged bytes")
+                ),
+            }));
+        }
         if done.outcome.is_ok() {
             self.track_new(action, &holder);
         }

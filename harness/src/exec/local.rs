@@ -108,6 +108,9 @@ pub struct LocalSock {
     pub family: Family,
     /// Set by the `nonblocking` option: accept and connect do not wait.
     pub nonblocking: bool,
+    /// Bytes this process wrote on it (`send`, `fill`): where the OS counts
+    /// only what is in flight (Windows), `acked` also needs all of it sent.
+    pub sent: u64,
 }
 
 impl LocalSock {
@@ -212,6 +215,21 @@ impl Local {
             .ok_or_else(|| Done::not_run(format!("socket `{name}` is not open here")))
     }
 
+    /// Runs a step that writes on socket `name`, and counts what it wrote.
+    fn writing(
+        &mut self,
+        name: &str,
+        write: impl FnOnce(&LocalSock) -> (Done, usize),
+    ) -> Result<Done, Done> {
+        let ls = self
+            .socks
+            .get_mut(name)
+            .ok_or_else(|| Done::not_run(format!("socket `{name}` is not open here")))?;
+        let (done, n) = write(ls);
+        ls.sent += n as u64;
+        Ok(done)
+    }
+
     /// `socket`: a new socket with `opts` set before anything else.
     fn open(&mut self, name: &str, proto: Proto, family: Family, opts: &[Opt]) -> Done {
         let (ty, p) = match proto {
@@ -227,6 +245,7 @@ impl Local {
             proto,
             family,
             nonblocking: false,
+            sent: 0,
         };
         for o in opts {
             let on = OptValue::Bool(true);
@@ -257,6 +276,7 @@ impl Local {
                     proto,
                     family: Family::of(&at.ip()),
                     nonblocking: false,
+                    sent: 0,
                 };
                 self.socks.insert(name.to_string(), ls);
                 Done::ok()
@@ -285,6 +305,7 @@ impl Local {
                     proto: ls.proto,
                     family: ls.family,
                     nonblocking: false,
+                    sent: 0,
                 };
                 self.socks.insert(name.to_string(), new);
                 Done::ok()
@@ -428,7 +449,10 @@ impl Local {
             Action::Accept(steps::Accept { sock, name }) => self.accept(sock, name, remaining())?,
             Action::Send(steps::Send { sock, bytes, to }) => {
                 let to = to.as_ref().map(|(a, p)| SocketAddr::new(*a, number(p)));
-                send(&self.sock(sock)?.sock, *bytes, to)
+                self.writing(sock, |ls| send(&ls.sock, *bytes, to))?
+            }
+            Action::Acked(steps::Acked { sock, wait }) => {
+                acked(self.sock(sock)?, (*wait).min(remaining()))
             }
             Action::Recv(steps::Recv { sock, wait }) => {
                 recv(self.sock(sock)?, (*wait).min(remaining()))
@@ -453,8 +477,7 @@ impl Local {
                 }
             }
             Action::Fill(steps::Fill { sock }) => {
-                let ls = self.sock(sock)?;
-                fill(&ls.sock, ls.nonblocking)
+                self.writing(sock, |ls| fill(&ls.sock, ls.nonblocking))?
             }
             Action::Drain(steps::Drain { sock, wait }) => {
                 drain(&self.sock(sock)?.sock, (*wait).min(remaining()))
@@ -718,9 +741,10 @@ fn fanout(
 
 /// Writes until the send buffer is full: the peer does not read, so this
 /// leaves data queued for a lingering close to wait on.
-fn fill(s: &Socket, nonblocking: bool) -> Done {
+/// `fill`: what it did, and how many bytes it queued.
+fn fill(s: &Socket, nonblocking: bool) -> (Done, usize) {
     if let Err(e) = s.set_nonblocking(true) {
-        return Done::err(&e);
+        return (Done::err(&e), 0);
     }
     let chunk = vec![b'f'; 64 * 1024];
     let mut queued = 0usize;
@@ -736,17 +760,18 @@ fn fill(s: &Socket, nonblocking: bool) -> Done {
         }
     };
     if !nonblocking && let Err(e) = s.set_nonblocking(false) {
-        return Done::err(&e);
+        return (Done::err(&e), queued);
     }
     let detail = format!("{queued} bytes queued");
-    Done {
+    let done = Done {
         detail: Some(
             r.detail
                 .clone()
                 .map_or(detail.clone(), |d| format!("{d}; {detail}")),
         ),
         ..r
-    }
+    };
+    (done, queued)
 }
 
 /// Reads until end of stream or an error; `timeout` if the stream stays
@@ -885,16 +910,56 @@ fn recv(ls: &LocalSock, wait: Duration) -> Done {
     }
 }
 
-/// `send`: `bytes` bytes, to `to` when given (UDP), else to the peer.
-fn send(s: &Socket, bytes: usize, to: Option<SocketAddr>) -> Done {
+/// `send`: `bytes` bytes, to `to` when given (UDP), else to the peer; what
+/// it did, and how many bytes it sent.
+fn send(s: &Socket, bytes: usize, to: Option<SocketAddr>) -> (Done, usize) {
     let data = vec![b's'; bytes];
     let r = match to {
         Some(a) => s.send_to(&data, &a.into()),
         None => s.send(&data),
     };
     match r {
-        Ok(n) if n == data.len() => Done::ok(),
-        Ok(n) => Done::ok().detail(format!("sent {n} of {} bytes", data.len())),
-        Err(e) => Done::err(&e),
+        Ok(n) if n == data.len() => (Done::ok(), n),
+        Ok(n) => (
+            Done::ok().detail(format!("sent {n} of {} bytes", data.len())),
+            n,
+        ),
+        Err(e) => (Done::err(&e), 0),
+    }
+}
+
+/// `acked`: polls until the kernel counts no byte of the socket's as
+/// unacknowledged, or the connection has ended (a reset answers the data
+/// too), for at most `wait`. On loopback the acknowledgement comes in
+/// microseconds, or a delayed ACK's 40 ms (Linux) to 200 ms later.
+fn acked(ls: &LocalSock, wait: Duration) -> Done {
+    let start = Instant::now();
+    let mut looks = 0u32;
+    loop {
+        looks += 1;
+        let n = match sys::unacked(&ls.sock, ls.sent) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                return Done::of(Outcome::Unsupported).detail(e.to_string());
+            }
+            Err(e) => return Done::err(&e),
+        };
+        let ms = start.elapsed().as_secs_f64() * 1000.0;
+        if n == 0 {
+            return Done::ok().detail(format!("acknowledged after {looks} look(s), {ms:.1} ms"));
+        }
+        match sys::hung_up(&ls.sock) {
+            Ok(true) => {
+                return Done::ok().detail(format!(
+                    "the peer ended the connection with {n} bytes unacknowledged"
+                ));
+            }
+            Ok(false) => {}
+            Err(e) => return Done::err(&e),
+        }
+        if start.elapsed() >= wait {
+            return Done::of(Outcome::Timeout).detail(format!("{n} bytes still unacknowledged"));
+        }
+        std::thread::sleep(Duration::from_millis(1));
     }
 }

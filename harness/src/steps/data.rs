@@ -1,4 +1,4 @@
-//! Moving data and closing: send, recv, shutdown, close, fill, drain.
+//! Moving data and closing: send, acked, recv, shutdown, close, fill, drain.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -54,6 +54,40 @@ impl StepKind for Send {
             write!(f, " to {}", endpoint(a, p))?;
         }
         Ok(())
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}
+
+/// `acked`: waits until the peer's TCP has taken every byte this socket
+/// sent (acknowledged them, or reset the connection), so that what a later
+/// step on the peer sees is the kernel's answer to that data, not a race with
+/// its delivery: `ok`, or `timeout` after `wait_ms`. Where the OS cannot tell
+/// (no count of unacknowledged bytes), the test is skipped.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Acked {
+    /// The socket that sent.
+    pub sock: String,
+    /// How long to wait for the acknowledgements (`wait_ms`; default 1 s).
+    pub wait: Duration,
+}
+
+impl StepKind for Acked {
+    const NAME: &'static str = "acked";
+    const REQUIRED: &'static [&'static str] = &["sock"];
+    const OPTIONAL: &'static [&'static str] = &["wait_ms"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Acked {
+            sock: f.ident("sock")?,
+            wait: f.ms("wait_ms", DEFAULT_RECV_WAIT),
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wait until {}'s data is acknowledged", self.sock)
     }
 
     fn sock(&self) -> Option<&str> {

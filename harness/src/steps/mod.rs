@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use actors::{Exit, Kill, Pass, Spawn, User};
-pub use data::{Close, Drain, Fill, Recv, Send, Shutdown};
+pub use data::{Acked, Close, Drain, Fill, Recv, Send, Shutdown};
 pub use observe::{Fanout, GetSockName, SamePort, Sleep, Spread, TcpState};
 pub use ports::{Accept, Bind, Connect, Listen};
 pub use server::Server;
@@ -171,6 +171,7 @@ step_kinds!(
     Connect,
     Accept,
     Send,
+    Acked,
     Recv,
     Shutdown,
     Close,
@@ -216,6 +217,7 @@ impl Action {
     pub fn own_wait(&self) -> Option<std::time::Duration> {
         match self {
             Action::Recv(Recv { wait, .. })
+            | Action::Acked(Acked { wait, .. })
             | Action::Drain(Drain { wait, .. })
             | Action::TcpState(TcpState { wait, .. })
             | Action::Fanout(Fanout { wait, .. }) => Some(*wait),
@@ -249,6 +251,7 @@ impl Action {
                 | Action::SamePort(_)
                 | Action::Shutdown(_)
                 | Action::Recv(_)
+                | Action::Acked(_)
                 | Action::Drain(_)
                 | Action::Sleep(_)
                 | Action::Sysctl(_)

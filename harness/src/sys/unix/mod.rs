@@ -260,7 +260,7 @@ fn setsockopt_int(sock: &Socket, level: i32, name: i32, v: i32) -> io::Result<()
     }
 }
 
-#[cfg(any(target_os = "illumos", target_os = "solaris"))]
+#[cfg(any(target_os = "illumos", target_os = "solaris", target_vendor = "apple"))]
 fn getsockopt_int(sock: &Socket, level: i32, name: i32) -> io::Result<i32> {
     let mut v: i32 = 0;
     let mut len = std::mem::size_of::<i32>() as libc::socklen_t;
@@ -394,6 +394,66 @@ pub fn wait_writable(sock: &Socket, timeout: Duration) -> io::Result<bool> {
 /// Which of `socks` are readable within `timeout` (all false on timeout).
 pub fn poll_readable(socks: &[&Socket], timeout: Duration) -> io::Result<Vec<bool>> {
     poll_many(socks, PollFlags::POLLIN, timeout)
+}
+
+/// How many bytes the TCP socket has written that its peer has not
+/// acknowledged (sent or not yet sent). The kernel counts them all here, so
+/// `_sent` (what sockspec wrote, which Windows needs) is not used.
+///
+/// - Linux, Android: SIOCOUTQ, which is `write_seq - snd_una` (tcp_ioctl()
+///   in https://github.com/torvalds/linux/blob/master/net/ipv4/tcp.c; tcp(7)
+///   calls it "unsent data", but the count lasts until acknowledged).
+/// - macOS, iOS: SO_NWRITE (`so_snd.sb_cc`, xnu's bsd/kern/uipc_socket.c);
+///   FreeBSD, NetBSD: FIONWRITE (the send buffer's bytes, soo_ioctl() in
+///   sys/kern/sys_socket.c). TCP keeps data in the send buffer until it is
+///   acknowledged.
+/// - Elsewhere (OpenBSD, illumos, DragonFly) there is no such count: `Unsupported`.
+pub fn unacked(sock: &Socket, _sent: u64) -> io::Result<u64> {
+    let _ = sock;
+    #[cfg(any(
+        target_os = "linux",
+        target_os = "android",
+        target_os = "freebsd",
+        target_os = "netbsd"
+    ))]
+    {
+        #[cfg(any(target_os = "linux", target_os = "android"))]
+        let request = libc::TIOCOUTQ; // = SIOCOUTQ
+        #[cfg(any(target_os = "freebsd", target_os = "netbsd"))]
+        let request = libc::FIONWRITE;
+        let mut n: libc::c_int = 0;
+        // SAFETY: a valid fd, and a request that writes one int to `n`.
+        let r = unsafe { libc::ioctl(std::os::fd::AsRawFd::as_raw_fd(sock), request, &mut n) };
+        return if r == 0 {
+            Ok(n.max(0) as u64)
+        } else {
+            Err(io::Error::last_os_error())
+        };
+    }
+    #[cfg(target_vendor = "apple")]
+    return getsockopt_int(sock, libc::SOL_SOCKET, libc::SO_NWRITE).map(|n| n.max(0) as u64);
+    #[allow(unreachable_code)]
+    Err(io::Error::new(
+        io::ErrorKind::Unsupported,
+        "this OS does not say how many bytes a TCP socket has unacknowledged",
+    ))
+}
+
+/// Whether the connection has ended under the socket (poll(2) reports
+/// POLLHUP or POLLERR: a reset, say), without taking its pending error.
+pub fn hung_up(sock: &Socket) -> io::Result<bool> {
+    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
+    loop {
+        match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
+            Ok(_) => {
+                return Ok(fds[0]
+                    .revents()
+                    .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)));
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Interface index of an interface name (IPv6 multicast).

@@ -1,0 +1,47 @@
+#!/usr/bin/env bash
+# Runs the suite where every TCP segment that carries data is lost once. In a
+# network namespace of its own, nftables drops the first transmission of each
+# such segment (PSH set; one set entry per ports and sequence number), so all
+# data arrives late, with TCP's retransmission, some 200 ms later. A case that
+# reads, closes or judges before its data has arrived, without waiting for it
+# (a race that loopback's quick delivery hides), fails here; CI once saw one
+# such race (linger::shutdown on 6.1 under QEMU).
+#
+#   ci/late-delivery.sh     exit 1 on any failure, error or intermittent test
+#
+# Linux, as root; installs nftables and iproute2 when missing. The tests share
+# the namespace (--isolation host), so those that set sysctls or need a veth
+# of their own are skipped, as in any host run. Left out: tests that queue
+# megabytes (`fill`, data=unsent), which cannot finish in their deadline
+# when every segment is resent after a timeout.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if ! command -v nft >/dev/null || ! command -v ip >/dev/null; then
+  timeout 300 apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends nftables iproute2 >/dev/null
+fi
+cargo build --release -q
+bin=$(pwd)/target/release/sockspec
+
+# shellcheck disable=SC2016 # expanded by the inner shell
+exec unshare --net bash -euo pipefail -c '
+ip link set lo up
+nft -f - <<EOF
+table inet late {
+  set sent { typeof tcp sport . tcp dport . tcp sequence; flags dynamic; size 65535; }
+  chain out {
+    type filter hook output priority 0;
+    tcp flags & psh == psh tcp sport . tcp dport . tcp sequence @sent accept
+    tcp flags & psh == psh add @sent { tcp sport . tcp dport . tcp sequence } counter drop
+  }
+}
+EOF
+rc=0
+"$1" run --isolation host --skip data=unsent --label "late delivery" || rc=$?
+# The rule did drop data (or every test passed without meeting it).
+dropped=$(nft list ruleset | sed -n "s/.*counter packets \([0-9]*\).*/\1/p")
+echo "late-delivery: $dropped first transmissions dropped"
+[ "${dropped:-0}" -gt 0 ] || { echo "late-delivery: the rule dropped nothing" >&2; exit 1; }
+exit "$rc"
+' _ "$bin"

@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
-# Runs the suite where every TCP segment that carries data is lost once. In a
-# network namespace of its own, nftables drops the first transmission of each
-# such segment (PSH set; one set entry per ports and sequence number), so all
-# data arrives late, with TCP's retransmission, some 200 ms later. A case that
-# reads, closes or judges before its data has arrived, without waiting for it
-# (a race that loopback's quick delivery hides), fails here; CI once saw one
-# such race (linger::shutdown on 6.1 under QEMU).
+# Runs the suite where TCP data is lost once. In a network namespace of its
+# own, nftables drops the first transmission of every segment with PSH set
+# (the last segment of each write, so all of the small writes cases make; one
+# set entry per ports and sequence number), so that data arrives late, with
+# TCP's retransmission, some 200 ms later. A case that reads, closes or judges
+# before its data has arrived, without waiting for it (a race that loopback's
+# quick delivery hides), fails here; CI once saw one such race
+# (linger::shutdown on 6.1 under QEMU).
 #
-#   ci/late-delivery.sh     exit 1 on any failure, error or intermittent test
+#   ci/late-delivery.sh     exits as `sockspec run` does (1 on a failure or
+#                           an error), and 1 if the rule dropped nothing
 #
 # Linux, as root; installs nftables and iproute2 when missing. The tests share
 # the namespace (--isolation host), so those that set sysctls or need a veth

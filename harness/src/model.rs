@@ -359,6 +359,16 @@ pub enum How {
     Both,
 }
 
+impl From<How> for std::net::Shutdown {
+    fn from(how: How) -> Self {
+        match how {
+            How::Read => std::net::Shutdown::Read,
+            How::Write => std::net::Shutdown::Write,
+            How::Both => std::net::Shutdown::Both,
+        }
+    }
+}
+
 impl How {
     /// The direction's name in case files and step lines.
     pub fn as_str(&self) -> &'static str {

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 
-use crate::model::{Action, Band, Family, How, Observe, Opt, OptValue, PortRef, Proto};
+use crate::model::{Action, Band, Family, Observe, Opt, OptValue, PortRef, Proto};
 use crate::outcome::{Each, ErrName, Outcome};
 use crate::steps;
 use crate::sys;
@@ -454,16 +454,14 @@ impl Local {
             Action::Acked(steps::Acked { sock, wait }) => {
                 acked(self.sock(sock)?, (*wait).min(remaining()))
             }
+            Action::Readable(steps::Readable { sock, wait }) => {
+                readable(&self.sock(sock)?.sock, (*wait).min(remaining()))
+            }
             Action::Recv(steps::Recv { sock, wait }) => {
                 recv(self.sock(sock)?, (*wait).min(remaining()))
             }
             Action::Shutdown(steps::Shutdown { sock, how }) => {
-                let how = match how {
-                    How::Read => std::net::Shutdown::Read,
-                    How::Write => std::net::Shutdown::Write,
-                    How::Both => std::net::Shutdown::Both,
-                };
-                Done::result(self.sock(sock)?.sock.shutdown(how))
+                Done::result(self.sock(sock)?.sock.shutdown((*how).into()))
             }
             Action::Close(steps::Close { sock, bands }) => self.close(sock, bands)?,
             Action::Fanout(f) => self.fanout(f, remaining())?,
@@ -928,8 +926,17 @@ fn send(s: &Socket, bytes: usize, to: Option<SocketAddr>) -> (Done, usize) {
     }
 }
 
+/// `readable`: whether the socket has something to read within `wait`.
+fn readable(s: &Socket, wait: Duration) -> Done {
+    match sys::wait_readable(s, wait) {
+        Ok(true) => Done::ok(),
+        Ok(false) => Done::of(Outcome::Timeout).detail("nothing to read"),
+        Err(e) => Done::err(&e),
+    }
+}
+
 /// `acked`: polls until the kernel counts no byte of the socket's as
-/// unacknowledged, or the connection has ended (a reset answers the data
+/// unacknowledged, or the connection has failed (a reset answers the data
 /// too), for at most `wait`. On loopback the acknowledgement comes in
 /// microseconds, or a delayed ACK's 40 ms (Linux) to 200 ms later.
 fn acked(ls: &LocalSock, wait: Duration) -> Done {
@@ -937,26 +944,26 @@ fn acked(ls: &LocalSock, wait: Duration) -> Done {
     let mut looks = 0u32;
     loop {
         looks += 1;
-        let n = match sys::unacked(&ls.sock, ls.sent) {
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Unsupported => {
-                return Done::of(Outcome::Unsupported).detail(e.to_string());
-            }
-            Err(e) => return Done::err(&e),
-        };
-        let ms = start.elapsed().as_secs_f64() * 1000.0;
-        if n == 0 {
+        let unacked = sys::unacked(&ls.sock, ls.sent);
+        if let Ok(0) = unacked {
+            let ms = start.elapsed().as_secs_f64() * 1000.0;
             return Done::ok().detail(format!("acknowledged after {looks} look(s), {ms:.1} ms"));
         }
-        match sys::hung_up(&ls.sock) {
-            Ok(true) => {
-                return Done::ok().detail(format!(
-                    "the peer ended the connection with {n} bytes unacknowledged"
-                ));
+        // A reset answers the data too (Windows resets a connection whose
+        // reader shut down reading), and may leave the count stale or refused.
+        match (sys::connection_failed(&ls.sock), &unacked) {
+            (Ok(true), _) => {
+                return Done::ok()
+                    .detail("the connection failed (reset) before all was acknowledged");
             }
-            Ok(false) => {}
-            Err(e) => return Done::err(&e),
+            (_, Err(e)) if e.kind() == io::ErrorKind::Unsupported => {
+                return Done::of(Outcome::Unsupported).detail(e.to_string());
+            }
+            (_, Err(e)) => return Done::err(e),
+            (Err(e), _) => return Done::err(&e),
+            (Ok(false), Ok(_)) => {}
         }
+        let n = unacked.unwrap_or_default();
         if start.elapsed() >= wait {
             return Done::of(Outcome::Timeout).detail(format!("{n} bytes still unacknowledged"));
         }

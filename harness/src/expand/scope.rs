@@ -257,7 +257,9 @@ fn check_sockets(
                 check_family(sock, fam, addr, &mut err);
             }
         }
-        Action::Listen(steps::Listen { sock, .. }) | Action::Accept(steps::Accept { sock, .. })
+        Action::Listen(steps::Listen { sock, .. })
+        | Action::Accept(steps::Accept { sock, .. })
+        | Action::Acked(steps::Acked { sock, .. })
             if fam_of(scope, sock).is_some_and(|(_, p)| p == Proto::Udp) =>
         {
             err(format!("`{}` needs a TCP socket", action.kind()), None);

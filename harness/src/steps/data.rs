@@ -1,4 +1,4 @@
-//! Moving data and closing: send, acked, recv, shutdown, close, fill, drain.
+//! Moving data and closing: send, acked, readable, recv, shutdown, close, fill, drain.
 
 use std::fmt;
 use std::net::IpAddr;
@@ -88,6 +88,39 @@ impl StepKind for Acked {
 
     fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "wait until {}'s data is acknowledged", self.sock)
+    }
+
+    fn sock(&self) -> Option<&str> {
+        Some(&self.sock)
+    }
+}
+
+/// `readable`: waits until the socket has something to read (data, end of
+/// stream or an error) without reading it: `ok`, or `timeout` after
+/// `wait_ms`. On a socket that nothing else makes readable, proof that the
+/// peer's data has arrived, on every OS.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Readable {
+    /// The socket to watch.
+    pub sock: String,
+    /// How long to wait (`wait_ms`; default 1 s).
+    pub wait: Duration,
+}
+
+impl StepKind for Readable {
+    const NAME: &'static str = "readable";
+    const REQUIRED: &'static [&'static str] = &["sock"];
+    const OPTIONAL: &'static [&'static str] = &["wait_ms"];
+
+    fn read(f: &mut Fields<'_>) -> Option<Self> {
+        Some(Readable {
+            sock: f.ident("sock")?,
+            wait: f.ms("wait_ms", DEFAULT_RECV_WAIT),
+        })
+    }
+
+    fn describe(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "wait until {} is readable", self.sock)
     }
 
     fn sock(&self) -> Option<&str> {

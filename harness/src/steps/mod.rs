@@ -19,7 +19,7 @@ use std::fmt;
 use std::net::IpAddr;
 
 pub use actors::{Exit, Kill, Pass, Spawn, User};
-pub use data::{Acked, Close, Drain, Fill, Recv, Send, Shutdown};
+pub use data::{Acked, Close, Drain, Fill, Readable, Recv, Send, Shutdown};
 pub use observe::{Fanout, GetSockName, SamePort, Sleep, Spread, TcpState};
 pub use ports::{Accept, Bind, Connect, Listen};
 pub use server::Server;
@@ -172,6 +172,7 @@ step_kinds!(
     Accept,
     Send,
     Acked,
+    Readable,
     Recv,
     Shutdown,
     Close,
@@ -218,6 +219,7 @@ impl Action {
         match self {
             Action::Recv(Recv { wait, .. })
             | Action::Acked(Acked { wait, .. })
+            | Action::Readable(Readable { wait, .. })
             | Action::Drain(Drain { wait, .. })
             | Action::TcpState(TcpState { wait, .. })
             | Action::Fanout(Fanout { wait, .. }) => Some(*wait),
@@ -252,6 +254,7 @@ impl Action {
                 | Action::Shutdown(_)
                 | Action::Recv(_)
                 | Action::Acked(_)
+                | Action::Readable(_)
                 | Action::Drain(_)
                 | Action::Sleep(_)
                 | Action::Sysctl(_)

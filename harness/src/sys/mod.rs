@@ -15,6 +15,10 @@
 //! - `tcp_table()`: the kernel's own TCP socket table (/proc/net/tcp on Linux,
 //!   the IP Helper API on Windows, netstat on the BSDs and illumos).
 //! - `wait_readable` / `wait_writable`: poll with a timeout.
+//! - `unacked(sock, sent)`: the bytes a TCP socket wrote that its peer has
+//!   not acknowledged (`Unsupported` where the OS keeps no such count), and
+//!   `connection_failed(sock)`: whether a reset ended the connection; the
+//!   `acked` step waits on both.
 //! - `isolate_thread()`: put the calling thread in a network namespace of its
 //!   own where the OS and privileges allow (Linux), else share the host's.
 //! - `is_privileged()`: root / Administrator.

@@ -316,8 +316,12 @@ pub fn poll_readable(socks: &[&Socket], timeout: Duration) -> io::Result<Vec<boo
 /// (https://learn.microsoft.com/windows/win32/api/mstcpip/ns-mstcpip-tcp_info_v0);
 /// bytes still in the socket's buffer are in no count, so what the
 /// connection has sent (`BytesOut`) must also have reached `sent`, the bytes
-/// sockspec wrote on it. Where the control code is refused (older Windows,
-/// Wine), `Unsupported`.
+/// sockspec wrote on it, counted without retransmissions (`BytesRetrans`: if
+/// `BytesOut` counts them, a loss must not pass for the rest being sent; if
+/// not, the wait only runs out). A socket passed from another process
+/// arrives with nothing counted as written, so there only the bytes in flight
+/// count. Where the control code is refused with WSAEOPNOTSUPP (as Wine 8
+/// refuses it), `Unsupported`.
 pub fn unacked(sock: &Socket, sent: u64) -> io::Result<u64> {
     let version: u32 = 0;
     // SAFETY: plain data; all zeroes is a valid TCP_INFO_v0.
@@ -341,7 +345,7 @@ pub fn unacked(sock: &Socket, sent: u64) -> io::Result<u64> {
     if r != 0 {
         let e = last_wsa_error();
         return Err(match e.raw_os_error() {
-            Some(code @ (ws::WSAEOPNOTSUPP | ws::WSAEINVAL)) => io::Error::new(
+            Some(code @ ws::WSAEOPNOTSUPP) => io::Error::new(
                 io::ErrorKind::Unsupported,
                 format!(
                     "SIO_TCP_INFO is refused here ({}), so no count of unacknowledged bytes",
@@ -351,12 +355,14 @@ pub fn unacked(sock: &Socket, sent: u64) -> io::Result<u64> {
             _ => e,
         });
     }
-    Ok(u64::from(info.BytesInFlight) + sent.saturating_sub(info.BytesOut))
+    let first_sent = info.BytesOut.saturating_sub(info.BytesRetrans.into());
+    Ok(u64::from(info.BytesInFlight) + sent.saturating_sub(first_sent))
 }
 
-/// Whether the connection has ended under the socket (WSAPoll reports
-/// POLLHUP or POLLERR: a reset, say), without taking its pending error.
-pub fn hung_up(sock: &Socket) -> io::Result<bool> {
+/// Whether the connection has failed under the socket (a reset): WSAPoll
+/// reports POLLERR or POLLHUP ("disconnected or aborted",
+/// https://learn.microsoft.com/windows/win32/api/winsock2/ns-winsock2-wsapollfd).
+pub fn connection_failed(sock: &Socket) -> io::Result<bool> {
     let mut fd = ws::WSAPOLLFD {
         fd: sock.as_raw_socket() as ws::SOCKET,
         events: ws::POLLWRNORM,

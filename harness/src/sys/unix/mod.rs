@@ -407,6 +407,8 @@ pub fn poll_readable(socks: &[&Socket], timeout: Duration) -> io::Result<Vec<boo
 ///   FreeBSD, NetBSD: FIONWRITE (the send buffer's bytes, soo_ioctl() in
 ///   sys/kern/sys_socket.c). TCP keeps data in the send buffer until it is
 ///   acknowledged.
+/// - After the socket's own shutdown of writing, Linux also counts its FIN
+///   until that is acknowledged; the others count data only.
 /// - Elsewhere (OpenBSD, illumos, DragonFly) there is no such count: `Unsupported`.
 pub fn unacked(sock: &Socket, _sent: u64) -> io::Result<u64> {
     let _ = sock;
@@ -439,16 +441,18 @@ pub fn unacked(sock: &Socket, _sent: u64) -> io::Result<u64> {
     ))
 }
 
-/// Whether the connection has ended under the socket (poll(2) reports
-/// POLLHUP or POLLERR: a reset, say), without taking its pending error.
-pub fn hung_up(sock: &Socket) -> io::Result<bool> {
+/// Whether the connection has failed under the socket (a reset): poll(2)
+/// reports POLLERR, and the pending error stays for later calls. Not
+/// POLLHUP, which also follows the socket's own shutdown of writing (Linux
+/// once the peer's FIN is in, macOS at once: its poll is kqueue's EV_EOF).
+pub fn connection_failed(sock: &Socket) -> io::Result<bool> {
     let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
     loop {
         match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
             Ok(_) => {
                 return Ok(fds[0]
                     .revents()
-                    .is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR)));
+                    .is_some_and(|r| r.contains(PollFlags::POLLERR)));
             }
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(e.into()),

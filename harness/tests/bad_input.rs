@@ -249,6 +249,19 @@ fn undefined_socket() {
 }
 
 #[test]
+fn a_tcp_only_step_on_a_udp_socket() {
+    // `acked` counts unacknowledged bytes, which only TCP has.
+    let case = GOOD_CASE.replace(
+        "check = true },\n]",
+        "check = true },\n  { do = \"acked\", sock = \"a\" },\n]",
+    );
+    assert_has(
+        &error(tree(&case, None).path()),
+        &["t/two.toml:8:3", "`acked` needs a TCP socket", "proto=udp"],
+    );
+}
+
+#[test]
 fn undefined_port_reference() {
     let dir = tree(&GOOD_CASE.replace("port = \"a\"", "port = \"y\""), None);
     assert_has(

@@ -443,8 +443,9 @@ pub fn unacked(sock: &Socket, _sent: u64) -> io::Result<u64> {
 
 /// Whether the connection has failed under the socket (a reset): poll(2)
 /// reports POLLERR, and the pending error stays for later calls. Not
-/// POLLHUP, which also follows the socket's own shutdown of writing (Linux
-/// once the peer's FIN is in, macOS at once: its poll is kqueue's EV_EOF).
+/// POLLHUP, which Linux also reports once both directions are shut, by the
+/// socket's own shutdown of writing and the peer's FIN (tcp_poll() in
+/// net/ipv4/tcp.c).
 pub fn connection_failed(sock: &Socket) -> io::Result<bool> {
     let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
     loop {

@@ -276,7 +276,16 @@ fn close_socket(sock: Socket) -> io::Result<()> {
     Err(e)
 }
 
+/// WSAPoll on `socks` for `events`: which became ready.
 fn poll(socks: &[&Socket], events: i16, timeout: Duration) -> io::Result<Vec<bool>> {
+    Ok(poll_revents(socks, events, timeout)?
+        .into_iter()
+        .map(|r| r != 0)
+        .collect())
+}
+
+/// WSAPoll on `socks` for `events`: what each reported.
+fn poll_revents(socks: &[&Socket], events: i16, timeout: Duration) -> io::Result<Vec<i16>> {
     let mut fds: Vec<ws::WSAPOLLFD> = socks
         .iter()
         .map(|s| ws::WSAPOLLFD {
@@ -291,7 +300,7 @@ fn poll(socks: &[&Socket], events: i16, timeout: Duration) -> io::Result<Vec<boo
     if r < 0 {
         return Err(last_wsa_error());
     }
-    Ok(fds.iter().map(|f| f.revents != 0).collect())
+    Ok(fds.iter().map(|f| f.revents).collect())
 }
 
 /// Whether the socket becomes readable (or has an error or EOF) within `timeout`.
@@ -363,16 +372,10 @@ pub fn unacked(sock: &Socket, sent: u64) -> io::Result<u64> {
 /// reports POLLERR or POLLHUP ("disconnected or aborted",
 /// https://learn.microsoft.com/windows/win32/api/winsock2/ns-winsock2-wsapollfd).
 pub fn connection_failed(sock: &Socket) -> io::Result<bool> {
-    let mut fd = ws::WSAPOLLFD {
-        fd: sock.as_raw_socket() as ws::SOCKET,
-        events: ws::POLLWRNORM,
-        revents: 0,
-    };
-    // SAFETY: one valid WSAPOLLFD.
-    if unsafe { ws::WSAPoll(&mut fd, 1, 0) } < 0 {
-        return Err(last_wsa_error());
-    }
-    Ok(fd.revents & (ws::POLLHUP | ws::POLLERR) != 0)
+    Ok(
+        poll_revents(&[sock], ws::POLLWRNORM, Duration::ZERO)?[0] & (ws::POLLHUP | ws::POLLERR)
+            != 0,
+    )
 }
 
 /// Interface index of an interface name (IPv6 multicast).

@@ -360,8 +360,20 @@ fn poll_one(sock: &Socket, events: PollFlags, timeout: Duration) -> io::Result<b
     Ok(poll_many(&[sock], events, timeout)?[0])
 }
 
-/// poll(2) on `socks` for `events`, again after EINTR: which became ready.
+/// poll(2) on `socks` for `events`: which became ready.
 fn poll_many(socks: &[&Socket], events: PollFlags, timeout: Duration) -> io::Result<Vec<bool>> {
+    Ok(poll_revents(socks, events, timeout)?
+        .into_iter()
+        .map(|r| !r.is_empty())
+        .collect())
+}
+
+/// poll(2) on `socks` for `events`, again after EINTR: what each reported.
+fn poll_revents(
+    socks: &[&Socket],
+    events: PollFlags,
+    timeout: Duration,
+) -> io::Result<Vec<PollFlags>> {
     let mut fds: Vec<PollFd<'_>> = socks
         .iter()
         .map(|s| PollFd::new(s.as_fd(), events))
@@ -372,7 +384,7 @@ fn poll_many(socks: &[&Socket], events: PollFlags, timeout: Duration) -> io::Res
             Ok(_) => {
                 return Ok(fds
                     .iter()
-                    .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                    .map(|f| f.revents().unwrap_or(PollFlags::empty()))
                     .collect());
             }
             Err(nix::errno::Errno::EINTR) => continue,
@@ -447,18 +459,7 @@ pub fn unacked(sock: &Socket, _sent: u64) -> io::Result<u64> {
 /// socket's own shutdown of writing and the peer's FIN (tcp_poll() in
 /// net/ipv4/tcp.c).
 pub fn connection_failed(sock: &Socket) -> io::Result<bool> {
-    let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLOUT)];
-    loop {
-        match nix::poll::poll(&mut fds, PollTimeout::ZERO) {
-            Ok(_) => {
-                return Ok(fds[0]
-                    .revents()
-                    .is_some_and(|r| r.contains(PollFlags::POLLERR)));
-            }
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(poll_revents(&[sock], PollFlags::POLLOUT, Duration::ZERO)?[0].contains(PollFlags::POLLERR))
 }
 
 /// Interface index of an interface name (IPv6 multicast).

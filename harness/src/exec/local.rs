@@ -215,16 +215,19 @@ impl Local {
             .ok_or_else(|| Done::not_run(format!("socket `{name}` is not open here")))
     }
 
+    fn sock_mut(&mut self, name: &str) -> Result<&mut LocalSock, Done> {
+        self.socks
+            .get_mut(name)
+            .ok_or_else(|| Done::not_run(format!("socket `{name}` is not open here")))
+    }
+
     /// Runs a step that writes on socket `name`, and counts what it wrote.
     fn writing(
         &mut self,
         name: &str,
         write: impl FnOnce(&LocalSock) -> (Done, usize),
     ) -> Result<Done, Done> {
-        let ls = self
-            .socks
-            .get_mut(name)
-            .ok_or_else(|| Done::not_run(format!("socket `{name}` is not open here")))?;
+        let ls = self.sock_mut(name)?;
         let (done, n) = write(ls);
         ls.sent += n as u64;
         Ok(done)
@@ -411,10 +414,7 @@ impl Local {
                 api,
             }) => self.server(name, *proto, SocketAddr::new(*addr, number(port)), api),
             Action::SetOpt(steps::SetOpt { sock, opt, value }) => {
-                let ls = self
-                    .socks
-                    .get_mut(sock)
-                    .ok_or_else(|| Done::not_run(format!("socket `{sock}` is not open here")))?;
+                let ls = self.sock_mut(sock)?;
                 Done::result(set_opt(
                     &ls.sock,
                     ls.family,
@@ -894,10 +894,9 @@ fn spread(
 
 /// `recv`: waits up to `wait` for something to read, then reads once.
 fn recv(ls: &LocalSock, wait: Duration) -> Done {
-    match sys::wait_readable(&ls.sock, wait) {
-        Ok(true) => {}
-        Ok(false) => return Done::of(Outcome::Timeout),
-        Err(e) => return Done::err(&e),
+    let ready = readable(&ls.sock, wait);
+    if !ready.outcome.is_ok() {
+        return ready;
     }
     let mut buf = [0u8; 65536];
     let mut reader: &Socket = &ls.sock;
@@ -930,7 +929,7 @@ fn send(s: &Socket, bytes: usize, to: Option<SocketAddr>) -> (Done, usize) {
 fn readable(s: &Socket, wait: Duration) -> Done {
     match sys::wait_readable(s, wait) {
         Ok(true) => Done::ok(),
-        Ok(false) => Done::of(Outcome::Timeout).detail("nothing to read"),
+        Ok(false) => Done::of(Outcome::Timeout),
         Err(e) => Done::err(&e),
     }
 }

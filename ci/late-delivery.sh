@@ -29,16 +29,7 @@ bin=$(pwd)/target/release/sockspec
 # shellcheck disable=SC2016 # expanded by the inner shell
 exec unshare --net bash -euo pipefail -c '
 ip link set lo up
-nft -f - <<EOF
-table inet late {
-  set sent { typeof tcp sport . tcp dport . tcp sequence; flags dynamic; size 65535; }
-  chain out {
-    type filter hook output priority 0;
-    tcp flags & psh == psh tcp sport . tcp dport . tcp sequence @sent accept
-    tcp flags & psh == psh add @sent { tcp sport . tcp dport . tcp sequence } counter drop
-  }
-}
-EOF
+nft -f ci/late-delivery.nft
 rc=0
 "$1" run --isolation host --skip data=unsent --label "late delivery" || rc=$?
 # The rule did drop data (or every test passed without meeting it).

@@ -1,6 +1,7 @@
 //! The executor and judge on real sockets, with behaviour every OS shares
 //! (binding one specific address twice without options fails everywhere).
 
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -618,17 +619,17 @@ fn helpers_that_linger_in_clear_are_ended_in_time_and_the_test_passes() {
     );
 }
 
-/// Reading after shutdown(SHUT_RD), which makes the socket readable at
-/// once: only `acked` can wait for the data.
-const SHUT: &str = r#"title = "data sent after the reader shut down reading"
-source = "tcp(7)"
-steps = [
+/// Two connected TCP sockets, `c` and the accepted `s`.
+const PAIR: &str = r#"
   { do = "socket", name = "l", type = "tcp", family = "v4" },
   { do = "bind", sock = "l", addr = "lo4", port = "@p" },
   { do = "listen", sock = "l" },
   { do = "socket", name = "c", type = "tcp", family = "v4" },
   { do = "connect", sock = "c", addr = "lo4", port = "l" },
-  { do = "accept", sock = "l", name = "s" },
+  { do = "accept", sock = "l", name = "s" },"#;
+/// Reading after shutdown(SHUT_RD), which makes the socket readable at
+/// once: only `acked` can wait for the data.
+const SHUT: &str = r#"
   { do = "shutdown", sock = "c", how = "read" },
   { do = "send", sock = "s", bytes = 100 },
   { do = "acked", sock = "s", require = "ok", when = { wait = "acked" } },
@@ -640,15 +641,7 @@ wait = ["no", "acked"]
 "#;
 /// Closing with unread data resets only if the data is there to be
 /// unread: `readable` waits for it.
-const UNREAD: &str = r#"title = "closing before or after the data arrived"
-source = "tcp(7)"
-steps = [
-  { do = "socket", name = "l", type = "tcp", family = "v4" },
-  { do = "bind", sock = "l", addr = "lo4", port = "@p" },
-  { do = "listen", sock = "l" },
-  { do = "socket", name = "c", type = "tcp", family = "v4" },
-  { do = "connect", sock = "c", addr = "lo4", port = "l" },
-  { do = "accept", sock = "l", name = "s" },
+const UNREAD: &str = r#"
   { do = "send", sock = "s", bytes = 100 },
   { do = "readable", sock = "c", require = "ok", when = { wait = "readable" } },
   { do = "close", sock = "c" },
@@ -658,38 +651,25 @@ steps = [
 [grid]
 wait = ["no", "readable"]
 "#;
-/// The first transmission of each segment with data (PSH) in this
-/// namespace is dropped, its retransmission passes (ci/late-delivery.sh's
-/// rule).
-const DROP_FIRST: &str = "table inet sockspec_test {
-  set sent { typeof tcp sport . tcp dport . tcp sequence; flags dynamic; size 1024; }
-  chain out {
-type filter hook output priority 0;
-tcp flags & psh == psh tcp sport . tcp dport . tcp sequence @sent accept
-tcp flags & psh == psh add @sent { tcp sport . tcp dport . tcp sequence } counter drop
-  }
-}
-";
 /// Runs test `name` on this thread, in a network namespace of its own where
 /// the first transmission of each TCP segment with data is dropped: the
 /// outcome of its step `got`, and nft's ruleset after the test.
 fn losing_first_transmissions(s: &Suite, name: &str) -> Result<(String, String), String> {
-    use std::io::Write;
+    // ci/late-delivery.sh's rule; a packaged crate has no ci/.
+    let rule = Path::new(env!("CARGO_MANIFEST_DIR")).join("../ci/late-delivery.nft");
+    let rule = rule
+        .to_str()
+        .filter(|_| rule.exists())
+        .ok_or("no ci/late-delivery.nft here")?;
     match sockspec::sys::isolate_thread() {
         Ok(sockspec::sys::Isolation::Netns) => {}
         other => return Err(format!("no network namespace of its own ({other:?})")),
     }
-    let mut nft = Command::new("nft")
-        .args(["-f", "-"])
-        .stdin(std::process::Stdio::piped())
-        .spawn()
+    let loaded = Command::new("nft")
+        .args(["-f", rule])
+        .status()
         .map_err(|e| format!("no nft here ({e})"))?;
-    nft.stdin
-        .take()
-        .unwrap()
-        .write_all(DROP_FIRST.as_bytes())
-        .unwrap();
-    if !nft.wait().unwrap().success() {
+    if !loaded.success() {
         return Err("nft refused the rule (no nf_tables?)".into());
     }
     let r = run(s, name);
@@ -716,7 +696,12 @@ fn acked_and_readable_wait_for_a_dropped_segment_to_be_resent() {
         eprintln!("skipped: nftables is Linux's");
         return;
     }
-    let (_d, s) = suite(&[("t/shut.toml", SHUT), ("t/unread.toml", UNREAD)], "");
+    let case = |title: &str, rest: &str| {
+        format!("title = \"{title}\"\nsource = \"tcp(7)\"\nsteps = [{PAIR}{rest}")
+    };
+    let shut = case("data sent after the reader shut down reading", SHUT);
+    let unread = case("closing before or after the data arrived", UNREAD);
+    let (_d, s) = suite(&[("t/shut.toml", &shut), ("t/unread.toml", &unread)], "");
     let s = Arc::new(s);
     let one = |name: &'static str| {
         let s = Arc::clone(&s);

@@ -334,6 +334,17 @@ class Agent {
     }
   }
 
+  // Node reads a socket into its own buffer as data arrives, so it cannot
+  // wait on what the kernel holds unread, and it has no ioctl or
+  // getsockopt to count unacknowledged bytes.
+  step_Readable() {
+    throw new Unsupported('step `Readable`', 'Node reads a socket as data arrives: it cannot wait without reading');
+  }
+
+  step_Acked() {
+    throw new Unsupported('step `Acked`', 'Node cannot count a socket\'s unacknowledged bytes (no ioctl, no getsockopt)');
+  }
+
   step_Socket(a) {
     // Node makes the socket where its API does: net.connect / dgram bind.
     const opts = { reuseAddr: false, ipv6Only: false };

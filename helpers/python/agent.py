@@ -105,6 +105,33 @@ def wait_readable(socks, timeout):
     return r
 
 
+def unacked(sock):
+    """How many bytes the kernel still holds for the peer to acknowledge, as
+    the built-in agent counts them (sys::unacked): SIOCOUTQ on Linux (=
+    TIOCOUTQ, write_seq - snd_una), SO_NWRITE on macOS, FIONWRITE on FreeBSD
+    and NetBSD (values of their <sys/socket.h> and <sys/filio.h>, as the libc
+    crate has them). None where the OS has no such count."""
+    if sys.platform.startswith(("linux", "android")):
+        import fcntl
+        import termios
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
+    if sys.platform == "darwin":
+        return sock.getsockopt(socket.SOL_SOCKET, 0x1024)  # SO_NWRITE
+    request = {"freebsd": 0x40046677, "netbsd": 0x40046679}.get(sys.platform.rstrip("0123456789"))
+    if request is None:
+        return None
+    import fcntl
+    return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0" * 4))[0]
+
+
+def connection_failed(sock):
+    """A reset under the socket: POLLERR, not POLLHUP (which also follows a
+    shutdown of both directions; see sys::connection_failed)."""
+    p = select.poll()
+    p.register(sock, select.POLLOUT)
+    return any(ev & select.POLLERR for _, ev in p.poll(0))
+
+
 class Slot:
     def __init__(self, sock, proto, family, nonblocking=False, close=None):
         self.sock = sock
@@ -419,6 +446,35 @@ class Agent:
         if not data and s.proto == "Tcp":
             return done("eof")
         return done("data", detail="%d bytes" % len(data))
+
+    def step_readable(self, a, left):
+        s = self.slot(a["sock"])
+        if not wait_readable([s.sock], min(secs(a["wait"]), left())):
+            return done("timeout")
+        return done()
+
+    def step_acked(self, a, left):
+        if os.name != "posix":
+            # Windows counts through WSAIoctl(SIO_TCP_INFO), which Python's
+            # socket.ioctl does not offer.
+            raise Unsupported("step `Acked`", "Python's socket.ioctl has no SIO_TCP_INFO")
+        sock = self.slot(a["sock"]).sock
+        wait = min(secs(a["wait"]), left())
+        started, looks = time.monotonic(), 0
+        while True:
+            looks += 1
+            n = unacked(sock)
+            if n is None:
+                return done("unsupported",
+                            detail="this OS does not say how many bytes a TCP socket has unacknowledged")
+            if n <= 0:
+                return done(detail="acknowledged after %d look(s), %.1f ms"
+                            % (looks, (time.monotonic() - started) * 1000))
+            if connection_failed(sock):
+                return done(detail="the connection failed (reset) before all was acknowledged")
+            if time.monotonic() - started >= wait:
+                return done("timeout", detail="%d bytes still unacknowledged" % n)
+            time.sleep(0.001)
 
     def step_shutdown(self, a, left):
         how = {"Read": socket.SHUT_RD, "Write": socket.SHUT_WR, "Both": socket.SHUT_RDWR}[a["how"]]

@@ -463,7 +463,12 @@ class Agent:
         started, looks = time.monotonic(), 0
         while True:
             looks += 1
-            n = unacked(sock)
+            reset = "the connection failed (reset) before all was acknowledged"
+            try:
+                n = unacked(sock)
+            except OSError as e:
+                # A reset may leave the count refused (as sockspec's own agent).
+                return done(detail=reset) if connection_failed(sock) else err_done(e)
             if n is None:
                 return done("unsupported",
                             detail="this OS does not say how many bytes a TCP socket has unacknowledged")
@@ -471,7 +476,7 @@ class Agent:
                 return done(detail="acknowledged after %d look(s), %.1f ms"
                             % (looks, (time.monotonic() - started) * 1000))
             if connection_failed(sock):
-                return done(detail="the connection failed (reset) before all was acknowledged")
+                return done(detail=reset)
             if time.monotonic() - started >= wait:
                 return done("timeout", detail="%d bytes still unacknowledged" % n)
             time.sleep(0.001)

@@ -132,6 +132,15 @@ def connection_failed(sock):
     return any(ev & select.POLLERR for _, ev in p.poll(0))
 
 
+def multicast_all(v6):
+    """IP_MULTICAST_ALL / IPV6_MULTICAST_ALL's level and name: Linux only
+    (ip(7), ipv6(7)); values of include/uapi/linux/in.h and in6.h, which
+    Python's socket module does not carry."""
+    if not sys.platform.startswith(("linux", "android")):
+        raise NoOption("IP_MULTICAST_ALL does not exist on this OS")
+    return (socket.IPPROTO_IPV6, 29) if v6 else (socket.IPPROTO_IP, 49)
+
+
 class Slot:
     def __init__(self, sock, proto, family, nonblocking=False, close=None):
         self.sock = sock
@@ -344,6 +353,24 @@ class Agent:
                 mreq = socket.inet_aton(group) + socket.inet_aton(iface)
                 name = socket.IP_ADD_MEMBERSHIP if opt == "Join" else socket.IP_DROP_MEMBERSHIP
                 sock.setsockopt(socket.IPPROTO_IP, name, mreq)
+        elif opt == "MulticastAll":
+            sock.setsockopt(*multicast_all(v6), int(b))
+        elif opt == "Broadcast":
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BROADCAST, int(b))
+        elif opt == "BindToDevice":
+            # Linux's, by name (socket(7)); Python has the constant there only.
+            if not hasattr(socket, "SO_BINDTODEVICE"):
+                raise NoOption("SO_BINDTODEVICE does not exist on this OS")
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_BINDTODEVICE, value["Iface"].encode())
+        elif opt == "BoundIf":
+            # By interface index: IP_BOUND_IF / IPV6_BOUND_IF of macOS's
+            # netinet/in.h and netinet6/in6.h, and of illumos (ip(4P)), as
+            # the libc crate has them; Python's socket module has neither.
+            names = {"darwin": (25, 125), "sunos": (0x41, 0x41)}.get(sys.platform.rstrip("0123456789"))
+            if names is None:
+                raise NoOption("IP_BOUND_IF does not exist on this OS")
+            level, name = (socket.IPPROTO_IPV6, names[1]) if v6 else (socket.IPPROTO_IP, names[0])
+            sock.setsockopt(level, name, socket.if_nametoindex(value["Iface"]))
         elif opt == "MulticastIf":
             i = value["Iface"]
             if ":" not in i and i.count(".") == 3:
@@ -382,6 +409,10 @@ class Agent:
             if s.family == "V6":
                 return flag(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_LOOP)
             return flag(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP)
+        if opt == "MulticastAll":
+            return flag(*multicast_all(s.family == "V6"))
+        if opt == "Broadcast":
+            return flag(socket.SOL_SOCKET, socket.SO_BROADCAST)
         raise Unsupported("reading option %s" % opt, "it cannot be read back")
 
     def step_bind(self, a, left):

@@ -115,7 +115,7 @@ def unacked(sock):
         import fcntl
         import termios
         return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
-    if sys.platform == "darwin":
+    if sys.platform in ("darwin", "ios"):
         return sock.getsockopt(socket.SOL_SOCKET, 0x1024)  # SO_NWRITE
     request = {"freebsd": 0x40046677, "netbsd": 0x40046679}.get(sys.platform.rstrip("0123456789"))
     if request is None:
@@ -134,9 +134,9 @@ def connection_failed(sock):
 
 def multicast_all(v6):
     """IP_MULTICAST_ALL / IPV6_MULTICAST_ALL's level and name: Linux only
-    (ip(7), ipv6(7)); values of include/uapi/linux/in.h and in6.h, which
-    Python's socket module does not carry."""
-    if not sys.platform.startswith(("linux", "android")):
+    (ip(7), ipv6(7)), as in sockspec's own agent; values of
+    include/uapi/linux/in.h and in6.h, which Python's socket module lacks."""
+    if sys.platform != "linux":
         raise NoOption("IP_MULTICAST_ALL does not exist on this OS")
     return (socket.IPPROTO_IPV6, 29) if v6 else (socket.IPPROTO_IP, 49)
 
@@ -366,7 +366,7 @@ class Agent:
             # By interface index: IP_BOUND_IF / IPV6_BOUND_IF of macOS's
             # netinet/in.h and netinet6/in6.h, and of illumos (ip(4P)), as
             # the libc crate has them; Python's socket module has neither.
-            names = {"darwin": (25, 125), "sunos": (0x41, 0x41)}.get(sys.platform.rstrip("0123456789"))
+            names = {"darwin": (25, 125), "ios": (25, 125), "sunos": (0x41, 0x41)}.get(sys.platform.rstrip("0123456789"))
             if names is None:
                 raise NoOption("IP_BOUND_IF does not exist on this OS")
             level, name = (socket.IPPROTO_IPV6, names[1]) if v6 else (socket.IPPROTO_IP, names[0])
@@ -501,6 +501,8 @@ class Agent:
                 # A reset may leave the count refused (as sockspec's own agent).
                 return done(detail=reset) if connection_failed(sock) else err_done(e)
             if n is None:
+                if connection_failed(sock):
+                    return done(detail=reset)
                 return done("unsupported",
                             detail="this OS does not say how many bytes a TCP socket has unacknowledged")
             if n <= 0:

@@ -49,7 +49,9 @@ function openSockets() {
   }
   return n;
 }
-const MCAST = ['MulticastLoop', 'Join', 'Leave', 'MulticastIf'];
+// The options dgram sets through methods of a bound socket (setBroadcast
+// and the multicast ones): asked for before the bind, they wait for it.
+const MCAST = ['MulticastLoop', 'Join', 'Leave', 'MulticastIf', 'Broadcast'];
 const REUSE_IS_REUSEPORT = ['darwin', 'freebsd', 'openbsd', 'netbsd'].includes(process.platform);
 
 class Unsupported extends Error {
@@ -393,9 +395,10 @@ class Agent {
     return done();
   }
 
-  // One of dgram's multicast methods on a bound socket.
+  // One of dgram's methods for MCAST's options, on a bound socket.
   mcast(s, opt, v) {
     if (opt === 'MulticastLoop') s.obj.setMulticastLoopback(!!v.Bool);
+    else if (opt === 'Broadcast') s.obj.setBroadcast(!!v.Bool);
     else if (opt === 'Join') s.obj.addMembership(v.Group.group, mcastIface(s.family, v.Group.iface));
     else if (opt === 'Leave') s.obj.dropMembership(v.Group.group, mcastIface(s.family, v.Group.iface));
     else s.obj.setMulticastInterface(mcastIface(s.family, v.Iface));

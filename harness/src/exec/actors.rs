@@ -551,13 +551,7 @@ impl Actor {
                     self.suspect = true;
                     format!("receiving `{sock}`: {e}")
                 })?;
-                Ok(LocalSock {
-                    sock: s,
-                    proto,
-                    family,
-                    nonblocking,
-                    sent: 0,
-                })
+                Ok(LocalSock::new(s, proto, family, nonblocking))
             }
             other => Err(self.refused(other)),
         }
@@ -836,16 +830,7 @@ fn serve(parent: u32) -> Result<(), String> {
                 blob,
             } => match sys::receive_socket(&chan, blob.as_deref()) {
                 Ok(s) => {
-                    local.insert(
-                        &sock,
-                        LocalSock {
-                            sock: s,
-                            proto,
-                            family,
-                            nonblocking,
-                            sent: 0,
-                        },
-                    );
+                    local.insert(&sock, LocalSock::new(s, proto, family, nonblocking));
                     reply(&FromAgent::Adopted)?;
                 }
                 Err(e) => reply(&FromAgent::Failed(format!("receiving `{sock}`: {e}")))?,

@@ -114,6 +114,18 @@ pub struct LocalSock {
 }
 
 impl LocalSock {
+    /// A socket that has written nothing yet: one just made, accepted, or
+    /// passed in from another process (which counts only what is in flight).
+    pub fn new(sock: Socket, proto: Proto, family: Family, nonblocking: bool) -> LocalSock {
+        LocalSock {
+            sock,
+            proto,
+            family,
+            nonblocking,
+            sent: 0,
+        }
+    }
+
     fn addrs(&self) -> Addrs {
         Addrs {
             local: addr_of(&self.sock),
@@ -243,13 +255,7 @@ impl Local {
             Ok(s) => s,
             Err(e) => return Done::err(&e),
         };
-        let mut ls = LocalSock {
-            sock,
-            proto,
-            family,
-            nonblocking: false,
-            sent: 0,
-        };
+        let mut ls = LocalSock::new(sock, proto, family, false);
         for o in opts {
             let on = OptValue::Bool(true);
             if let Err(e) = set_opt(&ls.sock, ls.family, &mut ls.nonblocking, *o, &on) {
@@ -274,13 +280,7 @@ impl Local {
         };
         match sock {
             Ok(sock) => {
-                let ls = LocalSock {
-                    sock,
-                    proto,
-                    family: Family::of(&at.ip()),
-                    nonblocking: false,
-                    sent: 0,
-                };
+                let ls = LocalSock::new(sock, proto, Family::of(&at.ip()), false);
                 self.socks.insert(name.to_string(), ls);
                 Done::ok()
             }
@@ -303,13 +303,7 @@ impl Local {
         }
         Ok(match sys::accept(&ls.sock) {
             Ok((new, _)) => {
-                let new = LocalSock {
-                    sock: new,
-                    proto: ls.proto,
-                    family: ls.family,
-                    nonblocking: false,
-                    sent: 0,
-                };
+                let new = LocalSock::new(new, ls.proto, ls.family, false);
                 self.socks.insert(name.to_string(), new);
                 Done::ok()
             }

@@ -22,6 +22,9 @@ import time
 
 PROTOCOL = 1
 
+# The OS without its release: "freebsd14" -> "freebsd", "sunos5" -> "sunos".
+OS = sys.platform.rstrip("0123456789")
+
 # Error names sockspec knows (docs/agent-protocol.schema.json); any other
 # code travels as ERRNO_<n>. The harness derives the name from `raw` again.
 PORTABLE = {
@@ -111,15 +114,15 @@ def unacked(sock):
     TIOCOUTQ, write_seq - snd_una), SO_NWRITE on macOS, FIONWRITE on FreeBSD
     and NetBSD (values of their <sys/socket.h> and <sys/filio.h>, as the libc
     crate has them). None where the OS has no such count."""
-    if sys.platform.startswith(("linux", "android")):
-        import fcntl
-        import termios
-        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0" * 4))[0]
-    if sys.platform in ("darwin", "ios"):
+    if OS in ("darwin", "ios"):
         return sock.getsockopt(socket.SOL_SOCKET, 0x1024)  # SO_NWRITE
-    request = {"freebsd": 0x40046677, "netbsd": 0x40046679}.get(sys.platform.rstrip("0123456789"))
-    if request is None:
-        return None
+    if OS in ("linux", "android"):
+        import termios
+        request = termios.TIOCOUTQ
+    else:
+        request = {"freebsd": 0x40046677, "netbsd": 0x40046679}.get(OS)
+        if request is None:
+            return None
     import fcntl
     return struct.unpack("i", fcntl.ioctl(sock.fileno(), request, b"\0" * 4))[0]
 
@@ -136,7 +139,7 @@ def multicast_all(v6):
     """IP_MULTICAST_ALL / IPV6_MULTICAST_ALL's level and name: Linux only
     (ip(7), ipv6(7)), as in sockspec's own agent; values of
     include/uapi/linux/in.h and in6.h, which Python's socket module lacks."""
-    if sys.platform != "linux":
+    if OS != "linux":
         raise NoOption("IP_MULTICAST_ALL does not exist on this OS")
     return (socket.IPPROTO_IPV6, 29) if v6 else (socket.IPPROTO_IP, 49)
 
@@ -366,7 +369,7 @@ class Agent:
             # By interface index: IP_BOUND_IF / IPV6_BOUND_IF of macOS's
             # netinet/in.h and netinet6/in6.h, and of illumos (ip(4P)), as
             # the libc crate has them; Python's socket module has neither.
-            names = {"darwin": (25, 125), "ios": (25, 125), "sunos": (0x41, 0x41)}.get(sys.platform.rstrip("0123456789"))
+            names = {"darwin": (25, 125), "ios": (25, 125), "sunos": (0x41, 0x41)}.get(OS)
             if names is None:
                 raise NoOption("IP_BOUND_IF does not exist on this OS")
             level, name = (socket.IPPROTO_IPV6, names[1]) if v6 else (socket.IPPROTO_IP, names[0])
@@ -470,9 +473,10 @@ class Agent:
         return done(detail=None if n == len(data) else "sent %d of %d bytes" % (n, len(data)))
 
     def step_recv(self, a, left):
+        ready = self.step_readable(a, left)
+        if ready["outcome"] != "ok":
+            return ready
         s = self.slot(a["sock"])
-        if not wait_readable([s.sock], min(secs(a["wait"]), left())):
-            return done("timeout")
         data = s.sock.recv(65536)
         if not data and s.proto == "Tcp":
             return done("eof")

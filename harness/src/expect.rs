@@ -992,7 +992,7 @@ impl CaseTests {
             .iter()
             .zip(hit)
             .filter(|(_, h)| *h)
-            .map(|(&(t, si), _)| &self.tests[t].steps[si])
+            .map(|(&(t, si), _)| &*self.tests[t].steps[si])
             .collect()
     }
 

@@ -617,8 +617,8 @@ pub struct Test {
     /// Parameter name → label, in grid order.
     pub params: Vec<(String, String)>,
     /// The test's steps, with parameters substituted and the steps whose `when` is false left
-    /// out.
-    pub steps: Vec<Step>,
+    /// out; tests whose combinations resolve a step alike share it.
+    pub steps: Vec<Arc<Step>>,
     /// What the test needs from the machine; decides whether it runs or is skipped here.
     pub needs: Vec<Need>,
 }

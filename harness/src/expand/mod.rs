@@ -8,6 +8,7 @@ mod scope;
 mod template;
 
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use toml::Value;
 
@@ -248,7 +249,7 @@ const CHUNK: usize = 16;
 /// stands for one value: a label repeated within a parameter is a load
 /// error). Only steps read without error are kept, so each combination
 /// reports its own.
-type Memo<'a> = HashMap<(usize, Vec<&'a str>), (Step, bool)>;
+type Memo<'a> = HashMap<(usize, Vec<&'a str>), (Arc<Step>, bool)>;
 
 /// What is worked out once per step template of a case.
 struct Plan {
@@ -303,12 +304,15 @@ fn resolve_combo<'a>(
     })
 }
 
+/// A test's steps and what it needs of the machine.
+type Resolved = (Vec<Arc<Step>>, Vec<Need>);
+
 fn resolve_test<'a>(
     lc: &LoadedCase,
     combo: &'a [(&'a str, &'a ParamValue)],
     plans: &[Plan],
     memo: &mut Memo<'a>,
-) -> Result<(Vec<Step>, Vec<Need>), Vec<InputError>> {
+) -> Result<Resolved, Vec<InputError>> {
     let ctx = Ctx { params: combo };
     let mut errors = Vec::new();
     let mut scope = Scope::default();
@@ -381,29 +385,31 @@ fn resolve_test<'a>(
     }
 }
 
-/// [`read_step`], or a copy of the step it read before in a combination that
-/// gives the parameters in `deps` the same labels.
+/// [`read_step`], or the step it read before in a combination that gives
+/// the parameters in `deps` the same labels: shared, not copied, since most
+/// of a grid's tests repeat most of their steps (copies were a sixth of
+/// `check`'s CPU, with their allocations and page faults).
 fn read_step_memo<'a>(
     t: &StepTemplate,
     ctx: &Ctx<'a>,
     deps: Option<&[usize]>,
     memo: &mut Memo<'a>,
     errors: &mut Vec<InputError>,
-) -> Option<(Step, bool)> {
+) -> Option<(Arc<Step>, bool)> {
     let labels = deps.and_then(|deps| {
         deps.iter()
             .map(|&i| ctx.params.get(i).map(|(_, v)| v.label.as_str()))
             .collect::<Option<Vec<_>>>()
     });
     let Some(labels) = labels else {
-        return read_step(t, ctx, errors);
+        return read_step(t, ctx, errors).map(|(s, p)| (Arc::new(s), p));
     };
     let key = (t.index, labels);
     if let Some(read) = memo.get(&key) {
         return Some(read.clone());
     }
     let before = errors.len();
-    let read = read_step(t, ctx, errors)?;
+    let read = read_step(t, ctx, errors).map(|(s, p)| (Arc::new(s), p))?;
     if errors.len() == before {
         memo.insert(key, read.clone());
     }

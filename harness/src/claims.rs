@@ -11,9 +11,9 @@ use serde::Deserialize;
 use toml::Spanned;
 
 use crate::error::{InputError, LineIndex};
-use crate::expect::{Expectations, Provenance};
+use crate::expect::{Applied, Expectations, Provenance};
 use crate::load::toml_error;
-use crate::model::{Case, OsFamily, Test};
+use crate::model::{Case, Holds, OsFamily, Test};
 use crate::outcome::Outcome;
 use crate::results::{Results, TestRecord};
 
@@ -140,11 +140,9 @@ struct OnOs<'t> {
 }
 
 impl OnOs<'_> {
-    fn verdict(&self, claim: &str) -> Option<Verdict> {
-        self.verdicts
-            .iter()
-            .find(|(c, _)| *c == claim)
-            .and_then(|(_, v)| *v)
+    /// Its verdict for the case's claim at index `claim` of its `claims`.
+    fn verdict(&self, claim: usize) -> Option<Verdict> {
+        self.verdicts.get(claim).and_then(|(_, v)| *v)
     }
 }
 
@@ -164,17 +162,42 @@ impl<'t> Worked<'t> {
         expectations: &Expectations,
         observed: &Observations<'_>,
     ) -> Self {
-        let on = crate::par::map(&which, 64, |&i| {
-            OsFamily::ALL
-                .iter()
-                .map(|os| {
-                    let run = observed
-                        .get(os)
-                        .and_then(|m| m.get(tests[i].name.as_str()).copied());
-                    test_on_os(expectations.for_os(*os), run, &tests[i], *os)
-                })
-                .collect()
+        // The tests by case, each case's in suite order.
+        let mut group: std::collections::HashMap<&str, usize> = Default::default();
+        let mut cases: Vec<Vec<usize>> = Vec::new();
+        for &i in &which {
+            let g = *group.entry(tests[i].case.id.as_str()).or_insert_with(|| {
+                cases.push(Vec::new());
+                cases.len() - 1
+            });
+            cases[g].push(i);
+        }
+        let indexed = crate::par::map(&cases, 4, |idx| {
+            CaseIndex::new(idx.iter().map(|&i| &*tests[i]))
         });
+        // One item per case and OS, OS by OS: a large case's items then
+        // fall in different blocks of `par::map`, on different cores.
+        let items: Vec<(usize, usize)> = (0..OsFamily::ALL.len())
+            .flat_map(|o| (0..cases.len()).map(move |c| (c, o)))
+            .collect();
+        let done = crate::par::map(&items, 8, |&(c, o)| {
+            let os = OsFamily::ALL[o];
+            let ts: Vec<&'t Test> = cases[c].iter().map(|&i| &*tests[i]).collect();
+            let runs = observed.get(&os);
+            indexed[c].on_os(expectations.for_os(os), &ts, os, |t| {
+                runs.and_then(|m| m.get(t.name.as_str()).copied())
+            })
+        });
+        let mut on: Vec<Vec<Option<OnOs<'t>>>> = which
+            .iter()
+            .map(|_| (0..OsFamily::ALL.len()).map(|_| None).collect())
+            .collect();
+        for (&(c, o), per_test) in items.iter().zip(done) {
+            for (&i, w) in cases[c].iter().zip(per_test) {
+                let at = which.binary_search(&i).expect("which is sorted");
+                on[at][o] = w;
+            }
+        }
         Worked { tests: which, on }
     }
 
@@ -188,14 +211,96 @@ impl<'t> Worked<'t> {
     }
 }
 
-/// Test `test` on `os`; `None` when it cannot run there.
-fn test_on_os<'t>(
-    file: Option<&crate::expect::ExpectFile>,
+/// One case's tests (some of them), indexed once for every OS: by grid
+/// label, so that each expectation entry's and each `[[holds]]`'s `where`
+/// is matched once, as a set, not once per test, OS and label.
+struct CaseIndex<'t> {
+    axes: crate::expect::Axes,
+    /// Every label a test checks or a `[[holds]]` names, sorted.
+    labels: Vec<&'t str>,
+    /// The tests each `[[holds]]` (in the case's order) picks by `where`.
+    holds: Vec<crate::expect::Bits>,
+    /// Per claim of the case (in its order), the `[[holds]]` for it.
+    for_claim: Vec<Vec<usize>>,
+}
+
+impl<'t> CaseIndex<'t> {
+    fn new(tests: impl ExactSizeIterator<Item = &'t Test> + Clone) -> Self {
+        let axes = crate::expect::Axes::new(tests.clone());
+        let mut labels: Vec<&str> = Vec::new();
+        let mut case = None;
+        for t in tests {
+            labels.extend(t.steps.iter().filter_map(|s| s.check.as_deref()));
+            case = Some(&t.case);
+        }
+        let holds = case.map_or(&[][..], |c| &c.holds[..]);
+        labels.extend(
+            holds
+                .iter()
+                .flat_map(|h| h.outcomes.iter().map(|(l, _)| l.as_str())),
+        );
+        labels.sort_unstable();
+        labels.dedup();
+        let claims = case.map_or(&[][..], |c| &c.claims[..]);
+        let for_claim = claims.iter().map(|c| {
+            let is_for = holds.iter().enumerate().filter(|(_, h)| h.is_for(Some(c)));
+            is_for.map(|(i, _)| i).collect()
+        });
+        CaseIndex {
+            holds: holds.iter().map(|h| axes.select(&h.select)).collect(),
+            axes,
+            labels,
+            for_claim: for_claim.collect(),
+        }
+    }
+
+    /// The case's tests `tests` (as indexed) on `os`; `None` for a test
+    /// that cannot run there. `run`: a test's observed record, if any.
+    fn on_os<'r>(
+        &self,
+        file: Option<&crate::expect::ExpectFile>,
+        tests: &[&'t Test],
+        os: OsFamily,
+        run: impl Fn(&Test) -> Option<&'r TestRecord>,
+    ) -> Vec<Option<OnOs<'t>>> {
+        let Some(case) = tests.first().map(|t| &t.case) else {
+            return Vec::new();
+        };
+        // Per label (as in `labels`), per test: its expectation.
+        let resolved = file.map(|f| f.resolve_case(&case.id, &self.axes, &self.labels));
+        tests
+            .iter()
+            .enumerate()
+            .map(|(k, test)| {
+                let expected = |label: &str| {
+                    let l = self.labels.binary_search(&label).ok()?;
+                    resolved.as_ref()?[l][k]
+                };
+                // Per claim, the `[[holds]]` for it that pick the test.
+                let holds = |c: usize| {
+                    let picks = move |h: &&usize| self.holds[**h].has(k);
+                    self.for_claim[c]
+                        .iter()
+                        .filter(picks)
+                        .map(|&h| &case.holds[h])
+                };
+                test_on_os(expected, holds, run(test), test, os)
+            })
+            .collect()
+    }
+}
+
+/// Test `test` on `os`; `None` when it cannot run there. `expected`: the
+/// expectation of one of its labels; `holds`: the `[[holds]]` for the
+/// case's claim at that index whose `where` picks the test.
+fn test_on_os<'t, 'a, 'h, H: Iterator<Item = &'h Holds>>(
+    expected: impl Fn(&str) -> Option<Applied<'a>>,
+    holds: impl Fn(usize) -> H,
     run: Option<&TestRecord>,
     test: &'t Test,
     os: OsFamily,
 ) -> Option<OnOs<'t>> {
-    if test.not_applicable(os).is_some() {
+    if !test.runs_on(os) {
         return None;
     }
     // The labels the tally counts (this OS's checked steps) come first;
@@ -214,10 +319,7 @@ fn test_on_os<'t>(
             }
         }
     }
-    let resolved = match file {
-        Some(f) => f.resolve_each(test, &labels, None),
-        None => vec![None; labels.len()],
-    };
+    let resolved: Vec<Option<Applied>> = labels.iter().map(|l| expected(l)).collect();
     // A step without an expectation is often one that never runs (its
     // socket's bind is expected to fail first): only a test with no
     // expectation at all counts as missing.
@@ -251,7 +353,11 @@ fn test_on_os<'t>(
         .case
         .claims
         .iter()
-        .map(|c| (c.as_str(), test_verdict(test, os, Some(c), outcome)))
+        .enumerate()
+        .map(|(i, c)| {
+            let applying = holds(i).filter(|h| h.is_on(os));
+            (c.as_str(), verdict_over(applying, outcome))
+        })
         .collect();
     Some(OnOs { tally: t, verdicts })
 }
@@ -364,14 +470,22 @@ pub fn test_verdict(
     claim: Option<&str>,
     outcome: impl Fn(&str) -> Option<Outcome>,
 ) -> Option<Verdict> {
-    let mut any = false;
-    let mut unknown = false;
-    for h in test
+    let applying = test
         .case
         .holds
         .iter()
-        .filter(|h| h.is_for(claim) && h.applies(test, os))
-    {
+        .filter(|h| h.is_for(claim) && h.applies(test, os));
+    verdict_over(applying, outcome)
+}
+
+/// [`test_verdict`] by the `[[holds]]` entries that apply.
+fn verdict_over<'h>(
+    applying: impl Iterator<Item = &'h Holds>,
+    outcome: impl Fn(&str) -> Option<Outcome>,
+) -> Option<Verdict> {
+    let mut any = false;
+    let mut unknown = false;
+    for h in applying {
         for (label, allowed) in &h.outcomes {
             any = true;
             match outcome(label) {
@@ -500,7 +614,7 @@ pub fn verdicts(
     let mut v = Verdicts::default();
     let runs = observed.get(&os);
     for test in tests {
-        if test.not_applicable(os).is_some() {
+        if !test.runs_on(os) {
             continue;
         }
         let rec = runs.and_then(|m| m.get(test.name.as_str()).copied());
@@ -570,14 +684,18 @@ pub fn table_with(
     let worked = Worked::new(tests, in_claims, expectations, observed);
     for claim in claims {
         let cs = by_claim.get(claim.id.as_str()).cloned().unwrap_or_default();
-        // The claim's tests, in suite order.
-        let mut at: Vec<usize> = cs
+        // The claim's tests, in suite order, each with the claim's index
+        // in its case's `claims` (where its verdicts are).
+        let mut at: Vec<(usize, usize)> = cs
             .iter()
-            .flat_map(|c| by_case.get(c.id.as_str()).into_iter().flatten().copied())
+            .flat_map(|c| {
+                let k = c.claims.iter().position(|id| *id == claim.id);
+                let ts = by_case.get(c.id.as_str()).into_iter().flatten();
+                ts.map(move |&i| (i, k.expect("the case lists the claim")))
+            })
             .collect();
         at.sort_unstable();
         at.dedup();
-        let ts: Vec<&Arc<Test>> = at.iter().map(|&i| &tests[i]).collect();
         let case_list = if cs.is_empty() {
             "**no test yet**".to_string()
         } else {
@@ -596,17 +714,17 @@ pub fn table_with(
             claim.says.replace('|', "\\|").replace('\n', " ")
         );
         for o in 0..OsFamily::ALL.len() {
-            let cell = if ts.is_empty() {
+            let cell = if at.is_empty() {
                 "—".to_string()
             } else {
                 let mut sum = Tally::default();
                 let mut v = Verdicts::default();
-                for &i in &at {
+                for &(i, k) in &at {
                     let Some(on) = worked.get(i, o) else {
                         continue;
                     };
                     sum.add(on.tally);
-                    if let Some(g) = on.verdict(&claim.id) {
+                    if let Some(g) = on.verdict(k) {
                         v.add(g);
                     }
                 }
@@ -735,4 +853,45 @@ pub fn per_run(
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The table's verdicts, worked out case by case with each `where`
+    /// matched once, are what [`verdicts`] finds test by test, for every
+    /// claim of the shipped cases on every OS.
+    #[test]
+    fn the_tables_verdicts_agree_with_judging_each_test() {
+        let suite = crate::Suite::load(&crate::Suite::default_root()).unwrap();
+        let which: Vec<usize> = (0..suite.tests.len()).collect();
+        let none = Observations::new();
+        let worked = Worked::new(&suite.tests, which, &suite.expectations, &none);
+        let mut known = 0;
+        for claim in &suite.claims {
+            let mine: Vec<(usize, usize)> = suite
+                .tests
+                .iter()
+                .enumerate()
+                .filter_map(|(i, t)| {
+                    let k = t.case.claims.iter().position(|c| *c == claim.id)?;
+                    Some((i, k))
+                })
+                .collect();
+            let tests: Vec<&Arc<Test>> = mine.iter().map(|&(i, _)| &suite.tests[i]).collect();
+            for (o, os) in OsFamily::ALL.iter().enumerate() {
+                let mut got = Verdicts::default();
+                for &(i, k) in &mine {
+                    if let Some(v) = worked.get(i, o).and_then(|on| on.verdict(k)) {
+                        got.add(v);
+                    }
+                }
+                let want = verdicts(&suite.expectations, &none, &tests, *os, Some(&claim.id));
+                assert_eq!(got, want, "claim {} on {os}", claim.id);
+                known += want.holds + want.contradicted;
+            }
+        }
+        assert!(known > 100, "only {known} known verdicts compared");
+    }
 }

@@ -421,31 +421,49 @@ impl ExpectFile {
         self.entries_for(test, settings).resolve(label, release)
     }
 
-    /// [`resolve_in`](Self::resolve_in) without a release (so no window)
-    /// for several labels of one test at once: for each, the first entry of
-    /// the highest rank, found in one pass over the test's entries without
-    /// ranking them all (the claims table asks this of every test and OS).
-    pub fn resolve_each<'a>(
+    /// What [`resolve`](Self::resolve) gives without a release, for every
+    /// test of case `case` at once: per label (as in `labels`), per test
+    /// (as `axes` indexes them), the first entry of the highest rank among
+    /// those without a kernel range or settings condition. Entry by entry,
+    /// each `where` matched once as a set: the claims table asks this of
+    /// every test and OS, and asked test by test it was most of the
+    /// table's time.
+    pub(crate) fn resolve_case<'a>(
         &'a self,
-        test: &Test,
+        case: &str,
+        axes: &Axes,
         labels: &[&str],
-        settings: Option<&BTreeMap<String, String>>,
-    ) -> Vec<Option<Applied<'a>>> {
-        let mut best: Vec<Option<Applied<'a>>> = vec![None; labels.len()];
-        for e in self.for_test(test, settings).filter(|e| e.kernel.is_none()) {
-            for (b, label) in best.iter_mut().zip(labels) {
-                if let Some(outcome) = e.outcome(label)
-                    && b.is_none_or(|b| e.rank() > b.entry.rank())
-                {
-                    *b = Some(Applied {
-                        entry: e,
-                        outcome,
-                        window: None,
-                    });
+    ) -> Vec<Vec<Option<Applied<'a>>>> {
+        let mut entries: Vec<&Entry> = self
+            .by_case
+            .get(case)
+            .into_iter()
+            .flatten()
+            .map(|i| &self.entries[*i])
+            .filter(|e| e.kernel.is_none() && e.holds_under(None))
+            .collect();
+        // Stable: among equal ranks, the first in file order comes first.
+        entries.sort_by_key(|e| std::cmp::Reverse(e.rank()));
+        let picks: Vec<Bits> = entries.iter().map(|e| axes.select(&e.select)).collect();
+        labels
+            .iter()
+            .map(|label| {
+                let mut best: Vec<Option<Applied<'a>>> = vec![None; axes.n];
+                for (e, picked) in entries.iter().zip(&picks) {
+                    let Some(outcome) = e.outcome(label) else {
+                        continue;
+                    };
+                    for t in picked.iter() {
+                        best[t].get_or_insert(Applied {
+                            entry: e,
+                            outcome,
+                            window: None,
+                        });
+                    }
                 }
-            }
-        }
-        best
+                best
+            })
+            .collect()
     }
 
     /// Every entry without a settings condition that gives `label` for
@@ -838,9 +856,7 @@ pub fn group_tests(tests: &[Arc<Test>]) -> HashMap<String, Vec<Arc<Test>>> {
 /// instead of once per test and checked step (that was most of `check`'s time).
 pub struct CaseTests {
     tests: Vec<Arc<Test>>,
-    /// Grid parameter → its labels, and each test's label (an index into
-    /// them): a few bytes per test and axis however many values it has.
-    axes: HashMap<String, (Vec<String>, Vec<u32>)>,
+    axes: Axes,
     /// Per OS family (in [`OsFamily::ALL`]'s order), the tests that can run there.
     runs: Vec<Bits>,
     /// Checked step label → each test's class of equal actions (an index)
@@ -923,30 +939,20 @@ impl CaseTests {
     pub fn new(tests: Vec<Arc<Test>>) -> CaseTests {
         let n = tests.len();
         let mut checks: HashMap<String, Vec<Option<usize>>> = HashMap::new();
-        let mut axes: HashMap<String, (Vec<String>, Vec<u32>)> = HashMap::new();
         for (i, t) in tests.iter().enumerate() {
             for (si, s) in t.steps.iter().enumerate() {
                 if let Some(label) = &s.check {
                     checks.entry(label.clone()).or_insert_with(|| vec![None; n])[i] = Some(si);
                 }
             }
-            for (k, v) in &t.params {
-                let (labels, of) = axes
-                    .entry(k.clone())
-                    .or_insert_with(|| (Vec::new(), vec![u32::MAX; n]));
-                let at = labels.iter().position(|l| l == v).unwrap_or_else(|| {
-                    labels.push(v.clone());
-                    labels.len() - 1
-                });
-                of[i] = at as u32;
-            }
         }
+        let axes = Axes::new(tests.iter().map(|t| &**t));
         let runs = OsFamily::ALL
             .iter()
             .map(|os| {
                 let mut b = Bits::new(n);
                 for (i, t) in tests.iter().enumerate() {
-                    if t.not_applicable(*os).is_none() {
+                    if t.runs_on(*os) {
                         b.set(i);
                     }
                 }
@@ -998,11 +1004,49 @@ impl CaseTests {
 
     /// The tests `select` picks: for every parameter, one of its labels.
     fn select(&self, select: &[(String, Vec<String>)]) -> Bits {
-        let n = self.tests.len();
-        let mut picked = Bits::full(n);
+        self.axes.select(select)
+    }
+}
+
+/// Some tests of one case by grid label: each parameter's labels and each
+/// test's label among them (an index), a few bytes per test and parameter
+/// however many values it has. A `where` is then matched once, as a set,
+/// instead of once per test and label.
+pub(crate) struct Axes {
+    /// How many tests.
+    n: usize,
+    /// Grid parameter → its labels, and each test's label (an index into
+    /// them; `u32::MAX` for a test without the parameter).
+    by_name: HashMap<String, (Vec<String>, Vec<u32>)>,
+}
+
+impl Axes {
+    /// Indexes `tests` (of one case), in their order.
+    pub(crate) fn new<'t>(tests: impl ExactSizeIterator<Item = &'t Test>) -> Axes {
+        let n = tests.len();
+        let mut by_name: HashMap<String, (Vec<String>, Vec<u32>)> = HashMap::new();
+        for (i, t) in tests.enumerate() {
+            for (k, v) in &t.params {
+                let (labels, of) = by_name
+                    .entry(k.clone())
+                    .or_insert_with(|| (Vec::new(), vec![u32::MAX; n]));
+                let at = labels.iter().position(|l| l == v).unwrap_or_else(|| {
+                    labels.push(v.clone());
+                    labels.len() - 1
+                });
+                of[i] = at as u32;
+            }
+        }
+        Axes { n, by_name }
+    }
+
+    /// The tests `select` picks: for every parameter, one of its labels
+    /// (as [`Entry::selects`] and [`crate::model::Holds::applies`] match one test).
+    pub(crate) fn select(&self, select: &[(String, Vec<String>)]) -> Bits {
+        let mut picked = Bits::full(self.n);
         for (k, wanted) in select {
-            let Some((labels, of)) = self.axes.get(k) else {
-                return Bits::new(n);
+            let Some((labels, of)) = self.by_name.get(k) else {
+                return Bits::new(self.n);
             };
             let want: Vec<bool> = labels.iter().map(|l| wanted.contains(l)).collect();
             for (i, v) in of.iter().enumerate() {
@@ -1036,7 +1080,7 @@ fn count_selected(case: &Case, rows: &[Vec<String>], select: &[(String, Vec<Stri
 
 /// A set of test indices within one case.
 #[derive(Clone, Debug)]
-struct Bits(Vec<u64>);
+pub(crate) struct Bits(Vec<u64>);
 
 impl Bits {
     fn new(n: usize) -> Bits {
@@ -1063,13 +1107,17 @@ impl Bits {
     fn count(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
     }
+    /// Whether test `i` is in the set.
+    pub(crate) fn has(&self, i: usize) -> bool {
+        self.0.get(i / 64).is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
     fn intersects(&self, other: &Bits) -> bool {
         self.0.iter().zip(&other.0).any(|(a, b)| a & b != 0)
     }
     fn is_empty(&self) -> bool {
         self.0.iter().all(|w| *w == 0)
     }
-    fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
         self.0.iter().enumerate().flat_map(|(w, &bits)| {
             (0..64)
                 .filter(move |b| bits & (1 << b) != 0)
@@ -1624,5 +1672,52 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Axes;
+    use crate::model::Test;
+
+    /// `resolve_case` (the claims table's way) gives every test of the
+    /// shipped cases, for every label and OS, what `resolve` gives it
+    /// test by test: the same entry, not only the same outcome.
+    #[test]
+    fn resolving_a_whole_case_agrees_with_resolving_each_test() {
+        let suite = crate::Suite::load(&crate::Suite::default_root()).unwrap();
+        let mut compared = 0;
+        for file in suite.expectations.files.values() {
+            for case in &suite.cases {
+                let tests: Vec<&Test> = suite
+                    .tests
+                    .iter()
+                    .filter(|t| t.case.id == case.id)
+                    .map(|t| &**t)
+                    .collect();
+                let mut labels: Vec<&str> = tests
+                    .iter()
+                    .flat_map(|t| t.steps.iter().filter_map(|s| s.check.as_deref()))
+                    .collect();
+                labels.sort_unstable();
+                labels.dedup();
+                let axes = Axes::new(tests.iter().copied());
+                let all = file.resolve_case(&case.id, &axes, &labels);
+                for (label, per_test) in labels.iter().zip(&all) {
+                    for (t, got) in tests.iter().zip(per_test) {
+                        let want = file.resolve(t, label, None);
+                        assert_eq!(
+                            got.map(|a| std::ptr::from_ref(a.entry)),
+                            want.map(|a| std::ptr::from_ref(a.entry)),
+                            "{}: {} `{label}`",
+                            file.os,
+                            t.name
+                        );
+                        compared += usize::from(want.is_some());
+                    }
+                }
+            }
+        }
+        assert!(compared > 1000, "only {compared} expectations compared");
     }
 }

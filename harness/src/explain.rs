@@ -356,7 +356,7 @@ pub fn expectation(
     os: OsFamily,
     label: &str,
 ) -> Result<(crate::outcome::Outcome, Mark), String> {
-    if test.not_applicable(os).is_some() {
+    if !test.runs_on(os) {
         return Err("n/a".into());
     }
     let file = suite.expectations.for_os(os).ok_or("(none)")?;
@@ -392,7 +392,7 @@ pub fn expectation(
 /// A grid cell: the checked outcomes of `test` on `os`, each with its mark.
 /// `only` limits the cell to those checks (all when empty).
 pub fn grid_cell(suite: &Suite, test: &Test, os: OsFamily, only: &[String]) -> String {
-    if test.not_applicable(os).is_some() {
+    if !test.runs_on(os) {
         return "n/a".into();
     }
     let labels: Vec<&str> = test

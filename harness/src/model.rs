@@ -541,10 +541,15 @@ impl Holds {
         self.claims.is_empty() || claim.is_some_and(|c| self.claims.iter().any(|x| x == c))
     }
 
+    /// Whether this entry's `os` picks `os` (absent: every OS).
+    pub fn is_on(&self, os: OsFamily) -> bool {
+        self.os.as_ref().is_none_or(|o| o.contains(&os))
+    }
+
     /// Whether this entry covers `test` when it runs on `os`: its `os` and `where` both pick
     /// it.
     pub fn applies(&self, test: &Test, os: OsFamily) -> bool {
-        self.os.as_ref().is_none_or(|o| o.contains(&os))
+        self.is_on(os)
             && self
                 .select
                 .iter()
@@ -663,31 +668,40 @@ impl Test {
 
     /// Why this test cannot run on `os` at all (whatever the machine), if so.
     pub fn not_applicable(&self, os: OsFamily) -> Option<String> {
-        for need in &self.needs {
-            match need {
-                Need::Os(list) if !list.contains(&os) => {
-                    let names: Vec<_> = list.iter().map(|o| o.as_str()).collect();
-                    return Some(format!("only meaningful on {}", names.join(", ")));
-                }
-                Need::Opt(opt, on)
-                    if !os.has_opt(*opt) && on.as_ref().is_none_or(|on| on.contains(&os)) =>
-                {
-                    return Some(format!("{os} has no {}", opt.c_name()));
-                }
-
-                Need::Ipv6Multicast if os != OsFamily::Linux => {
-                    return Some(
-                        "sockspec builds an IPv6 multicast interface only on Linux (a veth pair in a namespace)".into(),
-                    );
-                }
-                Need::DualStack if !os.dual_stack() => {
-                    return Some(format!(
-                        "{os} has no dual-stack sockets (IPV6_V6ONLY is fixed at 1)"
-                    ));
-                }
-                _ => {}
+        Some(match self.blocker(os)? {
+            Need::Os(list) => {
+                let names: Vec<_> = list.iter().map(|o| o.as_str()).collect();
+                format!("only meaningful on {}", names.join(", "))
             }
-        }
-        None
+            Need::Opt(opt, _) => format!("{os} has no {}", opt.c_name()),
+            Need::Ipv6Multicast => {
+                "sockspec builds an IPv6 multicast interface only on Linux (a veth pair in a namespace)".into()
+            }
+            Need::DualStack => {
+                format!("{os} has no dual-stack sockets (IPV6_V6ONLY is fixed at 1)")
+            }
+            // Needs of the machine, not of the OS: never a blocker.
+            other => format!("{os} cannot meet {other:?}"),
+        })
+    }
+
+    /// Whether this test can run on `os` at all ([`not_applicable`](Self::not_applicable)
+    /// without its reason, for the claims table and the expectation checks,
+    /// which ask it of every test and OS).
+    pub fn runs_on(&self, os: OsFamily) -> bool {
+        self.blocker(os).is_none()
+    }
+
+    /// The first need that `os` cannot meet whatever the machine, if any.
+    fn blocker(&self, os: OsFamily) -> Option<&Need> {
+        self.needs.iter().find(|need| match need {
+            Need::Os(list) => !list.contains(&os),
+            Need::Opt(opt, on) => {
+                !os.has_opt(*opt) && on.as_ref().is_none_or(|on| on.contains(&os))
+            }
+            Need::Ipv6Multicast => os != OsFamily::Linux,
+            Need::DualStack => !os.dual_stack(),
+            _ => false,
+        })
     }
 }

@@ -744,49 +744,58 @@ pub const CONFIDENCE: &[(&str, &str)] = &[
     ("T", "a third party's claim"),
 ];
 
-/// Loads every `expected/<os>.toml` under `root` and checks it against `tests`.
-pub fn load_all(
-    root: &Path,
-    cases: &[Arc<Case>],
-    tests: &[Arc<Test>],
-    scope: &crate::Scope,
-    grids: Option<&Grids>,
-    errors: &mut Vec<InputError>,
-) -> Expectations {
-    let dir = root.join(EXPECTED_DIR);
-    let mut out = Expectations {
-        sources: crate::sources::load(root, errors),
-        ..Expectations::default()
-    };
+/// Most bytes of expectation files [`read_all`] parses before the tests
+/// exist: as many as the two parsed files that [`check_all`]'s pipeline
+/// keeps alive at most, so parsing ahead adds nothing to the peak.
+const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
+
+/// A tree's expectation files before there are tests to check them
+/// against: the sources registry, and each file, parsed where
+/// [`PARSE_AHEAD_BYTES`] allows (largest first), else still a path. This
+/// part needs no test, so it runs while the tests are built.
+pub struct Unchecked {
+    sources: Option<Registry>,
+    /// The files in name order: path, and its parse with its errors if done.
+    files: Vec<(PathBuf, Option<ParseResult>)>,
+    /// Errors of the registry, the profiles and the directory.
+    errors: Vec<InputError>,
+}
+
+/// A parsed file (None: it could not be) and the errors found parsing it.
+type ParseResult = (Option<Parsed>, Vec<InputError>);
+
+/// Reads `root`'s sources registry and stack profiles and lists its
+/// expectation files, parsing the largest that fit [`PARSE_AHEAD_BYTES`].
+/// Parsed on this thread, one after another, as every input is (see
+/// [`crate::load::parse_toml`]).
+pub fn read_all(root: &Path, scope: &crate::Scope) -> Unchecked {
+    let mut errors = Vec::new();
+    let sources = crate::sources::load(root, &mut errors);
     // The stack profiles next to the cases: checked with them.
     if let Err(e) = crate::sys::settings::load_profiles(root) {
         errors.extend(e);
     }
+    let dir = root.join(EXPECTED_DIR);
+    let mut out = Unchecked {
+        sources,
+        files: Vec::new(),
+        errors,
+    };
     // No `expected/` is a tree without expectations yet; one that cannot be
     // read (or is not a directory) is an error, never an empty set.
     let read = match std::fs::read_dir(&dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
         Err(e) => {
-            errors.push(InputError::file(
+            out.errors.push(InputError::file(
                 &dir,
                 format!("cannot read this directory: {e}"),
             ));
             return out;
         }
     };
-    let mut paths: Vec<PathBuf> = read.filter_map(|e| e.ok().map(|e| e.path())).collect();
-    paths.sort();
-    let groups: Vec<(String, Vec<Arc<Test>>)> = group_tests(tests).into_iter().collect();
-    let by_case: HashMap<String, CaseTests> = groups
-        .iter()
-        .map(|(id, _)| id.clone())
-        .zip(crate::par::map(&groups, 4, |(_, tests)| {
-            CaseTests::new(tests.clone())
-        }))
-        .collect();
-    let paths: Vec<PathBuf> = paths
-        .into_iter()
+    let mut paths: Vec<PathBuf> = read
+        .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .filter(|p| {
             let stem = p.file_stem().map(|s| s.to_string_lossy());
@@ -795,42 +804,113 @@ pub fn load_all(
                 .map_or(scope.os.is_none(), |os| scope.wants_os(os))
         })
         .collect();
-    let sources = out.sources.as_ref();
-    // Each file is parsed on this thread, one after another, and checked
-    // here or on another core, whichever is free. The parser's working
-    // memory (up to ~180 times the text) thus stays in this thread's
-    // allocator arena: parsed on several threads, each thread's arena kept
-    // the pages of the largest parse it had done, and 8 files of 1 MiB took
-    // `check` past 256 MiB. At most two parsed files are alive at once.
-    // Largest first, so that the longest check starts soonest; errors are
-    // reported in the files' order all the same.
-    let mut by_size: Vec<(usize, &PathBuf)> = paths.iter().enumerate().collect();
-    by_size.sort_by_cached_key(|(_, p)| {
+    paths.sort();
+    // Largest first, so that the longest parse and check start soonest;
+    // errors are reported in the files' order all the same.
+    let sizes: Vec<u64> = paths
+        .iter()
+        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
+        .collect();
+    let mut by_size: Vec<usize> = (0..paths.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
+    out.files = paths.into_iter().map(|p| (p, None)).collect();
+    let mut budget = PARSE_AHEAD_BYTES;
+    for i in by_size {
+        if sizes[i] > budget {
+            break;
+        }
+        budget -= sizes[i];
+        let mut errors = Vec::new();
+        let parsed = parse_file(&out.files[i].0, &mut errors);
+        out.files[i].1 = Some((parsed, errors));
+    }
+    out
+}
+
+/// Checks the files [`read_all`] found against `tests`: those parsed
+/// already on every core, the rest parsed here as they are checked.
+pub fn check_all(
+    unchecked: Unchecked,
+    cases: &[Arc<Case>],
+    tests: &[Arc<Test>],
+    grids: Option<&Grids>,
+    errors: &mut Vec<InputError>,
+) -> Expectations {
+    let Unchecked {
+        sources,
+        files,
+        errors: read_errors,
+    } = unchecked;
+    errors.extend(read_errors);
+    let mut out = Expectations {
+        sources,
+        ..Expectations::default()
+    };
+    let groups: Vec<(String, Vec<Arc<Test>>)> = group_tests(tests).into_iter().collect();
+    let by_case: HashMap<String, CaseTests> = groups
+        .iter()
+        .map(|(id, _)| id.clone())
+        .zip(crate::par::map(&groups, 4, |(_, tests)| {
+            CaseTests::new(tests.clone())
+        }))
+        .collect();
+    let against = Against {
+        cases,
+        by_case: &by_case,
+        sources: out.sources.as_ref(),
+        grids,
+    };
+    let check = |(file, mut errors): ParseResult| {
+        let file = file.and_then(|f| {
+            let os = f.os;
+            check_file(f, &against, &mut errors).map(|f| (os, f))
+        });
+        (file, errors)
+    };
+    let (parsed, unparsed): (Vec<_>, Vec<_>) = files
+        .into_iter()
+        .enumerate()
+        .partition(|(_, (_, p))| p.is_some());
+    // Parsed files are checked side by side; `par::map` lends each item, so
+    // each is taken out of its cell by the thread that checks it.
+    let cells: Vec<(usize, std::sync::Mutex<Option<ParseResult>>)> = parsed
+        .into_iter()
+        .map(|(i, (_, p))| (i, std::sync::Mutex::new(p)))
+        .collect();
+    let mut checked: Vec<(usize, _)> = crate::par::map(&cells, 1, |(i, cell)| {
+        let taken = cell
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        (*i, taken.map(check))
+    })
+    .into_iter()
+    .filter_map(|(i, r)| Some((i, r?)))
+    .collect();
+    drop(cells);
+    // The rest (past the budget): parsed on this thread, one after another,
+    // and checked here or on another core, whichever is free. The parser's
+    // working memory (up to ~180 times the text) thus stays in this
+    // thread's allocator arena: parsed on several threads, each thread's
+    // arena kept the pages of the largest parse it had done, and 8 files of
+    // 1 MiB took `check` past 256 MiB. At most two parsed files are alive
+    // at once; largest first, so that the longest check starts soonest.
+    let mut rest = unparsed;
+    rest.sort_by_cached_key(|(_, (p, _))| {
         std::cmp::Reverse(std::fs::metadata(p).map_or(0, |m| m.len()))
     });
-    let loaded = crate::par::pipeline(
-        &by_size,
-        |(_, path)| {
+    let rest_checked = crate::par::pipeline(
+        &rest,
+        |(_, (path, _))| {
             let mut errors = Vec::new();
             (parse_file(path, &mut errors), errors)
         },
-        |(file, mut errors)| {
-            let file = file.and_then(|f| {
-                let os = f.os;
-                let against = Against {
-                    cases,
-                    by_case: &by_case,
-                    sources,
-                    grids,
-                };
-                check_file(f, &against, &mut errors).map(|f| (os, f))
-            });
-            (file, errors)
-        },
+        check,
     );
-    let mut loaded: Vec<_> = by_size.iter().map(|(i, _)| *i).zip(loaded).collect();
-    loaded.sort_by_key(|(i, _)| *i);
-    for (_, (file, errs)) in loaded {
+    checked.extend(rest.iter().map(|(i, _)| *i).zip(rest_checked));
+    // Errors in the files' order, whatever order they were checked in.
+    checked.sort_by_key(|(i, _)| *i);
+    for (_, (file, errs)) in checked {
         errors.extend(errs);
         if let Some((os, f)) = file {
             out.files.insert(os, f);

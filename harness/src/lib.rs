@@ -179,7 +179,7 @@ impl Suite {
             .map(|c| c.iter().map(|c| c.id.clone()).collect());
         // Parsed on this thread, one after another: parses on several
         // threads would each leave their largest parse's pages in that
-        // thread's allocator arena (see `expect::load_all`).
+        // thread's allocator arena (see `expect::check_all`).
         let loaded: Vec<_> = files
             .iter()
             .filter_map(|f| load::load_case(root, f, known.as_ref(), &mut errors))
@@ -203,10 +203,25 @@ impl Suite {
                 return Err(InputErrors(errors));
             }
         }
-        let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, scope, &mut errors)
-            .into_iter()
-            .map(Arc::new)
-            .collect();
+        // The tests are built on the other cores while this thread reads
+        // and parses the expectation files, which need no test until they
+        // are checked.
+        let (tests, unchecked) = std::thread::scope(|s| {
+            let building = s.spawn(|| {
+                let mut errors = Vec::new();
+                let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, scope, &mut errors)
+                    .into_iter()
+                    .map(Arc::new)
+                    .collect();
+                (tests, errors)
+            });
+            let unchecked = expect::read_all(root, scope);
+            let (tests, built_errors) = building
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            errors.extend(built_errors);
+            (tests, unchecked)
+        });
         let cases: Vec<Arc<Case>> = loaded.iter().map(|l| l.case.clone()).collect();
         // A partial load still ranks entries by how many of the whole grid's
         // tests they select.
@@ -217,7 +232,7 @@ impl Suite {
                 .collect()
         });
         let expectations =
-            expect::load_all(root, &cases, &tests, scope, grids.as_ref(), &mut errors);
+            expect::check_all(unchecked, &cases, &tests, grids.as_ref(), &mut errors);
         InputErrors::finish(errors)?;
         Ok(Suite {
             root: root.to_path_buf(),

@@ -143,7 +143,7 @@ pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 /// working memory is up to ~180 times the text, so files parsed side by
 /// side would multiply the peak. The loader parses on one thread anyway,
 /// since each thread's allocator arena keeps the pages of the largest parse
-/// it did (`expect::load_all`); what follows a parse (checking entries,
+/// it did (`expect::check_all`); what follows a parse (checking entries,
 /// expanding grids) runs on every core.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
     static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());

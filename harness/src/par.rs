@@ -50,7 +50,7 @@ pub fn map<T: Sync, R: Send>(
 /// `items.iter().map(|i| consume(produce(i))).collect()`, with `produce`
 /// run on the calling thread, in order, and `consume` on another thread
 /// when it is free, else here: for work whose first part must stay on one
-/// thread (the TOML parser's working memory, see `expect::load_all`). A
+/// thread (the TOML parser's working memory, see `expect::check_all`). A
 /// product is handed over only to a thread waiting for one, never queued,
 /// so at most two are alive at once (a parsed file each: their memory,
 /// not only the parser's, counts against `check`'s bound).

@@ -176,11 +176,12 @@ impl<'t> Worked<'t> {
             CaseIndex::new(idx.iter().map(|&i| &*tests[i]))
         });
         // One item per case and OS, OS by OS: a large case's items then
-        // fall in different blocks of `par::map`, on different cores.
+        // fall in different blocks of `par::map`, on different cores, even
+        // when the tree has only that case.
         let items: Vec<(usize, usize)> = (0..OsFamily::ALL.len())
             .flat_map(|o| (0..cases.len()).map(move |c| (c, o)))
             .collect();
-        let done = crate::par::map(&items, 8, |&(c, o)| {
+        let done = crate::par::map(&items, 1, |&(c, o)| {
             let os = OsFamily::ALL[o];
             let ts: Vec<&'t Test> = cases[c].iter().map(|&i| &*tests[i]).collect();
             let runs = observed.get(&os);
@@ -214,33 +215,19 @@ impl<'t> Worked<'t> {
 /// One case's tests (some of them), indexed once for every OS: by grid
 /// label, so that each expectation entry's and each `[[holds]]`'s `where`
 /// is matched once, as a set, not once per test, OS and label.
-struct CaseIndex<'t> {
+struct CaseIndex {
     axes: crate::expect::Axes,
-    /// Every label a test checks or a `[[holds]]` names, sorted.
-    labels: Vec<&'t str>,
     /// The tests each `[[holds]]` (in the case's order) picks by `where`.
     holds: Vec<crate::expect::Bits>,
     /// Per claim of the case (in its order), the `[[holds]]` for it.
     for_claim: Vec<Vec<usize>>,
 }
 
-impl<'t> CaseIndex<'t> {
-    fn new(tests: impl ExactSizeIterator<Item = &'t Test> + Clone) -> Self {
-        let axes = crate::expect::Axes::new(tests.clone());
-        let mut labels: Vec<&str> = Vec::new();
-        let mut case = None;
-        for t in tests {
-            labels.extend(t.steps.iter().filter_map(|s| s.check.as_deref()));
-            case = Some(&t.case);
-        }
+impl CaseIndex {
+    fn new<'t>(tests: impl ExactSizeIterator<Item = &'t Test> + Clone) -> Self {
+        let case = tests.clone().next().map(|t| &t.case);
+        let axes = crate::expect::Axes::new(tests);
         let holds = case.map_or(&[][..], |c| &c.holds[..]);
-        labels.extend(
-            holds
-                .iter()
-                .flat_map(|h| h.outcomes.iter().map(|(l, _)| l.as_str())),
-        );
-        labels.sort_unstable();
-        labels.dedup();
         let claims = case.map_or(&[][..], |c| &c.claims[..]);
         let for_claim = claims.iter().map(|c| {
             let is_for = holds.iter().enumerate().filter(|(_, h)| h.is_for(Some(c)));
@@ -249,14 +236,13 @@ impl<'t> CaseIndex<'t> {
         CaseIndex {
             holds: holds.iter().map(|h| axes.select(&h.select)).collect(),
             axes,
-            labels,
             for_claim: for_claim.collect(),
         }
     }
 
     /// The case's tests `tests` (as indexed) on `os`; `None` for a test
     /// that cannot run there. `run`: a test's observed record, if any.
-    fn on_os<'r>(
+    fn on_os<'t, 'r>(
         &self,
         file: Option<&crate::expect::ExpectFile>,
         tests: &[&'t Test],
@@ -266,16 +252,13 @@ impl<'t> CaseIndex<'t> {
         let Some(case) = tests.first().map(|t| &t.case) else {
             return Vec::new();
         };
-        // Per label (as in `labels`), per test: its expectation.
-        let resolved = file.map(|f| f.resolve_case(&case.id, &self.axes, &self.labels));
+        let entries = file.map(|f| f.case_entries(&case.id, &self.axes));
         tests
             .iter()
             .enumerate()
             .map(|(k, test)| {
-                let expected = |label: &str| {
-                    let l = self.labels.binary_search(&label).ok()?;
-                    resolved.as_ref()?[l][k]
-                };
+                let mine = entries.as_ref().map(|e| e.of_test(k));
+                let expected = |label: &str| mine.as_ref()?.resolve(label, None);
                 // Per claim, the `[[holds]]` for it that pick the test.
                 let holds = |c: usize| {
                     let picks = move |h: &&usize| self.holds[**h].has(k);

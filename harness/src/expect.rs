@@ -228,6 +228,22 @@ impl Window<'_> {
 #[derive(Clone, Debug)]
 pub struct TestEntries<'a>(Vec<&'a Entry>);
 
+/// One case's entries without a settings condition, in file order, each
+/// with the tests its `where` picks ([`ExpectFile::case_entries`]).
+pub(crate) struct CaseEntries<'a> {
+    entries: Vec<&'a Entry>,
+    picks: Vec<Bits>,
+}
+
+impl<'a> CaseEntries<'a> {
+    /// The entries of the test at index `k`: what
+    /// [`ExpectFile::entries_for`] finds for it without settings.
+    pub(crate) fn of_test(&self, k: usize) -> TestEntries<'a> {
+        let picked = self.entries.iter().zip(&self.picks);
+        TestEntries(picked.filter(|(_, p)| p.has(k)).map(|(e, _)| *e).collect())
+    }
+}
+
 impl<'a> TestEntries<'a> {
     /// The expectation for `label`: the best of [`candidates`](Self::candidates)
     /// on `release`; with no release, the best entry without a kernel range.
@@ -421,49 +437,22 @@ impl ExpectFile {
         self.entries_for(test, settings).resolve(label, release)
     }
 
-    /// What [`resolve`](Self::resolve) gives without a release, for every
-    /// test of case `case` at once: per label (as in `labels`), per test
-    /// (as `axes` indexes them), the first entry of the highest rank among
-    /// those without a kernel range or settings condition. Entry by entry,
-    /// each `where` matched once as a set: the claims table asks this of
-    /// every test and OS, and asked test by test it was most of the
-    /// table's time.
-    pub(crate) fn resolve_case<'a>(
-        &'a self,
-        case: &str,
-        axes: &Axes,
-        labels: &[&str],
-    ) -> Vec<Vec<Option<Applied<'a>>>> {
-        let mut entries: Vec<&Entry> = self
+    /// The entries of case `case` without a settings condition, each with
+    /// the tests (as `axes` indexes them) its `where` picks: matched once
+    /// per entry, as a set, for all of them. The claims table asks every
+    /// test's entries on every OS; matched test by test, entry by entry,
+    /// that was most of the table's time.
+    pub(crate) fn case_entries<'a>(&'a self, case: &str, axes: &Axes) -> CaseEntries<'a> {
+        let entries: Vec<&Entry> = self
             .by_case
             .get(case)
             .into_iter()
             .flatten()
             .map(|i| &self.entries[*i])
-            .filter(|e| e.kernel.is_none() && e.holds_under(None))
+            .filter(|e| e.holds_under(None))
             .collect();
-        // Stable: among equal ranks, the first in file order comes first.
-        entries.sort_by_key(|e| std::cmp::Reverse(e.rank()));
-        let picks: Vec<Bits> = entries.iter().map(|e| axes.select(&e.select)).collect();
-        labels
-            .iter()
-            .map(|label| {
-                let mut best: Vec<Option<Applied<'a>>> = vec![None; axes.n];
-                for (e, picked) in entries.iter().zip(&picks) {
-                    let Some(outcome) = e.outcome(label) else {
-                        continue;
-                    };
-                    for t in picked.iter() {
-                        best[t].get_or_insert(Applied {
-                            entry: e,
-                            outcome,
-                            window: None,
-                        });
-                    }
-                }
-                best
-            })
-            .collect()
+        let picks = entries.iter().map(|e| axes.select(&e.select)).collect();
+        CaseEntries { entries, picks }
     }
 
     /// Every entry without a settings condition that gives `label` for
@@ -745,8 +734,8 @@ pub const CONFIDENCE: &[(&str, &str)] = &[
 ];
 
 /// Most bytes of expectation files [`read_all`] parses before the tests
-/// exist: as many as the two parsed files that [`check_all`]'s pipeline
-/// keeps alive at most, so parsing ahead adds nothing to the peak.
+/// exist: two of the largest files' worth, as many as [`check_all`]'s
+/// pipeline keeps parsed at once, so parsed files never hold more.
 const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 
 /// A tree's expectation files before there are tests to check them
@@ -755,8 +744,9 @@ const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 /// part needs no test, so it runs while the tests are built.
 pub struct Unchecked {
     sources: Option<Registry>,
-    /// The files in name order: path, and its parse with its errors if done.
-    files: Vec<(PathBuf, Option<ParseResult>)>,
+    /// The files in name order: path, size, and its parse with its errors
+    /// if done.
+    files: Vec<(PathBuf, u64, Option<ParseResult>)>,
     /// Errors of the registry, the profiles and the directory.
     errors: Vec<InputError>,
 }
@@ -805,24 +795,26 @@ pub fn read_all(root: &Path, scope: &crate::Scope) -> Unchecked {
         })
         .collect();
     paths.sort();
+    out.files = paths
+        .into_iter()
+        .map(|p| {
+            let size = std::fs::metadata(&p).map_or(0, |m| m.len());
+            (p, size, None)
+        })
+        .collect();
     // Largest first, so that the longest parse and check start soonest;
     // errors are reported in the files' order all the same.
-    let sizes: Vec<u64> = paths
-        .iter()
-        .map(|p| std::fs::metadata(p).map_or(0, |m| m.len()))
-        .collect();
-    let mut by_size: Vec<usize> = (0..paths.len()).collect();
-    by_size.sort_by_key(|&i| std::cmp::Reverse(sizes[i]));
-    out.files = paths.into_iter().map(|p| (p, None)).collect();
+    let mut by_size: Vec<usize> = (0..out.files.len()).collect();
+    by_size.sort_by_key(|&i| std::cmp::Reverse(out.files[i].1));
     let mut budget = PARSE_AHEAD_BYTES;
     for i in by_size {
-        if sizes[i] > budget {
-            break;
+        let (path, size, parse) = &mut out.files[i];
+        if *size > budget {
+            continue;
         }
-        budget -= sizes[i];
+        budget -= *size;
         let mut errors = Vec::new();
-        let parsed = parse_file(&out.files[i].0, &mut errors);
-        out.files[i].1 = Some((parsed, errors));
+        *parse = Some((parse_file(path, &mut errors), errors));
     }
     out
 }
@@ -867,47 +859,34 @@ pub fn check_all(
         });
         (file, errors)
     };
-    let (parsed, unparsed): (Vec<_>, Vec<_>) = files
-        .into_iter()
-        .enumerate()
-        .partition(|(_, (_, p))| p.is_some());
-    // Parsed files are checked side by side; `par::map` lends each item, so
-    // each is taken out of its cell by the thread that checks it.
-    let cells: Vec<(usize, std::sync::Mutex<Option<ParseResult>>)> = parsed
-        .into_iter()
-        .map(|(i, (_, p))| (i, std::sync::Mutex::new(p)))
-        .collect();
-    let mut checked: Vec<(usize, _)> = crate::par::map(&cells, 1, |(i, cell)| {
-        let taken = cell
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        (*i, taken.map(check))
-    })
-    .into_iter()
-    .filter_map(|(i, r)| Some((i, r?)))
-    .collect();
-    drop(cells);
-    // The rest (past the budget): parsed on this thread, one after another,
-    // and checked here or on another core, whichever is free. The parser's
-    // working memory (up to ~180 times the text) thus stays in this
-    // thread's allocator arena: parsed on several threads, each thread's
-    // arena kept the pages of the largest parse it had done, and 8 files of
-    // 1 MiB took `check` past 256 MiB. At most two parsed files are alive
-    // at once; largest first, so that the longest check starts soonest.
-    let mut rest = unparsed;
-    rest.sort_by_cached_key(|(_, (p, _))| {
-        std::cmp::Reverse(std::fs::metadata(p).map_or(0, |m| m.len()))
-    });
+    let mut parsed = Vec::new();
+    let mut rest = Vec::new();
+    for (i, (path, size, parse)) in files.into_iter().enumerate() {
+        match parse {
+            Some(p) => parsed.push((i, p)),
+            None => rest.push((i, path, size)),
+        }
+    }
+    // The files parsed ahead (two files' worth of bytes at most) are
+    // checked side by side, on every core.
+    let mut checked = crate::par::map_owned(parsed, 1, |(i, p)| (i, check(p)));
+    // The rest: parsed on this thread, one after another, and checked
+    // here or on another core, whichever is free. The parser's working
+    // memory (up to ~180 times the text) thus stays in this thread's
+    // allocator arena: parsed on several threads, each thread's arena kept
+    // the pages of the largest parse it had done, and 8 files of 1 MiB took
+    // `check` past 256 MiB. At most two of these parsed files are alive at
+    // once; largest first, so that the longest check starts soonest.
+    rest.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
     let rest_checked = crate::par::pipeline(
         &rest,
-        |(_, (path, _))| {
+        |(_, path, _)| {
             let mut errors = Vec::new();
             (parse_file(path, &mut errors), errors)
         },
         check,
     );
-    checked.extend(rest.iter().map(|(i, _)| *i).zip(rest_checked));
+    checked.extend(rest.iter().map(|(i, _, _)| *i).zip(rest_checked));
     // Errors in the files' order, whatever order they were checked in.
     checked.sort_by_key(|(i, _)| *i);
     for (_, (file, errs)) in checked {
@@ -1760,9 +1739,10 @@ mod tests {
     use super::Axes;
     use crate::model::Test;
 
-    /// `resolve_case` (the claims table's way) gives every test of the
-    /// shipped cases, for every label and OS, what `resolve` gives it
-    /// test by test: the same entry, not only the same outcome.
+    /// `case_entries` (the claims table's way: each `where` matched once,
+    /// as a set) gives every test of the shipped cases, for every label and
+    /// OS, what `resolve` gives it test by test: the same entry, not only
+    /// the same outcome.
     #[test]
     fn resolving_a_whole_case_agrees_with_resolving_each_test() {
         let suite = crate::Suite::load(&crate::Suite::default_root()).unwrap();
@@ -1775,16 +1755,11 @@ mod tests {
                     .filter(|t| t.case.id == case.id)
                     .map(|t| &**t)
                     .collect();
-                let mut labels: Vec<&str> = tests
-                    .iter()
-                    .flat_map(|t| t.steps.iter().filter_map(|s| s.check.as_deref()))
-                    .collect();
-                labels.sort_unstable();
-                labels.dedup();
-                let axes = Axes::new(tests.iter().copied());
-                let all = file.resolve_case(&case.id, &axes, &labels);
-                for (label, per_test) in labels.iter().zip(&all) {
-                    for (t, got) in tests.iter().zip(per_test) {
+                let entries = file.case_entries(&case.id, &Axes::new(tests.iter().copied()));
+                for (k, t) in tests.iter().enumerate() {
+                    let mine = entries.of_test(k);
+                    for (label, _) in &case.checks {
+                        let got = mine.resolve(label, None);
                         let want = file.resolve(t, label, None);
                         assert_eq!(
                             got.map(|a| std::ptr::from_ref(a.entry)),

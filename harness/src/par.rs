@@ -4,6 +4,7 @@
 //! a spawn. Items are handed out in small blocks as threads come free, since
 //! they differ in cost (an expectation file of 20 KB beside one of 160 KB).
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// `items.iter().map(f).collect()`, computed on up to
@@ -45,6 +46,24 @@ pub fn map<T: Sync, R: Send>(
     });
     blocks.sort_unstable_by_key(|(b, _)| *b);
     blocks.into_iter().flat_map(|(_, r)| r).collect()
+}
+
+/// [`map`] over items it takes, not lends: each is moved to the thread
+/// that maps it (in a cell it is taken out of, since `map` lends).
+pub fn map_owned<T: Send, R: Send>(
+    items: Vec<T>,
+    min_per_thread: usize,
+    f: impl Fn(T) -> R + Sync,
+) -> Vec<R> {
+    let cells: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    let taken = map(&cells, min_per_thread, |cell| {
+        cell.lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+            .map(&f)
+    });
+    // Each cell is taken exactly once, by the one call that maps it.
+    taken.into_iter().flatten().collect()
 }
 
 /// `items.iter().map(|i| consume(produce(i))).collect()`, with `produce`
@@ -99,6 +118,16 @@ pub fn pipeline<T, P: Send, R: Send>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn map_owned_keeps_order_and_moves_every_item_once() {
+        for n in [0, 1, 2, 17, 100] {
+            let items: Vec<String> = (0..n).map(|i| i.to_string()).collect();
+            let out = super::map_owned(items, 1, |s: String| s + "!");
+            let want: Vec<String> = (0..n).map(|i| format!("{i}!")).collect();
+            assert_eq!(out, want, "n = {n}");
+        }
+    }
+
     #[test]
     fn a_pipeline_keeps_order_and_every_item_and_produces_on_the_calling_thread() {
         for n in [0, 1, 2, 17, 100] {

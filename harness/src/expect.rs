@@ -736,17 +736,19 @@ pub const CONFIDENCE: &[(&str, &str)] = &[
 /// Most bytes of expectation files [`read_all`] parses before the tests
 /// exist: two of the largest files' worth, as many as [`check_all`]'s
 /// pipeline keeps parsed at once, so parsed files never hold more.
+/// A tree's files are parsed ahead all together or not at all: parsed
+/// files are checked on every core at once, the others one by one as
+/// they are parsed, and a mix would leave cores idle.
 const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 
 /// A tree's expectation files before there are tests to check them
-/// against: the sources registry, and each file, parsed where
-/// [`PARSE_AHEAD_BYTES`] allows (largest first), else still a path. This
-/// part needs no test, so it runs while the tests are built.
+/// against: the sources registry, and each file, parsed if all of them fit
+/// [`PARSE_AHEAD_BYTES`], else still a path. This part needs no test, so
+/// it runs while the tests are built.
 pub struct Unchecked {
     sources: Option<Registry>,
-    /// The files in name order: path, size, and its parse with its errors
-    /// if done.
-    files: Vec<(PathBuf, u64, Option<ParseResult>)>,
+    /// The files in name order.
+    files: Vec<ListedFile>,
     /// Errors of the registry, the profiles and the directory.
     errors: Vec<InputError>,
 }
@@ -754,8 +756,11 @@ pub struct Unchecked {
 /// A parsed file (None: it could not be) and the errors found parsing it.
 type ParseResult = (Option<Parsed>, Vec<InputError>);
 
+/// An expectation file's path, size, and its parse if done.
+type ListedFile = (PathBuf, u64, Option<ParseResult>);
+
 /// Reads `root`'s sources registry and stack profiles and lists its
-/// expectation files, parsing the largest that fit [`PARSE_AHEAD_BYTES`].
+/// expectation files, parsing them if they fit [`PARSE_AHEAD_BYTES`].
 /// Parsed on this thread, one after another, as every input is (see
 /// [`crate::load::parse_toml`]).
 pub fn read_all(root: &Path, scope: &crate::Scope) -> Unchecked {
@@ -802,19 +807,11 @@ pub fn read_all(root: &Path, scope: &crate::Scope) -> Unchecked {
             (p, size, None)
         })
         .collect();
-    // Largest first, so that the longest parse and check start soonest;
-    // errors are reported in the files' order all the same.
-    let mut by_size: Vec<usize> = (0..out.files.len()).collect();
-    by_size.sort_by_key(|&i| std::cmp::Reverse(out.files[i].1));
-    let mut budget = PARSE_AHEAD_BYTES;
-    for i in by_size {
-        let (path, size, parse) = &mut out.files[i];
-        if *size > budget {
-            continue;
+    if out.files.iter().map(|(_, size, _)| size).sum::<u64>() <= PARSE_AHEAD_BYTES {
+        for (path, _, parse) in &mut out.files {
+            let mut errors = Vec::new();
+            *parse = Some((parse_file(path, &mut errors), errors));
         }
-        budget -= *size;
-        let mut errors = Vec::new();
-        *parse = Some((parse_file(path, &mut errors), errors));
     }
     out
 }
@@ -859,34 +856,36 @@ pub fn check_all(
         });
         (file, errors)
     };
-    let mut parsed = Vec::new();
-    let mut rest = Vec::new();
-    for (i, (path, size, parse)) in files.into_iter().enumerate() {
-        match parse {
-            Some(p) => parsed.push((i, p)),
-            None => rest.push((i, path, size)),
+    // Largest first, so that the longest check starts soonest; errors are
+    // reported in the files' order all the same.
+    let mut order: Vec<(usize, ListedFile)> = files.into_iter().enumerate().collect();
+    order.sort_by_key(|(_, (_, size, _))| std::cmp::Reverse(*size));
+    let ahead = order.iter().all(|(_, (_, _, p))| p.is_some());
+    let mut checked: Vec<(usize, _)> = match ahead {
+        // Parsed ahead (and so, all small): checked on every core at once.
+        true => {
+            let parsed = order.into_iter().filter_map(|(i, (_, _, p))| Some((i, p?)));
+            crate::par::map_owned(parsed.collect(), 1, |(i, p)| (i, check(p)))
         }
-    }
-    // The files parsed ahead (two files' worth of bytes at most) are
-    // checked side by side, on every core.
-    let mut checked = crate::par::map_owned(parsed, 1, |(i, p)| (i, check(p)));
-    // The rest: parsed on this thread, one after another, and checked
-    // here or on another core, whichever is free. The parser's working
-    // memory (up to ~180 times the text) thus stays in this thread's
-    // allocator arena: parsed on several threads, each thread's arena kept
-    // the pages of the largest parse it had done, and 8 files of 1 MiB took
-    // `check` past 256 MiB. At most two of these parsed files are alive at
-    // once; largest first, so that the longest check starts soonest.
-    rest.sort_by_key(|(_, _, size)| std::cmp::Reverse(*size));
-    let rest_checked = crate::par::pipeline(
-        &rest,
-        |(_, path, _)| {
-            let mut errors = Vec::new();
-            (parse_file(path, &mut errors), errors)
-        },
-        check,
-    );
-    checked.extend(rest.iter().map(|(i, _, _)| *i).zip(rest_checked));
+        // Parsed on this thread, one after another, and each checked here
+        // or on another core, whichever is free. The parser's working
+        // memory (up to ~180 times the text) thus stays in this thread's
+        // allocator arena: parsed on several threads, each thread's arena
+        // kept the pages of the largest parse it had done, and 8 files of
+        // 1 MiB took `check` past 256 MiB. At most two parsed files are
+        // alive at once.
+        false => {
+            let results = crate::par::pipeline(
+                &order,
+                |(_, (path, _, _))| {
+                    let mut errors = Vec::new();
+                    (parse_file(path, &mut errors), errors)
+                },
+                check,
+            );
+            order.iter().map(|(i, _)| *i).zip(results).collect()
+        }
+    };
     // Errors in the files' order, whatever order they were checked in.
     checked.sort_by_key(|(i, _)| *i);
     for (_, (file, errs)) in checked {

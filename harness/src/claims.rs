@@ -258,7 +258,7 @@ impl CaseIndex {
             .enumerate()
             .map(|(k, test)| {
                 let mine = entries.as_ref().map(|e| e.of_test(k));
-                let expected = |label: &str| mine.as_ref()?.resolve(label, None);
+                let expected = |label: &str| mine.as_ref()?.resolve(label);
                 // Per claim, the `[[holds]]` for it that pick the test.
                 let holds = |c: usize| {
                     let picks = move |h: &&usize| self.holds[**h].has(k);

@@ -228,19 +228,37 @@ impl Window<'_> {
 #[derive(Clone, Debug)]
 pub struct TestEntries<'a>(Vec<&'a Entry>);
 
-/// One case's entries without a settings condition, in file order, each
-/// with the tests its `where` picks ([`ExpectFile::case_entries`]).
+/// One case's entries that apply without a release or settings, best
+/// first, each with the tests its `where` picks
+/// ([`ExpectFile::case_entries`]).
 pub(crate) struct CaseEntries<'a> {
     entries: Vec<&'a Entry>,
     picks: Vec<Bits>,
 }
 
 impl<'a> CaseEntries<'a> {
-    /// The entries of the test at index `k`: what
-    /// [`ExpectFile::entries_for`] finds for it without settings.
-    pub(crate) fn of_test(&self, k: usize) -> TestEntries<'a> {
+    /// The entries of the test at index `k`, best first.
+    pub(crate) fn of_test(&self, k: usize) -> BestFirst<'a> {
         let picked = self.entries.iter().zip(&self.picks);
-        TestEntries(picked.filter(|(_, p)| p.has(k)).map(|(e, _)| *e).collect())
+        BestFirst(picked.filter(|(_, p)| p.has(k)).map(|(e, _)| *e).collect())
+    }
+}
+
+/// One test's entries that apply without a release or settings, best first
+/// ([`CaseEntries::of_test`]).
+pub(crate) struct BestFirst<'a>(Vec<&'a Entry>);
+
+impl<'a> BestFirst<'a> {
+    /// What [`ExpectFile::resolve`] gives `label` without a release: the
+    /// first entry that gives it.
+    pub(crate) fn resolve(&self, label: &str) -> Option<Applied<'a>> {
+        self.0.iter().find_map(|e| {
+            e.outcome(label).map(|outcome| Applied {
+                entry: e,
+                outcome,
+                window: None,
+            })
+        })
     }
 }
 
@@ -437,20 +455,22 @@ impl ExpectFile {
         self.entries_for(test, settings).resolve(label, release)
     }
 
-    /// The entries of case `case` without a settings condition, each with
-    /// the tests (as `axes` indexes them) its `where` picks: matched once
-    /// per entry, as a set, for all of them. The claims table asks every
-    /// test's entries on every OS; matched test by test, entry by entry,
-    /// that was most of the table's time.
+    /// The entries of case `case` without a kernel range or a settings
+    /// condition, best first, each with the tests (as `axes` indexes them)
+    /// its `where` picks: matched once per entry, as a set, for all of them.
+    /// The claims table asks every test's entries on every OS; matched
+    /// test by test, entry by entry, that was most of the table's time.
     pub(crate) fn case_entries<'a>(&'a self, case: &str, axes: &Axes) -> CaseEntries<'a> {
-        let entries: Vec<&Entry> = self
+        let mut entries: Vec<&Entry> = self
             .by_case
             .get(case)
             .into_iter()
             .flatten()
             .map(|i| &self.entries[*i])
-            .filter(|e| e.holds_under(None))
+            .filter(|e| e.kernel.is_none() && e.holds_under(None))
             .collect();
+        // Stable, as `rank_among`'s: among equal ranks, file order.
+        entries.sort_by_key(|e| std::cmp::Reverse(e.rank()));
         let picks = entries.iter().map(|e| axes.select(&e.select)).collect();
         CaseEntries { entries, picks }
     }
@@ -733,24 +753,28 @@ pub const CONFIDENCE: &[(&str, &str)] = &[
     ("T", "a third party's claim"),
 ];
 
-/// Most bytes of expectation files [`read_all`] parses before the tests
-/// exist: two of the largest files' worth, as many as [`check_all`]'s
-/// pipeline keeps parsed at once, so parsed files never hold more.
-/// A tree's files are parsed ahead all together or not at all: parsed
-/// files are checked on every core at once, the others one by one as
-/// they are parsed, and a mix would leave cores idle.
+/// Most bytes of expectation files parsed before the tests exist
+/// ([`Unchecked::read`]): two files of [`crate::load::MAX_INPUT_BYTES`], as
+/// many as [`check_all`]'s pipeline keeps parsed at once, so parsed files
+/// never hold more. A tree's files are parsed ahead all together or not at
+/// all: parsed files are checked on every core at once, the others one by
+/// one as they are parsed, and a mix would leave cores idle.
 const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 
 /// A tree's expectation files before there are tests to check them
-/// against: the sources registry, and each file, parsed if all of them fit
-/// [`PARSE_AHEAD_BYTES`], else still a path. This part needs no test, so
-/// it runs while the tests are built.
+/// against: listed ([`list_all`]), then read ([`Unchecked::read`]): the
+/// sources registry and the stack profiles, and each file parsed if all of
+/// them fit [`PARSE_AHEAD_BYTES`], else still a path. Reading needs no
+/// test, so it can run while the tests are built.
 pub struct Unchecked {
+    root: PathBuf,
     sources: Option<Registry>,
     /// The files in name order.
     files: Vec<ListedFile>,
-    /// Errors of the registry, the profiles and the directory.
+    /// Errors of the registry and the profiles.
     errors: Vec<InputError>,
+    /// An `expected/` that cannot be read.
+    dir_errors: Vec<InputError>,
 }
 
 /// A parsed file (None: it could not be) and the errors found parsing it.
@@ -759,30 +783,23 @@ type ParseResult = (Option<Parsed>, Vec<InputError>);
 /// An expectation file's path, size, and its parse if done.
 type ListedFile = (PathBuf, u64, Option<ParseResult>);
 
-/// Reads `root`'s sources registry and stack profiles and lists its
-/// expectation files, parsing them if they fit [`PARSE_AHEAD_BYTES`].
-/// Parsed on this thread, one after another, as every input is (see
-/// [`crate::load::parse_toml`]).
-pub fn read_all(root: &Path, scope: &crate::Scope) -> Unchecked {
-    let mut errors = Vec::new();
-    let sources = crate::sources::load(root, &mut errors);
-    // The stack profiles next to the cases: checked with them.
-    if let Err(e) = crate::sys::settings::load_profiles(root) {
-        errors.extend(e);
-    }
-    let dir = root.join(EXPECTED_DIR);
+/// Lists `root`'s expectation files (those `scope` wants), with their sizes.
+pub fn list_all(root: &Path, scope: &crate::Scope) -> Unchecked {
     let mut out = Unchecked {
-        sources,
+        root: root.to_path_buf(),
+        sources: None,
         files: Vec::new(),
-        errors,
+        errors: Vec::new(),
+        dir_errors: Vec::new(),
     };
+    let dir = root.join(EXPECTED_DIR);
     // No `expected/` is a tree without expectations yet; one that cannot be
     // read (or is not a directory) is an error, never an empty set.
     let read = match std::fs::read_dir(&dir) {
         Ok(r) => r,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return out,
         Err(e) => {
-            out.errors.push(InputError::file(
+            out.dir_errors.push(InputError::file(
                 &dir,
                 format!("cannot read this directory: {e}"),
             ));
@@ -807,17 +824,37 @@ pub fn read_all(root: &Path, scope: &crate::Scope) -> Unchecked {
             (p, size, None)
         })
         .collect();
-    if out.files.iter().map(|(_, size, _)| size).sum::<u64>() <= PARSE_AHEAD_BYTES {
-        for (path, _, parse) in &mut out.files {
-            let mut errors = Vec::new();
-            *parse = Some((parse_file(path, &mut errors), errors));
-        }
-    }
     out
 }
 
-/// Checks the files [`read_all`] found against `tests`: those parsed
-/// already on every core, the rest parsed here as they are checked.
+impl Unchecked {
+    /// Whether the files are small enough to be parsed before the tests
+    /// exist ([`PARSE_AHEAD_BYTES`]).
+    pub fn fits_ahead(&self) -> bool {
+        self.files.iter().map(|(_, size, _)| size).sum::<u64>() <= PARSE_AHEAD_BYTES
+    }
+
+    /// Reads the sources registry and the stack profiles, and parses the
+    /// files if they [fit](Self::fits_ahead). Parsed on this thread, one
+    /// after another, as every input is (see [`crate::load::parse_toml`]).
+    pub fn read(&mut self) {
+        self.sources = crate::sources::load(&self.root, &mut self.errors);
+        // The stack profiles next to the cases: checked with them.
+        if let Err(e) = crate::sys::settings::load_profiles(&self.root) {
+            self.errors.extend(e);
+        }
+        if self.fits_ahead() {
+            for (path, _, parse) in &mut self.files {
+                let mut errors = Vec::new();
+                *parse = Some((parse_file(path, &mut errors), errors));
+            }
+        }
+    }
+}
+
+/// Checks the files of `unchecked` (listed and [read](Unchecked::read))
+/// against `tests`: on every core at once if they were parsed ahead, else
+/// each parsed here as its turn comes.
 pub fn check_all(
     unchecked: Unchecked,
     cases: &[Arc<Case>],
@@ -829,8 +866,11 @@ pub fn check_all(
         sources,
         files,
         errors: read_errors,
+        dir_errors,
+        ..
     } = unchecked;
     errors.extend(read_errors);
+    errors.extend(dir_errors);
     let mut out = Expectations {
         sources,
         ..Expectations::default()
@@ -864,7 +904,9 @@ pub fn check_all(
     let mut checked: Vec<(usize, _)> = match ahead {
         // Parsed ahead (and so, all small): checked on every core at once.
         true => {
-            let parsed = order.into_iter().filter_map(|(i, (_, _, p))| Some((i, p?)));
+            let parsed = order
+                .into_iter()
+                .map(|(i, (_, _, p))| (i, p.expect("every file was parsed ahead")));
             crate::par::map_owned(parsed.collect(), 1, |(i, p)| (i, check(p)))
         }
         // Parsed on this thread, one after another, and each checked here
@@ -1758,7 +1800,7 @@ mod tests {
                 for (k, t) in tests.iter().enumerate() {
                     let mine = entries.of_test(k);
                     for (label, _) in &case.checks {
-                        let got = mine.resolve(label, None);
+                        let got = mine.resolve(label);
                         let want = file.resolve(t, label, None);
                         assert_eq!(
                             got.map(|a| std::ptr::from_ref(a.entry)),

@@ -203,25 +203,36 @@ impl Suite {
                 return Err(InputErrors(errors));
             }
         }
-        // The tests are built on the other cores while this thread reads
-        // and parses the expectation files, which need no test until they
-        // are checked.
-        let (tests, unchecked) = std::thread::scope(|s| {
-            let building = s.spawn(|| {
-                let mut errors = Vec::new();
-                let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, scope, &mut errors)
-                    .into_iter()
-                    .map(Arc::new)
-                    .collect();
-                (tests, errors)
-            });
-            let unchecked = expect::read_all(root, scope);
-            let (tests, built_errors) = building
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            errors.extend(built_errors);
-            (tests, unchecked)
-        });
+        let build = || {
+            let mut errors = Vec::new();
+            let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, scope, &mut errors)
+                .into_iter()
+                .map(Arc::new)
+                .collect();
+            (tests, errors)
+        };
+        let mut unchecked = expect::list_all(root, scope);
+        let (tests, built_errors) = if unchecked.fits_ahead() {
+            // The tests are built on the other cores while this thread
+            // reads and parses the expectation files, which need no test
+            // until they are checked.
+            std::thread::scope(|s| {
+                let building = s.spawn(build);
+                unchecked.read();
+                building
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
+            })
+        } else {
+            // Built here, first: the large files' parses that follow then
+            // reuse the memory building freed. Freed on a thread of its
+            // own, it stays in that thread's allocator arena, and with the
+            // largest inputs `check` went past 256 MiB.
+            let built = build();
+            unchecked.read();
+            built
+        };
+        errors.extend(built_errors);
         let cases: Vec<Arc<Case>> = loaded.iter().map(|l| l.case.clone()).collect();
         // A partial load still ranks entries by how many of the whole grid's
         // tests they select.

@@ -62,8 +62,10 @@ pub fn map_owned<T: Send, R: Send>(
             .take()
             .map(&f)
     });
-    // Each cell is taken exactly once, by the one call that maps it.
-    taken.into_iter().flatten().collect()
+    taken
+        .into_iter()
+        .map(|r| r.expect("each cell is taken once, by the one call that maps it"))
+        .collect()
 }
 
 /// `items.iter().map(|i| consume(produce(i))).collect()`, with `produce`

@@ -900,15 +900,13 @@ pub fn check_all(
     // reported in the files' order all the same.
     let mut order: Vec<(usize, ListedFile)> = files.into_iter().enumerate().collect();
     order.sort_by_key(|(_, (_, size, _))| std::cmp::Reverse(*size));
-    let ahead = order.iter().all(|(_, (_, _, p))| p.is_some());
-    let mut checked: Vec<(usize, _)> = match ahead {
+    let mut checked: Vec<(usize, _)> = if order.iter().all(|(_, (_, _, p))| p.is_some()) {
         // Parsed ahead (and so, all small): checked on every core at once.
-        true => {
-            let parsed = order
-                .into_iter()
-                .map(|(i, (_, _, p))| (i, p.expect("every file was parsed ahead")));
-            crate::par::map_owned(parsed.collect(), 1, |(i, p)| (i, check(p)))
-        }
+        let parsed = order
+            .into_iter()
+            .map(|(i, (_, _, p))| (i, p.expect("every file was parsed ahead")));
+        crate::par::map_owned(parsed.collect(), 1, |(i, p)| (i, check(p)))
+    } else {
         // Parsed on this thread, one after another, and each checked here
         // or on another core, whichever is free. The parser's working
         // memory (up to ~180 times the text) thus stays in this thread's
@@ -916,17 +914,15 @@ pub fn check_all(
         // kept the pages of the largest parse it had done, and 8 files of
         // 1 MiB took `check` past 256 MiB. At most two parsed files are
         // alive at once.
-        false => {
-            let results = crate::par::pipeline(
-                &order,
-                |(_, (path, _, _))| {
-                    let mut errors = Vec::new();
-                    (parse_file(path, &mut errors), errors)
-                },
-                check,
-            );
-            order.iter().map(|(i, _)| *i).zip(results).collect()
-        }
+        let results = crate::par::pipeline(
+            &order,
+            |(_, (path, _, _))| {
+                let mut errors = Vec::new();
+                (parse_file(path, &mut errors), errors)
+            },
+            check,
+        );
+        order.iter().map(|(i, _)| *i).zip(results).collect()
     };
     // Errors in the files' order, whatever order they were checked in.
     checked.sort_by_key(|(i, _)| *i);
@@ -1100,11 +1096,6 @@ impl CaseTests {
             .filter(|(_, h)| *h)
             .map(|(&(t, si), _)| &*self.tests[t].steps[si])
             .collect()
-    }
-
-    /// The tests `select` picks: for every parameter, one of its labels.
-    fn select(&self, select: &[(String, Vec<String>)]) -> Bits {
-        self.axes.select(select)
     }
 }
 
@@ -1415,7 +1406,7 @@ fn parse_entry(
 
     let empty = CaseTests::new(Vec::new());
     let ct = against.by_case.get(&case_id).unwrap_or(&empty);
-    let picked = ct.select(&select);
+    let picked = ct.axes.select(&select);
     let selected = match grids.and_then(|g| g.get(&case_id)) {
         Some(rows) => count_selected(case, rows, &select),
         None => picked.count(),
@@ -1733,7 +1724,7 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
     // Each entry's tests, found once for all the labels it gives.
     let picks: Vec<Bits> = group
         .iter()
-        .map(|&i| ct.select(&file.entries[i].select))
+        .map(|&i| ct.axes.select(&file.entries[i].select))
         .collect();
     for label in labels {
         let Some(checked) = ct.classes.get(label).map(|c| &c.of) else {

@@ -57,10 +57,11 @@ pub fn map_owned<T: Send, R: Send>(
 ) -> Vec<R> {
     let cells: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
     let taken = map(&cells, min_per_thread, |cell| {
-        cell.lock()
+        let item = cell
+            .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
-            .map(&f)
+            .take();
+        item.map(&f)
     });
     taken
         .into_iter()

@@ -756,9 +756,13 @@ pub const CONFIDENCE: &[(&str, &str)] = &[
 /// Most bytes of expectation files parsed before the tests exist
 /// ([`Unchecked::read`]): two files of [`crate::load::MAX_INPUT_BYTES`], as
 /// many as [`check_all`]'s pipeline keeps parsed at once, so parsed files
-/// never hold more. A tree's files are parsed ahead all together or not at
-/// all: parsed files are checked on every core at once, the others one by
-/// one as they are parsed, and a mix would leave cores idle.
+/// never hold more. Files are parsed ahead only if each is small enough
+/// to be parsed beside the cases ([`crate::load::SIDE_BY_SIDE_BYTES`]):
+/// they are parsed on a thread of their own, whose allocator arena keeps
+/// its largest parse's pages while the tests are built. A tree's files are
+/// parsed ahead all together or not at all: parsed files are checked on
+/// every core at once, the others one by one as they are parsed, and a mix
+/// would leave cores idle.
 const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 
 /// A tree's expectation files before there are tests to check them
@@ -829,9 +833,11 @@ pub fn list_all(root: &Path, scope: &crate::Scope) -> Unchecked {
 
 impl Unchecked {
     /// Whether the files are small enough to be parsed before the tests
-    /// exist ([`PARSE_AHEAD_BYTES`]).
+    /// exist, beside the cases ([`PARSE_AHEAD_BYTES`]).
     pub fn fits_ahead(&self) -> bool {
-        self.files.iter().map(|(_, size, _)| size).sum::<u64>() <= PARSE_AHEAD_BYTES
+        let sizes = || self.files.iter().map(|(_, size, _)| *size);
+        sizes().sum::<u64>() <= PARSE_AHEAD_BYTES
+            && sizes().all(|s| s <= crate::load::SIDE_BY_SIDE_BYTES)
     }
 
     /// Reads the sources registry and the stack profiles, and parses the

@@ -162,6 +162,41 @@ impl Suite {
 
     /// [`Suite::load`], of only what `scope` names.
     pub fn load_scoped(root: &Path, scope: &Scope) -> Result<Suite, InputErrors> {
+        let mut unchecked = expect::list_all(root, scope);
+        if unchecked.fits_ahead() {
+            // Small expectation files are read and parsed on a thread of
+            // their own from the start, while this one parses the cases and
+            // builds the tests: they need no test until they are checked.
+            std::thread::scope(|s| {
+                let reading = s.spawn(move || {
+                    unchecked.read();
+                    unchecked
+                });
+                Suite::load_with(root, scope, || {
+                    reading
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })
+            })
+        } else {
+            // Read after the tests are built, on this thread: the large
+            // files' parses then reuse the memory building freed. Freed on
+            // another thread, it stays in that thread's allocator arena, and
+            // with the largest inputs `check` went past 256 MiB.
+            Suite::load_with(root, scope, move || {
+                unchecked.read();
+                unchecked
+            })
+        }
+    }
+
+    /// [`Suite::load_scoped`], with the expectation files `read` once the
+    /// tests are built (or handed over, if read meanwhile).
+    fn load_with(
+        root: &Path,
+        scope: &Scope,
+        read: impl FnOnce() -> expect::Unchecked,
+    ) -> Result<Suite, InputErrors> {
         let mut errors = Vec::new();
         let mut files = load::case_files(root, &mut errors);
         if files.is_empty() && errors.is_empty() {
@@ -203,36 +238,11 @@ impl Suite {
                 return Err(InputErrors(errors));
             }
         }
-        let build = || {
-            let mut errors = Vec::new();
-            let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, scope, &mut errors)
-                .into_iter()
-                .map(Arc::new)
-                .collect();
-            (tests, errors)
-        };
-        let mut unchecked = expect::list_all(root, scope);
-        let (tests, built_errors) = if unchecked.fits_ahead() {
-            // The tests are built on the other cores while this thread
-            // reads and parses the expectation files, which need no test
-            // until they are checked.
-            std::thread::scope(|s| {
-                let building = s.spawn(build);
-                unchecked.read();
-                building
-                    .join()
-                    .unwrap_or_else(|p| std::panic::resume_unwind(p))
-            })
-        } else {
-            // Built here, first: the large files' parses that follow then
-            // reuse the memory building freed. Freed on a thread of its
-            // own, it stays in that thread's allocator arena, and with the
-            // largest inputs `check` went past 256 MiB.
-            let built = build();
-            unchecked.read();
-            built
-        };
-        errors.extend(built_errors);
+        let tests: Vec<Arc<Test>> = expand::expand_all(&loaded, scope, &mut errors)
+            .into_iter()
+            .map(Arc::new)
+            .collect();
+        let unchecked = read();
         let cases: Vec<Arc<Case>> = loaded.iter().map(|l| l.case.clone()).collect();
         // A partial load still ranks entries by how many of the whole grid's
         // tests they select.

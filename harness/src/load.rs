@@ -139,19 +139,48 @@ pub fn recipe_keys() -> &'static [&'static str] {
 /// `expected/linux.toml`, is about 160 KiB.
 pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 
-/// Parses TOML input, one file at a time in the whole process: the parser's
-/// working memory is up to ~180 times the text, so files parsed side by
-/// side would multiply the peak. The loader parses on one thread anyway,
-/// since each thread's allocator arena keeps the pages of the largest parse
-/// it did (`expect::check_all`); what follows a parse (checking entries,
+/// Parses TOML input. The parser's working memory is up to ~180 times the
+/// text, so parses run side by side only while their texts total at most
+/// [`SIDE_BY_SIDE_BYTES`]; a larger file is parsed alone, as every file of
+/// a large tree is: each thread's allocator arena keeps the pages of the
+/// largest parse it did (`expect::check_all`), so the loader parses large
+/// files on one thread, and what follows a parse (checking entries,
 /// expanding grids) runs on every core.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
-    static GATE: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    let _one = GATE
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    static PARSING: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
+    static DONE: std::sync::Condvar = std::sync::Condvar::new();
+    let lock = || {
+        PARSING
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    };
+    let n = text.len() as u64;
+    let mut parsing = lock();
+    while *parsing > 0 && *parsing + n > SIDE_BY_SIDE_BYTES {
+        parsing = DONE
+            .wait(parsing)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+    *parsing += n;
+    drop(parsing);
+    // Given back however the parse ends.
+    struct Done(u64);
+    impl Drop for Done {
+        fn drop(&mut self) {
+            *PARSING
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) -= self.0;
+            DONE.notify_all();
+        }
+    }
+    let _done = Done(n);
     toml::from_str(text)
 }
+
+/// Most bytes of TOML text parsed at once by parses side by side
+/// ([`parse_toml`]): ~46 MiB of the parser's working memory. The largest
+/// shipped file, `expected/linux.toml`, is about 160 KiB.
+pub const SIDE_BY_SIDE_BYTES: u64 = 256 << 10;
 
 /// Most combinations one case's grid may have (before `exclude`): counted
 /// before any test is built, so a huge grid is refused, not allocated.

@@ -1112,27 +1112,50 @@ impl CaseTests {
 pub(crate) struct Axes {
     /// How many tests.
     n: usize,
-    /// Grid parameter → its labels, and each test's label (an index into
-    /// them; `u32::MAX` for a test without the parameter).
-    by_name: HashMap<String, (Vec<String>, Vec<u32>)>,
+    /// Grid parameter → its labels and tests.
+    by_name: HashMap<String, Axis>,
+}
+
+/// One grid parameter's labels among some tests.
+struct Axis {
+    labels: Vec<String>,
+    /// Each test's label (an index into `labels`; `u32::MAX` for a test
+    /// without the parameter).
+    of: Vec<u32>,
+    /// Each label's tests as a set, when the labels are few (at most
+    /// [`SET_CLASSES`]): a `where` is then matched a word at a time.
+    sets: Option<Vec<Bits>>,
 }
 
 impl Axes {
     /// Indexes `tests` (of one case), in their order.
     pub(crate) fn new<'t>(tests: impl ExactSizeIterator<Item = &'t Test>) -> Axes {
         let n = tests.len();
-        let mut by_name: HashMap<String, (Vec<String>, Vec<u32>)> = HashMap::new();
+        let mut by_name: HashMap<String, Axis> = HashMap::new();
         for (i, t) in tests.enumerate() {
             for (k, v) in &t.params {
-                let (labels, of) = by_name
-                    .entry(k.clone())
-                    .or_insert_with(|| (Vec::new(), vec![u32::MAX; n]));
-                let at = labels.iter().position(|l| l == v).unwrap_or_else(|| {
-                    labels.push(v.clone());
-                    labels.len() - 1
+                let axis = by_name.entry(k.clone()).or_insert_with(|| Axis {
+                    labels: Vec::new(),
+                    of: vec![u32::MAX; n],
+                    sets: None,
                 });
-                of[i] = at as u32;
+                let at = axis.labels.iter().position(|l| l == v).unwrap_or_else(|| {
+                    axis.labels.push(v.clone());
+                    axis.labels.len() - 1
+                });
+                axis.of[i] = at as u32;
             }
+        }
+        for axis in by_name.values_mut() {
+            axis.sets = (axis.labels.len() <= SET_CLASSES).then(|| {
+                let mut sets = vec![Bits::new(n); axis.labels.len()];
+                for (i, l) in axis.of.iter().enumerate() {
+                    if let Some(b) = sets.get_mut(*l as usize) {
+                        b.set(i);
+                    }
+                }
+                sets
+            });
         }
         Axes { n, by_name }
     }
@@ -1142,13 +1165,25 @@ impl Axes {
     pub(crate) fn select(&self, select: &[(String, Vec<String>)]) -> Bits {
         let mut picked = Bits::full(self.n);
         for (k, wanted) in select {
-            let Some((labels, of)) = self.by_name.get(k) else {
+            let Some(axis) = self.by_name.get(k) else {
                 return Bits::new(self.n);
             };
-            let want: Vec<bool> = labels.iter().map(|l| wanted.contains(l)).collect();
-            for (i, v) in of.iter().enumerate() {
-                if !want.get(*v as usize).copied().unwrap_or(false) {
-                    picked.clear(i);
+            let want = axis.labels.iter().map(|l| wanted.contains(l));
+            match &axis.sets {
+                Some(sets) => {
+                    let mut any = Bits::new(self.n);
+                    for (set, _) in sets.iter().zip(want).filter(|(_, w)| *w) {
+                        any.or(set);
+                    }
+                    picked.and(&any);
+                }
+                None => {
+                    let want: Vec<bool> = want.collect();
+                    for (i, v) in axis.of.iter().enumerate() {
+                        if !want.get(*v as usize).copied().unwrap_or(false) {
+                            picked.clear(i);
+                        }
+                    }
                 }
             }
         }
@@ -1200,6 +1235,9 @@ impl Bits {
     }
     fn and(&mut self, other: &Bits) {
         self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a &= b);
+    }
+    fn or(&mut self, other: &Bits) {
+        self.0.iter_mut().zip(&other.0).for_each(|(a, b)| *a |= b);
     }
     fn count(&self) -> usize {
         self.0.iter().map(|w| w.count_ones() as usize).sum()
@@ -1783,8 +1821,55 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
 
 #[cfg(test)]
 mod tests {
-    use super::Axes;
+    use super::{Axes, SET_CLASSES};
     use crate::model::Test;
+
+    /// A `where` picks the tests that have one of its labels for every
+    /// parameter it names, whether the parameter's labels are few (matched
+    /// as sets) or many (matched test by test).
+    #[test]
+    fn a_where_picks_the_tests_it_names_with_few_labels_or_many() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("t")).unwrap();
+        let many: Vec<String> = (0..=SET_CLASSES).map(|i| format!("\"m{i}\"")).collect();
+        let case = format!(
+            "title = \"grid\"\nsource = \"x\"\nsteps = [{{ do = \"sleep\", ms = 1, check = \"s\" }}]\n[grid]\nmany = [{}]\nfew = [\"a\", \"b\", \"c\"]\n",
+            many.join(", ")
+        );
+        std::fs::write(dir.path().join("t/g.toml"), case).unwrap();
+        let suite = crate::Suite::load(dir.path()).unwrap();
+        let tests: Vec<&Test> = suite.tests.iter().map(|t| &**t).collect();
+        let axes = Axes::new(tests.iter().copied());
+        assert!(axes.by_name["few"].sets.is_some() && axes.by_name["many"].sets.is_none());
+        let last = format!("m{SET_CLASSES}");
+        let wheres: Vec<Vec<(&str, Vec<&str>)>> = vec![
+            vec![],
+            vec![("few", vec!["b"])],
+            vec![("few", vec!["a", "c", "zz"])],
+            vec![("many", vec!["m0", &last])],
+            vec![("many", vec!["m3"]), ("few", vec!["c"])],
+            vec![("few", vec!["a"]), ("many", vec!["zz"])],
+            vec![("none", vec!["a"])],
+        ];
+        for w in wheres {
+            let select: Vec<(String, Vec<String>)> = w
+                .iter()
+                .map(|(k, ls)| (k.to_string(), ls.iter().map(|l| l.to_string()).collect()))
+                .collect();
+            let picked = axes.select(&select);
+            let mut count = 0;
+            for (i, t) in tests.iter().enumerate() {
+                let wanted = w.iter().all(|(k, ls)| {
+                    t.params
+                        .iter()
+                        .any(|(p, l)| p == k && ls.contains(&l.as_str()))
+                });
+                assert_eq!(picked.has(i), wanted, "{w:?} and {}", t.name);
+                count += usize::from(wanted);
+            }
+            assert_eq!(picked.count(), count, "{w:?}");
+        }
+    }
 
     /// `case_entries` (the claims table's way: each `where` matched once,
     /// as a set) gives every test of the shipped cases, for every label and

@@ -146,13 +146,23 @@ impl OnOs<'_> {
     }
 }
 
-/// The claims' tests on every OS, worked out on every core.
+/// One case's tests on one OS, summed: what the claims table needs of them.
+#[derive(Default)]
+struct CaseOnOs {
+    /// Where their checked steps' expectations come from.
+    tally: Tally,
+    /// Per claim of the case (in its `claims` order), their verdicts.
+    verdicts: Vec<Verdicts>,
+}
+
+/// The claims' tests on every OS, worked out on every core and summed case
+/// by case: a claim's tests are its cases' tests, and a case's tests are
+/// then summed once, not once for each claim the case checks.
 struct Worked<'t> {
-    /// The tests' indices, sorted.
-    tests: Vec<usize>,
-    /// Per test (as in `tests`), per OS (as in `OsFamily::ALL`); `None`
-    /// where the test cannot run.
-    on: Vec<Vec<Option<OnOs<'t>>>>,
+    /// Case id → its index in `on`.
+    cases: std::collections::HashMap<&'t str, usize>,
+    /// Per case, per OS (as in `OsFamily::ALL`).
+    on: Vec<Vec<CaseOnOs>>,
 }
 
 impl<'t> Worked<'t> {
@@ -185,30 +195,61 @@ impl<'t> Worked<'t> {
             let os = OsFamily::ALL[o];
             let ts: Vec<&'t Test> = cases[c].iter().map(|&i| &*tests[i]).collect();
             let runs = observed.get(&os);
-            indexed[c].on_os(expectations.for_os(os), &ts, os, |t| {
+            let each = indexed[c].on_os(expectations.for_os(os), &ts, os, |t| {
                 runs.and_then(|m| m.get(t.name.as_str()).copied())
-            })
-        });
-        let mut on: Vec<Vec<Option<OnOs<'t>>>> = which
-            .iter()
-            .map(|_| (0..OsFamily::ALL.len()).map(|_| None).collect())
-            .collect();
-        for (&(c, o), per_test) in items.iter().zip(done) {
-            for (&i, w) in cases[c].iter().zip(per_test) {
-                let at = which.binary_search(&i).expect("which is sorted");
-                on[at][o] = w;
+            });
+            let claims = ts.first().map_or(0, |t| t.case.claims.len());
+            let mut sum = CaseOnOs {
+                tally: Tally::default(),
+                verdicts: vec![Verdicts::default(); claims],
+            };
+            for on in each.iter().flatten() {
+                sum.tally.add(on.tally);
+                for (k, v) in sum.verdicts.iter_mut().enumerate() {
+                    if let Some(g) = on.verdict(k) {
+                        v.add(g);
+                    }
+                }
             }
+            sum
+        });
+        let mut on: Vec<Vec<CaseOnOs>> = cases
+            .iter()
+            .map(|_| {
+                (0..OsFamily::ALL.len())
+                    .map(|_| CaseOnOs::default())
+                    .collect()
+            })
+            .collect();
+        for (&(c, o), sum) in items.iter().zip(done) {
+            on[c][o] = sum;
         }
-        Worked { tests: which, on }
+        Worked { cases: group, on }
     }
 
-    /// Test `i` on the OS at `os` in `OsFamily::ALL`.
-    fn get(&self, i: usize, os: usize) -> Option<&OnOs<'t>> {
-        let at = self
-            .tests
-            .binary_search(&i)
-            .expect("every claim's test was worked out");
-        self.on[at][os].as_ref()
+    /// The tests of `cases` (each counted once) on the OS at `os` in
+    /// `OsFamily::ALL`, summed: where their expectations come from, and
+    /// their verdicts for `claim`.
+    fn sum(&self, cases: &[&Arc<Case>], claim: &str, os: usize) -> (Tally, Verdicts) {
+        let mut tally = Tally::default();
+        let mut verdicts = Verdicts::default();
+        let mut seen: Vec<&str> = Vec::new();
+        for c in cases {
+            if seen.contains(&c.id.as_str()) {
+                continue;
+            }
+            seen.push(&c.id);
+            let Some(&at) = self.cases.get(c.id.as_str()) else {
+                continue;
+            };
+            let on = &self.on[at][os];
+            tally.add(on.tally);
+            let k = c.claims.iter().position(|id| id == claim);
+            if let Some(v) = k.and_then(|k| on.verdicts.get(k)) {
+                verdicts.absorb(*v);
+            }
+        }
+        (tally, verdicts)
     }
 }
 
@@ -399,6 +440,13 @@ impl Verdicts {
             }
             Verdict::Unknown => self.unknown += 1,
         }
+    }
+
+    /// Counts another set of tests' verdicts.
+    fn absorb(&mut self, o: Verdicts) {
+        self.holds += o.holds;
+        self.contradicted += o.contradicted;
+        self.unknown += o.unknown;
     }
 
     /// How many tests the claim predicts anything for.
@@ -667,18 +715,9 @@ pub fn table_with(
     let worked = Worked::new(tests, in_claims, expectations, observed);
     for claim in claims {
         let cs = by_claim.get(claim.id.as_str()).cloned().unwrap_or_default();
-        // The claim's tests, in suite order, each with the claim's index
-        // in its case's `claims` (where its verdicts are).
-        let mut at: Vec<(usize, usize)> = cs
+        let no_test = cs
             .iter()
-            .flat_map(|c| {
-                let k = c.claims.iter().position(|id| *id == claim.id);
-                let ts = by_case.get(c.id.as_str()).into_iter().flatten();
-                ts.map(move |&i| (i, k.expect("the case lists the claim")))
-            })
-            .collect();
-        at.sort_unstable();
-        at.dedup();
+            .all(|c| by_case.get(c.id.as_str()).is_none_or(Vec::is_empty));
         let case_list = if cs.is_empty() {
             "**no test yet**".to_string()
         } else {
@@ -697,20 +736,10 @@ pub fn table_with(
             claim.says.replace('|', "\\|").replace('\n', " ")
         );
         for o in 0..OsFamily::ALL.len() {
-            let cell = if at.is_empty() {
+            let cell = if no_test {
                 "—".to_string()
             } else {
-                let mut sum = Tally::default();
-                let mut v = Verdicts::default();
-                for &(i, k) in &at {
-                    let Some(on) = worked.get(i, o) else {
-                        continue;
-                    };
-                    sum.add(on.tally);
-                    if let Some(g) = on.verdict(k) {
-                        v.add(g);
-                    }
-                }
+                let (sum, v) = worked.sum(&cs, &claim.id, o);
                 let from = sum.cell();
                 if from == "n/a" {
                     from
@@ -853,23 +882,18 @@ mod tests {
         let worked = Worked::new(&suite.tests, which, &suite.expectations, &none);
         let mut known = 0;
         for claim in &suite.claims {
-            let mine: Vec<(usize, usize)> = suite
+            let cases: Vec<&Arc<Case>> = suite
+                .cases
+                .iter()
+                .filter(|c| c.claims.contains(&claim.id))
+                .collect();
+            let tests: Vec<&Arc<Test>> = suite
                 .tests
                 .iter()
-                .enumerate()
-                .filter_map(|(i, t)| {
-                    let k = t.case.claims.iter().position(|c| *c == claim.id)?;
-                    Some((i, k))
-                })
+                .filter(|t| t.case.claims.contains(&claim.id))
                 .collect();
-            let tests: Vec<&Arc<Test>> = mine.iter().map(|&(i, _)| &suite.tests[i]).collect();
             for (o, os) in OsFamily::ALL.iter().enumerate() {
-                let mut got = Verdicts::default();
-                for &(i, k) in &mine {
-                    if let Some(v) = worked.get(i, o).and_then(|on| on.verdict(k)) {
-                        got.add(v);
-                    }
-                }
+                let (_, got) = worked.sum(&cases, &claim.id, o);
                 let want = verdicts(&suite.expectations, &none, &tests, *os, Some(&claim.id));
                 assert_eq!(got, want, "claim {} on {os}", claim.id);
                 known += want.holds + want.contradicted;

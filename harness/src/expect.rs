@@ -841,8 +841,8 @@ impl Unchecked {
     }
 
     /// Reads the sources registry and the stack profiles, and parses the
-    /// files if they [fit](Self::fits_ahead). Parsed on this thread, one
-    /// after another, as every input is (see [`crate::load::parse_toml`]).
+    /// files if they [fit](Self::fits_ahead), on this thread, one after
+    /// another ([`crate::load::parse_toml`] says what parses beside them).
     pub fn read(&mut self) {
         self.sources = crate::sources::load(&self.root, &mut self.errors);
         // The stack profiles next to the cases: checked with them.

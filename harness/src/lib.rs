@@ -214,7 +214,8 @@ impl Suite {
             .map(|c| c.iter().map(|c| c.id.clone()).collect());
         // Parsed on this thread, one after another: parses on several
         // threads would each leave their largest parse's pages in that
-        // thread's allocator arena (see `expect::check_all`).
+        // thread's allocator arena (see `expect::check_all`). Only small
+        // expectation files, parsed ahead, are parsed beside them.
         let loaded: Vec<_> = files
             .iter()
             .filter_map(|f| load::load_case(root, f, known.as_ref(), &mut errors))

@@ -92,7 +92,7 @@ pub fn load(root: &Path, errors: &mut Vec<InputError>) -> Option<Vec<Claim>> {
 }
 
 /// Where one OS's answer for a set of tests comes from.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq)]
 struct Tally {
     observed: usize,
     documented: usize,
@@ -873,14 +873,15 @@ mod tests {
 
     /// The table's verdicts, worked out case by case with each `where`
     /// matched once, are what [`verdicts`] finds test by test, for every
-    /// claim of the shipped cases on every OS.
+    /// claim of the shipped cases on every OS; and its case sums of where
+    /// the outcomes come from are the sums of each test's.
     #[test]
     fn the_tables_verdicts_agree_with_judging_each_test() {
         let suite = crate::Suite::load(&crate::Suite::default_root()).unwrap();
         let which: Vec<usize> = (0..suite.tests.len()).collect();
         let none = Observations::new();
         let worked = Worked::new(&suite.tests, which, &suite.expectations, &none);
-        let mut known = 0;
+        let (mut known, mut tallied) = (0, 0);
         for claim in &suite.claims {
             let cases: Vec<&Arc<Case>> = suite
                 .cases
@@ -893,12 +894,30 @@ mod tests {
                 .filter(|t| t.case.claims.contains(&claim.id))
                 .collect();
             for (o, os) in OsFamily::ALL.iter().enumerate() {
-                let (_, got) = worked.sum(&cases, &claim.id, o);
+                let (tally, got) = worked.sum(&cases, &claim.id, o);
                 let want = verdicts(&suite.expectations, &none, &tests, *os, Some(&claim.id));
                 assert_eq!(got, want, "claim {} on {os}", claim.id);
                 known += want.holds + want.contradicted;
+                // Where the outcomes come from, summed test by test.
+                let mut each = Tally::default();
+                for case in &cases {
+                    let ts: Vec<&Test> = suite
+                        .tests
+                        .iter()
+                        .filter(|t| t.case.id == case.id)
+                        .map(|t| &**t)
+                        .collect();
+                    let index = CaseIndex::new(ts.iter().copied());
+                    let file = suite.expectations.for_os(*os);
+                    for on in index.on_os(file, &ts, *os, |_| None).iter().flatten() {
+                        each.add(on.tally);
+                    }
+                }
+                assert_eq!(tally, each, "claim {} on {os}", claim.id);
+                tallied += each.observed + each.documented + each.unknown + each.missing;
             }
         }
         assert!(known > 100, "only {known} known verdicts compared");
+        assert!(tallied > 1000, "only {tallied} checked steps tallied");
     }
 }

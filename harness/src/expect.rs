@@ -766,10 +766,12 @@ pub const CONFIDENCE: &[(&str, &str)] = &[
 const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 
 /// A tree's expectation files before there are tests to check them
-/// against: listed ([`list_all`]), then read ([`Unchecked::read`]): the
-/// sources registry and the stack profiles, and each file parsed if all of
-/// them fit [`PARSE_AHEAD_BYTES`], else still a path. Reading needs no
-/// test, so it can run while the tests are built.
+/// against: listed ([`list_all`]), maybe parsed ahead
+/// ([`Unchecked::parse_ahead`]: all of them, if each is at most
+/// [`crate::load::SIDE_BY_SIDE_BYTES`] and they total at most
+/// [`PARSE_AHEAD_BYTES`]; else each is still a path), then read
+/// ([`Unchecked::read`]: the sources registry and the stack profiles).
+/// Parsing needs no test, so it can run while the tests are built.
 pub struct Unchecked {
     root: PathBuf,
     sources: Option<Registry>,
@@ -840,20 +842,37 @@ impl Unchecked {
             && sizes().all(|s| s <= crate::load::SIDE_BY_SIDE_BYTES)
     }
 
-    /// Reads the sources registry and the stack profiles, and parses the
-    /// files if they [fit](Self::fits_ahead), on this thread, one after
-    /// another ([`crate::load::parse_toml`] says what parses beside them).
+    /// Reads the sources registry and the stack profiles, on the thread
+    /// that parses the case files: each thread's allocator arena keeps the
+    /// pages of its largest parse, and either file may be large.
     pub fn read(&mut self) {
         self.sources = crate::sources::load(&self.root, &mut self.errors);
         // The stack profiles next to the cases: checked with them.
         if let Err(e) = crate::sys::settings::load_profiles(&self.root) {
             self.errors.extend(e);
         }
-        if self.fits_ahead() {
-            for (path, _, parse) in &mut self.files {
-                let mut errors = Vec::new();
-                *parse = Some((parse_file(path, &mut errors), errors));
-            }
+    }
+
+    /// Parses the files one after another, if they [fit](Self::fits_ahead)
+    /// and still do once read; else leaves every one to [`check_all`].
+    pub fn parse_ahead(&mut self) {
+        if !self.fits_ahead() {
+            return;
+        }
+        for i in 0..self.files.len() {
+            let path = &self.files[i].0;
+            let mut errors = Vec::new();
+            let parsed = match read_file(path, &mut errors) {
+                // Grown since it was listed: parsed after the tests are
+                // built, with the others (all or none, as `fits_ahead`).
+                Some((_, text)) if text.len() as u64 > crate::load::SIDE_BY_SIDE_BYTES => {
+                    self.files.iter_mut().for_each(|f| f.2 = None);
+                    return;
+                }
+                Some((os, text)) => parse_text(path, os, &text, &mut errors),
+                None => None,
+            };
+            self.files[i].2 = Some((parsed, errors));
         }
     }
 }
@@ -1274,6 +1293,12 @@ struct Parsed {
 
 /// Reads and parses the expectation file at `path` (named for its OS).
 fn parse_file(path: &Path, errors: &mut Vec<InputError>) -> Option<Parsed> {
+    let (os, text) = read_file(path, errors)?;
+    parse_text(path, os, &text, errors)
+}
+
+/// An expectation file's OS family (from its name) and text.
+fn read_file(path: &Path, errors: &mut Vec<InputError>) -> Option<(OsFamily, String)> {
     let stem = path
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())
@@ -1287,15 +1312,24 @@ fn parse_file(path: &Path, errors: &mut Vec<InputError>) -> Option<Parsed> {
         );
         return None;
     };
-    let text = match crate::load::read_input(path) {
-        Ok(t) => t,
+    match crate::load::read_input(path) {
+        Ok(t) => Some((os, t)),
         Err(e) => {
             errors.push(e);
-            return None;
+            None
         }
-    };
-    let index = LineIndex::new(Arc::new(path.to_path_buf()), &text);
-    match crate::load::parse_toml(&text) {
+    }
+}
+
+/// Parses the text of the expectation file at `path`, for `os`.
+fn parse_text(
+    path: &Path,
+    os: OsFamily,
+    text: &str,
+    errors: &mut Vec<InputError>,
+) -> Option<Parsed> {
+    let index = LineIndex::new(Arc::new(path.to_path_buf()), text);
+    match crate::load::parse_toml(text) {
         Ok(raw) => Some(Parsed { os, index, raw }),
         Err(e) => {
             errors.push(

@@ -162,41 +162,6 @@ impl Suite {
 
     /// [`Suite::load`], of only what `scope` names.
     pub fn load_scoped(root: &Path, scope: &Scope) -> Result<Suite, InputErrors> {
-        let mut unchecked = expect::list_all(root, scope);
-        if unchecked.fits_ahead() {
-            // Small expectation files are read and parsed on a thread of
-            // their own from the start, while this one parses the cases and
-            // builds the tests: they need no test until they are checked.
-            std::thread::scope(|s| {
-                let reading = s.spawn(move || {
-                    unchecked.read();
-                    unchecked
-                });
-                Suite::load_with(root, scope, || {
-                    reading
-                        .join()
-                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
-                })
-            })
-        } else {
-            // Read after the tests are built, on this thread: the large
-            // files' parses then reuse the memory building freed. Freed on
-            // another thread, it stays in that thread's allocator arena, and
-            // with the largest inputs `check` went past 256 MiB.
-            Suite::load_with(root, scope, move || {
-                unchecked.read();
-                unchecked
-            })
-        }
-    }
-
-    /// [`Suite::load_scoped`], with the expectation files `read` once the
-    /// tests are built (or handed over, if read meanwhile).
-    fn load_with(
-        root: &Path,
-        scope: &Scope,
-        read: impl FnOnce() -> expect::Unchecked,
-    ) -> Result<Suite, InputErrors> {
         let mut errors = Vec::new();
         let mut files = load::case_files(root, &mut errors);
         if files.is_empty() && errors.is_empty() {
@@ -208,6 +173,49 @@ impl Suite {
         if scope.is_partial() {
             files.retain(|f| load::case_id(root, f).is_ok_and(|(_, id)| scope.wants_case(&id)));
         }
+        let mut unchecked = expect::list_all(root, scope);
+        // Each thread's allocator arena keeps the pages of the largest
+        // parse it did (up to ~180 times the text): two threads parse only
+        // when every file either parses is small (a missing claims.toml is).
+        let small =
+            |f: &Path| std::fs::metadata(f).map_or(true, |m| m.len() <= load::SIDE_BY_SIDE_BYTES);
+        let claims_file = root.join(claims::FILE);
+        let beside = files.iter().chain([&claims_file]).all(|f| small(f));
+        if unchecked.fits_ahead() && beside {
+            // The expectation files are parsed on a thread of their own
+            // from the start, while this one parses the cases and builds
+            // the tests: they need no test until they are checked.
+            std::thread::scope(|s| {
+                let parsing = s.spawn(move || {
+                    unchecked.parse_ahead();
+                    unchecked
+                });
+                Suite::load_with(root, scope, files, errors, || {
+                    parsing
+                        .join()
+                        .unwrap_or_else(|p| std::panic::resume_unwind(p))
+                })
+            })
+        } else {
+            // Parsed after the tests are built, on this thread (by
+            // `expect::check_all`): the large files' parses then reuse the
+            // memory building freed. Freed on another thread, it stays in
+            // that thread's allocator arena, and with the largest inputs
+            // `check` went past 256 MiB.
+            Suite::load_with(root, scope, files, errors, move || unchecked)
+        }
+    }
+
+    /// [`Suite::load_scoped`] of the case `files`, with the expectation
+    /// files taken from `expected` once the tests are built (parsed
+    /// meanwhile, or to be parsed).
+    fn load_with(
+        root: &Path,
+        scope: &Scope,
+        files: Vec<PathBuf>,
+        mut errors: Vec<InputError>,
+        expected: impl FnOnce() -> expect::Unchecked,
+    ) -> Result<Suite, InputErrors> {
         let claims = claims::load(root, &mut errors);
         let known: Option<std::collections::HashSet<String>> = claims
             .as_ref()
@@ -215,7 +223,7 @@ impl Suite {
         // Parsed on this thread, one after another: parses on several
         // threads would each leave their largest parse's pages in that
         // thread's allocator arena (see `expect::check_all`). Only small
-        // expectation files, parsed ahead, are parsed beside them.
+        // expectation files, parsed ahead, are parsed beside small ones.
         let loaded: Vec<_> = files
             .iter()
             .filter_map(|f| load::load_case(root, f, known.as_ref(), &mut errors))
@@ -243,7 +251,8 @@ impl Suite {
             .into_iter()
             .map(Arc::new)
             .collect();
-        let unchecked = read();
+        let mut unchecked = expected();
+        unchecked.read();
         let cases: Vec<Arc<Case>> = loaded.iter().map(|l| l.case.clone()).collect();
         // A partial load still ranks entries by how many of the whole grid's
         // tests they select.

@@ -141,11 +141,13 @@ pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 
 /// Parses TOML input. The parser's working memory is up to ~180 times the
 /// text, so parses run side by side only while their texts total at most
-/// [`SIDE_BY_SIDE_BYTES`]; a larger file is parsed alone, as every file of
-/// a large tree is: each thread's allocator arena keeps the pages of the
-/// largest parse it did (`expect::check_all`), so the loader parses large
-/// files on one thread, and what follows a parse (checking entries,
-/// expanding grids) runs on every core.
+/// [`SIDE_BY_SIDE_BYTES`]; a larger file is parsed alone. That bounds the
+/// memory parses use at once, not what they leave behind: each thread's
+/// allocator arena keeps the pages of the largest parse it did, so the
+/// loader parses on one thread but for small expectation files, parsed
+/// ahead on a thread of their own when every file parsed beside them is
+/// small too (`Suite::load_scoped`); what follows a parse (checking
+/// entries, expanding grids) runs on every core.
 pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
     static PARSING: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
     static DONE: std::sync::Condvar = std::sync::Condvar::new();

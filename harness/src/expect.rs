@@ -754,15 +754,17 @@ pub const CONFIDENCE: &[(&str, &str)] = &[
 ];
 
 /// Most bytes of expectation files parsed before the tests exist
-/// ([`Unchecked::read`]): two files of [`crate::load::MAX_INPUT_BYTES`], as
-/// many as [`check_all`]'s pipeline keeps parsed at once, so parsed files
-/// never hold more. Files are parsed ahead only if each is small enough
-/// to be parsed beside the cases ([`crate::load::SIDE_BY_SIDE_BYTES`]):
-/// they are parsed on a thread of their own, whose allocator arena keeps
-/// its largest parse's pages while the tests are built. A tree's files are
-/// parsed ahead all together or not at all: parsed files are checked on
-/// every core at once, the others one by one as they are parsed, and a mix
-/// would leave cores idle.
+/// ([`Unchecked::parse_ahead`]): two files of
+/// [`crate::load::MAX_INPUT_BYTES`], as many as [`check_all`]'s pipeline
+/// keeps parsed at once, so parsed files never hold more. (With one file
+/// per OS family, each at most [`crate::load::SIDE_BY_SIDE_BYTES`], files
+/// parsed ahead come to less today.) Files are parsed ahead only if each
+/// is small enough to be parsed beside the cases: they are parsed on a
+/// thread of their own, whose allocator arena keeps its largest parse's
+/// pages while the tests are built. A tree's files are parsed ahead all
+/// together or not at all: parsed files are checked on every core at
+/// once, the others one by one as they are parsed, and a mix would leave
+/// cores idle.
 const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 
 /// A tree's expectation files before there are tests to check them

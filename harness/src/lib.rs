@@ -36,6 +36,7 @@ pub mod version;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use error::{InputError, InputErrors};
 use expect::Expectations;
@@ -132,6 +133,19 @@ pub struct Suite {
     pub trees: Vec<trees::Tree>,
 }
 
+/// Whether a load may parse small expectation files ahead, on a thread of
+/// their own: not in a process that loads several trees ([`trees::load`]
+/// and kin turn it off first). That thread's allocator arena stays in the
+/// process, and a large tree loaded after a small one then peaked up to
+/// 70 MiB higher, past `check`'s 256 MiB.
+static PARSE_AHEAD: AtomicBool = AtomicBool::new(true);
+
+/// Makes every later load of this process parse on one thread
+/// ([`PARSE_AHEAD`]).
+pub(crate) fn parse_on_one_thread() {
+    PARSE_AHEAD.store(false, Ordering::Relaxed);
+}
+
 impl Suite {
     /// The built-in case tree's directory: the first of `$SOCKSPEC_CASES`,
     /// else `./cases` when it is sockspec's own tree, else the catalogue
@@ -177,11 +191,14 @@ impl Suite {
         // Each thread's allocator arena keeps the pages of the largest
         // parse it did (up to ~180 times the text): two threads parse only
         // when every file either parses is small (a missing claims.toml is).
+        // Sizes are as listed: a case file that grows before it is read
+        // is still parsed alone (`load::parse_toml`), only not on the
+        // only thread that parses.
         let small =
             |f: &Path| std::fs::metadata(f).map_or(true, |m| m.len() <= load::SIDE_BY_SIDE_BYTES);
         let claims_file = root.join(claims::FILE);
         let beside = files.iter().chain([&claims_file]).all(|f| small(f));
-        if unchecked.fits_ahead() && beside {
+        if unchecked.fits_ahead() && beside && PARSE_AHEAD.load(Ordering::Relaxed) {
             // The expectation files are parsed on a thread of their own
             // from the start, while this one parses the cases and builds
             // the tests: they need no test until they are checked.

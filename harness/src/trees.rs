@@ -139,9 +139,19 @@ pub fn load(trees: &[Tree]) -> Result<Suite, InputErrors> {
     merge(trees, load_each(trees)?)
 }
 
+/// A process that loads several trees parses on one thread from here on
+/// (see `PARSE_AHEAD` in lib.rs): a load that parsed ahead leaves a thread's
+/// allocator arena behind, and a large tree loaded after it peaked higher.
+fn several(trees: &[Tree]) {
+    if trees.len() > 1 {
+        crate::parse_on_one_thread();
+    }
+}
+
 /// [`load`], of only what `scope` names: each tree gets the test names it
 /// owns, without its prefix.
 pub fn load_scoped(trees: &[Tree], scope: &crate::Scope) -> Result<Suite, InputErrors> {
+    several(trees);
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
     for t in trees {
@@ -166,6 +176,7 @@ pub fn load_scoped(trees: &[Tree], scope: &crate::Scope) -> Result<Suite, InputE
 
 /// Loads every tree alone, reporting the problems of all of them.
 pub fn load_each(trees: &[Tree]) -> Result<Vec<Suite>, InputErrors> {
+    several(trees);
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
     for t in trees {
@@ -302,5 +313,21 @@ mod hint_tests {
             Some(PathBuf::from("/x"))
         );
         assert_eq!(shell_word("it's"), "'it'\\''s'");
+    }
+
+    /// A load of several trees leaves later loads on one parsing thread:
+    /// see `PARSE_AHEAD` (a large tree after a small one went past
+    /// `check`'s 256 MiB in some runs, which a memory test alone catches
+    /// only sometimes).
+    #[test]
+    fn a_process_that_loads_several_trees_parses_on_one_thread() {
+        let tree = |name: Option<&str>| Tree {
+            root: Suite::default_root(),
+            name: name.map(str::to_string),
+            embedded: false,
+        };
+        load_each(&[tree(None)]).unwrap();
+        load_each(&[tree(None), tree(Some("again"))]).unwrap();
+        assert!(!crate::PARSE_AHEAD.load(std::sync::atomic::Ordering::Relaxed));
     }
 }

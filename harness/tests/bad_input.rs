@@ -475,11 +475,15 @@ fn the_cli_exits_2_with_the_location_and_never_panics() {
 
 /// `sockspec check` on a tree: exit code and stderr, under a time bound.
 fn check_cli(dir: &Path) -> (Option<i32>, String) {
+    // This tree alone, not beside the built-in one.
+    check_args(&["--only-cases".as_ref(), "--cases".as_ref(), dir.as_os_str()])
+}
+
+/// `sockspec check ARGS`: exit code and stderr, under a time bound.
+fn check_args(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_sockspec"))
         .arg("check")
-        .arg("--only-cases") // this tree alone, not beside the built-in one
-        .arg("--cases")
-        .arg(dir)
+        .args(args)
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -495,7 +499,7 @@ fn check_cli(dir: &Path) -> (Option<i32>, String) {
         // debug build on a loaded machine.
         if started.elapsed() > std::time::Duration::from_secs(120) {
             let _ = child.kill();
-            panic!("`sockspec check` hung on {}", dir.display());
+            panic!("`sockspec check` hung on {args:?}");
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -717,6 +721,31 @@ fn check_stays_under_256_mib_on_many_files_of_the_largest_size() {
     refused_in_256_mib(dir.path(), &["wine.toml", "unknown field `x`"]);
 }
 
+/// Eight case files of the largest size.
+#[cfg(target_os = "linux")]
+fn largest_cases() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    let case = largest_input("title = \"t\"\nsteps = [{ do = \"sleep\", ms = 1 }]\nsource = ");
+    for n in 0..8 {
+        std::fs::write(dir.path().join(format!("t/c{n}.toml")), &case).unwrap();
+    }
+    dir
+}
+
+/// Expectation files for every OS family, each as large as may be parsed
+/// beside another file.
+#[cfg(target_os = "linux")]
+fn side_by_side_expectations(root: &Path) {
+    std::fs::create_dir_all(root.join("expected")).unwrap();
+    for os in sockspec::model::OsFamily::ALL {
+        let head = format!("os = \"{os}\"\nx = ");
+        let room = sockspec::load::SIDE_BY_SIDE_BYTES as usize - head.len() - 16;
+        let text = format!("{head}[{}]\n", "[0],".repeat(room / 4));
+        std::fs::write(root.join(format!("expected/{os}.toml")), text).unwrap();
+    }
+}
+
 /// Small expectation files are parsed on a thread of their own while the
 /// case files are parsed, and that thread's arena keeps its largest
 /// parse's pages: the sources registry, the stack profiles and large case
@@ -725,31 +754,50 @@ fn check_stays_under_256_mib_on_many_files_of_the_largest_size() {
 #[cfg(target_os = "linux")]
 #[test]
 fn check_stays_under_256_mib_when_small_files_are_parsed_beside_large_ones() {
-    let cases = || {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("t")).unwrap();
-        let case = largest_input("title = \"t\"\nsteps = [{ do = \"sleep\", ms = 1 }]\nsource = ");
-        for n in 0..8 {
-            std::fs::write(dir.path().join(format!("t/c{n}.toml")), &case).unwrap();
-        }
-        dir
-    };
     // The largest registry and profiles, and no expectation file.
-    let dir = cases();
+    let dir = largest_cases();
     for file in [sockspec::load::SOURCES_FILE, "profiles.toml"] {
         std::fs::write(dir.path().join(file), largest_input("x = ")).unwrap();
     }
     refused_in_256_mib(dir.path(), &["c7.toml", "`source` must be"]);
-    // Expectation files each as large as may be parsed beside another file.
-    let dir = cases();
-    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
-    for os in sockspec::model::OsFamily::ALL {
-        let head = format!("os = \"{os}\"\nx = ");
-        let room = sockspec::load::SIDE_BY_SIDE_BYTES as usize - head.len() - 16;
-        let text = format!("{head}[{}]\n", "[0],".repeat(room / 4));
-        std::fs::write(dir.path().join(format!("expected/{os}.toml")), text).unwrap();
-    }
+    let dir = largest_cases();
+    side_by_side_expectations(dir.path());
     refused_in_256_mib(dir.path(), &["c7.toml", "`source` must be"]);
+}
+
+/// Beside the built-in tree, which is small enough to be parsed on two
+/// threads: a process that loads several trees parses them on one, since a
+/// thread that parsed ahead leaves its allocator arena behind, and the
+/// large trees loaded after the built-in one peaked up to 268 MiB.
+#[cfg(target_os = "linux")]
+#[test]
+fn check_stays_under_256_mib_beside_the_built_in_tree() {
+    let large = largest_cases();
+    // Files each small enough to be parsed side by side, but for the
+    // largest registry and profiles.
+    let small = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(small.path().join("t")).unwrap();
+    let head = "title = \"t\"\nsteps = [{ do = \"sleep\", ms = 1 }]\nsource = ";
+    let room = sockspec::load::SIDE_BY_SIDE_BYTES as usize - head.len() - 16;
+    let case = format!("{head}[{}]\n", "[0],".repeat(room / 4));
+    for n in 0..8 {
+        std::fs::write(small.path().join(format!("t/c{n}.toml")), &case).unwrap();
+    }
+    side_by_side_expectations(small.path());
+    for file in [sockspec::load::SOURCES_FILE, "profiles.toml"] {
+        std::fs::write(small.path().join(file), largest_input("x = ")).unwrap();
+    }
+    let cases = "--cases".as_ref();
+    let (code, err) = check_args(&[
+        cases,
+        large.path().as_os_str(),
+        cases,
+        small.path().as_os_str(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(&err, &["c7.toml", "`source` must be"]);
+    let peak = children_peak_kib();
+    assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
 }
 
 #[cfg(target_os = "linux")]

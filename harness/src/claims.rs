@@ -901,12 +901,7 @@ mod tests {
                 // Where the outcomes come from, summed test by test.
                 let mut each = Tally::default();
                 for case in &cases {
-                    let ts: Vec<&Test> = suite
-                        .tests
-                        .iter()
-                        .filter(|t| t.case.id == case.id)
-                        .map(|t| &**t)
-                        .collect();
+                    let ts: Vec<&Test> = suite.tests_of(&case.id).map(|t| &**t).collect();
                     let index = CaseIndex::new(ts.iter().copied());
                     let file = suite.expectations.for_os(*os);
                     for on in index.on_os(file, &ts, *os, |_| None).iter().flatten() {

@@ -1917,12 +1917,7 @@ mod tests {
         let mut compared = 0;
         for file in suite.expectations.files.values() {
             for case in &suite.cases {
-                let tests: Vec<&Test> = suite
-                    .tests
-                    .iter()
-                    .filter(|t| t.case.id == case.id)
-                    .map(|t| &**t)
-                    .collect();
+                let tests: Vec<&Test> = suite.tests_of(&case.id).map(|t| &**t).collect();
                 let entries = file.case_entries(&case.id, &Axes::new(tests.iter().copied()));
                 for (k, t) in tests.iter().enumerate() {
                     let mine = entries.of_test(k);

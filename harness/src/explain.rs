@@ -481,9 +481,7 @@ pub fn grid(
     only: &[String],
 ) -> String {
     let tests: Vec<&std::sync::Arc<Test>> = suite
-        .tests
-        .iter()
-        .filter(|t| t.case.id == case.id)
+        .tests_of(&case.id)
         .filter(|t| {
             select
                 .iter()
@@ -511,7 +509,7 @@ pub fn grid(
         out,
         "  {} of {} test(s); checked: {}\n",
         tests.len(),
-        suite.tests.iter().filter(|t| t.case.id == case.id).count(),
+        suite.tests_of(&case.id).count(),
         checks.join(", ")
     );
     let mut header: Vec<String> = case.grid.iter().map(|(k, _)| k.clone()).collect();

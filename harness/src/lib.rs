@@ -296,6 +296,11 @@ impl Suite {
         })
     }
 
+    /// The tests of the case `id`, in suite order.
+    pub fn tests_of<'s>(&'s self, id: &'s str) -> impl Iterator<Item = &'s Arc<Test>> + 's {
+        self.tests.iter().filter(move |t| t.case.id == id)
+    }
+
     /// The test named exactly `name`, if the suite has one.
     pub fn test(&self, name: &str) -> Option<&Arc<Test>> {
         self.tests.iter().find(|t| t.name == name)
@@ -343,7 +348,7 @@ mod tests {
         // The first, middle and last test of every case.
         let mut names = Vec::new();
         for case in &full.cases {
-            let of: Vec<&Arc<Test>> = full.tests.iter().filter(|t| t.case.id == case.id).collect();
+            let of: Vec<&Arc<Test>> = full.tests_of(&case.id).collect();
             for i in [0, of.len() / 2, of.len().saturating_sub(1)] {
                 if let Some(t) = of.get(i) {
                     names.push(t.name.clone());

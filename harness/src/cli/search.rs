@@ -42,7 +42,7 @@ fn haystack(suite: &Suite, case: &Case) -> Haystack {
     fields.push(("claims", claims.join(" ")));
     let mut opts = BTreeSet::new();
     let mut steps = BTreeSet::new();
-    for t in suite.tests.iter().filter(|t| t.case.id == case.id) {
+    for t in suite.tests_of(&case.id) {
         for s in &t.steps {
             let line = s.to_string();
             for o in Opt::ALL {
@@ -134,7 +134,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     let rows: Vec<Vec<String>> = found
         .iter()
         .map(|(_, c, hit)| {
-            let n = suite.tests.iter().filter(|t| t.case.id == c.id).count();
+            let n = suite.tests_of(&c.id).count();
             vec![
                 c.id.clone(),
                 n.to_string(),

@@ -197,8 +197,8 @@ impl Suite {
         let small =
             |f: &Path| std::fs::metadata(f).map_or(true, |m| m.len() <= load::SIDE_BY_SIDE_BYTES);
         let claims_file = root.join(claims::FILE);
-        let beside = files.iter().chain([&claims_file]).all(|f| small(f));
-        if unchecked.fits_ahead() && beside && PARSE_AHEAD.load(Ordering::Relaxed) {
+        let beside = || files.iter().chain([&claims_file]).all(|f| small(f));
+        if PARSE_AHEAD.load(Ordering::Relaxed) && unchecked.fits_ahead() && beside() {
             // The expectation files are parsed on a thread of their own
             // from the start, while this one parses the cases and builds
             // the tests: they need no test until they are checked.

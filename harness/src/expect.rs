@@ -776,6 +776,8 @@ const PARSE_AHEAD_BYTES: u64 = 2 * crate::load::MAX_INPUT_BYTES;
 /// Parsing needs no test, so it can run while the tests are built.
 pub struct Unchecked {
     root: PathBuf,
+    /// Whether [`Unchecked::read`] has been done.
+    read: bool,
     sources: Option<Registry>,
     /// The files in name order.
     files: Vec<ListedFile>,
@@ -795,6 +797,7 @@ type ListedFile = (PathBuf, u64, Option<ParseResult>);
 pub fn list_all(root: &Path, scope: &crate::Scope) -> Unchecked {
     let mut out = Unchecked {
         root: root.to_path_buf(),
+        read: false,
         sources: None,
         files: Vec::new(),
         errors: Vec::new(),
@@ -844,10 +847,15 @@ impl Unchecked {
             && sizes().all(|s| s <= crate::load::SIDE_BY_SIDE_BYTES)
     }
 
-    /// Reads the sources registry and the stack profiles, on the thread
-    /// that parses the case files: each thread's allocator arena keeps the
-    /// pages of its largest parse, and either file may be large.
+    /// Reads the sources registry and the stack profiles, unless done
+    /// already: on the thread that parses the case files, since each
+    /// thread's allocator arena keeps the pages of its largest parse and
+    /// either file may be large, or ahead when both are small
+    /// ([`Unchecked::parse_ahead`]).
     pub fn read(&mut self) {
+        if std::mem::replace(&mut self.read, true) {
+            return;
+        }
         self.sources = crate::sources::load(&self.root, &mut self.errors);
         // The stack profiles next to the cases: checked with them.
         if let Err(e) = crate::sys::settings::load_profiles(&self.root) {
@@ -875,6 +883,16 @@ impl Unchecked {
                 None => None,
             };
             self.files[i].2 = Some((parsed, errors));
+        }
+        // The registry and the profiles too, if small: this thread ends
+        // before the tests are built, and the one building them would
+        // read the two after.
+        let small = |file: &str| {
+            std::fs::metadata(self.root.join(file))
+                .map_or(true, |m| m.len() <= crate::load::SIDE_BY_SIDE_BYTES)
+        };
+        if small(crate::load::SOURCES_FILE) && small(crate::sys::settings::PROFILES_FILE) {
+            self.read();
         }
     }
 }

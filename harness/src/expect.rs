@@ -237,28 +237,36 @@ pub(crate) struct CaseEntries<'a> {
 }
 
 impl<'a> CaseEntries<'a> {
-    /// The entries of the test at index `k`, best first.
-    pub(crate) fn of_test(&self, k: usize) -> BestFirst<'a> {
-        let picked = self.entries.iter().zip(&self.picks);
-        BestFirst(picked.filter(|(_, p)| p.has(k)).map(|(e, _)| *e).collect())
-    }
-}
-
-/// One test's entries that apply without a release or settings, best first
-/// ([`CaseEntries::of_test`]).
-pub(crate) struct BestFirst<'a>(Vec<&'a Entry>);
-
-impl<'a> BestFirst<'a> {
-    /// What [`ExpectFile::resolve`] gives `label` without a release: the
-    /// first entry that gives it.
-    pub(crate) fn resolve(&self, label: &str) -> Option<Applied<'a>> {
-        self.0.iter().find_map(|e| {
-            e.outcome(label).map(|outcome| Applied {
-                entry: e,
-                outcome,
-                window: None,
-            })
-        })
+    /// Per test of the case (as indexed), what [`ExpectFile::resolve`]
+    /// gives `label` without a release: the first entry, best first, whose
+    /// `where` picks the test and that gives the label. Found for all the
+    /// tests at once, each entry's set of tests taken a word at a time.
+    pub(crate) fn best(&self, label: &str, tests: usize) -> Vec<Option<Applied<'a>>> {
+        let mut out = vec![None; tests];
+        let mut left = Bits::full(tests);
+        for (e, picks) in self.entries.iter().zip(&self.picks) {
+            let Some(outcome) = e.outcome(label) else {
+                continue;
+            };
+            let mut more = false;
+            for (w, (l, p)) in left.0.iter_mut().zip(&picks.0).enumerate() {
+                let mut now = *l & p;
+                *l &= !p;
+                more |= *l != 0;
+                while now != 0 {
+                    out[w * 64 + now.trailing_zeros() as usize] = Some(Applied {
+                        entry: e,
+                        outcome,
+                        window: None,
+                    });
+                    now &= now - 1;
+                }
+            }
+            if !more {
+                break;
+            }
+        }
+        out
     }
 }
 
@@ -1079,11 +1087,11 @@ impl CaseTests {
     /// Indexes one case's tests (in suite order).
     pub fn new(tests: Vec<Arc<Test>>) -> CaseTests {
         let n = tests.len();
-        let mut checks: HashMap<String, Vec<Option<usize>>> = HashMap::new();
+        let mut checks: HashMap<&str, Vec<Option<usize>>> = HashMap::new();
         for (i, t) in tests.iter().enumerate() {
             for (si, s) in t.steps.iter().enumerate() {
                 if let Some(label) = &s.check {
-                    checks.entry(label.clone()).or_insert_with(|| vec![None; n])[i] = Some(si);
+                    checks.entry(label).or_insert_with(|| vec![None; n])[i] = Some(si);
                 }
             }
         }
@@ -1102,7 +1110,7 @@ impl CaseTests {
             .collect();
         let classes = checks
             .iter()
-            .map(|(label, at)| (label.clone(), Classes::of(&tests, at)))
+            .map(|(label, at)| (label.to_string(), Classes::of(&tests, at)))
             .collect();
         CaseTests {
             tests,
@@ -1937,10 +1945,9 @@ mod tests {
             for case in &suite.cases {
                 let tests: Vec<&Test> = suite.tests_of(&case.id).map(|t| &**t).collect();
                 let entries = file.case_entries(&case.id, &Axes::new(tests.iter().copied()));
-                for (k, t) in tests.iter().enumerate() {
-                    let mine = entries.of_test(k);
-                    for (label, _) in &case.checks {
-                        let got = mine.resolve(label);
+                for (label, _) in &case.checks {
+                    let best = entries.best(label, tests.len());
+                    for (t, got) in tests.iter().zip(best) {
                         let want = file.resolve(t, label, None);
                         assert_eq!(
                             got.map(|a| std::ptr::from_ref(a.entry)),

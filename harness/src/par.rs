@@ -7,6 +7,14 @@
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// How many threads can run at once here, asked once per process: each
+/// `available_parallelism` reads the process's cgroup files (five opens
+/// on Linux), and a load maps several times.
+pub fn cores() -> usize {
+    static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
 /// `items.iter().map(f).collect()`, computed on up to
 /// `available_parallelism` threads, and on no more than one per
 /// `min_per_thread` items (below that a thread costs more than it saves).
@@ -15,8 +23,7 @@ pub fn map<T: Sync, R: Send>(
     min_per_thread: usize,
     f: impl Fn(&T) -> R + Sync,
 ) -> Vec<R> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let threads = threads.min(items.len() / min_per_thread.max(1)).max(1);
+    let threads = cores().min(items.len() / min_per_thread.max(1)).max(1);
     if threads == 1 {
         return items.iter().map(f).collect();
     }
@@ -81,8 +88,7 @@ pub fn pipeline<T, P: Send, R: Send>(
     mut produce: impl FnMut(&T) -> P,
     consume: impl Fn(P) -> R + Sync,
 ) -> Vec<R> {
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    if cores < 2 || items.len() < 2 {
+    if cores() < 2 || items.len() < 2 {
         return items.iter().map(|i| consume(produce(i))).collect();
     }
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, P)>(0);

@@ -94,7 +94,7 @@ impl Default for Options {
 /// cores the whole suite took 1.39 s with 8 workers, 1.09-1.19 s with 12,
 /// 1.11-1.23 s with 16 and 24: ci/bench.sh.)
 pub fn default_jobs() -> usize {
-    6 * std::thread::available_parallelism().map_or(1, |n| n.get())
+    6 * crate::par::cores()
 }
 
 /// Where a worker thread runs its tests: its isolation, its port scope, and

@@ -146,6 +146,33 @@ pub(crate) fn parse_on_one_thread() {
     PARSE_AHEAD.store(false, Ordering::Relaxed);
 }
 
+/// What a process holds of trees loaded so far: the bounds on tests and
+/// steps ([`load::MAX_TESTS`], [`load::MAX_STEPS`]) are on everything one
+/// process holds, not on each tree (four of the largest trees took `check`
+/// to 437 MiB).
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Loaded {
+    /// Tests built.
+    pub tests: u64,
+    /// Their steps.
+    pub steps: u64,
+}
+
+impl Loaded {
+    /// `self` and `suite`'s tests.
+    pub(crate) fn with(self, suite: &Suite) -> Loaded {
+        Loaded {
+            tests: self.tests + suite.tests.len() as u64,
+            steps: self.steps
+                + suite
+                    .tests
+                    .iter()
+                    .map(|t| t.steps.len() as u64)
+                    .sum::<u64>(),
+        }
+    }
+}
+
 impl Suite {
     /// The built-in case tree's directory: the first of `$SOCKSPEC_CASES`,
     /// else `./cases` when it is sockspec's own tree, else the catalogue
@@ -176,6 +203,17 @@ impl Suite {
 
     /// [`Suite::load`], of only what `scope` names.
     pub fn load_scoped(root: &Path, scope: &Scope) -> Result<Suite, InputErrors> {
+        Suite::load_beside(root, scope, Loaded::default())
+    }
+
+    /// [`Suite::load_scoped`] in a process that holds `before` already
+    /// (other trees' tests): the tree is refused if, with them, it would
+    /// pass the bounds on tests and steps.
+    pub(crate) fn load_beside(
+        root: &Path,
+        scope: &Scope,
+        before: Loaded,
+    ) -> Result<Suite, InputErrors> {
         let mut errors = Vec::new();
         let mut files = load::case_files(root, &mut errors);
         if files.is_empty() && errors.is_empty() {
@@ -207,19 +245,24 @@ impl Suite {
                     unchecked.parse_ahead();
                     unchecked
                 });
-                Suite::load_with(root, scope, files, errors, || {
+                Suite::load_with(root, scope, before, files, errors, || {
                     parsing
                         .join()
                         .unwrap_or_else(|p| std::panic::resume_unwind(p))
                 })
             })
         } else {
-            // Parsed after the tests are built, on this thread (by
-            // `expect::check_all`): the large files' parses then reuse the
-            // memory building freed. Freed on another thread, it stays in
-            // that thread's allocator arena, and with the largest inputs
-            // `check` went past 256 MiB.
-            Suite::load_with(root, scope, files, errors, move || unchecked)
+            // The expectation files are parsed after the tests are built,
+            // on this thread (by `expect::check_all`): the large files'
+            // parses then reuse the memory building freed. Freed on another
+            // thread, it stays in that thread's allocator arena, and with
+            // the largest inputs `check` went past 256 MiB. The registry
+            // and the profiles, before anything is built: their parses'
+            // working memory (up to ~180 MiB each) is then given back
+            // before the tests take theirs, not added to it (1 MiB of
+            // either beside the largest tree took `check` to 282 MiB).
+            unchecked.read();
+            Suite::load_with(root, scope, before, files, errors, move || unchecked)
         }
     }
 
@@ -229,6 +272,7 @@ impl Suite {
     fn load_with(
         root: &Path,
         scope: &Scope,
+        before: Loaded,
         files: Vec<PathBuf>,
         mut errors: Vec<InputError>,
         expected: impl FnOnce() -> expect::Unchecked,
@@ -252,14 +296,22 @@ impl Suite {
             .map(|l| l.case.combinations().saturating_mul(l.steps.len() as u64))
             .sum();
         let count: u64 = loaded.iter().map(|l| l.case.combinations()).sum();
-        for (n, max, what) in [
-            (count, load::MAX_TESTS, "tests"),
-            (steps, load::MAX_STEPS, "steps"),
+        for (n, held, max, what) in [
+            (count, before.tests, load::MAX_TESTS, "tests"),
+            (steps, before.steps, load::MAX_STEPS, "steps"),
         ] {
-            if n > max {
+            if n.saturating_add(held) > max {
+                let beside = if held > 0 {
+                    format!(
+                        ", and with the {held} of the trees loaded before them, to {}",
+                        n.saturating_add(held)
+                    )
+                } else {
+                    String::new()
+                };
                 errors.push(InputError::file(
                     root,
-                    format!("these cases would expand to {n} {what} in all; sockspec takes at most {max}"),
+                    format!("these cases would expand to {n} {what}{beside} in all; sockspec takes at most {max}"),
                 ).help("each test and its steps are kept in memory: split the tree, or shrink the grids"));
                 return Err(InputErrors(errors));
             }

@@ -148,7 +148,10 @@ pub const MAX_INPUT_BYTES: u64 = 1 << 20;
 /// ahead on a thread of their own when every file parsed beside them is
 /// small too (`Suite::load_scoped`); what follows a parse (checking
 /// entries, expanding grids) runs on every core.
-pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml::de::Error> {
+pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, TomlError> {
+    if text.len() as u64 > SIDE_BY_SIDE_BYTES {
+        check_tokens(text)?;
+    }
     static PARSING: std::sync::Mutex<u64> = std::sync::Mutex::new(0);
     static DONE: std::sync::Condvar = std::sync::Condvar::new();
     let lock = || {
@@ -176,13 +179,57 @@ pub fn parse_toml<T: serde::de::DeserializeOwned>(text: &str) -> Result<T, toml:
         }
     }
     let _done = Done(n);
-    toml::from_str(text)
+    toml::from_str(text).map_err(|e| TomlError {
+        message: e.message().trim().to_string(),
+        span: e.span(),
+    })
+}
+
+/// Why a TOML text was refused, and where.
+#[derive(Debug)]
+pub struct TomlError {
+    message: String,
+    span: Option<std::ops::Range<usize>>,
+}
+
+/// Most tokens (keys, values, brackets, commas and the like; blanks and
+/// comments aside) that a file larger than [`SIDE_BY_SIDE_BYTES`] may
+/// have: counted before it is parsed, without keeping them. The parser's
+/// working memory is about 200 bytes per token, so 1 MiB of `[[0]],`
+/// took 200 MiB, and beside the largest tree of tests `check` went past
+/// 256 MiB; this many take at most ~50 MiB. The largest shipped file has
+/// 17,000; 1 MiB as dense as the densest shipped file would have 210,000.
+pub const MAX_TOKENS: usize = 250_000;
+
+/// Refuses a text of more than [`MAX_TOKENS`] tokens, at the first past it.
+fn check_tokens(text: &str) -> Result<(), TomlError> {
+    use toml_parser::lexer::TokenKind;
+    let tokens = toml_parser::Source::new(text).lex().filter(|t| {
+        !matches!(
+            t.kind(),
+            TokenKind::Whitespace | TokenKind::Comment | TokenKind::Newline
+        )
+    });
+    match tokens.enumerate().find(|(i, _)| *i == MAX_TOKENS) {
+        None => Ok(()),
+        Some((_, t)) => Err(TomlError {
+            message: format!(
+                "more than {MAX_TOKENS} keys, values and punctuation marks in one file: split it, or write fewer, longer values"
+            ),
+            span: Some(t.span().start()..t.span().end()),
+        }),
+    }
 }
 
 /// Most bytes of TOML text parsed at once by parses side by side
 /// ([`parse_toml`]): ~46 MiB of the parser's working memory. The largest
 /// shipped file, `expected/linux.toml`, is about 160 KiB.
 pub const SIDE_BY_SIDE_BYTES: u64 = 256 << 10;
+
+/// Longest grid label or parameter name: every test's name and parameters
+/// hold them, so with the most tests allowed, 300-character labels took
+/// `check` past 256 MiB. The longest shipped label has 20 characters.
+pub const MAX_LABEL: usize = 32;
 
 /// Most combinations one case's grid may have (before `exclude`): counted
 /// before any test is built, so a huge grid is refused, not allocated.
@@ -356,12 +403,8 @@ pub fn case_id(root: &Path, file: &Path) -> Result<(String, String), InputError>
 }
 
 /// A toml error with its position.
-pub fn toml_error(index: &LineIndex, e: &toml::de::Error) -> InputError {
-    let msg = e.message().trim().to_string();
-    match e.span() {
-        Some(span) => index.err(span, msg),
-        None => index.err(0..0, msg),
-    }
+pub fn toml_error(index: &LineIndex, e: &TomlError) -> InputError {
+    index.err(e.span.clone().unwrap_or(0..0), e.message.clone())
 }
 
 /// Parse one case file. Errors are pushed to `errors`; `None` if it is unusable.
@@ -815,6 +858,7 @@ fn parse_step(
 /// Characters a parameter label may use in a test name.
 pub fn is_label(s: &str) -> bool {
     !s.is_empty()
+        && s.len() <= MAX_LABEL
         && s.chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '+'))
 }
@@ -836,10 +880,12 @@ fn parse_grid(
     let mut axes = Vec::new();
     for (name, values) in grid {
         let span = values.span();
-        if !is_ident(&name) {
+        if !is_ident(&name) || name.len() > MAX_LABEL {
             errors.push(index.err(
                 span.clone(),
-                format!("grid parameter `{name}` must be lower-case letters, digits and `_`"),
+                format!(
+                    "grid parameter `{name}` must be at most {MAX_LABEL} lower-case letters, digits and `_`"
+                ),
             ));
             continue;
         }
@@ -852,7 +898,7 @@ fn parse_grid(
                         None => errors.push(
                             index
                                 .err(span.clone(), format!("grid value {v} of `{name}` cannot appear in a test name"))
-                                .help("use strings of letters, digits, `_ . - +`, booleans or integers, or give labels: `name = { label = value, ... }`"),
+                                .help("use strings of letters, digits, `_ . - +` (at most 32), booleans or integers, or give labels: `name = { label = value, ... }`"),
                         ),
                     }
                 }
@@ -865,7 +911,7 @@ fn parse_grid(
                             format!(
                                 "grid label `{label}` of `{name}` cannot appear in a test name"
                             ),
-                        ));
+                        ).help(format!("a label is at most {MAX_LABEL} letters, digits and `_ . - +`")));
                     }
                     out.push(ParamValue { label, value });
                 }

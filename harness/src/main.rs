@@ -6,9 +6,8 @@ mod cli;
 use std::process::ExitCode;
 
 /// Loading a suite is mostly small allocations: on Linux mimalloc took a
-/// fifth off `check` against glibc's malloc and half against musl's (the
-/// guest build), and peaked lower on the largest inputs (Cargo.toml says
-/// by how much). The library leaves the choice to its users.
+/// fifth off `check` against glibc's malloc, and half against musl's (the
+/// guest build). The library leaves the choice to its users.
 #[cfg(target_os = "linux")]
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;

@@ -154,6 +154,7 @@ pub fn load_scoped(trees: &[Tree], scope: &crate::Scope) -> Result<Suite, InputE
     several(trees);
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
+    let mut held = crate::Loaded::default();
     for t in trees {
         let own = crate::Scope {
             tests: scope.tests.as_ref().map(|names| {
@@ -165,8 +166,11 @@ pub fn load_scoped(trees: &[Tree], scope: &crate::Scope) -> Result<Suite, InputE
             }),
             os: scope.os,
         };
-        match Suite::load_scoped(&t.root, &own) {
-            Ok(s) => loaded.push(s),
+        match Suite::load_beside(&t.root, &own, held) {
+            Ok(s) => {
+                held = held.with(&s);
+                loaded.push(s);
+            }
             Err(InputErrors(e)) => errors.extend(e),
         }
     }
@@ -179,9 +183,13 @@ pub fn load_each(trees: &[Tree]) -> Result<Vec<Suite>, InputErrors> {
     several(trees);
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
+    let mut held = crate::Loaded::default();
     for t in trees {
-        match Suite::load(&t.root) {
-            Ok(s) => loaded.push(s),
+        match Suite::load_beside(&t.root, &crate::Scope::default(), held) {
+            Ok(s) => {
+                held = held.with(&s);
+                loaded.push(s);
+            }
             Err(InputErrors(e)) => errors.extend(e),
         }
     }

@@ -685,12 +685,43 @@ fn refused_in_256_mib(dir: &Path, errors: &[&str]) {
     assert!(peak < 256 * 1024, "peak RSS {peak} KiB");
 }
 
-/// Text of just under the largest input sockspec reads: `head` and then
-/// nested arrays, which cost the TOML parser the most memory per byte.
+/// Text of just under the largest input sockspec reads, `head` and then
+/// as many doubly nested arrays as a file may have tokens (which cost the
+/// TOML parser the most memory per token, ~200 bytes), the rest a comment.
 #[cfg(target_os = "linux")]
 fn largest_input(head: &str) -> String {
-    let room = sockspec::load::MAX_INPUT_BYTES as usize - head.len() - 16;
-    format!("{head}[{}]\n", "[0],".repeat(room / 4))
+    // `[[0]],` is six tokens; `head` and the closing bracket take a few.
+    let arrays = (sockspec::load::MAX_TOKENS - 64) / 6;
+    let text = format!("{head}[{}]\n#", "[[0]],".repeat(arrays));
+    let room = sockspec::load::MAX_INPUT_BYTES as usize - text.len() - 16;
+    format!("{text}{}\n", "x".repeat(room))
+}
+
+/// A file of more tokens than [`sockspec::load::MAX_TOKENS`] is refused
+/// where it goes past them, before it is parsed.
+#[test]
+fn a_file_of_too_many_tokens_is_refused_where_they_run_over() {
+    let head = "os = \"linux\"\nx = [";
+    // Larger than may be parsed beside another file: only those are counted.
+    let pad = "x".repeat(sockspec::load::SIDE_BY_SIDE_BYTES as usize);
+    let text = format!(
+        "{head}{}]\n# {pad}\n",
+        "[0],".repeat(sockspec::load::MAX_TOKENS / 4 + 1)
+    );
+    // Tokens 0 to 5 are `os`, `=`, `"linux"`, `x`, `=` and `[` (column 5
+    // of line 2), then one per column: token N is at column N.
+    let col = sockspec::load::MAX_TOKENS;
+    let err = error(tree(GOOD_CASE, Some(&text)).path());
+    assert_has(
+        &err,
+        &[
+            &format!("linux.toml:2:{col}"),
+            &format!(
+                "more than {} keys, values and punctuation marks in one file",
+                sockspec::load::MAX_TOKENS
+            ),
+        ],
+    );
 }
 
 /// Several files of the largest size, parsed one after another: the
@@ -741,15 +772,15 @@ fn side_by_side_expectations(root: &Path) {
     for os in sockspec::model::OsFamily::ALL {
         let head = format!("os = \"{os}\"\nx = ");
         let room = sockspec::load::SIDE_BY_SIDE_BYTES as usize - head.len() - 16;
-        let text = format!("{head}[{}]\n", "[0],".repeat(room / 4));
+        let text = format!("{head}[{}]\n", "[[0]],".repeat(room / 6));
         std::fs::write(root.join(format!("expected/{os}.toml")), text).unwrap();
     }
 }
 
 /// Small expectation files are parsed on a thread of their own while the
 /// case files are parsed, and that thread's arena keeps its largest
-/// parse's pages: the sources registry, the stack profiles and large case
-/// files stay off it. With the registry and the profiles parsed there,
+/// parse's pages: large case files, and a sources registry or stack
+/// profiles over 256 KiB, stay off it. With those two parsed there,
 /// the first tree here took `check` to 299 MiB.
 #[cfg(target_os = "linux")]
 #[test]
@@ -779,7 +810,7 @@ fn check_stays_under_256_mib_beside_the_built_in_tree() {
     std::fs::create_dir_all(small.path().join("t")).unwrap();
     let head = "title = \"t\"\nsteps = [{ do = \"sleep\", ms = 1 }]\nsource = ";
     let room = sockspec::load::SIDE_BY_SIDE_BYTES as usize - head.len() - 16;
-    let case = format!("{head}[{}]\n", "[0],".repeat(room / 4));
+    let case = format!("{head}[{}]\n", "[[0]],".repeat(room / 6));
     for n in 0..8 {
         std::fs::write(small.path().join(format!("t/c{n}.toml")), &case).unwrap();
     }
@@ -942,4 +973,134 @@ fn entries_that_clash() {
         let dir = tree(GOOD_CASE, Some(&fine));
         assert!(Suite::load(dir.path()).is_ok(), "{fine}");
     }
+}
+
+/// Labels and parameter names longer than [`sockspec::load::MAX_LABEL`]
+/// are refused: every test's name and parameters hold them.
+#[test]
+fn long_grid_labels_and_names_are_refused() {
+    let long = "l".repeat(sockspec::load::MAX_LABEL + 1);
+    let fits = "l".repeat(sockspec::load::MAX_LABEL);
+    let case = |name: &str, label: &str| {
+        GOOD_CASE.replace(
+            "proto = [\"tcp\", \"udp\"]",
+            &format!("proto = [\"tcp\", \"udp\"]\n{name} = [\"{label}\"]"),
+        )
+    };
+    assert!(Suite::load(tree(&case("p", &fits), None).path()).is_ok());
+    assert!(Suite::load(tree(&case(&fits, "x"), None).path()).is_ok());
+    assert_has(
+        &error(tree(&case("p", &long), None).path()),
+        &[
+            "t/two.toml:",
+            "cannot appear in a test name",
+            "(at most 32)",
+        ],
+    );
+    assert_has(
+        &error(tree(&case(&long, "x"), None).path()),
+        &[
+            "t/two.toml:",
+            &format!("grid parameter `{long}` must be at most 32"),
+        ],
+    );
+}
+
+/// A template that joins grid values into a text longer than
+/// [`sockspec::expand::template::MAX_TEXT`] is refused once, not built
+/// for every combination (800 KB of values joined four at a time took
+/// 800 MiB).
+#[test]
+fn a_template_that_makes_a_long_text_is_refused() {
+    let value = "y".repeat(1500);
+    let mut case = String::from(
+        "title = \"t\"\nsource = \"semantics.md L1\"\nsteps = [\n  { do = \"spawn\", actor = \"rt\", runtime = \"{a.s}{b.s}{c.s}\" },\n  { do = \"sleep\", ms = 1, check = \"s\" },\n]\n",
+    );
+    for p in ["a", "b", "c"] {
+        case.push_str(&format!(
+            "[grid.{p}]\nv0 = {{ s = \"{value}\" }}\nv1 = {{ s = \"{value}\" }}\n"
+        ));
+    }
+    let err = error(tree(&case, None).path());
+    assert_has(
+        &err,
+        &[
+            "t/two.toml:4:",
+            "\"{a.s}{b.s}{c.s}\" makes a text of more than 4096 bytes",
+            "in all 8 combinations of the grid",
+        ],
+    );
+    // Once, with the combinations it shows in.
+    assert_eq!(err.matches("makes a text").count(), 1, "{err}");
+}
+
+/// The bounds on tests and steps are on everything one process holds:
+/// two trees that each fit are refused together, naming both counts.
+#[cfg(target_os = "linux")]
+#[test]
+fn trees_that_fit_alone_are_refused_together_past_the_bounds() {
+    let a = large_cases(9);
+    let b = large_cases(2);
+    let (code, err) = check_cli(a.path());
+    assert_eq!(code, Some(0), "{err}");
+    let cases = "--cases".as_ref();
+    let (code, err) = check_args(&[
+        "--only-cases".as_ref(),
+        cases,
+        a.path().as_os_str(),
+        cases,
+        b.path().as_os_str(),
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert_has(
+        &err,
+        &[
+            "would expand to 16000 tests, and with the 72000 of the trees loaded before them, to 88000 in all; sockspec takes at most 80000",
+        ],
+    );
+}
+
+/// The largest tree of tests with the longest labels and parameter names,
+/// beside every file it reads at the largest size: the worst case we know
+/// (about 160 MiB with mimalloc).
+#[cfg(target_os = "linux")]
+#[test]
+fn check_stays_under_256_mib_on_the_longest_labels_beside_the_largest_files() {
+    let max = sockspec::load::MAX_LABEL;
+    let label = |i: usize| format!("{}{i:05}", "l".repeat(max - 5));
+    let name = |i: usize| format!("{}{i}", "p".repeat(max - 1));
+    let axis = |i: usize, n: usize| {
+        let labels: Vec<String> = (0..n).map(|j| format!("\"{}\"", label(j))).collect();
+        format!("{} = [{}]\n", name(i), labels.join(", "))
+    };
+    // 2 x 10 x 10 x 10 x 5 = 10,000 tests each: 80,000, with 300,000 steps.
+    let axes: String = (0..3).map(|i| axis(i, 10)).collect::<String>() + &axis(3, 5);
+    let three = GOOD_CASE.replace(
+        "  { do = \"socket\", name = \"b\", type = \"{proto}\", family = \"v4\" },\n  { do = \"bind\", sock = \"b\", addr = \"lo4\", port = \"a\", check = true },\n",
+        "  { do = \"close\", sock = \"a\" },\n",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("t")).unwrap();
+    for n in 0..8 {
+        let case = if n < 6 { GOOD_CASE } else { &three };
+        std::fs::write(
+            dir.path().join(format!("t/c{n}.toml")),
+            format!("{case}{axes}"),
+        )
+        .unwrap();
+    }
+    let (code, err) = check_cli(dir.path());
+    assert_eq!(code, Some(0), "{err}");
+    for file in [sockspec::load::SOURCES_FILE, "profiles.toml"] {
+        std::fs::write(dir.path().join(file), largest_input("x = ")).unwrap();
+    }
+    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+    for os in sockspec::model::OsFamily::ALL {
+        std::fs::write(
+            dir.path().join(format!("expected/{os}.toml")),
+            largest_input(&format!("os = \"{os}\"\nx = ")),
+        )
+        .unwrap();
+    }
+    refused_in_256_mib(dir.path(), &["wine.toml", "unknown field `x`"]);
 }

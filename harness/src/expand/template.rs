@@ -6,6 +6,9 @@ use toml::Value;
 use crate::model::ParamValue;
 use crate::outcome::is_ident;
 
+/// Longest text a step field's template (`"text {param}"`) may make.
+pub const MAX_TEXT: usize = 4096;
+
 pub struct Ctx<'a> {
     pub params: &'a [(&'a str, &'a ParamValue)],
 }
@@ -50,6 +53,14 @@ impl Ctx<'_> {
                     rest = &rest[start + end + 1..];
                 }
                 out.push_str(rest);
+                // Each distinct combination of the parameters named gets
+                // its own string: 800 KB of grid values, joined four at a
+                // time, took 800 MiB.
+                if out.len() > MAX_TEXT {
+                    return Err(format!(
+                        "\"{s}\" makes a text of more than {MAX_TEXT} bytes"
+                    ));
+                }
                 Ok(Value::String(out))
             }
             Value::Array(items) => items

@@ -293,39 +293,13 @@ impl CaseIndex {
         let Some(case) = tests.first().map(|t| &t.case) else {
             return Vec::new();
         };
-        // Each label any of the tests checks or a `[[holds]]` names, with
-        // its expectation for each test: found once per case, not per test.
         let entries = file.map(|f| f.case_entries(&case.id, &self.axes));
-        let mut labels: Vec<&str> = Vec::new();
-        let checked = tests
-            .iter()
-            .flat_map(|t| &t.steps)
-            .filter_map(|s| s.check.as_deref());
-        let held = case
-            .holds
-            .iter()
-            .flat_map(|h| &h.outcomes)
-            .map(|(l, _)| l.as_str());
-        for label in checked.chain(held) {
-            if !labels.contains(&label) {
-                labels.push(label);
-            }
-        }
-        let best: Vec<(&str, Vec<Option<Applied>>)> = match &entries {
-            Some(e) => labels
-                .iter()
-                .map(|l| (*l, e.best(l, tests.len())))
-                .collect(),
-            None => Vec::new(),
-        };
         tests
             .iter()
             .enumerate()
             .map(|(k, test)| {
-                let expected = |label: &str| {
-                    let (_, each) = best.iter().find(|(l, _)| *l == label)?;
-                    each[k]
-                };
+                let mine = entries.as_ref().map(|e| e.of_test(k));
+                let expected = |label: &str| mine.as_ref()?.resolve(label);
                 // Per claim, the `[[holds]]` for it that pick the test.
                 let holds = |c: usize| {
                     let picks = move |h: &&usize| self.holds[**h].has(k);

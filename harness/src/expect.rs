@@ -237,36 +237,28 @@ pub(crate) struct CaseEntries<'a> {
 }
 
 impl<'a> CaseEntries<'a> {
-    /// Per test of the case (as indexed), what [`ExpectFile::resolve`]
-    /// gives `label` without a release: the first entry, best first, whose
-    /// `where` picks the test and that gives the label. Found for all the
-    /// tests at once, each entry's set of tests taken a word at a time.
-    pub(crate) fn best(&self, label: &str, tests: usize) -> Vec<Option<Applied<'a>>> {
-        let mut out = vec![None; tests];
-        let mut left = Bits::full(tests);
-        for (e, picks) in self.entries.iter().zip(&self.picks) {
-            let Some(outcome) = e.outcome(label) else {
-                continue;
-            };
-            let mut more = false;
-            for (w, (l, p)) in left.0.iter_mut().zip(&picks.0).enumerate() {
-                let mut now = *l & p;
-                *l &= !p;
-                more |= *l != 0;
-                while now != 0 {
-                    out[w * 64 + now.trailing_zeros() as usize] = Some(Applied {
-                        entry: e,
-                        outcome,
-                        window: None,
-                    });
-                    now &= now - 1;
-                }
-            }
-            if !more {
-                break;
-            }
-        }
-        out
+    /// The entries of the test at index `k`, best first.
+    pub(crate) fn of_test(&self, k: usize) -> BestFirst<'a> {
+        let picked = self.entries.iter().zip(&self.picks);
+        BestFirst(picked.filter(|(_, p)| p.has(k)).map(|(e, _)| *e).collect())
+    }
+}
+
+/// One test's entries that apply without a release or settings, best first
+/// ([`CaseEntries::of_test`]).
+pub(crate) struct BestFirst<'a>(Vec<&'a Entry>);
+
+impl<'a> BestFirst<'a> {
+    /// What [`ExpectFile::resolve`] gives `label` without a release: the
+    /// first entry that gives it.
+    pub(crate) fn resolve(&self, label: &str) -> Option<Applied<'a>> {
+        self.0.iter().find_map(|e| {
+            e.outcome(label).map(|outcome| Applied {
+                entry: e,
+                outcome,
+                window: None,
+            })
+        })
     }
 }
 
@@ -892,16 +884,24 @@ impl Unchecked {
             };
             self.files[i].2 = Some((parsed, errors));
         }
-        // The registry and the profiles too, if small: this thread ends
-        // before the tests are built, and the one building them would
-        // read the two after.
+        // The registry and the profiles too, if small (a large one was
+        // read before the tests were built): this thread ends before the
+        // tests are built, and the one building them would read the two
+        // after.
+        if self.sides_small() {
+            self.read();
+        }
+    }
+
+    /// Whether the sources registry and the stack profiles are each at most
+    /// [`crate::load::SIDE_BY_SIDE_BYTES`] (or absent): else they are read
+    /// before the tests are built, on the loading thread.
+    pub fn sides_small(&self) -> bool {
         let small = |file: &str| {
             std::fs::metadata(self.root.join(file))
                 .map_or(true, |m| m.len() <= crate::load::SIDE_BY_SIDE_BYTES)
         };
-        if small(crate::load::SOURCES_FILE) && small(crate::sys::settings::PROFILES_FILE) {
-            self.read();
-        }
+        small(crate::load::SOURCES_FILE) && small(crate::sys::settings::PROFILES_FILE)
     }
 }
 
@@ -1945,9 +1945,10 @@ mod tests {
             for case in &suite.cases {
                 let tests: Vec<&Test> = suite.tests_of(&case.id).map(|t| &**t).collect();
                 let entries = file.case_entries(&case.id, &Axes::new(tests.iter().copied()));
-                for (label, _) in &case.checks {
-                    let best = entries.best(label, tests.len());
-                    for (t, got) in tests.iter().zip(best) {
+                for (k, t) in tests.iter().enumerate() {
+                    let mine = entries.of_test(k);
+                    for (label, _) in &case.checks {
+                        let got = mine.resolve(label);
                         let want = file.resolve(t, label, None);
                         assert_eq!(
                             got.map(|a| std::ptr::from_ref(a.entry)),

@@ -146,6 +146,40 @@ pub(crate) fn parse_on_one_thread() {
     PARSE_AHEAD.store(false, Ordering::Relaxed);
 }
 
+/// Most distinct labels of checked steps in one case. A label may name
+/// grid parameters (`check = "b_{p}"`), and expectations index each
+/// label's tests: 4,000 tests of as many labels took `check` to 1 GiB.
+pub const MAX_CHECKED_LABELS: usize = 256;
+
+/// An error per case whose tests check more than [`MAX_CHECKED_LABELS`]
+/// distinct labels.
+fn checked_labels_bounded(tests: &[Arc<Test>], errors: &mut Vec<InputError>) {
+    let mut labels: std::collections::HashMap<&str, std::collections::HashSet<&str>> =
+        std::collections::HashMap::new();
+    let mut over: Vec<&Arc<Case>> = Vec::new();
+    for t in tests {
+        let seen = labels.entry(t.case.id.as_str()).or_default();
+        if seen.len() > MAX_CHECKED_LABELS {
+            continue;
+        }
+        seen.extend(t.steps.iter().filter_map(|s| s.check.as_deref()));
+        if seen.len() > MAX_CHECKED_LABELS {
+            over.push(&t.case);
+        }
+    }
+    for case in over {
+        errors.push(
+            InputError::file(
+                &case.file,
+                format!(
+                    "the tests of this case check more than {MAX_CHECKED_LABELS} differently labelled steps"
+                ),
+            )
+            .help("a checked step's label names the step, not the combination: leave grid parameters out of `check`"),
+        );
+    }
+}
+
 /// What a process holds of trees loaded so far: the bounds on tests and
 /// steps ([`load::MAX_TESTS`], [`load::MAX_STEPS`]) are on everything one
 /// process holds, not on each tree (four of the largest trees took `check`
@@ -236,7 +270,16 @@ impl Suite {
             |f: &Path| std::fs::metadata(f).map_or(true, |m| m.len() <= load::SIDE_BY_SIDE_BYTES);
         let claims_file = root.join(claims::FILE);
         let beside = || files.iter().chain([&claims_file]).all(|f| small(f));
-        if PARSE_AHEAD.load(Ordering::Relaxed) && unchecked.fits_ahead() && beside() {
+        let ahead = PARSE_AHEAD.load(Ordering::Relaxed) && unchecked.fits_ahead() && beside();
+        // The registry and the profiles, before anything is built unless
+        // both are small enough to be parsed ahead: their parses' working
+        // memory (up to ~70 MiB each) is then given back before the tests
+        // take theirs, not added to it (1 MiB of either beside the largest
+        // tree took `check` to 282 MiB).
+        if !ahead || !unchecked.sides_small() {
+            unchecked.read();
+        }
+        if ahead {
             // The expectation files are parsed on a thread of their own
             // from the start, while this one parses the cases and builds
             // the tests: they need no test until they are checked.
@@ -256,12 +299,7 @@ impl Suite {
             // on this thread (by `expect::check_all`): the large files'
             // parses then reuse the memory building freed. Freed on another
             // thread, it stays in that thread's allocator arena, and with
-            // the largest inputs `check` went past 256 MiB. The registry
-            // and the profiles, before anything is built: their parses'
-            // working memory (up to ~180 MiB each) is then given back
-            // before the tests take theirs, not added to it (1 MiB of
-            // either beside the largest tree took `check` to 282 MiB).
-            unchecked.read();
+            // the largest inputs `check` went past 256 MiB.
             Suite::load_with(root, scope, before, files, errors, move || unchecked)
         }
     }
@@ -312,7 +350,11 @@ impl Suite {
                 errors.push(InputError::file(
                     root,
                     format!("these cases would expand to {n} {what}{beside} in all; sockspec takes at most {max}"),
-                ).help("each test and its steps are kept in memory: split the tree, or shrink the grids"));
+                ).help(if held > 0 {
+                    "each test and its steps are kept in memory: load fewer trees at once (`--only-cases` leaves the built-in catalogue out), split the tree, or shrink the grids"
+                } else {
+                    "each test and its steps are kept in memory: split the tree, or shrink the grids"
+                }));
                 return Err(InputErrors(errors));
             }
         }
@@ -320,6 +362,7 @@ impl Suite {
             .into_iter()
             .map(Arc::new)
             .collect();
+        checked_labels_bounded(&tests, &mut errors);
         let mut unchecked = expected();
         unchecked.read();
         let cases: Vec<Arc<Case>> = loaded.iter().map(|l| l.case.clone()).collect();

@@ -192,33 +192,34 @@ pub struct TomlError {
     span: Option<std::ops::Range<usize>>,
 }
 
-/// Most tokens (keys, values, brackets, commas and the like; blanks and
-/// comments aside) that a file larger than [`SIDE_BY_SIDE_BYTES`] may
-/// have: counted before it is parsed, without keeping them. The parser's
-/// working memory is about 200 bytes per token, so 1 MiB of `[[0]],`
-/// took 200 MiB, and beside the largest tree of tests `check` went past
-/// 256 MiB; this many take at most ~50 MiB. The largest shipped file has
-/// 17,000; 1 MiB as dense as the densest shipped file would have 210,000.
-pub const MAX_TOKENS: usize = 250_000;
+/// Most units of parser work a file larger than [`SIDE_BY_SIDE_BYTES`]
+/// may take, counted with toml's lexer before it is parsed, without
+/// keeping the tokens: a key, value or punctuation mark is three units
+/// (the parser takes up to ~200 bytes for it), a blank, line end or
+/// comment one (~66 bytes). 1 MiB of `[[0]],` took 200 MiB, and beside
+/// the largest tree of tests `check` went past 256 MiB; this many take at
+/// most ~70 MiB. 1 MiB as dense as the densest shipped file would take
+/// 760,000.
+pub const MAX_TOKENS: usize = 1_000_000;
 
-/// Refuses a text of more than [`MAX_TOKENS`] tokens, at the first past it.
+/// Refuses a text of more than [`MAX_TOKENS`] units of parser work, at
+/// the token that goes past them.
 fn check_tokens(text: &str) -> Result<(), TomlError> {
     use toml_parser::lexer::TokenKind;
-    let tokens = toml_parser::Source::new(text).lex().filter(|t| {
-        !matches!(
-            t.kind(),
-            TokenKind::Whitespace | TokenKind::Comment | TokenKind::Newline
-        )
-    });
-    match tokens.enumerate().find(|(i, _)| *i == MAX_TOKENS) {
-        None => Ok(()),
-        Some((_, t)) => Err(TomlError {
-            message: format!(
-                "more than {MAX_TOKENS} keys, values and punctuation marks in one file: split it, or write fewer, longer values"
-            ),
-            span: Some(t.span().start()..t.span().end()),
-        }),
+    let mut units = 0;
+    for t in toml_parser::Source::new(text).lex() {
+        units += match t.kind() {
+            TokenKind::Whitespace | TokenKind::Comment | TokenKind::Newline => 1,
+            _ => 3,
+        };
+        if units > MAX_TOKENS {
+            return Err(TomlError {
+                message: "too many keys, values, punctuation marks and lines in one file for sockspec to parse: split it, or write fewer, longer values".to_string(),
+                span: Some(t.span().start()..t.span().end()),
+            });
+        }
     }
+    Ok(())
 }
 
 /// Most bytes of TOML text parsed at once by parses side by side
@@ -394,13 +395,26 @@ pub fn case_id(root: &Path, file: &Path) -> Result<(String, String), InputError>
     if let Some(bad) = parts.iter().find(|p| !is_ident(p)) {
         return Err(
             InputError::file(file, format!("`{bad}` cannot be part of a test name")).help(
-                "name topic directories and case files with lower-case letters, digits and `_`",
+                "name topic directories and case files with at most 64 lower-case letters, digits and `_`",
             ),
         );
     }
     let topic = parts[..parts.len() - 1].join("::");
-    Ok((topic, parts.join("::")))
+    let id = parts.join("::");
+    // Every test's name starts with it.
+    if id.len() > MAX_CASE_ID {
+        return Err(InputError::file(
+            file,
+            format!("the case id `{id}` is longer than {MAX_CASE_ID} characters"),
+        )
+        .help("nest topic directories less deep, or shorten their names"));
+    }
+    Ok((topic, id))
 }
+
+/// Longest case id (`topic::sub::case`): 15 nested directories of 250
+/// characters took `check` to 389 MiB.
+pub const MAX_CASE_ID: usize = 128;
 
 /// A toml error with its position.
 pub fn toml_error(index: &LineIndex, e: &TomlError) -> InputError {

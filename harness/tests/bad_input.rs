@@ -690,8 +690,9 @@ fn refused_in_256_mib(dir: &Path, errors: &[&str]) {
 /// TOML parser the most memory per token, ~200 bytes), the rest a comment.
 #[cfg(target_os = "linux")]
 fn largest_input(head: &str) -> String {
-    // `[[0]],` is six tokens; `head` and the closing bracket take a few.
-    let arrays = (sockspec::load::MAX_TOKENS - 64) / 6;
+    // `[[0]],` is six tokens of three units each; `head` and the closing
+    // bracket take a few.
+    let arrays = (sockspec::load::MAX_TOKENS - 100) / 18;
     let text = format!("{head}[{}]\n#", "[[0]],".repeat(arrays));
     let room = sockspec::load::MAX_INPUT_BYTES as usize - text.len() - 16;
     format!("{text}{}\n", "x".repeat(room))
@@ -706,21 +707,25 @@ fn a_file_of_too_many_tokens_is_refused_where_they_run_over() {
     let pad = "x".repeat(sockspec::load::SIDE_BY_SIDE_BYTES as usize);
     let text = format!(
         "{head}{}]\n# {pad}\n",
-        "[0],".repeat(sockspec::load::MAX_TOKENS / 4 + 1)
+        "[0],".repeat(sockspec::load::MAX_TOKENS / 12 + 1)
     );
-    // Tokens 0 to 5 are `os`, `=`, `"linux"`, `x`, `=` and `[` (column 5
-    // of line 2), then one per column: token N is at column N.
-    let col = sockspec::load::MAX_TOKENS;
+    // Up to the `[` at column 5 of line 2: six keys, values and marks
+    // (three units each) and five blanks and line ends (one each), 23
+    // units; then three units a column.
+    let col = 5 + (sockspec::load::MAX_TOKENS - 23) / 3 + 1;
     let err = error(tree(GOOD_CASE, Some(&text)).path());
     assert_has(
         &err,
         &[
-            &format!("linux.toml:2:{col}"),
-            &format!(
-                "more than {} keys, values and punctuation marks in one file",
-                sockspec::load::MAX_TOKENS
-            ),
+            &format!("linux.toml:2:{col}:"),
+            "too many keys, values, punctuation marks and lines in one file",
         ],
+    );
+    // One unit fewer is parsed (and refused for its unknown field).
+    let fits = format!("{head}{}]\n# {pad}\n", "[0],".repeat((col - 6) / 4 - 2));
+    assert_has(
+        &error(tree(GOOD_CASE, Some(&fits)).path()),
+        &["unknown field `x`"],
     );
 }
 
@@ -1103,4 +1108,61 @@ fn check_stays_under_256_mib_on_the_longest_labels_beside_the_largest_files() {
         .unwrap();
     }
     refused_in_256_mib(dir.path(), &["wine.toml", "unknown field `x`"]);
+}
+
+/// Names longer than [`sockspec::outcome::MAX_IDENT`], and case ids longer
+/// than [`sockspec::load::MAX_CASE_ID`], are refused: each test holds them.
+#[test]
+fn long_names_and_case_ids_are_refused() {
+    let named = |name: &str| {
+        GOOD_CASE
+            .replace("name = \"a\"", &format!("name = \"{name}\""))
+            .replace("sock = \"a\"", &format!("sock = \"{name}\""))
+            .replace("port = \"a\"", &format!("port = \"{name}\""))
+    };
+    let long = "s".repeat(sockspec::outcome::MAX_IDENT + 1);
+    assert!(error(tree(&named(&long), None).path()).contains("t/two.toml:"));
+    let fits = "s".repeat(sockspec::outcome::MAX_IDENT);
+    assert!(Suite::load(tree(&named(&fits), None).path()).is_ok());
+    // Three directories of 60 characters: a case id of 186.
+    let dir = tempfile::tempdir().unwrap();
+    let deep = ["a", "b", "c"].map(|c| c.repeat(60)).join("/");
+    std::fs::create_dir_all(dir.path().join(&deep)).unwrap();
+    std::fs::write(dir.path().join(&deep).join("two.toml"), GOOD_CASE).unwrap();
+    assert_has(
+        &error(dir.path()),
+        &["two.toml", "is longer than 128 characters"],
+    );
+}
+
+/// An error about a long template quotes its start, not all of it: it is
+/// made in every combination before equal ones are merged.
+#[test]
+fn an_error_quotes_the_start_of_a_long_template() {
+    let tail = "z".repeat(10_000);
+    let case = GOOD_CASE.replace(
+        "addr = \"lo4\", port = \"@p\"",
+        &format!("addr = \"{{proto{tail}\", port = \"@p\""),
+    );
+    let err = error(tree(&case, None).path());
+    assert_has(&err, &["unclosed `{`", "…", "in all 2 combinations"]);
+    assert!(err.len() < 2_000, "{} bytes of errors", err.len());
+}
+
+/// A case whose checked steps' labels change with the grid, past
+/// [`sockspec::MAX_CHECKED_LABELS`] of them, is refused.
+#[test]
+fn checked_labels_that_change_with_the_grid_are_bounded() {
+    let values: Vec<String> = (0..300).map(|i| i.to_string()).collect();
+    let case = format!(
+        "title = \"t\"\nsource = \"semantics.md L1\"\nsteps = [{{ do = \"socket\", name = \"s{{x}}\", type = \"udp\", family = \"v4\", check = true }}]\n[grid]\nx = [{}]\n",
+        values.join(", ")
+    );
+    assert_has(
+        &error(tree(&case, None).path()),
+        &[
+            "t/two.toml",
+            "check more than 256 differently labelled steps",
+        ],
+    );
 }

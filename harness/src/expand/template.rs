@@ -6,6 +6,16 @@ use toml::Value;
 use crate::model::ParamValue;
 use crate::outcome::is_ident;
 
+/// `s`, or its first 80 characters and an ellipsis: an error is made in
+/// every combination of the grid before equal ones are merged, and a
+/// long template copied into each took `check` to 1 GiB.
+fn short(s: &str) -> std::borrow::Cow<'_, str> {
+    match s.char_indices().nth(80) {
+        Some((at, _)) => format!("{}…", &s[..at]).into(),
+        None => s.into(),
+    }
+}
+
 /// Longest text a step field's template (`"text {param}"`) may make.
 pub const MAX_TEXT: usize = 4096;
 
@@ -44,7 +54,7 @@ impl Ctx<'_> {
                     out.push_str(&rest[..start]);
                     let end = rest[start..]
                         .find('}')
-                        .ok_or_else(|| format!("unclosed `{{` in \"{s}\""))?;
+                        .ok_or_else(|| format!("unclosed `{{` in \"{}\"", short(s)))?;
                     let name = &rest[start + 1..start + end];
                     match self.lookup(name)? {
                         Value::String(x) => out.push_str(&x),
@@ -58,7 +68,8 @@ impl Ctx<'_> {
                 // time, took 800 MiB.
                 if out.len() > MAX_TEXT {
                     return Err(format!(
-                        "\"{s}\" makes a text of more than {MAX_TEXT} bytes"
+                        "\"{}\" makes a text of more than {MAX_TEXT} bytes",
+                        short(s)
                     ));
                 }
                 Ok(Value::String(out))
@@ -88,8 +99,12 @@ impl Ctx<'_> {
         for field in parts {
             v = v.get(field).ok_or_else(|| {
                 format!(
-                    "`{{{path}}}`: the value of `{name}` ({name}={}) has no field `{field}`",
-                    p.label
+                    "`{{{}}}`: the value of `{}` ({}={}) has no field `{}`",
+                    short(path),
+                    short(name),
+                    short(name),
+                    p.label,
+                    short(field)
                 )
             })?;
         }
@@ -103,6 +118,7 @@ impl Ctx<'_> {
             .map(|(_, v)| *v)
             .ok_or_else(|| {
                 let known: Vec<&str> = self.params.iter().map(|(k, _)| *k).collect();
+                let name = short(name);
                 if known.is_empty() {
                     format!("`{{{name}}}` refers to a parameter, but this case has no grid")
                 } else {

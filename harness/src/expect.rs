@@ -850,8 +850,8 @@ impl Unchecked {
     /// Reads the sources registry and the stack profiles, unless done
     /// already: on the thread that parses the case files, since each
     /// thread's allocator arena keeps the pages of its largest parse and
-    /// either file may be large, or ahead when both are small
-    /// ([`Unchecked::parse_ahead`]).
+    /// either file may be large, or on the thread that parses ahead when
+    /// both are small ([`Unchecked::sides_small`]).
     pub fn read(&mut self) {
         if std::mem::replace(&mut self.read, true) {
             return;
@@ -884,18 +884,12 @@ impl Unchecked {
             };
             self.files[i].2 = Some((parsed, errors));
         }
-        // The registry and the profiles too, if small (a large one was
-        // read before the tests were built): this thread ends before the
-        // tests are built, and the one building them would read the two
-        // after.
-        if self.sides_small() {
-            self.read();
-        }
     }
 
     /// Whether the sources registry and the stack profiles are each at most
-    /// [`crate::load::SIDE_BY_SIDE_BYTES`] (or absent): else they are read
-    /// before the tests are built, on the loading thread.
+    /// [`crate::load::SIDE_BY_SIDE_BYTES`] (or absent): then they may be
+    /// read on the thread that parses ahead, else on the loading thread
+    /// before the tests are built.
     pub fn sides_small(&self) -> bool {
         let small = |file: &str| {
             std::fs::metadata(self.root.join(file))

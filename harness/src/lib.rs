@@ -276,7 +276,8 @@ impl Suite {
         // memory (up to ~70 MiB each) is then given back before the tests
         // take theirs, not added to it (1 MiB of either beside the largest
         // tree took `check` to 282 MiB).
-        if !ahead || !unchecked.sides_small() {
+        let sides_ahead = ahead && unchecked.sides_small();
+        if !sides_ahead {
             unchecked.read();
         }
         if ahead {
@@ -286,6 +287,11 @@ impl Suite {
             std::thread::scope(|s| {
                 let parsing = s.spawn(move || {
                     unchecked.parse_ahead();
+                    // This thread ends before the tests are built, and the
+                    // one building them would read the two after.
+                    if sides_ahead {
+                        unchecked.read();
+                    }
                     unchecked
                 });
                 Suite::load_with(root, scope, before, files, errors, || {

@@ -729,6 +729,20 @@ fn a_file_of_too_many_tokens_is_refused_where_they_run_over() {
     );
 }
 
+/// An expectation file of the largest size for every OS family, each
+/// refused once parsed (`unknown field \`x\``).
+#[cfg(target_os = "linux")]
+fn largest_expectations(root: &Path) {
+    std::fs::create_dir_all(root.join("expected")).unwrap();
+    for os in sockspec::model::OsFamily::ALL {
+        std::fs::write(
+            root.join(format!("expected/{os}.toml")),
+            largest_input(&format!("os = \"{os}\"\nx = ")),
+        )
+        .unwrap();
+    }
+}
+
 /// Several files of the largest size, parsed one after another: the
 /// parser's working memory (~180 times the text) must not add up across
 /// files. It did when files were parsed on several threads, each
@@ -746,14 +760,7 @@ fn check_stays_under_256_mib_on_many_files_of_the_largest_size() {
     refused_in_256_mib(dir.path(), &["c7.toml", "`source` must be"]);
     // One expectation file per OS family.
     let dir = tree(GOOD_CASE, None);
-    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
-    for os in sockspec::model::OsFamily::ALL {
-        std::fs::write(
-            dir.path().join(format!("expected/{os}.toml")),
-            largest_input(&format!("os = \"{os}\"\nx = ")),
-        )
-        .unwrap();
-    }
+    largest_expectations(dir.path());
     refused_in_256_mib(dir.path(), &["wine.toml", "unknown field `x`"]);
 }
 
@@ -904,14 +911,7 @@ fn check_stays_under_256_mib_on_the_largest_trees_it_accepts_or_refuses() {
 #[test]
 fn check_stays_under_256_mib_on_the_largest_tree_and_expectation_files() {
     let dir = large_cases(9);
-    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
-    for os in sockspec::model::OsFamily::ALL {
-        std::fs::write(
-            dir.path().join(format!("expected/{os}.toml")),
-            largest_input(&format!("os = \"{os}\"\nx = ")),
-        )
-        .unwrap();
-    }
+    largest_expectations(dir.path());
     refused_in_256_mib(dir.path(), &["wine.toml", "unknown field `x`"]);
 }
 
@@ -1099,14 +1099,7 @@ fn check_stays_under_256_mib_on_the_longest_labels_beside_the_largest_files() {
     for file in [sockspec::load::SOURCES_FILE, "profiles.toml"] {
         std::fs::write(dir.path().join(file), largest_input("x = ")).unwrap();
     }
-    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
-    for os in sockspec::model::OsFamily::ALL {
-        std::fs::write(
-            dir.path().join(format!("expected/{os}.toml")),
-            largest_input(&format!("os = \"{os}\"\nx = ")),
-        )
-        .unwrap();
-    }
+    largest_expectations(dir.path());
     refused_in_256_mib(dir.path(), &["wine.toml", "unknown field `x`"]);
 }
 

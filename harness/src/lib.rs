@@ -286,6 +286,8 @@ impl Suite {
             // the tests: they need no test until they are checked.
             std::thread::scope(|s| {
                 let parsing = s.spawn(move || {
+                    // The tests are built beside it on the cores left.
+                    let _busy = crate::par::busy();
                     unchecked.parse_ahead();
                     // This thread ends before the tests are built, and the
                     // one building them would read the two after.

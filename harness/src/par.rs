@@ -4,8 +4,8 @@
 //! a spawn. Items are handed out in small blocks as threads come free, since
 //! they differ in cost (an expectation file of 20 KB beside one of 160 KB).
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Condvar, Mutex};
 
 /// How many threads can run at once here, asked once per process: each
 /// `available_parallelism` reads the process's cgroup files (five opens
@@ -13,6 +13,53 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub fn cores() -> usize {
     static CORES: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+/// Threads at long work of their own (the expectation files parsed ahead,
+/// beside the building of the tests), and a signal when one is done.
+static BUSY: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
+
+fn busy_count() -> std::sync::MutexGuard<'static, usize> {
+    BUSY.0
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Held by a thread for as long as it works on its own beside [`map`]s:
+/// their helper threads leave it its core, and take their share of the
+/// items only once a core is free (the calling thread always works). With
+/// two cores and a thread parsing ahead, building the tests on both
+/// preempted the parse, which the build then waited for.
+#[must_use = "the thread counts as busy only while this is held"]
+pub struct Busy(());
+
+/// Marks the calling thread busy until the result is dropped.
+pub fn busy() -> Busy {
+    *busy_count() += 1;
+    Busy(())
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        *busy_count() -= 1;
+        BUSY.1.notify_all();
+    }
+}
+
+/// Tells [`map`]'s waiting helpers that the calling thread has taken
+/// every block, however its work ends (a panic too: they would wait on).
+struct Finish<'a>(&'a AtomicBool);
+
+impl Drop for Finish<'_> {
+    fn drop(&mut self) {
+        // Under the lock, so that no helper misses it between its check
+        // and its wait.
+        {
+            let _busy = busy_count();
+            self.0.store(true, Ordering::Release);
+        }
+        BUSY.1.notify_all();
+    }
 }
 
 /// `items.iter().map(f).collect()`, computed on up to
@@ -31,6 +78,18 @@ pub fn map<T: Sync, R: Send>(
     // taking one costs nothing beside its work.
     let block = items.len().div_ceil(threads * 8).max(1);
     let next = AtomicUsize::new(0);
+    let finished = AtomicBool::new(false);
+    // Helper `h` (from 1) starts once at most `cores - 1 - h` threads are
+    // busy, or gives up when the calling thread has taken every block.
+    let wait_for_core = |h: usize| {
+        let mut busy = busy_count();
+        while *busy + 1 + h > cores() && !finished.load(Ordering::Acquire) {
+            busy = BUSY
+                .1
+                .wait(busy)
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+        }
+    };
     let work = || {
         let mut done: Vec<(usize, Vec<R>)> = Vec::new();
         loop {
@@ -44,8 +103,18 @@ pub fn map<T: Sync, R: Send>(
         }
     };
     let mut blocks: Vec<(usize, Vec<R>)> = std::thread::scope(|s| {
-        let helpers: Vec<_> = (1..threads).map(|_| s.spawn(work)).collect();
-        let mut all = work();
+        let helpers: Vec<_> = (1..threads)
+            .map(|h| {
+                s.spawn(move || {
+                    wait_for_core(h);
+                    work()
+                })
+            })
+            .collect();
+        let mut all = {
+            let _finish = Finish(&finished);
+            work()
+        };
         for h in helpers {
             all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         }
@@ -179,6 +248,18 @@ mod tests {
         );
         assert_eq!(out, items);
         assert!(most.load(Ordering::SeqCst) <= 2, "{most:?} alive at once");
+    }
+
+    #[test]
+    fn with_every_other_core_busy_the_calling_thread_maps_everything() {
+        let busy: Vec<super::Busy> = (1..super::cores()).map(|_| super::busy()).collect();
+        let here = std::thread::current().id();
+        let items: Vec<usize> = (0..1000).collect();
+        let out = super::map(&items, 1, |i| (*i, std::thread::current().id()));
+        assert!(out.iter().all(|(_, t)| *t == here), "a helper took a core");
+        let order: Vec<usize> = out.iter().map(|(i, _)| *i).collect();
+        assert_eq!(order, items);
+        drop(busy);
     }
 
     #[test]

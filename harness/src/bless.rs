@@ -66,6 +66,9 @@ pub struct Summary {
     pub added: usize,
     /// Observed entries removed because no test resolves to them any more.
     pub removed: usize,
+    /// Observed outcomes removed because their tests no longer check that
+    /// step (the case changed since they were observed).
+    pub unchecked: usize,
 }
 
 impl std::fmt::Display for Summary {
@@ -78,7 +81,15 @@ impl std::fmt::Display for Summary {
             self.changed,
             self.added,
             self.removed
-        )
+        )?;
+        if self.unchecked > 0 {
+            write!(
+                f,
+                "; {} outcome(s) of steps the cases no longer check removed",
+                self.unchecked
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -754,7 +765,9 @@ fn expect_array(doc: &mut DocumentMut) -> Result<&mut toml_edit::ArrayOfTables, 
 }
 
 /// Removes unranged observed outcomes that no test resolves to (they are all
-/// overridden), and entries left with none.
+/// overridden), observed outcomes of steps their tests no longer check
+/// (set aside by the load, [`crate::set_aside_stale_observations`]), and
+/// entries left with none.
 fn prune(
     suite: &Suite,
     os: OsFamily,
@@ -767,6 +780,10 @@ fn prune(
     let by_case = group_tests(&suite.tests);
     let mut dead: BTreeMap<usize, Vec<String>> = BTreeMap::new();
     for (i, e) in file.entries.iter().enumerate() {
+        if !e.stale.is_empty() {
+            summary.unchecked += e.stale.len();
+            dead.entry(i).or_default().extend(e.stale.iter().cloned());
+        }
         if e.kernel.is_some()
             || !e.settings.is_empty()
             || !matches!(e.provenance, Provenance::Observed { .. })
@@ -796,7 +813,8 @@ fn prune(
     let array = expect_array(&mut doc)?;
     let mut remove = Vec::new();
     for (i, labels) in &dead {
-        let all_dead = labels.len() == file.entries[*i].outcomes.len();
+        let e = &file.entries[*i];
+        let all_dead = labels.len() == e.outcomes.len() + e.stale.len();
         if all_dead {
             remove.push(*i);
         } else if let Some(outs) = array

@@ -106,6 +106,11 @@ pub struct Entry {
     pub settings: Vec<(String, String)>,
     /// Checked step label → expected outcome.
     pub outcomes: Vec<(String, Outcome)>,
+    /// Labels of observed outcomes set aside because the tests the entry
+    /// selects no longer check that step (the case changed since the run):
+    /// only while bless loads ([`crate::set_aside_stale_observations`]),
+    /// for it to remove them; empty otherwise.
+    pub stale: Vec<String>,
     /// How the outcomes are known.
     pub provenance: Provenance,
     /// Why: the reasoning or the run it came from.
@@ -1519,30 +1524,22 @@ fn parse_entry(
         return None;
     }
     if errors.len() == before && !partial {
-        if selected == 0 {
-            errors.push(
-                InputError::at(&at, format!("this entry selects no test of `{case_id}`"))
-                    .help("check `where`: the values must be combinations the grid produces"),
-            );
-        } else if runnable.is_empty() {
-            let first = picked.iter().next().map(|i| &ct.tests[i]);
-            let why = first.and_then(|t| t.not_applicable(os)).unwrap_or_default();
-            errors.push(InputError::at(
-                &at,
-                format!("this entry selects only tests that cannot run on {os} ({why})"),
-            ));
-        }
+        errors.extend(selects_nothing(
+            &at, &case_id, ct, &picked, selected, &runnable, os,
+        ));
     }
+    let observed = matches!(provenance, Provenance::Observed { .. });
+    let mut stale = Vec::new();
     let outcomes = parse_outcomes(
         index,
         case,
         raw.outcomes.into_inner(),
-        ct,
-        &runnable,
-        partial,
+        (ct, &runnable, partial),
+        observed,
+        (observed && crate::sets_aside_stale()).then_some(&mut stale),
         errors,
     );
-    if outcomes.is_empty() && errors.len() == before {
+    if outcomes.is_empty() && stale.is_empty() && errors.len() == before {
         errors.push(InputError::at(&at, "this entry gives no outcomes"));
     }
     (errors.len() == before).then_some(Entry {
@@ -1552,6 +1549,7 @@ fn parse_entry(
         kernel,
         settings,
         outcomes,
+        stale,
         provenance,
         why,
         selected,
@@ -1709,30 +1707,77 @@ fn parse_provenance(
     })
 }
 
+/// Why an entry of the case `case_id` that picks the tests `picked` (of
+/// `ct`; `selected` of the whole grid), `runnable` of them on `os`, is
+/// refused for what it selects, if it is.
+fn selects_nothing(
+    at: &Location,
+    case_id: &str,
+    ct: &CaseTests,
+    picked: &Bits,
+    selected: usize,
+    runnable: &Bits,
+    os: OsFamily,
+) -> Option<InputError> {
+    if selected == 0 {
+        Some(
+            InputError::at(at, format!("this entry selects no test of `{case_id}`"))
+                .help("check `where`: the values must be combinations the grid produces"),
+        )
+    } else if runnable.is_empty() {
+        let first = picked.iter().next().map(|i| &ct.tests[i]);
+        let why = first.and_then(|t| t.not_applicable(os)).unwrap_or_default();
+        Some(InputError::at(
+            at,
+            format!("this entry selects only tests that cannot run on {os} ({why})"),
+        ))
+    } else {
+        None
+    }
+}
+
 /// `outcomes`: per checked step, an outcome that step can have, for steps
-/// that occur in the `runnable` tests the entry selects.
+/// that occur in the `runnable` tests the entry selects (of the case's
+/// tests `ct`; with `partial`, only some are loaded). An outcome of an
+/// `observed` entry for a step those tests no longer check goes to
+/// `stale`, when given, instead of being refused.
 fn parse_outcomes(
     index: &LineIndex,
     case: &Case,
     raw: IndexMap<String, Spanned<String>>,
-    ct: &CaseTests,
-    runnable: &Bits,
-    partial: bool,
+    (ct, runnable, partial): (&CaseTests, &Bits, bool),
+    observed: bool,
+    mut stale: Option<&mut Vec<String>>,
     errors: &mut Vec<InputError>,
 ) -> Vec<(String, Outcome)> {
     let case_id = &case.id;
     let mut outcomes = Vec::new();
+    // Observed outcomes are written by bless, which also removes those of
+    // steps a changed case no longer checks.
+    let rebless = |e: InputError| {
+        if observed {
+            e.help(
+                "if the case changed since this was observed, `sockspec bless` on this OS removes it",
+            )
+        } else {
+            e
+        }
+    };
     for (label, value) in raw {
         if !case.checks.iter().any(|(l, _)| *l == label) {
+            if let Some(stale) = stale.as_deref_mut() {
+                stale.push(label);
+                continue;
+            }
             let checks: Vec<&str> = case.checks.iter().map(|(l, _)| l.as_str()).collect();
-            errors.push(
+            errors.push(rebless(
                 index
                     .err(
                         value.span(),
                         format!("`{case_id}` has no checked step `{label}`"),
                     )
                     .help(format!("its checked steps: {}", checks.join(", "))),
-            );
+            ));
             continue;
         }
         let outcome: Outcome = match value.get_ref().parse() {
@@ -1752,10 +1797,14 @@ fn parse_outcomes(
         let steps = ct.checked(&label, runnable);
         // (Partial: the step may be in tests not loaded.)
         if steps.is_empty() && !runnable.is_empty() && !partial {
-            errors.push(index.err(
+            if let Some(stale) = stale.as_deref_mut() {
+                stale.push(label);
+                continue;
+            }
+            errors.push(rebless(index.err(
                 value.span(),
                 format!("step `{label}` does not occur in the tests this entry selects"),
-            ));
+            )));
             continue;
         }
         if let Some(s) = steps.iter().find(|s| !s.action.accepts(&outcome)) {

@@ -133,6 +133,23 @@ pub struct Suite {
     pub trees: Vec<trees::Tree>,
 }
 
+/// Whether loads set aside the outcomes of observed expectation entries
+/// for steps their tests no longer check ([`expect::Entry::stale`]),
+/// instead of refusing them: on for `sockspec bless`, which removes them.
+/// Otherwise a case that stops checking a step could only be blessed
+/// after its observed entries were edited by hand.
+static SET_ASIDE_STALE: AtomicBool = AtomicBool::new(false);
+
+/// From here on this process's loads set aside observed outcomes of steps
+/// the cases no longer check, for [`bless::bless`] to remove.
+pub fn set_aside_stale_observations() {
+    SET_ASIDE_STALE.store(true, Ordering::Relaxed);
+}
+
+pub(crate) fn sets_aside_stale() -> bool {
+    SET_ASIDE_STALE.load(Ordering::Relaxed)
+}
+
 /// Whether a load may parse small expectation files ahead, on a thread of
 /// their own: not in a process that loads several trees ([`trees::load`]
 /// and kin turn it off first). That thread's allocator arena stays in the

@@ -653,3 +653,65 @@ proto = ["udp"]
         }
     );
 }
+
+/// A case that stops checking a step leaves observed outcomes for it, which
+/// every command refuses; bless (and nothing by hand) removes them.
+#[test]
+fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
+    let os = sockspec::Platform::current().os;
+    let dir = tree();
+    let file = dir.path().join(format!("expected/{os}.toml"));
+    std::fs::write(
+        &file,
+        format!(
+            "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
+             outcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"1.0\"]\n\
+             why = \"blessed from a run on {os} 1.0\"\n"
+        ),
+    )
+    .unwrap();
+    let cli = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_sockspec"))
+            .args(args)
+            .args(["--only-cases", "--cases"])
+            .arg(dir.path())
+            .env_remove("CI")
+            .output()
+            .unwrap()
+    };
+    assert!(cli(&["check"]).status.success());
+    // The case now checks the second bind only over TCP.
+    let changed = CASE.replace(
+        r#"port = "a", check = true },"#,
+        r#"port = "a", check = true, when = { proto = "tcp" } },"#,
+    );
+    assert_ne!(changed, CASE);
+    std::fs::write(dir.path().join("t/c.toml"), changed).unwrap();
+    let out = cli(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("step `bind_b` does not occur in the tests this entry selects")
+            && err.contains("`sockspec bless` on this OS removes it"),
+        "{err}"
+    );
+    let out = cli(&["bless"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        said.contains("1 outcome(s) of steps the cases no longer check removed"),
+        "{said}"
+    );
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(!text.contains("proto = \"udp\""), "{text}");
+    let out = cli(&["check"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -33,7 +33,9 @@ fn busy_count() -> std::sync::MutexGuard<'static, usize> {
 #[must_use = "the thread counts as busy only while this is held"]
 pub struct Busy(());
 
-/// Marks the calling thread busy until the result is dropped.
+/// Marks the calling thread busy until the result is dropped. A [`map`]
+/// it calls meanwhile counts it twice (busy, and calling): its helpers
+/// take only the cores left beside it.
 pub fn busy() -> Busy {
     *busy_count() += 1;
     Busy(())
@@ -46,8 +48,11 @@ impl Drop for Busy {
     }
 }
 
-/// Tells [`map`]'s waiting helpers that the calling thread has taken
-/// every block, however its work ends (a panic too: they would wait on).
+/// Releases [`map`]'s waiting helpers when the calling thread is done
+/// with the blocks, however that ends: normally, every block is taken and
+/// they return; on a panic (its own work's, or a failed spawn) they map
+/// what is left, the scope joins them, and the panic goes on. Without it
+/// they would wait for a core for as long as a thread stays busy.
 struct Finish<'a>(&'a AtomicBool);
 
 impl Drop for Finish<'_> {
@@ -103,6 +108,9 @@ pub fn map<T: Sync, R: Send>(
         }
     };
     let mut blocks: Vec<(usize, Vec<R>)> = std::thread::scope(|s| {
+        // Before the first spawn: a later spawn that fails releases the
+        // helpers already waiting.
+        let finish = Finish(&finished);
         let helpers: Vec<_> = (1..threads)
             .map(|h| {
                 s.spawn(move || {
@@ -111,10 +119,8 @@ pub fn map<T: Sync, R: Send>(
                 })
             })
             .collect();
-        let mut all = {
-            let _finish = Finish(&finished);
-            work()
-        };
+        let mut all = work();
+        drop(finish);
         for h in helpers {
             all.extend(h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)));
         }
@@ -254,8 +260,13 @@ mod tests {
     fn with_every_other_core_busy_the_calling_thread_maps_everything() {
         let busy: Vec<super::Busy> = (1..super::cores()).map(|_| super::busy()).collect();
         let here = std::thread::current().id();
-        let items: Vec<usize> = (0..1000).collect();
-        let out = super::map(&items, 1, |i| (*i, std::thread::current().id()));
+        // Items that take long enough (~20 ms in all) that a helper let
+        // in would surely get some.
+        let items: Vec<usize> = (0..200).collect();
+        let out = super::map(&items, 1, |i| {
+            std::thread::sleep(std::time::Duration::from_micros(100));
+            (*i, std::thread::current().id())
+        });
         assert!(out.iter().all(|(_, t)| *t == here), "a helper took a core");
         let order: Vec<usize> = out.iter().map(|(i, _)| *i).collect();
         assert_eq!(order, items);

@@ -437,6 +437,12 @@ fn rank_among<'a>(
 static UNKNOWN: Outcome = Outcome::Unknown;
 
 impl ExpectFile {
+    /// How many observed outcomes the load set aside because their tests
+    /// no longer check that step ([`Entry::stale`]).
+    pub fn set_aside(&self) -> usize {
+        self.entries.iter().map(|e| e.stale.len()).sum()
+    }
+
     /// The expectation for `label` of `test`. `release` is the OS release the
     /// test ran on; `None` considers only entries without a kernel range.
     pub fn resolve<'a>(

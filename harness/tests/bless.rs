@@ -1,5 +1,6 @@
-//! `sockspec bless` edits expectation files in place. These tests feed it
-//! observations directly: they test the file editing, not a kernel.
+//! `sockspec bless` edits expectation files in place. Most of these tests
+//! feed it observations directly: they test the file editing, not a
+//! kernel. Those that go through the command line run a small case here.
 
 use std::process::Command;
 
@@ -659,17 +660,27 @@ proto = ["udp"]
 #[test]
 fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
     let os = sockspec::Platform::current().os;
+    // Another OS, whose file only a run there (here: this run, relabelled)
+    // can bless.
+    let other = if os == OsFamily::Openbsd {
+        OsFamily::Netbsd
+    } else {
+        OsFamily::Openbsd
+    };
     let dir = tree();
-    let file = dir.path().join(format!("expected/{os}.toml"));
-    std::fs::write(
-        &file,
-        format!(
-            "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
-             outcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"1.0\"]\n\
-             why = \"blessed from a run on {os} 1.0\"\n"
-        ),
-    )
-    .unwrap();
+    let file_of = |os: OsFamily| dir.path().join(format!("expected/{os}.toml"));
+    for os in [os, other] {
+        std::fs::write(
+            file_of(os),
+            format!(
+                "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
+                 outcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"1.0\"]\n\
+                 why = \"blessed from a run on {os} 1.0\"\n"
+            ),
+        )
+        .unwrap();
+    }
+    let file = file_of(os);
     let cli = |args: &[&str]| {
         Command::new(env!("CARGO_BIN_EXE_sockspec"))
             .args(args)
@@ -708,6 +719,44 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
     );
     let text = std::fs::read_to_string(&file).unwrap();
     assert!(!text.contains("proto = \"udp\""), "{text}");
+    // The other OS's file keeps its outcome, and bless says what is left.
+    assert!(
+        said.contains(&format!(
+            "{other}.toml: 1 observed outcome(s) of steps the cases no longer check"
+        )),
+        "{said}"
+    );
+    let out = cli(&["check"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains(&format!("{other}.toml")), "{err}");
+    // A run still runs (and says what it leaves out); blessed as a run on
+    // the other OS, it clears that file too.
+    let results = dir.path().join("results.json");
+    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(["run", "--only-cases", "--cases"])
+        .arg(dir.path())
+        .arg("--json")
+        .arg(&results)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("observed outcome(s) of steps the cases no longer check are left out"),
+        "{err}"
+    );
+    let mut json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&results).unwrap()).unwrap();
+    json["run"]["os"] = other.to_string().into();
+    json["run"]["kernel"] = "2.0".into();
+    std::fs::write(&results, json.to_string()).unwrap();
+    let out = cli(&["bless", "--from", results.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let out = cli(&["check"]);
     assert!(
         out.status.success(),

@@ -125,16 +125,29 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
                 .into(),
         ));
     }
-    claims_hint(&trees)?;
+    next_steps(&trees)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// New expectations change the claims table's counts: says how to renew
-/// each table that is now stale. The trees are loaded again, as bless left
-/// them, and only when one keeps a table.
-fn claims_hint(trees: &[sockspec::trees::Tree]) -> Result<(), Error> {
+/// What is left for `check` to refuse once bless is done, loaded again as
+/// bless left the trees: observed outcomes of steps the cases no longer
+/// check in the files of OSes not blessed here (only a run there removes
+/// them), and claims tables whose counts the new expectations changed.
+fn next_steps(trees: &[sockspec::trees::Tree]) -> Result<(), Error> {
+    let each = sockspec::trees::load_each(trees)?;
+    for suite in &each {
+        for (os, file) in &suite.expectations.files {
+            let left = file.set_aside();
+            if left > 0 {
+                out::line(&format!(
+                    "next: {}: {left} observed outcome(s) of steps the cases no longer check; \
+                     `check` refuses them until a run on {os} is blessed (`bless --from RESULTS.json`)",
+                    file.path.display()
+                ));
+            }
+        }
+    }
     if trees.iter().any(|t| sockspec::claims::has_table(&t.root)) {
-        let each = sockspec::trees::load_each(trees)?;
         for stale in super::check::stale_claims_tables(trees, &each)? {
             out::line(&format!("next: {stale}"));
         }

@@ -108,8 +108,8 @@ pub struct Entry {
     pub outcomes: Vec<(String, Outcome)>,
     /// Labels of observed outcomes set aside because the tests the entry
     /// selects no longer check that step (the case changed since the run):
-    /// only while bless loads ([`crate::set_aside_stale_observations`]),
-    /// for it to remove them; empty otherwise.
+    /// only in a process that runs or blesses
+    /// ([`crate::set_aside_stale_observations`]); empty otherwise.
     pub stale: Vec<String>,
     /// How the outcomes are known.
     pub provenance: Provenance,
@@ -630,6 +630,23 @@ impl Expectations {
     /// The file for `os`, if the tree has one.
     pub fn for_os(&self, os: OsFamily) -> Option<&ExpectFile> {
         self.files.get(&os)
+    }
+
+    /// A warning for each file whose load set observed outcomes aside
+    /// ([`Entry::stale`]): a run goes on without them.
+    pub fn set_aside_warnings(&self) -> Vec<String> {
+        self.files
+            .values()
+            .filter(|f| f.set_aside() > 0)
+            .map(|f| {
+                format!(
+                    "warning: {}: {} observed outcome(s) of steps the cases no longer check are left out \
+                     (`sockspec check` refuses them; `sockspec bless` on that OS removes them)",
+                    f.path.display(),
+                    f.set_aside()
+                )
+            })
+            .collect()
     }
 }
 

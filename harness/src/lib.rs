@@ -136,10 +136,11 @@ pub struct Suite {
 /// Whether loads set aside the outcomes of observed expectation entries
 /// for steps their tests no longer check ([`expect::Entry::stale`]),
 /// instead of refusing them: on for `sockspec bless`, which removes them,
-/// and `sockspec run`, which warns (so that every OS can still run, and be
-/// blessed from that run). Otherwise a case that stops checking a step
-/// could only be blessed after its observed entries were edited by hand.
-/// `check` and library loads refuse them.
+/// and for runs (`sockspec run`, the test harness of [`testing`], a
+/// guest), which warn, so that every OS can still run and be blessed from
+/// that run. Otherwise a case that stops checking a step could only be
+/// blessed after its observed entries were edited by hand. `check`,
+/// `claims`, `explain` and [`Suite::load`] refuse them.
 static SET_ASIDE_STALE: AtomicBool = AtomicBool::new(false);
 
 /// From here on this process's loads set aside observed outcomes of steps

@@ -764,3 +764,51 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// An outcome bless cannot take out (its entry's `outcomes` is a table of
+/// its own, not inline) fails the bless, and the file is left as it was.
+#[test]
+fn a_stale_outcome_bless_cannot_remove_fails_it_and_the_file_stays() {
+    let os = sockspec::Platform::current().os;
+    let dir = tree();
+    let file = dir.path().join(format!("expected/{os}.toml"));
+    let text = format!(
+        "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
+         source = \"observed\"\nseen_on = [\"1.0\"]\nwhy = \"blessed from a run on {os} 1.0\"\n\n\
+         [expect.outcomes]\nbind_a = \"ok\"\nbind_b = \"ok\"\n"
+    );
+    // The first bind is checked too, so the entry keeps an outcome and
+    // only `bind_b` would have to go from it.
+    let both = CASE.replace(r#"port = "@p" },"#, r#"port = "@p", check = true },"#);
+    std::fs::write(dir.path().join("t/c.toml"), &both).unwrap();
+    std::fs::write(&file, &text).unwrap();
+    let check = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(["check", "--only-cases", "--cases"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        check.status.success(),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+    let changed = both.replace(
+        r#"port = "a", check = true },"#,
+        r#"port = "a", check = true, when = { proto = "tcp" } },"#,
+    );
+    assert_ne!(changed, both);
+    std::fs::write(dir.path().join("t/c.toml"), changed).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(["bless", "--only-cases", "--cases"])
+        .arg(dir.path())
+        .env_remove("CI")
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("still gives `bind_b`, a step its tests no longer check"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), text);
+}

@@ -141,7 +141,7 @@ fn next_steps(trees: &[sockspec::trees::Tree]) -> Result<(), Error> {
             if left > 0 {
                 out::line(&format!(
                     "next: {}: {left} observed outcome(s) of steps the cases no longer check; \
-                     `check` refuses them until a run on {os} is blessed (`bless --from RESULTS.json`)",
+                     `check` refuses them until bless, on {os} or from a run there (`bless --from RESULTS.json`), covers their cases",
                     file.path.display()
                 ));
             }

@@ -88,7 +88,9 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     // OS can still run and be blessed (which removes them). `check` refuses them.
     sockspec::set_aside_stale_observations();
     let suite = a.select.cases.load_scoped(&filter.scope(platform.os))?;
-    warn_set_aside(&suite);
+    for w in suite.expectations.set_aside_warnings() {
+        sockspec::stdio::eline(&w);
+    }
     a.exec.setup(&suite)?;
     let opts = Options {
         filter,
@@ -214,18 +216,4 @@ fn stop_on_signal() -> Arc<AtomicBool> {
         sockspec::stdio::eline(&format!("warning: cannot catch interrupts: {e}"));
     }
     stop
-}
-
-/// Says which expectation files had observed outcomes set aside at load.
-fn warn_set_aside(suite: &sockspec::Suite) {
-    for file in suite.expectations.files.values() {
-        let n = file.set_aside();
-        if n > 0 {
-            sockspec::stdio::eline(&format!(
-                "warning: {}: {n} observed outcome(s) of steps the cases no longer check are left out \
-                 (`sockspec check` refuses them; `sockspec bless` on that OS removes them)",
-                file.path.display()
-            ));
-        }
-    }
 }

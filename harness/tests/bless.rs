@@ -60,6 +60,17 @@ fn obs(s: &Suite, f: impl Fn(&str, &str) -> &'static str) -> Vec<Observation> {
         .collect()
 }
 
+/// `sockspec ARGS --only-cases --cases DIR`, outside CI.
+fn on_tree(dir: &tempfile::TempDir, args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(args)
+        .args(["--only-cases", "--cases"])
+        .arg(dir.path())
+        .env_remove("CI")
+        .output()
+        .unwrap()
+}
+
 fn read(dir: &tempfile::TempDir) -> String {
     std::fs::read_to_string(dir.path().join("expected/freebsd.toml")).unwrap()
 }
@@ -269,14 +280,7 @@ fn bless_from_a_results_file_writes_that_os_file_on_any_os() {
     results.run.kernel = "14.3-RELEASE".into();
     let path = dir.path().join("results-freebsd.json");
     results.write(&path).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(["bless", "--only-cases", "--cases"])
-        .arg(dir.path())
-        .arg("--from")
-        .arg(&path)
-        .env_remove("CI")
-        .output()
-        .unwrap();
+    let out = on_tree(&dir, &["bless", "--from", path.to_str().unwrap()]);
     assert!(
         out.status.success(),
         "{}",
@@ -681,15 +685,7 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
         .unwrap();
     }
     let file = file_of(os);
-    let cli = |args: &[&str]| {
-        Command::new(env!("CARGO_BIN_EXE_sockspec"))
-            .args(args)
-            .args(["--only-cases", "--cases"])
-            .arg(dir.path())
-            .env_remove("CI")
-            .output()
-            .unwrap()
-    };
+    let cli = |args: &[&str]| on_tree(&dir, args);
     assert!(cli(&["check"]).status.success());
     // The case now checks the second bind only over TCP.
     let changed = CASE.replace(
@@ -733,13 +729,7 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
     // A run still runs (and says what it leaves out); blessed as a run on
     // the other OS, it clears that file too.
     let results = dir.path().join("results.json");
-    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(["run", "--only-cases", "--cases"])
-        .arg(dir.path())
-        .arg("--json")
-        .arg(&results)
-        .output()
-        .unwrap();
+    let out = cli(&["run", "--json", results.to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
@@ -782,11 +772,7 @@ fn a_stale_outcome_bless_cannot_remove_fails_it_and_the_file_stays() {
     let both = CASE.replace(r#"port = "@p" },"#, r#"port = "@p", check = true },"#);
     std::fs::write(dir.path().join("t/c.toml"), &both).unwrap();
     std::fs::write(&file, &text).unwrap();
-    let check = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(["check", "--only-cases", "--cases"])
-        .arg(dir.path())
-        .output()
-        .unwrap();
+    let check = on_tree(&dir, &["check"]);
     assert!(
         check.status.success(),
         "{}",
@@ -798,12 +784,7 @@ fn a_stale_outcome_bless_cannot_remove_fails_it_and_the_file_stays() {
     );
     assert_ne!(changed, both);
     std::fs::write(dir.path().join("t/c.toml"), changed).unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(["bless", "--only-cases", "--cases"])
-        .arg(dir.path())
-        .env_remove("CI")
-        .output()
-        .unwrap();
+    let out = on_tree(&dir, &["bless"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");
     assert!(

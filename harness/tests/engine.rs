@@ -495,7 +495,7 @@ fn a_helper_that_holds_a_socket_after_clear_is_not_kept() {
         &[1]
     };
     for n in says {
-        let cmd = AgentCmd::External(vec![
+        let cmd = AgentCmd::command(vec![
             "python3".into(),
             keeper.display().to_string(),
             n.to_string(),
@@ -519,7 +519,7 @@ fn a_helper_that_holds_a_socket_after_clear_is_not_kept() {
         });
     }
     // The same helper, holding nothing, is kept: the test above can fail.
-    let cmd = AgentCmd::External(vec![
+    let cmd = AgentCmd::command(vec![
         "python3".into(),
         keeper.display().to_string(),
         "0".into(),

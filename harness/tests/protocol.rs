@@ -360,6 +360,44 @@ fn the_protocol_cases_pass_in_every_helper_here() {
     }
 }
 
+/// The shipped Node helper starts without the NODE_* variables, as the
+/// Python one starts with -I: here NODE_OPTIONS preloads a script that
+/// throws, which stops any other Node from starting.
+#[test]
+fn the_node_helper_ignores_node_variables() {
+    let dir = tempfile::tempdir().unwrap();
+    let preload = dir.path().join("throws.js");
+    std::fs::write(&preload, "throw new Error('preloaded');\n").unwrap();
+    let options = format!("--require={}", preload.display());
+    match Command::new("node")
+        .args(["-e", "0"])
+        .env("NODE_OPTIONS", &options)
+        .output()
+    {
+        Err(e) => {
+            eprintln!("skipped: cannot start node: {e}");
+            return;
+        }
+        Ok(o) => assert!(
+            !o.status.success(),
+            "this node ran with a preload that throws, so the test below proves nothing"
+        ),
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(["run", "-q", "--only-cases", "--cases"])
+        .arg(root().join("harness/tests/protocol-cases"))
+        .args(["--agent", "node"])
+        .env("NODE_OPTIONS", &options)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 /// A helper that a wrapper runs without exec'ing it is the wrapper's child,
 /// and holds the pipes the harness reads. Ending the helper ends its whole
 /// process group: here the wrapper leaves a `sleep` behind as well, and

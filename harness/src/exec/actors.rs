@@ -41,11 +41,25 @@ pub const PROTOCOL: u32 = 1;
 pub enum AgentCmd {
     /// sockspec itself in agent mode (Rust std and socket2).
     Builtin,
-    /// Another program and its arguments, speaking the protocol.
-    External(Vec<String>),
+    /// Another program and its arguments, speaking the protocol, started
+    /// without the environment variables named in `unset`.
+    External {
+        /// The program and its arguments.
+        argv: Vec<String>,
+        /// Variables the helper does not inherit.
+        unset: Vec<String>,
+    },
 }
 
 impl AgentCmd {
+    /// `argv` as it is, in the caller's environment.
+    pub fn command(argv: Vec<String>) -> AgentCmd {
+        AgentCmd::External {
+            argv,
+            unset: Vec::new(),
+        }
+    }
+
     /// A runtime name (`rust`, `python`, `node`) or a command line
     /// (`python3 helpers/python/agent.py`). The shipped helpers are found in
     /// `$SOCKSPEC_HELPERS`, else in the source tree's `helpers/`.
@@ -57,21 +71,38 @@ impl AgentCmd {
                     PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../helpers"))
                 })
         };
-        let shipped = |interp: &[&str], file: &str| {
-            let mut cmd: Vec<String> = interp.iter().map(|s| s.to_string()).collect();
-            cmd.push(helpers().join(file).to_string_lossy().into_owned());
-            AgentCmd::External(cmd)
+        let shipped = |interp: &[&str], file: &str, unset: Vec<String>| {
+            let mut argv: Vec<String> = interp.iter().map(|s| s.to_string()).collect();
+            argv.push(helpers().join(file).to_string_lossy().into_owned());
+            AgentCmd::External { argv, unset }
         };
         Ok(match s.trim() {
             "" => return Err("an empty agent command".into()),
             "rust" | "builtin" => AgentCmd::Builtin,
             // -I -S: the standard library only, without site-packages (whose
             // .pth hooks cost 30 ms of start-up here) or PYTHON* variables.
-            "python" => shipped(&[python3(), "-I", "-S"], "python/agent.py"),
-            "node" => shipped(&["node"], "node/agent.js"),
-            cmd => AgentCmd::External(cmd.split_whitespace().map(str::to_string).collect()),
+            "python" => shipped(&[python3(), "-I", "-S"], "python/agent.py", Vec::new()),
+            // Node has no -I: its helper starts without the NODE_* variables
+            // instead. NODE_OPTIONS can preload code into it, and
+            // NODE_EXTRA_CA_CERTS (set on many CI images) makes Node parse a
+            // CA bundle before it starts, 40 of its 80 ms of CPU here.
+            // https://nodejs.org/api/cli.html#environment-variables
+            "node" => shipped(&["node"], "node/agent.js", named_like("NODE_")),
+            cmd => AgentCmd::command(cmd.split_whitespace().map(str::to_string).collect()),
         })
     }
+}
+
+/// The names of this process's environment variables that begin with
+/// `prefix` (in any case: Windows' names are case-insensitive).
+fn named_like(prefix: &str) -> Vec<String> {
+    std::env::vars_os()
+        .filter_map(|(k, _)| k.into_string().ok())
+        .filter(|k| {
+            k.get(..prefix.len())
+                .is_some_and(|p| p.eq_ignore_ascii_case(prefix))
+        })
+        .collect()
 }
 
 /// The Python interpreter itself, asked once per process: `python3` is often
@@ -344,14 +375,15 @@ impl Actor {
             let identity = a.identity.clone();
             return Ok((a, identity));
         }
-        let (program, args) = match cmd {
-            AgentCmd::Builtin => (program()?, Vec::new()),
-            AgentCmd::External(argv) => (
+        let (program, args, unset) = match cmd {
+            AgentCmd::Builtin => (program()?, Vec::new(), &[][..]),
+            AgentCmd::External { argv, unset } => (
                 PathBuf::from(argv.first().ok_or("an empty agent command")?),
                 argv[1..].to_vec(),
+                &unset[..],
             ),
         };
-        let external = matches!(cmd, AgentCmd::External(_));
+        let external = matches!(cmd, AgentCmd::External { .. });
         if external && user.is_some() {
             return Err("a helper in another runtime cannot become another user".into());
         }
@@ -362,7 +394,7 @@ impl Actor {
         // Helpers in other runtimes find the channel where the protocol says
         // (descriptor 3, which costs a fork); sockspec's own agent is told.
         let (mut child, chan) =
-            super::live::spawn(|| sys::spawn_agent(&program, &args, &env, external))
+            super::live::spawn(|| sys::spawn_agent(&program, &args, &env, unset, external))
                 .map_err(|e| format!("cannot start {}: {e}", program.display()))?;
         let pid = child.id();
         pids.lock().unwrap_or_else(|e| e.into_inner()).push(pid);

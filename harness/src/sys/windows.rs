@@ -708,11 +708,13 @@ fn job() -> Option<HANDLE> {
     (h != 0).then_some(h as HANDLE)
 }
 
-/// Starts `program` as an agent: stdin and stdout piped for requests, sockets passed by WSADuplicateSocketW blobs.
+/// Starts `program` as an agent: stdin and stdout piped for requests, sockets passed by WSADuplicateSocketW blobs;
+/// with `env` added to our environment and `unset` taken out.
 pub fn spawn_agent(
     program: &std::path::Path,
     args: &[String],
     env: &[(String, String)],
+    unset: &[String],
     _fd3: bool,
 ) -> io::Result<(std::process::Child, DescriptorChannel)> {
     use std::os::windows::io::AsRawHandle;
@@ -724,6 +726,9 @@ pub fn spawn_agent(
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
+    for k in unset {
+        cmd.env_remove(k);
+    }
     let child = crate::sys::spawn_child(&mut cmd)?;
     if let Some(job) = job() {
         // SAFETY: both handles are valid; the child stays in the job until it ends.

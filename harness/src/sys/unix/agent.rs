@@ -24,7 +24,8 @@ pub struct DescriptorChannel(UnixStream);
 
 /// Starts `program` as an agent: stdin and stdout piped for requests, our
 /// socketpair's other end on descriptor 3 (`fd3`, the protocol's place), or
-/// else at whatever number it has, named in `SOCKSPEC_AGENT_FD`.
+/// else at whatever number it has, named in `SOCKSPEC_AGENT_FD`; with `env`
+/// added to our environment and `unset` taken out.
 ///
 /// Putting it on 3 takes code between fork and exec, so std forks: it copies
 /// the harness's page tables and write-protects its memory, and every worker
@@ -36,6 +37,7 @@ pub fn spawn_agent(
     program: &Path,
     args: &[String],
     env: &[(String, String)],
+    unset: &[String],
     fd3: bool,
 ) -> io::Result<(Child, DescriptorChannel)> {
     // std makes the pair close-on-exec in a second call on Apple systems:
@@ -52,6 +54,9 @@ pub fn spawn_agent(
         // helper run by a wrapper that does not exec it (`sh -c '...'`) is
         // the wrapper's child, and would outlive a kill of the wrapper alone.
         .process_group(0);
+    for k in unset {
+        cmd.env_remove(k);
+    }
     if !fd3 {
         cmd.env(AGENT_FD_ENV, theirs_fd.to_string());
         let child = crate::sys::spawn_child_with(&mut cmd, || {

@@ -87,7 +87,7 @@ impl AgentCmd {
             // NODE_EXTRA_CA_CERTS (set on many CI images) makes Node parse a
             // CA bundle before it starts, 40 of its 80 ms of CPU here.
             // https://nodejs.org/api/cli.html#environment-variables
-            "node" => shipped(&["node"], "node/agent.js", named_like("NODE_")),
+            "node" => shipped(&["node"], "node/agent.js", env_names_starting_with("NODE_")),
             cmd => AgentCmd::command(cmd.split_whitespace().map(str::to_string).collect()),
         })
     }
@@ -95,7 +95,7 @@ impl AgentCmd {
 
 /// The names of this process's environment variables that begin with
 /// `prefix` (in any case: Windows' names are case-insensitive).
-fn named_like(prefix: &str) -> Vec<String> {
+fn env_names_starting_with(prefix: &str) -> Vec<String> {
     std::env::vars_os()
         .filter_map(|(k, _)| k.into_string().ok())
         .filter(|k| {
@@ -665,7 +665,7 @@ impl Actor {
     /// anything that went wrong with it in its test. All are asked at once
     /// and answer against the one deadline. Starting an interpreter is most
     /// of what a test in another runtime costs (Python 30-100 ms of CPU,
-    /// Node 110 ms); a kept one starts no new process.
+    /// Node 35 ms); a kept one starts no new process.
     pub fn recycle(actors: impl IntoIterator<Item = Actor>, by: Instant) {
         let asked: Vec<Actor> = actors
             .into_iter()

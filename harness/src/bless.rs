@@ -741,7 +741,7 @@ fn write_checked(
 ) -> Result<Summary, Error> {
     std::fs::create_dir_all(suite.root.join(EXPECTED_DIR)).map_err(|e| Error::io(path, e))?;
     atomic::write_text_like(path, written, original.as_deref()).map_err(|e| Error::io(path, e))?;
-    let result = Suite::load(&suite.root)
+    let result = Suite::load_scoped(&suite.root, &crate::Scope::setting_aside_stale())
         .map_err(Error::from)
         .and_then(|reloaded| prune(&reloaded, os, path, &mut summary));
     if let Err(e) = result {
@@ -766,7 +766,7 @@ fn expect_array(doc: &mut DocumentMut) -> Result<&mut toml_edit::ArrayOfTables, 
 
 /// Removes unranged observed outcomes that no test resolves to (they are all
 /// overridden), observed outcomes of steps their tests no longer check
-/// (set aside by the load, [`crate::set_aside_stale_observations`]), and
+/// (set aside by the load, [`crate::Scope::set_aside_stale`]), and
 /// entries left with none.
 fn prune(
     suite: &Suite,
@@ -839,7 +839,7 @@ fn prune(
         array.remove(*i);
     }
     atomic::write_text_like(path, &doc.to_string(), Some(&text)).map_err(|e| Error::io(path, e))?;
-    let reloaded = Suite::load(&suite.root)?;
+    let reloaded = Suite::load_scoped(&suite.root, &crate::Scope::setting_aside_stale())?;
     // What the load still set aside in this file, bless could not remove
     // (an `outcomes` written as a table of its own): `check` would refuse it.
     if let Some(e) = reloaded

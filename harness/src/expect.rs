@@ -108,8 +108,8 @@ pub struct Entry {
     pub outcomes: Vec<(String, Outcome)>,
     /// Labels of observed outcomes set aside because the tests the entry
     /// selects no longer check that step (the case changed since the run):
-    /// only in a process that runs or blesses
-    /// ([`crate::set_aside_stale_observations`]); empty otherwise.
+    /// only in a load that asks for it ([`crate::Scope::set_aside_stale`]);
+    /// empty otherwise.
     pub stale: Vec<String>,
     /// How the outcomes are known.
     pub provenance: Provenance,
@@ -814,6 +814,8 @@ pub struct Unchecked {
     errors: Vec<InputError>,
     /// An `expected/` that cannot be read.
     dir_errors: Vec<InputError>,
+    /// [`crate::Scope::set_aside_stale`].
+    set_aside_stale: bool,
 }
 
 /// A parsed file (None: it could not be) and the errors found parsing it.
@@ -831,6 +833,7 @@ pub fn list_all(root: &Path, scope: &crate::Scope) -> Unchecked {
         files: Vec::new(),
         errors: Vec::new(),
         dir_errors: Vec::new(),
+        set_aside_stale: scope.set_aside_stale,
     };
     let dir = root.join(EXPECTED_DIR);
     // No `expected/` is a tree without expectations yet; one that cannot be
@@ -943,6 +946,7 @@ pub fn check_all(
         files,
         errors: read_errors,
         dir_errors,
+        set_aside_stale,
         ..
     } = unchecked;
     errors.extend(read_errors);
@@ -964,6 +968,7 @@ pub fn check_all(
         by_case: &by_case,
         sources: out.sources.as_ref(),
         grids,
+        set_aside_stale,
     };
     let check = |(file, mut errors): ParseResult| {
         let file = file.and_then(|f| {
@@ -1400,6 +1405,8 @@ struct Against<'a> {
     by_case: &'a HashMap<String, CaseTests>,
     sources: Option<&'a Registry>,
     grids: Option<&'a Grids>,
+    /// [`crate::Scope::set_aside_stale`].
+    set_aside_stale: bool,
 }
 
 /// Checks one parsed expectation file. With `grids`, only some tests
@@ -1560,7 +1567,7 @@ fn parse_entry(
         raw.outcomes.into_inner(),
         (ct, &runnable, partial),
         observed,
-        (observed && crate::sets_aside_stale()).then_some(&mut stale),
+        (observed && against.set_aside_stale).then_some(&mut stale),
         errors,
     );
     if outcomes.is_empty() && stale.is_empty() && errors.len() == before {

@@ -85,9 +85,26 @@ pub struct Scope {
     pub tests: Option<Vec<String>>,
     /// Only this OS family's expectation file. `None`: every file.
     pub os: Option<OsFamily>,
+    /// Observed outcomes of steps their tests no longer check (a case
+    /// changed since the run, [`expect::Entry::stale`]) are set aside
+    /// instead of refused. Runs set them aside and warn, so that every OS
+    /// can still run and be blessed from that run; bless removes them
+    /// ([`Scope::setting_aside_stale`]). Otherwise a case that stops checking
+    /// a step could only be blessed after its observed entries were edited
+    /// by hand. `check`, `claims` and `explain` refuse them.
+    pub set_aside_stale: bool,
 }
 
 impl Scope {
+    /// The whole tree, with stale observed outcomes set aside: what bless
+    /// loads.
+    pub fn setting_aside_stale() -> Scope {
+        Scope {
+            set_aside_stale: true,
+            ..Scope::default()
+        }
+    }
+
     /// Whether the case `id` is loaded: some test name is `id` or under it.
     pub fn wants_case(&self, id: &str) -> bool {
         self.tests.as_ref().is_none_or(|names| {
@@ -131,26 +148,6 @@ pub struct Suite {
     /// The case trees it was loaded from ([`trees`]): one, unless
     /// [`trees::load`] merged several.
     pub trees: Vec<trees::Tree>,
-}
-
-/// Whether loads set aside the outcomes of observed expectation entries
-/// for steps their tests no longer check ([`expect::Entry::stale`]),
-/// instead of refusing them: on for `sockspec bless`, which removes them,
-/// and for runs (`sockspec run`, the test harness of [`testing`], a
-/// guest), which warn, so that every OS can still run and be blessed from
-/// that run. Otherwise a case that stops checking a step could only be
-/// blessed after its observed entries were edited by hand. `check`,
-/// `claims`, `explain` and [`Suite::load`] refuse them.
-static SET_ASIDE_STALE: AtomicBool = AtomicBool::new(false);
-
-/// From here on this process's loads set aside observed outcomes of steps
-/// the cases no longer check, for [`bless::bless`] to remove.
-pub fn set_aside_stale_observations() {
-    SET_ASIDE_STALE.store(true, Ordering::Relaxed);
-}
-
-pub(crate) fn sets_aside_stale() -> bool {
-    SET_ASIDE_STALE.load(Ordering::Relaxed)
 }
 
 /// Whether a load may parse small expectation files ahead, on a thread of
@@ -491,6 +488,7 @@ mod tests {
             let scope = Scope {
                 tests: Some(names.clone()),
                 os: Some(os),
+                ..Scope::default()
             };
             let part = Suite::load_scoped(root, &scope).unwrap();
             assert_eq!(part.tests.len(), names.len());

@@ -41,15 +41,17 @@ impl Filter {
     }
 
     /// What a run with this filter loads on `os`: with `--exact` names, only
-    /// their cases and `os`'s expectations; else the whole tree.
+    /// their cases and `os`'s expectations; else the whole tree. Observed
+    /// outcomes of steps a changed case no longer checks apply to no test:
+    /// a run leaves them out and says so
+    /// ([`Expectations::set_aside_warnings`](crate::expect::Expectations::set_aside_warnings)),
+    /// so that every OS can still run and be blessed (which removes them).
     pub fn scope(&self, os: crate::model::OsFamily) -> crate::Scope {
-        if self.exact && !self.patterns.is_empty() {
-            crate::Scope {
-                tests: Some(self.patterns.clone()),
-                os: Some(os),
-            }
-        } else {
-            crate::Scope::default()
+        let exact = self.exact && !self.patterns.is_empty();
+        crate::Scope {
+            tests: exact.then(|| self.patterns.clone()),
+            os: exact.then_some(os),
+            set_aside_stale: true,
         }
     }
 }

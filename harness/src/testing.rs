@@ -117,17 +117,17 @@ impl Harness {
         let platform = Arc::new(Platform::current());
         // One test by its whole name (how nextest starts every test
         // process): only its case and this OS's expectations are loaded.
+        // As `sockspec run`: observed outcomes of steps a changed case no
+        // longer checks apply to no test; the run leaves them out and says
+        // so, and its results can still be blessed (which removes them).
         let scope = match &args.filter {
             Some(name) if args.exact => crate::Scope {
                 tests: Some(vec![name.clone()]),
                 os: Some(platform.os),
+                set_aside_stale: true,
             },
-            _ => crate::Scope::default(),
+            _ => crate::Scope::setting_aside_stale(),
         };
-        // As `sockspec run`: observed outcomes of steps a changed case no
-        // longer checks apply to no test; the run leaves them out and says
-        // so, and its results can still be blessed (which removes them).
-        crate::set_aside_stale_observations();
         let suite = match self.suite_scoped(&scope) {
             Ok(s) => Arc::new(s),
             Err(e) => {

@@ -136,7 +136,7 @@ fn name(mut trees: Vec<Tree>, dirs: &[PathBuf]) -> Result<Vec<Tree>, Error> {
 /// into one suite: tests, cases and claims of named trees get the tree's
 /// prefix; expectations stay each tree's own.
 pub fn load(trees: &[Tree]) -> Result<Suite, InputErrors> {
-    merge(trees, load_each(trees)?)
+    load_scoped(trees, &crate::Scope::default())
 }
 
 /// A process that loads several trees parses on one thread from here on
@@ -148,9 +148,15 @@ fn several(trees: &[Tree]) {
     }
 }
 
-/// [`load`], of only what `scope` names: each tree gets the test names it
-/// owns, without its prefix.
+/// [`load`], of only what `scope` names.
 pub fn load_scoped(trees: &[Tree], scope: &crate::Scope) -> Result<Suite, InputErrors> {
+    merge(trees, load_each(trees, scope)?)
+}
+
+/// Loads every tree alone, of what `scope` names (each tree gets the test
+/// names it owns, without its prefix), reporting the problems of all of
+/// them.
+pub fn load_each(trees: &[Tree], scope: &crate::Scope) -> Result<Vec<Suite>, InputErrors> {
     several(trees);
     let mut errors = Vec::new();
     let mut loaded = Vec::new();
@@ -164,28 +170,9 @@ pub fn load_scoped(trees: &[Tree], scope: &crate::Scope) -> Result<Suite, InputE
                     .map(|n| n[t.prefix().len()..].to_string())
                     .collect()
             }),
-            os: scope.os,
+            ..scope.clone()
         };
         match Suite::load_beside(&t.root, &own, held) {
-            Ok(s) => {
-                held = held.with(&s);
-                loaded.push(s);
-            }
-            Err(InputErrors(e)) => errors.extend(e),
-        }
-    }
-    InputErrors::finish(errors)?;
-    merge(trees, loaded)
-}
-
-/// Loads every tree alone, reporting the problems of all of them.
-pub fn load_each(trees: &[Tree]) -> Result<Vec<Suite>, InputErrors> {
-    several(trees);
-    let mut errors = Vec::new();
-    let mut loaded = Vec::new();
-    let mut held = crate::Loaded::default();
-    for t in trees {
-        match Suite::load_beside(&t.root, &crate::Scope::default(), held) {
             Ok(s) => {
                 held = held.with(&s);
                 loaded.push(s);
@@ -334,8 +321,8 @@ mod hint_tests {
             name: name.map(str::to_string),
             embedded: false,
         };
-        load_each(&[tree(None)]).unwrap();
-        load_each(&[tree(None), tree(Some("again"))]).unwrap();
+        load_each(&[tree(None)], &crate::Scope::default()).unwrap();
+        load_each(&[tree(None), tree(Some("again"))], &crate::Scope::default()).unwrap();
         assert!(!crate::PARSE_AHEAD.load(std::sync::atomic::Ordering::Relaxed));
     }
 }

@@ -755,6 +755,43 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
     );
 }
 
+/// Whether a load sets stale observed outcomes aside is the load's own
+/// choice (`Scope::set_aside_stale`), not the process's: a library user
+/// that blesses and then checks in one process still has the check refuse
+/// them.
+#[test]
+fn a_load_that_sets_stale_outcomes_aside_leaves_later_loads_refusing() {
+    let os = sockspec::Platform::current().os;
+    let dir = tree();
+    std::fs::write(
+        dir.path().join(format!("expected/{os}.toml")),
+        format!(
+            "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
+             outcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"1.0\"]\n\
+             why = \"blessed from a run on {os} 1.0\"\n"
+        ),
+    )
+    .unwrap();
+    let changed = CASE.replace(
+        r#"port = "a", check = true },"#,
+        r#"port = "a", check = true, when = { proto = "tcp" } },"#,
+    );
+    assert_ne!(changed, CASE);
+    std::fs::write(dir.path().join("t/c.toml"), changed).unwrap();
+    let aside = Suite::load_scoped(dir.path(), &sockspec::Scope::setting_aside_stale()).unwrap();
+    let file = aside.expectations.for_os(os).unwrap();
+    assert_eq!(file.set_aside(), 1);
+    let refused = Suite::load(dir.path())
+        .err()
+        .expect("a plain load refuses it");
+    assert!(
+        refused
+            .to_string()
+            .contains("step `bind_b` does not occur in the tests this entry selects"),
+        "{refused}"
+    );
+}
+
 /// An outcome bless cannot take out (its entry's `outcomes` is a table of
 /// its own, not inline) fails the bless, and the file is left as it was.
 #[test]

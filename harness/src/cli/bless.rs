@@ -8,7 +8,7 @@ use sockspec::error::Error;
 use sockspec::model::OsFamily;
 use sockspec::results::Results;
 use sockspec::run::Options;
-use sockspec::{Platform, Suite};
+use sockspec::{Platform, Scope, Suite};
 
 use super::{Exec, Select, out};
 
@@ -32,9 +32,8 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
     }
     // A case that stopped checking a step leaves observed outcomes for it;
     // they load set aside, and bless removes them.
-    sockspec::set_aside_stale_observations();
     let trees = a.select.cases.trees()?;
-    let suite = sockspec::trees::load(&trees)?;
+    let suite = sockspec::trees::load_scoped(&trees, &Scope::setting_aside_stale())?;
     a.exec.setup(&suite)?;
     let filter = a.select.filter();
     let selected = suite
@@ -87,7 +86,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
                 continue;
             }
             // Each bless reloads the tree: later inputs see earlier edits.
-            let suite = Suite::load(&tree.root)?;
+            let suite = Suite::load_scoped(&tree.root, &Scope::setting_aside_stale())?;
             let (obs, refused) = bless::observations(&suite, &records);
             let mut skipped = 0;
             for (name, why) in &refused {
@@ -134,7 +133,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
 /// check in the files of OSes not blessed here (only a run there removes
 /// them), and claims tables whose counts the new expectations changed.
 fn next_steps(trees: &[sockspec::trees::Tree]) -> Result<(), Error> {
-    let each = sockspec::trees::load_each(trees)?;
+    let each = sockspec::trees::load_each(trees, &Scope::setting_aside_stale())?;
     for suite in &each {
         for (os, file) in &suite.expectations.files {
             let left = file.set_aside();

@@ -15,7 +15,7 @@ pub struct Args {
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
     let trees = a.cases.trees()?;
-    let each = sockspec::trees::load_each(&trees)?;
+    let each = sockspec::trees::load_each(&trees, &sockspec::Scope::default())?;
     InputErrors::finish(stale_claims_tables(&trees, &each)?)?;
     let suite = sockspec::trees::merge(&trees, each)?;
     let entries: usize = suite

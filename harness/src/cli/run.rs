@@ -83,10 +83,6 @@ pub fn exec(mut a: Args) -> Result<ExitCode, Error> {
     }
     let platform = Platform::current();
     let filter = a.select.filter();
-    // Observed outcomes of steps a changed case no longer checks cannot
-    // apply to any test: a run leaves them out and says so, so that every
-    // OS can still run and be blessed (which removes them). `check` refuses them.
-    sockspec::set_aside_stale_observations();
     let suite = a.select.cases.load_scoped(&filter.scope(platform.os))?;
     for w in suite.expectations.set_aside_warnings() {
         sockspec::stdio::eline(&w);

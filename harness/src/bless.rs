@@ -229,6 +229,9 @@ pub fn bless(
 
 /// Writes `obs` (made on `os` `release`, with these stack `settings` and
 /// this `implementation`: the results header's) into `os`'s expectation file.
+/// If the tree may hold observed outcomes of steps the cases no longer
+/// check, load `suite` with [`crate::Scope::setting_aside_stale`]; bless's
+/// own reloads set them aside, and it removes those in `os`'s file.
 pub fn bless_in(
     suite: &Suite,
     os: OsFamily,

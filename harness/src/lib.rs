@@ -72,8 +72,9 @@ impl Platform {
     }
 }
 
-/// How much of a case tree a command loads. Checking, blessing, listing
-/// and reports need all of it ([`Scope::default`]); a run of named tests
+/// How much of a case tree a load reads, and whether it sets stale observed
+/// outcomes aside. Checking, blessing, listing and reports read all of it
+/// (no `tests`, no `os`); a run of named tests
 /// needs only their cases and the expectations of the OS it runs on, and
 /// reads nothing else: start-up is then one case file and one expectation
 /// file, not the whole tree.
@@ -91,13 +92,14 @@ pub struct Scope {
     /// can still run and be blessed from that run; bless removes them
     /// ([`Scope::setting_aside_stale`]). Otherwise a case that stops checking
     /// a step could only be blessed after its observed entries were edited
-    /// by hand. `check`, `claims` and `explain` refuse them.
+    /// by hand. Every other load ([`Suite::load`], `check`, `claims`,
+    /// `explain`, `list`) refuses them.
     pub set_aside_stale: bool,
 }
 
 impl Scope {
     /// The whole tree, with stale observed outcomes set aside: what bless
-    /// loads.
+    /// and a run of the whole tree load.
     pub fn setting_aside_stale() -> Scope {
         Scope {
             set_aside_stale: true,

@@ -120,13 +120,11 @@ impl Harness {
         // As `sockspec run`: observed outcomes of steps a changed case no
         // longer checks apply to no test; the run leaves them out and says
         // so, and its results can still be blessed (which removes them).
-        let scope = match &args.filter {
-            Some(name) if args.exact => crate::Scope {
-                tests: Some(vec![name.clone()]),
-                os: Some(platform.os),
-                set_aside_stale: true,
-            },
-            _ => crate::Scope::setting_aside_stale(),
+        let one = args.filter.as_ref().filter(|_| args.exact);
+        let scope = crate::Scope {
+            tests: one.map(|name| vec![name.clone()]),
+            os: one.map(|_| platform.os),
+            set_aside_stale: true,
         };
         let suite = match self.suite_scoped(&scope) {
             Ok(s) => Arc::new(s),

@@ -170,7 +170,8 @@ pub fn load_each(trees: &[Tree], scope: &crate::Scope) -> Result<Vec<Suite>, Inp
                     .map(|n| n[t.prefix().len()..].to_string())
                     .collect()
             }),
-            ..scope.clone()
+            os: scope.os,
+            set_aside_stale: scope.set_aside_stale,
         };
         match Suite::load_beside(&t.root, &own, held) {
             Ok(s) => {

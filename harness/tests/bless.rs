@@ -659,6 +659,27 @@ proto = ["udp"]
     );
 }
 
+/// `os`'s expectation file with one observed entry: `bind_b` is `ok` over
+/// UDP.
+fn observed_udp_bind_b(os: OsFamily) -> String {
+    format!(
+        "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
+         outcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"1.0\"]\n\
+         why = \"blessed from a run on {os} 1.0\"\n"
+    )
+}
+
+/// `case` changed to check the second bind only over TCP, which leaves an
+/// observed UDP outcome for it stale.
+fn bind_b_only_over_tcp(case: &str) -> String {
+    let changed = case.replace(
+        r#"port = "a", check = true },"#,
+        r#"port = "a", check = true, when = { proto = "tcp" } },"#,
+    );
+    assert_ne!(changed, case);
+    changed
+}
+
 /// A case that stops checking a step leaves observed outcomes for it, which
 /// every command refuses; bless (and nothing by hand) removes them.
 #[test]
@@ -674,26 +695,13 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
     let dir = tree();
     let file_of = |os: OsFamily| dir.path().join(format!("expected/{os}.toml"));
     for os in [os, other] {
-        std::fs::write(
-            file_of(os),
-            format!(
-                "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
-                 outcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"1.0\"]\n\
-                 why = \"blessed from a run on {os} 1.0\"\n"
-            ),
-        )
-        .unwrap();
+        std::fs::write(file_of(os), observed_udp_bind_b(os)).unwrap();
     }
     let file = file_of(os);
     let cli = |args: &[&str]| on_tree(&dir, args);
     assert!(cli(&["check"]).status.success());
     // The case now checks the second bind only over TCP.
-    let changed = CASE.replace(
-        r#"port = "a", check = true },"#,
-        r#"port = "a", check = true, when = { proto = "tcp" } },"#,
-    );
-    assert_ne!(changed, CASE);
-    std::fs::write(dir.path().join("t/c.toml"), changed).unwrap();
+    std::fs::write(dir.path().join("t/c.toml"), bind_b_only_over_tcp(CASE)).unwrap();
     let out = cli(&["check"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{err}");
@@ -756,28 +764,19 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
 }
 
 /// Whether a load sets stale observed outcomes aside is the load's own
-/// choice (`Scope::set_aside_stale`), not the process's: a library user
-/// that blesses and then checks in one process still has the check refuse
-/// them.
+/// choice (`Scope::set_aside_stale`), not the process's: a load that sets
+/// them aside (as bless's do) leaves a later plain load (as check's)
+/// refusing them.
 #[test]
 fn a_load_that_sets_stale_outcomes_aside_leaves_later_loads_refusing() {
     let os = sockspec::Platform::current().os;
     let dir = tree();
     std::fs::write(
         dir.path().join(format!("expected/{os}.toml")),
-        format!(
-            "os = \"{os}\"\n\n[[expect]]\ncase = \"t::c\"\nwhere = {{ proto = \"udp\" }}\n\
-             outcomes = {{ bind_b = \"ok\" }}\nsource = \"observed\"\nseen_on = [\"1.0\"]\n\
-             why = \"blessed from a run on {os} 1.0\"\n"
-        ),
+        observed_udp_bind_b(os),
     )
     .unwrap();
-    let changed = CASE.replace(
-        r#"port = "a", check = true },"#,
-        r#"port = "a", check = true, when = { proto = "tcp" } },"#,
-    );
-    assert_ne!(changed, CASE);
-    std::fs::write(dir.path().join("t/c.toml"), changed).unwrap();
+    std::fs::write(dir.path().join("t/c.toml"), bind_b_only_over_tcp(CASE)).unwrap();
     let aside = Suite::load_scoped(dir.path(), &sockspec::Scope::setting_aside_stale()).unwrap();
     let file = aside.expectations.for_os(os).unwrap();
     assert_eq!(file.set_aside(), 1);
@@ -815,12 +814,7 @@ fn a_stale_outcome_bless_cannot_remove_fails_it_and_the_file_stays() {
         "{}",
         String::from_utf8_lossy(&check.stderr)
     );
-    let changed = both.replace(
-        r#"port = "a", check = true },"#,
-        r#"port = "a", check = true, when = { proto = "tcp" } },"#,
-    );
-    assert_ne!(changed, both);
-    std::fs::write(dir.path().join("t/c.toml"), changed).unwrap();
+    std::fs::write(dir.path().join("t/c.toml"), bind_b_only_over_tcp(&both)).unwrap();
     let out = on_tree(&dir, &["bless"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{err}");

@@ -73,6 +73,27 @@ cp tests/sockspec/expected/linux.toml "$tmp/linux.before"
 CI= "$bin" bless --repeat 1 sockspec/ours::second_bind::reuse=true
 grep -q 'source = "observed"' tests/sockspec/expected/linux.toml || fail "bless did not write into the crate's tree"
 cp "$tmp/linux.before" tests/sockspec/expected/linux.toml
+# An observed outcome of a step the case no longer has (it changed since
+# the run): the trials leave it out and say so, and `check` refuses it.
+cat >>tests/sockspec/expected/linux.toml <<'TOML'
+
+[[expect]]
+case = "ours::second_bind"
+outcomes = { gone = "ok" }
+source = "observed"
+seen_on = ["1.0"]
+why = "blessed from a run on linux 1.0, before the case lost its step `gone`"
+TOML
+cargo test --quiet --test sockspec 2>&1 | tee "$tmp/stale.out"
+grep -Eq 'test result: ok\. [1-9][0-9]* passed' "$tmp/stale.out" ||
+  fail "the trials did not pass beside a stale observed outcome"
+grep -q 'tests/sockspec/expected/linux.toml: 1 observed outcome(s) of steps the cases no longer check are left out' "$tmp/stale.out" ||
+  fail "the trials did not say they left the crate's stale observed outcome out"
+status=0
+"$bin" check 2>"$tmp/check.err" || status=$?
+[[ $status -eq 2 ]] && grep -q 'gone' "$tmp/check.err" ||
+  fail "check on a stale observed outcome: exit $status, $(cat "$tmp/check.err")"
+cp "$tmp/linux.before" tests/sockspec/expected/linux.toml
 
 echo "--- 3. the Action's script on the crate's tree"
 summary=$tmp/summary.md out=$tmp/output

@@ -791,6 +791,37 @@ fn a_load_that_sets_stale_outcomes_aside_leaves_later_loads_refusing() {
     );
 }
 
+/// A run's warning names the file the stale outcome is in, also when the
+/// suite is several trees (whose entries share one file per OS, named for
+/// the first tree's).
+#[test]
+fn the_set_aside_warning_names_the_tree_the_outcome_is_in() {
+    let os = sockspec::Platform::current().os;
+    let first = tree();
+    std::fs::write(
+        first.path().join(format!("expected/{os}.toml")),
+        format!("os = \"{os}\"\n"),
+    )
+    .unwrap();
+    let second = tree();
+    let stale = second.path().join(format!("expected/{os}.toml"));
+    std::fs::write(&stale, observed_udp_bind_b(os)).unwrap();
+    std::fs::write(second.path().join("t/c.toml"), bind_b_only_over_tcp(CASE)).unwrap();
+    let trees = sockspec::trees::resolve(
+        &[first.path().to_path_buf(), second.path().to_path_buf()],
+        true,
+    )
+    .unwrap();
+    let suite =
+        sockspec::trees::load_scoped(&trees, &sockspec::Scope::setting_aside_stale()).unwrap();
+    let warnings = suite.expectations.set_aside_warnings();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains(&format!("{}: 1 observed outcome(s)", stale.display())),
+        "{warnings:?}"
+    );
+}
+
 /// An outcome bless cannot take out (its entry's `outcomes` is a table of
 /// its own, not inline) fails the bless, and the file is left as it was.
 #[test]

@@ -176,7 +176,8 @@ impl Entry {
 pub struct ExpectFile {
     /// The OS family the file is for (its name).
     pub os: OsFamily,
-    /// Where it was read from.
+    /// Where it was read from; in a suite of several trees, the first
+    /// tree's file for this OS (each entry's own file is [`Entry::at`]).
     pub path: Arc<PathBuf>,
     /// Its entries, in file order.
     pub entries: Vec<Entry>,
@@ -635,17 +636,17 @@ impl Expectations {
     /// A warning for each file whose load set observed outcomes aside
     /// ([`Entry::stale`]): a run goes on without them. Counted by the file
     /// each entry came from: a suite of several trees keeps one
-    /// [`ExpectFile`] per OS, named for the first tree's file.
+    /// [`ExpectFile`] per OS, named for the first tree's file for that OS.
     pub fn set_aside_warnings(&self) -> Vec<String> {
-        let mut by_file: BTreeMap<&Path, usize> = BTreeMap::new();
-        for e in self.files.values().flat_map(|f| &f.entries) {
-            if !e.stale.is_empty() {
-                *by_file.entry(e.at.file.as_path()).or_default() += e.stale.len();
+        let mut by_file: BTreeMap<(OsFamily, &Path), usize> = BTreeMap::new();
+        for f in self.files.values() {
+            for e in f.entries.iter().filter(|e| !e.stale.is_empty()) {
+                *by_file.entry((f.os, e.at.file.as_path())).or_default() += e.stale.len();
             }
         }
         by_file
             .into_iter()
-            .map(|(path, n)| {
+            .map(|((_, path), n)| {
                 format!(
                     "warning: {}: {n} observed outcome(s) of steps the cases no longer check are left out \
                      (`sockspec check` refuses them; `sockspec bless` on that OS removes them)",

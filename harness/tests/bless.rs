@@ -807,11 +807,13 @@ fn the_set_aside_warning_names_the_tree_the_outcome_is_in() {
     let stale = second.path().join(format!("expected/{os}.toml"));
     std::fs::write(&stale, observed_udp_bind_b(os)).unwrap();
     std::fs::write(second.path().join("t/c.toml"), bind_b_only_over_tcp(CASE)).unwrap();
-    let trees = sockspec::trees::resolve(
-        &[first.path().to_path_buf(), second.path().to_path_buf()],
-        true,
-    )
-    .unwrap();
+    // Built here, not by trees::resolve, which $SOCKSPEC_CASES overrides.
+    let tree_at = |dir: &tempfile::TempDir, name: &str| sockspec::trees::Tree {
+        root: dir.path().to_path_buf(),
+        name: Some(name.into()),
+        embedded: false,
+    };
+    let trees = [tree_at(&first, "first"), tree_at(&second, "second")];
     let suite =
         sockspec::trees::load_scoped(&trees, &sockspec::Scope::setting_aside_stale()).unwrap();
     let warnings = suite.expectations.set_aside_warnings();

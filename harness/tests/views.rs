@@ -179,6 +179,39 @@ fn explain_test_marks_steps_of_some_oses_and_not_run() {
     assert!(listen.contains("[!] disputed"), "{listen}");
 }
 
+/// A case without a grid has one test, named as the case: `explain CASE`
+/// shows that test (its steps, expectations and whys), and a grid flag the
+/// table of one row.
+#[test]
+fn explain_shows_a_case_without_a_grid_as_its_test() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("demo")).unwrap();
+    std::fs::write(
+        dir.path().join("demo/once.toml"),
+        r#"title = "A second bind on a bound port"
+source = "a fixture"
+steps = [
+  { do = "socket", name = "a", type = "tcp", family = "v4" },
+  { do = "bind", sock = "a", addr = "lo4", port = "@p" },
+  { do = "socket", name = "b", type = "tcp", family = "v4" },
+  { do = "bind", sock = "b", addr = "lo4", port = "a", check = "bind_b" },
+]
+"#,
+    )
+    .unwrap();
+    let cases = dir.path().to_str().unwrap();
+    let o = sockspec(&["explain", "demo::once", "--cases", cases]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    assert!(text.contains("expectations for `bind_b`"), "{text}");
+    assert!(text.contains("bind b 127.0.0.1:"), "{text}");
+    let o = sockspec(&["explain", "demo::once", "--os", "linux", "--cases", cases]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let text = stdout(&o);
+    assert!(text.contains("| linux "), "{text}");
+    assert!(!text.contains("expectations for"), "{text}");
+}
+
 #[test]
 fn explain_refuses_bad_filters_with_exit_2() {
     let dir = fixture();

@@ -11,7 +11,8 @@ use super::{Cases, out};
 #[derive(clap::Args)]
 pub struct Args {
     /// A case id (`multicast::membership`: its grid as a table) or a test's
-    /// full name (see `sockspec list`).
+    /// full name (see `sockspec list`). A case without a grid is its only
+    /// test, shown as a test unless a grid flag is given.
     test: String,
     /// The OS columns of a case's grid, comma-separated [default: all].
     #[arg(long, value_delimiter = ',', value_name = "OS")]
@@ -41,7 +42,16 @@ fn listing(names: &[&str]) -> String {
 
 pub fn exec(a: Args) -> Result<ExitCode, Error> {
     let suite = a.cases.load()?;
-    if let Some(case) = suite.cases.iter().find(|c| c.id == a.test) {
+    let grid_flags = !a.os.is_empty() || !a.select.is_empty() || !a.check.is_empty();
+    // A case without a grid has one test, named as the case: its steps,
+    // whys and sources say more than a table of one row, unless a grid
+    // flag asks for the table.
+    let case = suite
+        .cases
+        .iter()
+        .find(|c| c.id == a.test)
+        .filter(|_| grid_flags || suite.test(&a.test).is_none());
+    if let Some(case) = case {
         let oses = parse_oses(&a.os)?;
         let select = parse_where(case, &a.select)?;
         for l in &a.check {
@@ -59,9 +69,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         ));
         return Ok(ExitCode::SUCCESS);
     }
-    if (!a.os.is_empty() || !a.select.is_empty() || !a.check.is_empty())
-        && suite.test(&a.test).is_some()
-    {
+    if grid_flags && suite.test(&a.test).is_some() {
         return Err(Error::Usage(
             "--os, --where and --check filter a case's grid; give a case id (the test name up to its first parameter)".into(),
         ));

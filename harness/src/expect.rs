@@ -623,14 +623,25 @@ impl ExpectFile {
 pub struct Expectations {
     /// The file of each OS that has one.
     pub files: BTreeMap<OsFamily, ExpectFile>,
-    /// `cases/sources.toml`, when the tree has one.
-    pub sources: Option<Registry>,
+    /// The sources registry (`<tree>/sources.toml`) of each tree that has
+    /// one: at most one, unless [`crate::trees::merge`] merged several trees.
+    pub registries: Vec<Registry>,
 }
 
 impl Expectations {
     /// The file for `os`, if the tree has one.
     pub fn for_os(&self, os: OsFamily) -> Option<&ExpectFile> {
         self.files.get(&os)
+    }
+
+    /// The registry whose keys `entry` cites: its own tree's, beside the
+    /// `expected/` its file is in. In a suite of several trees each keeps its
+    /// own registry, and two may use one key for different sources.
+    pub fn registry_of(&self, entry: &Entry) -> Option<&Registry> {
+        let tree = entry.at.file.parent()?.parent()?;
+        self.registries
+            .iter()
+            .find(|r| r.path.parent() == Some(tree))
     }
 
     /// A warning for each file whose load set observed outcomes aside
@@ -957,10 +968,7 @@ pub fn check_all(
     } = unchecked;
     errors.extend(read_errors);
     errors.extend(dir_errors);
-    let mut out = Expectations {
-        sources,
-        ..Expectations::default()
-    };
+    let mut out = Expectations::default();
     let groups: Vec<(String, Vec<Arc<Test>>)> = group_tests(tests).into_iter().collect();
     let by_case: HashMap<String, CaseTests> = groups
         .iter()
@@ -972,7 +980,7 @@ pub fn check_all(
     let against = Against {
         cases,
         by_case: &by_case,
-        sources: out.sources.as_ref(),
+        sources: sources.as_ref(),
         grids,
         set_aside_stale,
     };
@@ -1019,6 +1027,7 @@ pub fn check_all(
             out.files.insert(os, f);
         }
     }
+    out.registries.extend(sources);
     out
 }
 

@@ -6,6 +6,7 @@ use std::fmt::Write as _;
 use crate::Suite;
 use crate::expect::Provenance;
 use crate::model::{OsFamily, Step, Test};
+use crate::sources::Registry;
 
 /// The expectation of one OS for one label, as one line, or why there is none.
 pub fn cell(suite: &Suite, test: &Test, os: OsFamily, label: &str) -> String {
@@ -243,12 +244,10 @@ fn recipe_rule(r: &crate::model::Recipe) -> String {
 }
 
 /// Every source the test's resolved documented expectations cite, once, with
-/// its kind and a link a reader can open (from `cases/sources.toml`).
+/// its kind and a link a reader can open (from the `sources.toml` of the
+/// tree the test is in: each entry's keys are its own tree's).
 fn sources_section(out: &mut String, suite: &Suite, test: &Test) {
-    let Some(reg) = &suite.expectations.sources else {
-        return;
-    };
-    let mut cited: Vec<(&str, Vec<&str>)> = Vec::new();
+    let mut cited: Vec<(&Registry, &str, Vec<&str>)> = Vec::new();
     for label in test.steps.iter().filter_map(|s| s.check.as_deref()) {
         for os in OsFamily::ALL {
             let Some(a) = suite
@@ -261,21 +260,28 @@ fn sources_section(out: &mut String, suite: &Suite, test: &Test) {
             let Provenance::Documented { keys, .. } = &a.entry.provenance else {
                 continue;
             };
+            let Some(reg) = suite.expectations.registry_of(a.entry) else {
+                continue;
+            };
             for k in keys {
-                match cited.iter_mut().find(|(c, _)| c == k) {
-                    Some((_, oses)) if !oses.contains(&os.as_str()) => oses.push(os.as_str()),
+                match cited
+                    .iter_mut()
+                    .find(|(r, c, _)| std::ptr::eq(*r, reg) && c == k)
+                {
+                    Some((_, _, oses)) if !oses.contains(&os.as_str()) => oses.push(os.as_str()),
                     Some(_) => {}
-                    None => cited.push((k.as_str(), vec![os.as_str()])),
+                    None => cited.push((reg, k.as_str(), vec![os.as_str()])),
                 }
             }
         }
     }
-    if cited.is_empty() {
-        return;
-    }
-    let _ = writeln!(out, "\nsources cited ({}):", reg.path.display());
-    for (key, oses) in cited {
+    let mut last: Option<&Registry> = None;
+    for (reg, key, oses) in cited {
         let Some(src) = reg.get(key) else { continue };
+        if !last.is_some_and(|l| std::ptr::eq(l, reg)) {
+            let _ = writeln!(out, "\nsources cited ({}):", reg.path.display());
+            last = Some(reg);
+        }
         let _ = writeln!(
             out,
             "  {key} [{}] ({})\n      {}\n      {}",

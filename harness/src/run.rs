@@ -391,24 +391,52 @@ fn schedule(selected: &[&Arc<Test>]) -> Vec<Vec<usize>> {
     units
 }
 
-/// Chooses the stack profile `name` of `root/profiles.toml` for this run:
-/// every worker applies it in its own network namespace. Refuses (exit 3)
-/// where a worker cannot get a namespace of its own (not Linux, not root):
-/// a profile never changes the host's stack.
-pub fn use_profile(root: &std::path::Path, name: &str) -> Result<(), crate::error::Error> {
+/// Chooses the stack profile `name` of the trees' `profiles.toml` for this
+/// run: every worker applies it in its own network namespace. A name two
+/// trees give different sysctls is refused, naming both files. Refuses
+/// (exit 3) where a worker cannot get a namespace of its own (not Linux, not
+/// root): a profile never changes the host's stack.
+pub fn use_profile(trees: &[crate::trees::Tree], name: &str) -> Result<(), crate::error::Error> {
     use crate::error::{Error, InputErrors};
-    let profiles = sys::settings::load_profiles(root).map_err(|e| Error::Input(InputErrors(e)))?;
-    let Some(p) = profiles.get(name) else {
-        let names: Vec<&str> = profiles.keys().map(String::as_str).collect();
-        return Err(Error::Usage(format!(
-            "no profile `{name}` in {}; profiles: {}",
-            root.join(sys::settings::PROFILES_FILE).display(),
-            if names.is_empty() {
-                "none".to_string()
-            } else {
-                names.join(", ")
+    let file = |t: &crate::trees::Tree| t.root.join(sys::settings::PROFILES_FILE);
+    let mut names = Vec::new();
+    let mut found: Vec<(std::path::PathBuf, sys::settings::Profile)> = Vec::new();
+    for t in trees {
+        let mut profiles =
+            sys::settings::load_profiles(&t.root).map_err(|e| Error::Input(InputErrors(e)))?;
+        names.extend(profiles.keys().cloned());
+        names.sort();
+        names.dedup();
+        if let Some(p) = profiles.remove(name) {
+            found.push((file(t), p));
+        }
+    }
+    let p = match found.as_slice() {
+        [] => {
+            let files: Vec<String> = trees
+                .iter()
+                .map(|t| file(t).display().to_string())
+                .collect();
+            return Err(Error::Usage(format!(
+                "no profile `{name}` in {}; profiles: {}",
+                files.join(" or "),
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
+            )));
+        }
+        [(_, p), rest @ ..] => match rest.iter().find(|(_, q)| q.sysctls != p.sysctls) {
+            Some((other, _)) => {
+                return Err(Error::Usage(format!(
+                    "profile `{name}` sets different sysctls in {} and {}: rename one",
+                    found[0].0.display(),
+                    other.display()
+                )));
             }
-        )));
+            None => p,
+        },
     };
     if sys::isolation_mode() == sys::IsolationMode::Host {
         return Err(Error::Other(format!(

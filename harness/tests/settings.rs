@@ -169,3 +169,89 @@ fn a_bad_profile_is_an_input_error_with_its_location() {
     let p = sockspec::sys::settings::load_profiles(dir.path()).unwrap();
     assert_eq!(p["x"].sysctls["net.ipv4.tcp_tw_reuse"], "0");
 }
+
+/// Runs the binary with `args` beside the built-in catalogue: its exit code,
+/// and stdout then stderr.
+fn sockspec(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sockspec"))
+        .args(args)
+        .env_remove("SOCKSPEC_CASES")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text)
+}
+
+/// `--stack-profile` finds a profile in any tree of the run, not only the
+/// first (the built-in catalogue); one name with two meanings is refused,
+/// naming both files.
+#[test]
+fn a_stack_profile_is_found_in_any_tree_of_the_run() {
+    let dir = tree(BASE);
+    let ours = dir.path().join("profiles.toml");
+    let test = format!(
+        "{}/t::two::proto=tcp",
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let json = dir.path().join("results.json");
+    let run = |profile: &str| {
+        sockspec(&[
+            "run".as_ref(),
+            "--json".as_ref(),
+            json.as_os_str(),
+            "--cases".as_ref(),
+            dir.path().as_os_str(),
+            "--stack-profile".as_ref(),
+            profile.as_ref(),
+            "--exact".as_ref(),
+            test.as_ref(),
+        ])
+    };
+    std::fs::write(
+        &ours,
+        "[profile.mine]\ntitle = \"x\"\nsysctls = { \"net.ipv4.tcp_tw_reuse\" = \"0\" }\n",
+    )
+    .unwrap();
+    let (code, text) = run("mine");
+    match code {
+        Some(0) => {
+            assert!(text.contains("1 pass, 0 fail"), "{text}");
+            let results = std::fs::read_to_string(&json).unwrap();
+            let results: serde_json::Value = serde_json::from_str(&results).unwrap();
+            assert_eq!(results["run"]["profile"], "mine", "{results}");
+            let reuse = &results["run"]["settings"]["net.ipv4.tcp_tw_reuse"];
+            assert_eq!(reuse, "0", "{results}");
+        }
+        // No namespace of its own here (not Linux, or not root): the
+        // profile was found, and only then refused.
+        Some(3) => assert!(text.contains("cannot run with profile `mine`"), "{text}"),
+        _ => panic!("{code:?}: {text}"),
+    }
+
+    let (code, text) = run("nosuch");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(text.contains(&ours.display().to_string()), "{text}");
+    assert!(
+        text.contains("no-tw-reuse, "),
+        "the catalogue's too: {text}"
+    );
+    assert!(text.contains("mine"), "{text}");
+
+    // The catalogue's `no-tw-reuse` sets tcp_tw_reuse to 0.
+    std::fs::write(
+        &ours,
+        "[profile.no-tw-reuse]\ntitle = \"x\"\nsysctls = { \"net.ipv4.tcp_tw_reuse\" = \"1\" }\n",
+    )
+    .unwrap();
+    let (code, text) = run("no-tw-reuse");
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("profile `no-tw-reuse` sets different sysctls in")
+            && text.contains(&format!("and {}: rename one", ours.display())),
+        "{text}"
+    );
+}

@@ -51,10 +51,13 @@ fn tree(sources: &str, expect: &str) -> tempfile::TempDir {
 }
 
 fn check(dir: &Path) -> (Option<i32>, String) {
+    sockspec(&["check".as_ref(), "--cases".as_ref(), dir.as_os_str()])
+}
+
+/// Runs the binary with `args`: its exit code, and stdout then stderr.
+fn sockspec(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .arg("check")
-        .arg("--cases")
-        .arg(dir)
+        .args(args)
         .output()
         .unwrap();
     let text = format!(
@@ -72,7 +75,9 @@ fn cites_of_registry_keys_load_and_link() {
         &expect("[\"linux-socket7\", \"linux-bind-conflict\"]", "S"),
     );
     let suite = Suite::load(dir.path()).unwrap();
-    let reg = suite.expectations.sources.as_ref().unwrap();
+    let [reg] = &suite.expectations.registries[..] else {
+        panic!("one tree, one registry")
+    };
     assert_eq!(
         reg.get("linux-bind-conflict").unwrap().link(),
         "https://github.com/torvalds/linux/blob/0123456789abcdef0123456789abcdef01234567/net/ipv4/inet_connection_sock.c#L120-L160"
@@ -129,6 +134,64 @@ fn a_source_needs_a_url_or_a_pinned_file() {
     );
     assert!(
         text.contains("sources.toml:11:10: `main` is not a full commit hash"),
+        "{text}"
+    );
+}
+
+/// In a run of several trees, a test's sources are its own tree's, though
+/// the built-in catalogue has a source under the same key: `explain` once
+/// listed the first tree's registry for every test.
+#[test]
+fn explain_lists_the_sources_of_the_tests_own_tree() {
+    let ours = SOURCES.replace("linux-socket7", "ms-reuseaddr");
+    let dir = tree(&ours, &expect("\"ms-reuseaddr\"", "D"));
+    let builtin = sockspec::trees::builtin().unwrap();
+    let theirs = sockspec::sources::load(&builtin.root, &mut Vec::new()).unwrap();
+    assert!(
+        theirs.get("ms-reuseaddr").is_some(),
+        "the built-in catalogue no longer has this key: pick another"
+    );
+    let name = format!(
+        "{}/t::two",
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let (code, text) = sockspec(&[
+        "explain".as_ref(),
+        "--cases".as_ref(),
+        dir.path().as_os_str(),
+        name.as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let registry = dir.path().join("sources.toml");
+    assert!(
+        text.contains(&format!("sources cited ({}):", registry.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("ms-reuseaddr [man-page] (linux)\n      Linux socket(7)\n"),
+        "{text}"
+    );
+    assert!(!text.contains("Microsoft Learn"), "{text}");
+}
+
+/// `check` counts every tree's expectation files: a suite of several trees
+/// keeps one file per OS once merged, and two trees' linux.toml once read
+/// as one file.
+#[test]
+fn check_counts_the_files_of_every_tree() {
+    let a = tree(SOURCES, &expect("\"linux-socket7\"", "D"));
+    let b = tree(SOURCES, &expect("\"linux-socket7\"", "D"));
+    let (code, text) = sockspec(&[
+        "check".as_ref(),
+        "--only-cases".as_ref(),
+        "--cases".as_ref(),
+        a.path().as_os_str(),
+        "--cases".as_ref(),
+        b.path().as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains("2 cases, 2 tests, 2 expectation entries in 2 files: all valid"),
         "{text}"
     );
 }

@@ -166,7 +166,7 @@ struct Exec {
     /// A network namespace per worker (Linux): auto uses one when privileged.
     #[arg(long, value_enum, default_value_t = Isolation::Auto)]
     isolation: Isolation,
-    /// Apply this stack profile (profiles.toml next to the cases) in each
+    /// Apply this stack profile (of a case tree's profiles.toml) in each
     /// worker's network namespace (Linux, as root).
     #[arg(long, value_name = "NAME")]
     stack_profile: Option<String>,
@@ -177,7 +177,7 @@ impl Exec {
     fn setup(&self, suite: &sockspec::Suite) -> Result<(), sockspec::error::Error> {
         sockspec::sys::set_isolation_mode(self.isolation.into());
         match &self.stack_profile {
-            Some(p) => sockspec::run::use_profile(&suite.root, p),
+            Some(p) => sockspec::run::use_profile(&suite.trees, p),
             None => Ok(()),
         }
     }

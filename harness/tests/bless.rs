@@ -680,6 +680,16 @@ fn bind_b_only_over_tcp(case: &str) -> String {
     changed
 }
 
+/// A tree whose file for `os` (returned) holds an observed UDP outcome for
+/// `bind_b`, stale since its case checks that step only over TCP.
+fn stale_tree(os: OsFamily) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tree();
+    let file = dir.path().join(format!("expected/{os}.toml"));
+    std::fs::write(&file, observed_udp_bind_b(os)).unwrap();
+    std::fs::write(dir.path().join("t/c.toml"), bind_b_only_over_tcp(CASE)).unwrap();
+    (dir, file)
+}
+
 /// A case that stops checking a step leaves observed outcomes for it, which
 /// every command refuses; bless (and nothing by hand) removes them.
 #[test]
@@ -770,13 +780,7 @@ fn bless_removes_observed_outcomes_of_steps_the_case_no_longer_checks() {
 #[test]
 fn a_load_that_sets_stale_outcomes_aside_leaves_later_loads_refusing() {
     let os = sockspec::Platform::current().os;
-    let dir = tree();
-    std::fs::write(
-        dir.path().join(format!("expected/{os}.toml")),
-        observed_udp_bind_b(os),
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("t/c.toml"), bind_b_only_over_tcp(CASE)).unwrap();
+    let (dir, _) = stale_tree(os);
     let aside = Suite::load_scoped(dir.path(), &sockspec::Scope::setting_aside_stale()).unwrap();
     let file = aside.expectations.for_os(os).unwrap();
     assert_eq!(file.set_aside(), 1);
@@ -803,10 +807,7 @@ fn the_set_aside_warning_names_the_tree_the_outcome_is_in() {
         format!("os = \"{os}\"\n"),
     )
     .unwrap();
-    let second = tree();
-    let stale = second.path().join(format!("expected/{os}.toml"));
-    std::fs::write(&stale, observed_udp_bind_b(os)).unwrap();
-    std::fs::write(second.path().join("t/c.toml"), bind_b_only_over_tcp(CASE)).unwrap();
+    let (second, stale) = stale_tree(os);
     // Built here, not by trees::resolve, which $SOCKSPEC_CASES overrides.
     let tree_at = |dir: &tempfile::TempDir, name: &str| sockspec::trees::Tree {
         root: dir.path().to_path_buf(),

@@ -320,7 +320,6 @@ fn conforms(argv: &[&str]) {
 /// for its own close until the deadline).
 #[test]
 fn the_protocol_cases_pass_in_every_helper_here() {
-    let cases = root().join("harness/tests/protocol-cases");
     for (agent, probe) in [
         ("rust", None),
         ("python", Some("python3")),
@@ -335,18 +334,7 @@ fn the_protocol_cases_pass_in_every_helper_here() {
             eprintln!("{agent}: {p} is not installed here");
             continue;
         }
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sockspec"))
-            .args(["run", "-q", "--only-cases", "--cases"])
-            .arg(&cases)
-            .args(["--agent", agent])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "--agent {agent}:\n{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let out = run_protocol_cases(agent, &[]);
         // On Linux as root (where no case needs more) the Python helper
         // expresses every step the cases take: a step it stopped expressing
         // would otherwise pass here, as a skip.
@@ -385,19 +373,26 @@ fn the_node_helper_ignores_node_variables() {
             "this node did not run the preload that throws, so the test below proves nothing"
         ),
     }
+    run_protocol_cases("node", &[("NODE_OPTIONS", &options)]);
+}
+
+/// Runs the protocol cases alone in helper `agent`, with `env` added, and
+/// asserts the run passed; its output.
+fn run_protocol_cases(agent: &str, env: &[(&str, &str)]) -> std::process::Output {
     let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
         .args(["run", "-q", "--only-cases", "--cases"])
         .arg(root().join("harness/tests/protocol-cases"))
-        .args(["--agent", "node"])
-        .env("NODE_OPTIONS", &options)
+        .args(["--agent", agent])
+        .envs(env.iter().copied())
         .output()
         .unwrap();
     assert!(
         out.status.success(),
-        "{}{}",
+        "--agent {agent}:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
+    out
 }
 
 /// A helper that a wrapper runs without exec'ing it is the wrapper's child,

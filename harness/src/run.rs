@@ -398,40 +398,44 @@ fn schedule(selected: &[&Arc<Test>]) -> Vec<Vec<usize>> {
 /// root): a profile never changes the host's stack.
 pub fn use_profile(trees: &[crate::trees::Tree], name: &str) -> Result<(), crate::error::Error> {
     use crate::error::{Error, InputErrors};
-    let file = |t: &crate::trees::Tree| t.root.join(sys::settings::PROFILES_FILE);
+    let mut files = Vec::new();
     let mut names = Vec::new();
     let mut found: Vec<(std::path::PathBuf, sys::settings::Profile)> = Vec::new();
     for t in trees {
+        let file = t.root.join(sys::settings::PROFILES_FILE);
+        if !file.exists() {
+            continue;
+        }
         let mut profiles =
             sys::settings::load_profiles(&t.root).map_err(|e| Error::Input(InputErrors(e)))?;
         names.extend(profiles.keys().cloned());
-        names.sort();
-        names.dedup();
         if let Some(p) = profiles.remove(name) {
-            found.push((file(t), p));
+            found.push((file.clone(), p));
         }
+        files.push(file.display().to_string());
     }
+    names.sort();
+    names.dedup();
     let p = match found.as_slice() {
+        [] if files.is_empty() => {
+            return Err(Error::Usage(format!(
+                "no profile `{name}`: no case tree of this run has a {}",
+                sys::settings::PROFILES_FILE
+            )));
+        }
         [] => {
-            let files: Vec<String> = trees
-                .iter()
-                .map(|t| file(t).display().to_string())
-                .collect();
             return Err(Error::Usage(format!(
                 "no profile `{name}` in {}; profiles: {}",
                 files.join(" or "),
-                if names.is_empty() {
-                    "none".to_string()
-                } else {
-                    names.join(", ")
-                }
+                names.join(", ")
             )));
         }
-        [(_, p), rest @ ..] => match rest.iter().find(|(_, q)| q.sysctls != p.sysctls) {
+        [(first, p), rest @ ..] => match rest.iter().find(|(_, q)| q.sysctls != p.sysctls) {
             Some((other, _)) => {
                 return Err(Error::Usage(format!(
-                    "profile `{name}` sets different sysctls in {} and {}: rename one",
-                    found[0].0.display(),
+                    "profile `{name}` sets different sysctls in {} and in {}: rename one (not the \
+                     built-in catalogue's)",
+                    first.display(),
                     other.display()
                 )));
             }

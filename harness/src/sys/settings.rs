@@ -274,7 +274,7 @@ pub fn precondition_cause(
 /// A named set of sysctls applied in each worker's network namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Profile {
-    /// The profile's name in `profiles.toml` (`[profile.NAME]`), as `--profile` chooses it.
+    /// The profile's name in `profiles.toml` (`[profile.NAME]`), as `--stack-profile` chooses it.
     pub name: String,
     /// One line on what the profile is for.
     pub title: String,
@@ -372,7 +372,7 @@ pub fn set_profile(p: Option<Profile>) {
     *PROFILE.write().unwrap_or_else(|e| e.into_inner()) = p;
 }
 
-/// The profile chosen for this run (`--profile`), if any.
+/// The stack profile chosen for this run (`--stack-profile`), if any.
 pub fn profile() -> Option<Profile> {
     PROFILE.read().unwrap_or_else(|e| e.into_inner()).clone()
 }

@@ -33,7 +33,7 @@ use crate::error::{InputError, LineIndex};
 use crate::load::{EXPECTED_DIR, selector_labels, toml_error};
 use crate::model::{Case, Location, OsFamily, Step, Test};
 use crate::outcome::Outcome;
-use crate::sources::Registry;
+use crate::sources::{Registry, Source};
 use crate::version::{VersionRange, cmp_versions, version_numbers};
 
 /// How an expectation is known: a run, or a document.
@@ -48,14 +48,18 @@ pub enum Provenance {
         /// Runtimes other than sockspec's own that showed it.
         seen_with: Vec<String>,
     },
-    /// From a document: `cite` names it. With a sources registry
-    /// (`cases/sources.toml`), `keys` are the registry keys cited and `cite`
-    /// is them joined by ", "; without one, `cite` is free text.
+    /// From a document: `cite` names it. With a sources registry (the
+    /// tree's `sources.toml`), `keys` are the registry keys cited, `cite` is
+    /// them joined by ", ", and `sources` are the sources they name; without
+    /// one, `cite` is free text.
     Documented {
         /// The source, as cited (registry keys joined by ", ").
         cite: String,
-        /// The registry keys cited, when the tree has a sources registry.
+        /// The keys cited, as written.
         keys: Vec<String>,
+        /// The sources of the entry's own tree's registry that `keys` name:
+        /// in a suite of several trees, two registries may use one key.
+        sources: Vec<Arc<Source>>,
         /// How sure the document is: D, S, E or T (semantics.md's tags).
         confidence: Option<String>,
     },
@@ -623,25 +627,12 @@ impl ExpectFile {
 pub struct Expectations {
     /// The file of each OS that has one.
     pub files: BTreeMap<OsFamily, ExpectFile>,
-    /// The sources registry (`<tree>/sources.toml`) of each tree that has
-    /// one: at most one, unless [`crate::trees::merge`] merged several trees.
-    pub registries: Vec<Registry>,
 }
 
 impl Expectations {
     /// The file for `os`, if the tree has one.
     pub fn for_os(&self, os: OsFamily) -> Option<&ExpectFile> {
         self.files.get(&os)
-    }
-
-    /// The registry whose keys `entry` cites: its own tree's, beside the
-    /// `expected/` its file is in. In a suite of several trees each keeps its
-    /// own registry, and two may use one key for different sources.
-    pub fn registry_of(&self, entry: &Entry) -> Option<&Registry> {
-        let tree = entry.at.file.parent()?.parent()?;
-        self.registries
-            .iter()
-            .find(|r| r.path.parent() == Some(tree))
     }
 
     /// A warning for each file whose load set observed outcomes aside
@@ -736,18 +727,18 @@ fn check_cite(
     confidence: Option<&str>,
     sources: Option<&Registry>,
     errors: &mut Vec<InputError>,
-) -> Vec<String> {
+) -> (Vec<String>, Vec<Arc<Source>>) {
     let keys = cite.get_ref().keys();
     if keys.is_empty() || keys.iter().any(|k| k.is_empty()) {
         errors.push(index.err(cite.span(), "`cite` has an empty key"));
     }
     let Some(reg) = sources else {
-        return keys;
+        return (keys, Vec::new());
     };
-    let mut kinds = Vec::new();
+    let mut cited: Vec<Arc<Source>> = Vec::new();
     for k in &keys {
         match reg.get(k) {
-            Some(s) => kinds.push(s.kind),
+            Some(s) => cited.push(s.clone()),
             None => {
                 let near = reg.near(k);
                 let mut e = index.err(
@@ -767,10 +758,10 @@ fn check_cite(
     // for another); D, S and E need a cited source of that kind.
     if let Some(c) = confidence
         && c != "T"
-        && kinds.len() == keys.len()
-        && !kinds.iter().any(|k| k.confidence() == c)
+        && cited.len() == keys.len()
+        && !cited.iter().any(|s| s.kind.confidence() == c)
     {
-        let names: Vec<&str> = kinds.iter().map(|k| k.as_str()).collect();
+        let names: Vec<&str> = cited.iter().map(|s| s.kind.as_str()).collect();
         errors.push(
             index
                 .err(
@@ -783,7 +774,7 @@ fn check_cite(
                 .help("D: vendor-doc, man-page, release-notes; S: kernel-source; E: peer-test; T: any"),
         );
     }
-    keys
+    (keys, cited)
 }
 
 /// Most entries one expectation file may have: counted before any is
@@ -1027,7 +1018,7 @@ pub fn check_all(
             out.files.insert(os, f);
         }
     }
-    out.registries.extend(sources);
+
     out
 }
 
@@ -1727,19 +1718,20 @@ fn parse_provenance(
                     None
                 }
             });
-            let keys = match raw.cite {
+            let (keys, sources) = match raw.cite {
                 Some(c) => check_cite(index, &c, confidence.as_deref(), sources, errors),
                 None => {
                     errors.push(
                         InputError::at(at, "a documented entry needs `cite`")
                             .help("cite keys of cases/sources.toml: cite = \"key\" or cite = [\"key1\", \"key2\"]"),
                     );
-                    Vec::new()
+                    (Vec::new(), Vec::new())
                 }
             };
             Provenance::Documented {
                 cite: keys.join(", "),
                 keys,
+                sources,
                 confidence,
             }
         }

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 use crate::Suite;
 use crate::expect::Provenance;
 use crate::model::{OsFamily, Step, Test};
-use crate::sources::Registry;
+use crate::sources::Source;
 
 /// The expectation of one OS for one label, as one line, or why there is none.
 pub fn cell(suite: &Suite, test: &Test, os: OsFamily, label: &str) -> String {
@@ -45,6 +45,16 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
     }
     sources_section(&mut out, suite, test);
     recipe_section(&mut out, suite, test);
+    if let Some(t) = suite.test(&test.name) {
+        claim_verdicts(
+            &mut out,
+            suite,
+            &test.case,
+            &[t],
+            OsFamily::ALL,
+            "this test",
+        );
+    }
     out
 }
 
@@ -244,10 +254,10 @@ fn recipe_rule(r: &crate::model::Recipe) -> String {
 }
 
 /// Every source the test's resolved documented expectations cite, once, with
-/// its kind and a link a reader can open (from the `sources.toml` of the
-/// tree the test is in: each entry's keys are its own tree's).
+/// its kind and a link a reader can open, under the registry file it is
+/// written in (its tree's `sources.toml`).
 fn sources_section(out: &mut String, suite: &Suite, test: &Test) {
-    let mut cited: Vec<(&Registry, &str, Vec<&str>)> = Vec::new();
+    let mut cited: Vec<(&Source, Vec<&str>)> = Vec::new();
     for label in test.steps.iter().filter_map(|s| s.check.as_deref()) {
         for os in OsFamily::ALL {
             let Some(a) = suite
@@ -257,34 +267,28 @@ fn sources_section(out: &mut String, suite: &Suite, test: &Test) {
             else {
                 continue;
             };
-            let Provenance::Documented { keys, .. } = &a.entry.provenance else {
+            let Provenance::Documented { sources, .. } = &a.entry.provenance else {
                 continue;
             };
-            let Some(reg) = suite.expectations.registry_of(a.entry) else {
-                continue;
-            };
-            for k in keys {
-                match cited
-                    .iter_mut()
-                    .find(|(r, c, _)| std::ptr::eq(*r, reg) && c == k)
-                {
-                    Some((_, _, oses)) if !oses.contains(&os.as_str()) => oses.push(os.as_str()),
+            for src in sources {
+                match cited.iter_mut().find(|(c, _)| std::ptr::eq(*c, &**src)) {
+                    Some((_, oses)) if !oses.contains(&os.as_str()) => oses.push(os.as_str()),
                     Some(_) => {}
-                    None => cited.push((reg, k.as_str(), vec![os.as_str()])),
+                    None => cited.push((src, vec![os.as_str()])),
                 }
             }
         }
     }
-    let mut last: Option<&Registry> = None;
-    for (reg, key, oses) in cited {
-        let Some(src) = reg.get(key) else { continue };
-        if !last.is_some_and(|l| std::ptr::eq(l, reg)) {
-            let _ = writeln!(out, "\nsources cited ({}):", reg.path.display());
-            last = Some(reg);
+    let mut registry: Option<&std::path::Path> = None;
+    for (src, oses) in cited {
+        if registry != Some(src.at.file.as_path()) {
+            let _ = writeln!(out, "\nsources cited ({}):", src.at.file.display());
+            registry = Some(src.at.file.as_path());
         }
         let _ = writeln!(
             out,
-            "  {key} [{}] ({})\n      {}\n      {}",
+            "  {} [{}] ({})\n      {}\n      {}",
+            src.key,
             src.kind.as_str(),
             oses.join(", "),
             src.title,
@@ -534,8 +538,25 @@ pub fn grid(
         .collect();
     out.push_str(&text_table(&header, &rows));
     let _ = writeln!(out, "\n{LEGEND}");
-    // One verdict for the case's claim, or one per claim id when its
-    // `[[holds]]` entries predict for some claims only.
+    claim_verdicts(&mut out, suite, case, &tests, oses, "these rows");
+    out
+}
+
+/// The case's claim verdict per OS by its `[[holds]]`, over `tests` (`over`
+/// says which, to the reader): one row for the case's claim, or one per
+/// claim id when its `[[holds]]` predict for some claims only. Nothing when
+/// the case has no `[[holds]]`.
+fn claim_verdicts(
+    out: &mut String,
+    suite: &Suite,
+    case: &crate::model::Case,
+    tests: &[&std::sync::Arc<Test>],
+    oses: &[OsFamily],
+    over: &str,
+) {
+    if case.holds.is_empty() {
+        return;
+    }
     let groups: Vec<Option<&str>> = if case.holds.iter().all(|h| h.claims.is_empty()) {
         vec![None]
     } else {
@@ -545,32 +566,28 @@ pub fn grid(
             .map(|c| Some(c.as_str()))
             .collect()
     };
-    if !case.holds.is_empty() {
-        let none = crate::claims::Observations::new();
-        let mut header = vec!["claim verdict".to_string()];
-        header.extend(oses.iter().map(|o| o.as_str().to_string()));
-        let rows: Vec<Vec<String>> = groups
-            .iter()
-            .map(|claim| {
-                let mut r = vec![claim.map_or("the case's claim".to_string(), str::to_string)];
-                r.extend(oses.iter().map(|os| {
-                    let v =
-                        crate::claims::verdicts(&suite.expectations, &none, &tests, *os, *claim);
-                    if v.total() == 0 {
-                        "—".to_string()
-                    } else {
-                        v.cell()
-                    }
-                }));
-                r
-            })
-            .collect();
-        let _ = writeln!(
-            out,
-            "\nBy the case's `[[holds]]` (what its claims predict), over these rows; \
-             — where a claim predicts nothing:\n"
-        );
-        out.push_str(&text_table(&header, &rows));
-    }
-    out
+    let none = crate::claims::Observations::new();
+    let mut header = vec!["claim verdict".to_string()];
+    header.extend(oses.iter().map(|o| o.as_str().to_string()));
+    let rows: Vec<Vec<String>> = groups
+        .iter()
+        .map(|claim| {
+            let mut r = vec![claim.map_or("the case's claim".to_string(), str::to_string)];
+            r.extend(oses.iter().map(|os| {
+                let v = crate::claims::verdicts(&suite.expectations, &none, tests, *os, *claim);
+                if v.total() == 0 {
+                    "—".to_string()
+                } else {
+                    v.cell()
+                }
+            }));
+            r
+        })
+        .collect();
+    let _ = writeln!(
+        out,
+        "\nBy the case's `[[holds]]` (what its claims predict), over {over}; \
+         — where a claim predicts nothing:\n"
+    );
+    out.push_str(&text_table(&header, &rows));
 }

@@ -1,11 +1,12 @@
 //! Stage 4: compare what a test did with what this OS's expectations say.
 
 use crate::exec::Observed;
-use crate::expect::{Applied, ExpectFile};
+use crate::expect::{Applied, ExpectFile, Provenance};
 use crate::model::Test;
 use crate::outcome::Outcome;
 use crate::results::{
-    ExpectationRef, Mismatch, MismatchKind, Problem, StepRecord, TestRecord, Variant, Verdict,
+    CitedSource, ExpectationRef, Mismatch, MismatchKind, Problem, StepRecord, TestRecord, Variant,
+    Verdict,
 };
 
 /// The command that blesses exactly one test: `name`, of the case `case`
@@ -47,6 +48,12 @@ pub fn expectation_ref(a: &Applied<'_>) -> ExpectationRef {
         settings: a.entry.condition(),
         why: if uncovered { None } else { a.entry.why.clone() },
         window: a.window.as_ref().map(|w| w.text()),
+        cites: match &a.entry.provenance {
+            Provenance::Documented { sources, .. } => {
+                sources.iter().map(|s| CitedSource::of(s)).collect()
+            }
+            Provenance::Observed { .. } => Vec::new(),
+        },
     }
 }
 

@@ -60,7 +60,7 @@ pub struct RunInfo {
     /// A free-form name for this run (`--label`), e.g. the CI job.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label: Option<String>,
-    /// The stack profile applied in each worker's namespace (`--profile`).
+    /// The stack profile applied in each worker's namespace (`--stack-profile`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub profile: Option<String>,
     /// Settings of the network stack that change outcomes (Linux sysctls as
@@ -390,6 +390,32 @@ pub struct ExpectationRef {
     /// applied, and the expectation is a cited source's or `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
+    /// The sources a documented entry cites, from its tree's registry:
+    /// a report reads them here, whichever cases tree its binary has.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cites: Vec<CitedSource>,
+}
+
+/// A source a documented entry cites, as its registry gives it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CitedSource {
+    /// The registry key (`ms-reuseaddr`).
+    pub key: String,
+    /// Its kind (`vendor-doc`).
+    pub kind: String,
+    /// A link a reader can open.
+    pub link: String,
+}
+
+impl CitedSource {
+    /// How a results file records the registry's source `s`.
+    pub fn of(s: &crate::sources::Source) -> CitedSource {
+        CitedSource {
+            key: s.key.clone(),
+            kind: s.kind.as_str().to_string(),
+            link: s.link(),
+        }
+    }
 }
 
 /// One distinct set of outcomes seen over a test's repeats (`--repeat`).

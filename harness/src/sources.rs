@@ -106,7 +106,7 @@ pub enum Place {
 }
 
 /// One entry of the registry: a citable source under its key.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Source {
     /// The short key expectations cite it by (`ms-reuseaddr`).
     pub key: String,
@@ -150,12 +150,12 @@ pub struct Registry {
     /// The registry file the sources were read from.
     pub path: Arc<PathBuf>,
     /// The sources by key, in file order.
-    pub sources: IndexMap<String, Source>,
+    pub sources: IndexMap<String, Arc<Source>>,
 }
 
 impl Registry {
     /// The source under `key`, if the registry has one.
-    pub fn get(&self, key: &str) -> Option<&Source> {
+    pub fn get(&self, key: &str) -> Option<&Arc<Source>> {
         self.sources.get(key)
     }
 
@@ -251,7 +251,7 @@ pub fn load(root: &Path, errors: &mut Vec<InputError>) -> Option<Registry> {
     for (key, raw) in raw.source {
         let at = index.loc(raw.span().start);
         if let Some(s) = parse_source(&index, at, key, raw.into_inner(), errors) {
-            reg.sources.insert(s.key.clone(), s);
+            reg.sources.insert(s.key.clone(), Arc::new(s));
         }
     }
     Some(reg)

@@ -199,10 +199,6 @@ pub fn merge(trees: &[Tree], loaded: Vec<Suite>) -> Result<Suite, InputErrors> {
         suite.claims.extend(s.claims);
         suite.cases.extend(s.cases);
         suite.tests.extend(s.tests);
-        suite
-            .expectations
-            .registries
-            .extend(s.expectations.registries);
         for (os, file) in s.expectations.files {
             let path = file.path.clone();
             suite

@@ -64,6 +64,7 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
                         settings: None,
                         why: Some("blessed".into()),
                         window: None,
+                        cites: vec![],
                     }),
                 }],
                 recipe: None,

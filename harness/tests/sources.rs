@@ -6,6 +6,8 @@ use std::path::Path;
 use std::process::Command;
 
 use sockspec::Suite;
+use sockspec::expect::Provenance;
+use sockspec::model::OsFamily;
 
 const CASE: &str = r#"title = "two binds"
 source = "x"
@@ -58,6 +60,7 @@ fn check(dir: &Path) -> (Option<i32>, String) {
 fn sockspec(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
         .args(args)
+        .env_remove("SOCKSPEC_CASES")
         .output()
         .unwrap();
     let text = format!(
@@ -75,13 +78,17 @@ fn cites_of_registry_keys_load_and_link() {
         &expect("[\"linux-socket7\", \"linux-bind-conflict\"]", "S"),
     );
     let suite = Suite::load(dir.path()).unwrap();
-    let [reg] = &suite.expectations.registries[..] else {
-        panic!("one tree, one registry")
+    let entry = &suite.expectations.for_os(OsFamily::Linux).unwrap().entries[0];
+    let Provenance::Documented { sources, .. } = &entry.provenance else {
+        panic!("{entry:?}")
     };
+    let keys: Vec<&str> = sources.iter().map(|s| s.key.as_str()).collect();
+    assert_eq!(keys, ["linux-socket7", "linux-bind-conflict"]);
     assert_eq!(
-        reg.get("linux-bind-conflict").unwrap().link(),
+        sources[1].link(),
         "https://github.com/torvalds/linux/blob/0123456789abcdef0123456789abcdef01234567/net/ipv4/inet_connection_sock.c#L120-L160"
     );
+    assert_eq!(*sources[1].at.file, dir.path().join("sources.toml"));
     let (code, text) = check(dir.path());
     assert_eq!(code, Some(0), "{text}");
     // One key as a plain string works too.
@@ -172,6 +179,73 @@ fn explain_lists_the_sources_of_the_tests_own_tree() {
         "{text}"
     );
     assert!(!text.contains("Microsoft Learn"), "{text}");
+    // And a test of the catalogue, in the same run, cites the catalogue's.
+    let (code, text) = sockspec(&[
+        "explain".as_ref(),
+        "--cases".as_ref(),
+        dir.path().as_os_str(),
+        "bind::bsd_table::proto=tcp::listen=false::first=lo4::second=lo4b::reuse_a=false::reuse_b=false"
+            .as_ref(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("sources cited ({}):", theirs.path.display())),
+        "{text}"
+    );
+    assert!(
+        text.contains("ms-reuseaddr [vendor-doc] (windows)\n      Using SO_REUSEADDR"),
+        "{text}"
+    );
+}
+
+/// A run records the sources a documented entry cites, from the entry's own
+/// tree, and the reports link those: before, a report looked every key up
+/// in the built-in catalogue's registry, which has another source under
+/// this key.
+#[test]
+fn results_and_reports_link_the_sources_of_the_entrys_own_tree() {
+    let ours = SOURCES.replace("linux-socket7", "ms-reuseaddr");
+    let dir = tree(&ours, &expect("\"ms-reuseaddr\"", "D"));
+    let json = dir.path().join("results.json");
+    let html = dir.path().join("report.html");
+    let name = format!(
+        "{}/t::two",
+        dir.path().file_name().unwrap().to_string_lossy()
+    );
+    let (code, text) = sockspec(&[
+        "run".as_ref(),
+        "--cases".as_ref(),
+        dir.path().as_os_str(),
+        "--exact".as_ref(),
+        name.as_ref(),
+        "--json".as_ref(),
+        json.as_os_str(),
+    ]);
+    // The kernel decides the verdict; what matters here is what the
+    // expectation cites.
+    assert!(matches!(code, Some(0 | 1)), "{text}");
+    let results = sockspec::results::Results::read(&json).unwrap();
+    let e = results.tests[0].steps[3].expectation.as_ref().unwrap();
+    let ours_link = "https://man7.org/linux/man-pages/man7/socket.7.html";
+    assert_eq!(e.cites.len(), 1, "{e:?}");
+    assert_eq!(
+        (
+            e.cites[0].key.as_str(),
+            e.cites[0].kind.as_str(),
+            e.cites[0].link.as_str()
+        ),
+        ("ms-reuseaddr", "man-page", ours_link)
+    );
+    let (code, text) = sockspec(&[
+        "report".as_ref(),
+        json.as_os_str(),
+        "--html".as_ref(),
+        html.as_os_str(),
+    ]);
+    assert_eq!(code, Some(0), "{text}");
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains(ours_link), "{page}");
+    assert!(!page.contains("learn.microsoft.com"), "{page}");
 }
 
 /// `check` counts every tree's expectation files: a suite of several trees

@@ -196,7 +196,17 @@ steps = [
   { do = "socket", name = "b", type = "tcp", family = "v4" },
   { do = "bind", sock = "b", addr = "lo4", port = "a", check = "bind_b" },
 ]
+
+[[holds]]
+outcomes = { bind_b = "EADDRINUSE" }
 "#,
+    )
+    .unwrap();
+    std::fs::create_dir_all(dir.path().join("expected")).unwrap();
+    std::fs::write(
+        dir.path().join("expected/linux.toml"),
+        "os = \"linux\"\n\n[[expect]]\ncase = \"demo::once\"\noutcomes = { bind_b = \"EADDRINUSE\" }\n\
+         source = \"documented\"\ncite = \"a fixture\"\nwhy = \"the port is taken\"\n",
     )
     .unwrap();
     let cases = dir.path().to_str().unwrap();
@@ -205,6 +215,14 @@ steps = [
     let text = stdout(&o);
     assert!(text.contains("expectations for `bind_b`"), "{text}");
     assert!(text.contains("bind b 127.0.0.1:"), "{text}");
+    assert!(text.contains("why: the port is taken"), "{text}");
+    // Its claim's verdict, as the table would give it.
+    assert!(text.contains("over this test"), "{text}");
+    let verdict = text
+        .lines()
+        .find(|l| l.starts_with("| the case's claim"))
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(verdict.starts_with("| the case's claim | holds "), "{text}");
     let o = sockspec(&["explain", "demo::once", "--os", "linux", "--cases", cases]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let text = stdout(&o);

@@ -145,7 +145,7 @@ pub fn exec(a: Args) -> Result<ExitCode, Error> {
         .collect();
     out::print(&sockspec::explain::text_table(&header, &rows));
     out::line(&format!(
-        "\n{} case(s); `sockspec explain CASE` prints one's grid",
+        "\n{} case(s); `sockspec explain CASE` prints one's grid (or its test, if it has no grid)",
         found.len()
     ));
     Ok(ExitCode::SUCCESS)

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use crate::Suite;
-use crate::results::{Results, StepRecord, TestRecord, Verdict};
-use crate::sources::{Registry, Source};
+use crate::results::{CitedSource, ExpectationRef, Results, StepRecord, TestRecord, Verdict};
+use crate::sources::Registry;
 
 /// One test's row across runs.
 pub struct Row<'a> {
@@ -110,7 +110,7 @@ pub fn expected_step(s: &StepRecord) -> Option<String> {
     let (exp, e) = (s.expected.as_ref()?, s.expectation.as_ref()?);
     Some(format!(
         "{exp} ({}{}, {}:{})",
-        linked_provenance(&e.provenance),
+        linked_provenance(e),
         condition(e),
         e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
         e.line
@@ -125,9 +125,27 @@ fn condition(e: &crate::results::ExpectationRef) -> String {
         .unwrap_or_default()
 }
 
-/// The sources registry of the cases tree this binary reads
-/// ([`Suite::default_root`]), loaded once; reports read results files, not
-/// the suite, so the cited keys in them are looked up here.
+/// The sources the entry `e` cites: as the results file records them, or,
+/// in a file written before runs recorded them, looked up by key in the
+/// registry of the cases tree this binary reads ([`Suite::default_root`]).
+pub fn cited_sources(e: &ExpectationRef) -> Vec<CitedSource> {
+    if !e.cites.is_empty() {
+        return e.cites.clone();
+    }
+    let Some(rest) = e.provenance.strip_prefix("documented: ") else {
+        return Vec::new();
+    };
+    let keys = rest.rsplit_once(" [").map_or(rest, |(k, _)| k);
+    let Some(reg) = registry() else {
+        return Vec::new();
+    };
+    keys.split(", ")
+        .filter_map(|k| reg.get(k.trim()))
+        .map(|s| CitedSource::of(s))
+        .collect()
+}
+
+/// The registry [`cited_sources`] falls back on, loaded once.
 fn registry() -> Option<&'static Registry> {
     static REGISTRY: OnceLock<Option<Registry>> = OnceLock::new();
     REGISTRY
@@ -135,29 +153,18 @@ fn registry() -> Option<&'static Registry> {
         .as_ref()
 }
 
-/// The registry sources a provenance text cites (`documented: k1, k2 [S]`).
-pub fn cited_sources(provenance: &str) -> Vec<&'static Source> {
-    let Some(rest) = provenance.strip_prefix("documented: ") else {
-        return Vec::new();
-    };
-    let keys = rest.rsplit_once(" [").map_or(rest, |(k, _)| k);
-    let Some(reg) = registry() else {
-        return Vec::new();
-    };
-    keys.split(", ").filter_map(|k| reg.get(k.trim())).collect()
-}
-
-/// `provenance` with each cited key as a Markdown link and its kind.
-fn linked_provenance(provenance: &str) -> String {
-    let sources = cited_sources(provenance);
+/// `e`'s provenance with each cited key as a Markdown link and its kind.
+fn linked_provenance(e: &ExpectationRef) -> String {
+    let sources = cited_sources(e);
     if sources.is_empty() {
-        return provenance.to_string();
+        return e.provenance.clone();
     }
     let links: Vec<String> = sources
         .iter()
-        .map(|s| format!("[{}]({}) {}", s.key, s.link(), s.kind.as_str()))
+        .map(|s| format!("[{}]({}) {}", s.key, s.link, s.kind))
         .collect();
-    let confidence = provenance
+    let confidence = e
+        .provenance
         .rsplit_once(" [")
         .map(|(_, c)| format!(" [{c}"))
         .unwrap_or_default();
@@ -178,13 +185,8 @@ pub fn expectation_text(t: &TestRecord) -> String {
                     e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
                     e.line
                 ));
-                for src in cited_sources(&e.provenance) {
-                    out.push(format!(
-                        "    {} [{}]: {}",
-                        src.key,
-                        src.kind.as_str(),
-                        src.link()
-                    ));
+                for src in cited_sources(e) {
+                    out.push(format!("    {} [{}]: {}", src.key, src.kind, src.link));
                 }
             }
             _ if s.outcome != "not_run" => out.push(format!("{label}: no expectation")),

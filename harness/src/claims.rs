@@ -638,7 +638,7 @@ pub fn contradictions(tests: &[Arc<Test>], os: OsFamily, records: &[TestRecord])
 pub fn verdicts(
     expectations: &Expectations,
     observed: &Observations<'_>,
-    tests: &[&Arc<Test>],
+    tests: &[&Test],
     os: OsFamily,
     claim: Option<&str>,
 ) -> Verdicts {
@@ -888,10 +888,11 @@ mod tests {
                 .iter()
                 .filter(|c| c.claims.contains(&claim.id))
                 .collect();
-            let tests: Vec<&Arc<Test>> = suite
+            let tests: Vec<&Test> = suite
                 .tests
                 .iter()
                 .filter(|t| t.case.claims.contains(&claim.id))
+                .map(|t| &**t)
                 .collect();
             for (o, os) in OsFamily::ALL.iter().enumerate() {
                 let (tally, got) = worked.sum(&cases, &claim.id, o);

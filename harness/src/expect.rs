@@ -1723,7 +1723,7 @@ fn parse_provenance(
                 None => {
                     errors.push(
                         InputError::at(at, "a documented entry needs `cite`")
-                            .help("cite keys of cases/sources.toml: cite = \"key\" or cite = [\"key1\", \"key2\"]"),
+                            .help("cite keys of the tree's sources.toml: cite = \"key\" or cite = [\"key1\", \"key2\"]"),
                     );
                     (Vec::new(), Vec::new())
                 }

@@ -25,7 +25,8 @@ pub fn cell(suite: &Suite, test: &Test, os: OsFamily, label: &str) -> String {
 
 /// Everything sockspec knows of one test, for a person: its case, its
 /// steps, every OS's expectation for each checked step with provenance and
-/// why, the sources cited, and the recipe verdict.
+/// why, the sources cited, the recipe verdict, and the claims' verdicts
+/// where its case's `[[holds]]` give one.
 pub fn explain(suite: &Suite, test: &Test) -> String {
     let mut out = String::new();
     header(&mut out, test);
@@ -45,16 +46,14 @@ pub fn explain(suite: &Suite, test: &Test) -> String {
     }
     sources_section(&mut out, suite, test);
     recipe_section(&mut out, suite, test);
-    if let Some(t) = suite.test(&test.name) {
-        claim_verdicts(
-            &mut out,
-            suite,
-            &test.case,
-            &[t],
-            OsFamily::ALL,
-            "this test",
-        );
-    }
+    claim_verdicts(
+        &mut out,
+        suite,
+        &test.case,
+        &[test],
+        OsFamily::ALL,
+        ("this test", true),
+    );
     out
 }
 
@@ -538,21 +537,23 @@ pub fn grid(
         .collect();
     out.push_str(&text_table(&header, &rows));
     let _ = writeln!(out, "\n{LEGEND}");
-    claim_verdicts(&mut out, suite, case, &tests, oses, "these rows");
+    let tests: Vec<&Test> = tests.iter().map(|t| &***t).collect();
+    claim_verdicts(&mut out, suite, case, &tests, oses, ("these rows", false));
     out
 }
 
 /// The case's claim verdict per OS by its `[[holds]]`, over `tests` (`over`
 /// says which, to the reader): one row for the case's claim, or one per
 /// claim id when its `[[holds]]` predict for some claims only. Nothing when
-/// the case has no `[[holds]]`.
+/// the case has no `[[holds]]`; with `known_only`, a row (and then the
+/// table) only where some OS has a verdict.
 fn claim_verdicts(
     out: &mut String,
     suite: &Suite,
     case: &crate::model::Case,
-    tests: &[&std::sync::Arc<Test>],
+    tests: &[&Test],
     oses: &[OsFamily],
-    over: &str,
+    (over, known_only): (&str, bool),
 ) {
     if case.holds.is_empty() {
         return;
@@ -571,19 +572,28 @@ fn claim_verdicts(
     header.extend(oses.iter().map(|o| o.as_str().to_string()));
     let rows: Vec<Vec<String>> = groups
         .iter()
-        .map(|claim| {
+        .filter_map(|claim| {
+            let verdicts: Vec<crate::claims::Verdicts> = oses
+                .iter()
+                .map(|os| crate::claims::verdicts(&suite.expectations, &none, tests, *os, *claim))
+                .collect();
+            if known_only && verdicts.iter().all(|v| v.total() == 0) {
+                return None;
+            }
             let mut r = vec![claim.map_or("the case's claim".to_string(), str::to_string)];
-            r.extend(oses.iter().map(|os| {
-                let v = crate::claims::verdicts(&suite.expectations, &none, tests, *os, *claim);
+            r.extend(verdicts.iter().map(|v| {
                 if v.total() == 0 {
                     "—".to_string()
                 } else {
                     v.cell()
                 }
             }));
-            r
+            Some(r)
         })
         .collect();
+    if rows.is_empty() {
+        return;
+    }
     let _ = writeln!(
         out,
         "\nBy the case's `[[holds]]` (what its claims predict), over {over}; \

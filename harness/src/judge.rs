@@ -49,12 +49,41 @@ pub fn expectation_ref(a: &Applied<'_>) -> ExpectationRef {
         why: if uncovered { None } else { a.entry.why.clone() },
         window: a.window.as_ref().map(|w| w.text()),
         cites: match &a.entry.provenance {
-            Provenance::Documented { sources, .. } => {
-                sources.iter().map(|s| CitedSource::of(s)).collect()
+            Provenance::Documented { sources, .. } if !uncovered => {
+                Some(sources.iter().map(|s| s.id.clone()).collect())
             }
-            Provenance::Observed { .. } => Vec::new(),
+            _ => None,
         },
     }
+}
+
+/// The sources that `records`' expectations cite (of `file`'s entries),
+/// for the results' `sources`.
+pub fn cited_sources(
+    records: &[TestRecord],
+    file: Option<&ExpectFile>,
+) -> std::collections::BTreeMap<String, CitedSource> {
+    let mut cited: std::collections::BTreeMap<String, CitedSource> = Default::default();
+    let ids: std::collections::HashSet<&str> = records
+        .iter()
+        .flat_map(|t| &t.steps)
+        .filter_map(|s| s.expectation.as_ref()?.cites.as_ref())
+        .flatten()
+        .map(String::as_str)
+        .collect();
+    if ids.is_empty() {
+        return cited;
+    }
+    for e in file.iter().flat_map(|f| &f.entries) {
+        if let Provenance::Documented { sources, .. } = &e.provenance {
+            for s in sources.iter().filter(|s| ids.contains(s.id.as_str())) {
+                cited
+                    .entry(s.id.clone())
+                    .or_insert_with(|| CitedSource::of(s));
+            }
+        }
+    }
+    cited
 }
 
 /// A record for a test that did not run, with the reason.

@@ -26,6 +26,10 @@ pub struct Results {
     /// One record per selected test that was reached (an interrupted run lacks the rest), in the
     /// suite's order.
     pub tests: Vec<TestRecord>,
+    /// The sources the steps' expectations cite (`expectation.cites`), by
+    /// id: each once per run, not once per step.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sources: BTreeMap<String, CitedSource>,
 }
 
 /// Where and how the run happened. Two results files with equal headers
@@ -390,13 +394,14 @@ pub struct ExpectationRef {
     /// applied, and the expectation is a cited source's or `unknown`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window: Option<String>,
-    /// The sources a documented entry cites, from its tree's registry:
-    /// a report reads them here, whichever cases tree its binary has.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cites: Vec<CitedSource>,
+    /// A documented entry's cited sources, by their ids in the results'
+    /// `sources` (empty when its tree has no registry); absent for other
+    /// entries, and in files written before runs recorded them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cites: Option<Vec<String>>,
 }
 
-/// A source a documented entry cites, as its registry gives it.
+/// A source a documented entry cites, as its tree's registry gives it.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
 pub struct CitedSource {
     /// The registry key (`ms-reuseaddr`).

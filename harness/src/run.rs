@@ -352,6 +352,7 @@ pub fn run(
         schema: SCHEMA.to_string(),
         run,
         summary: Summary::of(&tests),
+        sources: crate::judge::cited_sources(&tests, suite.expectations.for_os(platform.os)),
         tests,
     }
 }
@@ -400,7 +401,7 @@ pub fn use_profile(trees: &[crate::trees::Tree], name: &str) -> Result<(), crate
     use crate::error::{Error, InputErrors};
     let mut files = Vec::new();
     let mut names = Vec::new();
-    let mut found: Vec<(std::path::PathBuf, sys::settings::Profile)> = Vec::new();
+    let mut found: Vec<(&crate::trees::Tree, sys::settings::Profile)> = Vec::new();
     for t in trees {
         let file = t.root.join(sys::settings::PROFILES_FILE);
         if !file.exists() {
@@ -410,10 +411,11 @@ pub fn use_profile(trees: &[crate::trees::Tree], name: &str) -> Result<(), crate
             sys::settings::load_profiles(&t.root).map_err(|e| Error::Input(InputErrors(e)))?;
         names.extend(profiles.keys().cloned());
         if let Some(p) = profiles.remove(name) {
-            found.push((file.clone(), p));
+            found.push((t, p));
         }
         files.push(file.display().to_string());
     }
+    let file = |t: &crate::trees::Tree| t.root.join(sys::settings::PROFILES_FILE);
     names.sort();
     names.dedup();
     let p = match found.as_slice() {
@@ -427,16 +429,27 @@ pub fn use_profile(trees: &[crate::trees::Tree], name: &str) -> Result<(), crate
             return Err(Error::Usage(format!(
                 "no profile `{name}` in {}; profiles: {}",
                 files.join(" or "),
-                names.join(", ")
+                if names.is_empty() {
+                    "none".to_string()
+                } else {
+                    names.join(", ")
+                }
             )));
         }
         [(first, p), rest @ ..] => match rest.iter().find(|(_, q)| q.sysctls != p.sysctls) {
             Some((other, _)) => {
+                // The built-in catalogue is the tree without a name in a
+                // run of several.
+                let builtin = [first, other].iter().any(|t| t.name.is_none());
                 return Err(Error::Usage(format!(
-                    "profile `{name}` sets different sysctls in {} and in {}: rename one (not the \
-                     built-in catalogue's)",
-                    first.display(),
-                    other.display()
+                    "profile `{name}` sets different sysctls in {} and in {}: rename one{}",
+                    file(first).display(),
+                    file(other).display(),
+                    if builtin {
+                        " (yours: the built-in catalogue's is not yours to edit)"
+                    } else {
+                        ""
+                    }
                 )));
             }
             None => p,

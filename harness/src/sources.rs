@@ -1,6 +1,7 @@
-//! The sources registry (`cases/sources.toml`): every document, man page,
-//! kernel source line or peer test suite that a documented expectation cites,
-//! under a short key, with a link a reader can open.
+//! The sources registry (a tree's `sources.toml`; the catalogue's is
+//! `cases/sources.toml`): every document, man page, kernel source line or
+//! peer test suite that a documented expectation cites, under a short key,
+//! with a link a reader can open.
 //!
 //! ```toml
 //! [source.ms-reuseaddr]
@@ -110,6 +111,10 @@ pub enum Place {
 pub struct Source {
     /// The short key expectations cite it by (`ms-reuseaddr`).
     pub key: String,
+    /// What a run calls it: its key, or `tree/key` for a source of a named
+    /// tree when a run loads several (as test names are prefixed), since
+    /// two trees may use one key.
+    pub id: String,
     /// Where the entry is written in the registry file.
     pub at: Location,
     /// What kind of source it is, which decides the confidence it supports.
@@ -338,6 +343,7 @@ fn parse_source(
         return None;
     }
     Some(Source {
+        id: key.clone(),
         key,
         at,
         kind: kind?,

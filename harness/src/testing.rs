@@ -153,7 +153,9 @@ impl Harness {
             && !args.list
         {
             let tests = std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
-            let results = results(&platform, &args, started, tests);
+            let mut results = results(&platform, &args, started, tests);
+            results.sources =
+                crate::judge::cited_sources(&results.tests, suite.expectations.for_os(platform.os));
             if let Err(e) = results.write(std::path::Path::new(&path)) {
                 crate::stdio::eline(&e.to_string());
             }
@@ -225,6 +227,7 @@ fn results(
         ),
         summary: Summary::of(&tests),
         tests,
+        sources: Default::default(),
     }
 }
 

@@ -23,8 +23,9 @@ use std::sync::Arc;
 
 use crate::Suite;
 use crate::error::{Error, InputErrors};
-use crate::expect::ExpectFile;
+use crate::expect::{ExpectFile, Provenance};
 use crate::model::Test;
+use crate::sources::Source;
 
 /// One case tree (a directory of `<topic>/<case>.toml` and `expected/`).
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,7 +248,21 @@ fn prefixed(mut suite: Suite, prefix: &str) -> Suite {
         c.id = format!("{prefix}{}", c.id);
     }
     let files = std::mem::take(&mut suite.expectations.files);
-    for (os, file) in files {
+    // Each source once, shared by the entries that cite it as before.
+    let mut sources: std::collections::HashMap<*const Source, Arc<Source>> = Default::default();
+    for (os, mut file) in files {
+        for e in &mut file.entries {
+            if let Provenance::Documented { sources: cited, .. } = &mut e.provenance {
+                for s in cited.iter_mut() {
+                    let renamed = sources.entry(Arc::as_ptr(s)).or_insert_with(|| {
+                        let mut n = (**s).clone();
+                        n.id = format!("{prefix}{}", s.key);
+                        Arc::new(n)
+                    });
+                    *s = renamed.clone();
+                }
+            }
+        }
         let mut f = ExpectFile::empty(os, file.path.clone());
         f.absorb(file, prefix);
         suite.expectations.files.insert(os, f);

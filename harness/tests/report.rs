@@ -64,7 +64,7 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
                         settings: None,
                         why: Some("blessed".into()),
                         window: None,
-                        cites: vec![],
+                        cites: None,
                     }),
                 }],
                 recipe: None,
@@ -74,6 +74,7 @@ fn run(label: &str, tests: usize, flip: usize) -> Results {
         .collect();
     Results {
         schema: SCHEMA.into(),
+        sources: Default::default(),
         run: RunInfo {
             os: "linux".into(),
             kernel: "6.18.44".into(),

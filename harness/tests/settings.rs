@@ -236,28 +236,48 @@ fn a_stack_profile_is_found_in_any_tree_of_the_run() {
     assert_eq!(code, Some(2), "{text}");
     assert!(text.contains(&ours.display().to_string()), "{text}");
     let listed: Vec<&str> = text
-        .split("profiles: ")
-        .nth(1)
+        .lines()
+        .find_map(|l| l.split_once("profiles: "))
         .unwrap_or_else(|| panic!("{text}"))
-        .trim()
+        .1
         .split(", ")
         .collect();
     // Ours, and the catalogue's too.
-    for p in ["mine", "no-tw-reuse"] {
+    let builtin = sockspec::trees::builtin().unwrap();
+    let theirs = sockspec::sys::settings::load_profiles(&builtin.root).unwrap();
+    let (name, profile) = theirs.iter().next().expect("the catalogue has profiles");
+    for p in ["mine", name.as_str()] {
         assert!(listed.contains(&p), "{p} not in {listed:?}");
     }
 
-    // The catalogue's `no-tw-reuse` sets tcp_tw_reuse to 0.
+    // One of the catalogue's names, with other sysctls.
+    let (key, value) = profile.sysctls.iter().next().unwrap();
     std::fs::write(
         &ours,
-        "[profile.no-tw-reuse]\ntitle = \"x\"\nsysctls = { \"net.ipv4.tcp_tw_reuse\" = \"1\" }\n",
+        format!("[profile.{name}]\ntitle = \"x\"\nsysctls = {{ \"{key}\" = \"{value}0\" }}\n"),
     )
     .unwrap();
-    let (code, text) = run("no-tw-reuse");
+    let (code, text) = run(name);
     assert_eq!(code, Some(2), "{text}");
     assert!(
-        text.contains("profile `no-tw-reuse` sets different sysctls in")
-            && text.contains(&format!("and in {}: rename one", ours.display())),
+        text.contains(&format!("profile `{name}` sets different sysctls in"))
+            && text.contains(&format!("and in {}: rename one (yours", ours.display())),
+        "{text}"
+    );
+
+    // No tree of the run has profiles.
+    std::fs::remove_file(&ours).unwrap();
+    let (code, text) = sockspec(&[
+        "run".as_ref(),
+        "--only-cases".as_ref(),
+        "--cases".as_ref(),
+        dir.path().as_os_str(),
+        "--stack-profile".as_ref(),
+        "mine".as_ref(),
+    ]);
+    assert_eq!(code, Some(2), "{text}");
+    assert!(
+        text.contains("no profile `mine`: no case tree of this run has a profiles.toml"),
         "{text}"
     );
 }

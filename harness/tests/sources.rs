@@ -4,10 +4,12 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 
 use sockspec::Suite;
 use sockspec::expect::Provenance;
 use sockspec::model::OsFamily;
+use sockspec::sources::Source;
 
 const CASE: &str = r#"title = "two binds"
 source = "x"
@@ -145,29 +147,55 @@ fn a_source_needs_a_url_or_a_pinned_file() {
     );
 }
 
+/// A test of the built-in catalogue whose expectation (on some OS) cites a
+/// source: its name and the first source it cites.
+fn a_catalogue_test_citing_a_source() -> (String, Arc<Source>) {
+    let builtin = sockspec::trees::builtin().unwrap();
+    let suite = Suite::load(&builtin.root).unwrap();
+    for t in &suite.tests {
+        for os in OsFamily::ALL {
+            let Some(file) = suite.expectations.for_os(*os) else {
+                continue;
+            };
+            for label in t.steps.iter().filter_map(|s| s.check.as_deref()) {
+                if let Some(a) = file.resolve(t, label, None)
+                    && let Provenance::Documented { sources, .. } = &a.entry.provenance
+                    && let Some(s) = sources.first()
+                {
+                    return (t.name.clone(), s.clone());
+                }
+            }
+        }
+    }
+    panic!("no test of the catalogue cites a source")
+}
+
+/// `SOURCES` with its first source under `key` instead.
+fn sources_with_key(key: &str) -> String {
+    SOURCES.replace("linux-socket7", key)
+}
+
 /// In a run of several trees, a test's sources are its own tree's, though
 /// the built-in catalogue has a source under the same key: `explain` once
 /// listed the first tree's registry for every test.
 #[test]
 fn explain_lists_the_sources_of_the_tests_own_tree() {
-    let ours = SOURCES.replace("linux-socket7", "ms-reuseaddr");
-    let dir = tree(&ours, &expect("\"ms-reuseaddr\"", "D"));
-    let builtin = sockspec::trees::builtin().unwrap();
-    let theirs = sockspec::sources::load(&builtin.root, &mut Vec::new()).unwrap();
-    assert!(
-        theirs.get("ms-reuseaddr").is_some(),
-        "the built-in catalogue no longer has this key: pick another"
-    );
-    let name = format!(
+    let (theirs, source) = a_catalogue_test_citing_a_source();
+    let key = source.key.as_str();
+    let dir = tree(&sources_with_key(key), &expect(&format!("\"{key}\""), "D"));
+    let explain = |name: &str| {
+        sockspec(&[
+            "explain".as_ref(),
+            "--cases".as_ref(),
+            dir.path().as_os_str(),
+            name.as_ref(),
+        ])
+    };
+    let ours = format!(
         "{}/t::two",
         dir.path().file_name().unwrap().to_string_lossy()
     );
-    let (code, text) = sockspec(&[
-        "explain".as_ref(),
-        "--cases".as_ref(),
-        dir.path().as_os_str(),
-        name.as_ref(),
-    ]);
+    let (code, text) = explain(&ours);
     assert_eq!(code, Some(0), "{text}");
     let registry = dir.path().join("sources.toml");
     assert!(
@@ -175,39 +203,43 @@ fn explain_lists_the_sources_of_the_tests_own_tree() {
         "{text}"
     );
     assert!(
-        text.contains("ms-reuseaddr [man-page] (linux)\n      Linux socket(7)\n"),
+        text.contains(&format!(
+            "{key} [man-page] (linux)\n      Linux socket(7)\n"
+        )),
         "{text}"
     );
-    assert!(!text.contains("Microsoft Learn"), "{text}");
-    // And a test of the catalogue, in the same run, cites the catalogue's.
-    let (code, text) = sockspec(&[
-        "explain".as_ref(),
-        "--cases".as_ref(),
-        dir.path().as_os_str(),
-        "bind::bsd_table::proto=tcp::listen=false::first=lo4::second=lo4b::reuse_a=false::reuse_b=false"
-            .as_ref(),
-    ]);
+    assert!(!text.contains(&source.title), "{text}");
+    // A test of the catalogue, in the same run, cites the catalogue's.
+    let (code, text) = explain(&theirs);
     assert_eq!(code, Some(0), "{text}");
     assert!(
-        text.contains(&format!("sources cited ({}):", theirs.path.display())),
+        text.contains(&format!("sources cited ({}):", source.at.file.display())),
         "{text}"
     );
     assert!(
-        text.contains("ms-reuseaddr [vendor-doc] (windows)\n      Using SO_REUSEADDR"),
+        text.contains(&format!("{key} [{}] (", source.kind.as_str()))
+            && text.contains(&source.title),
         "{text}"
     );
 }
 
 /// A run records the sources a documented entry cites, from the entry's own
-/// tree, and the reports link those: before, a report looked every key up
-/// in the built-in catalogue's registry, which has another source under
-/// this key.
+/// tree, and reports link those: before, a report looked every key up in
+/// the built-in catalogue's registry, which has another source under this
+/// key. A results file from before runs recorded them is still linked
+/// through the catalogue's registry.
 #[test]
 fn results_and_reports_link_the_sources_of_the_entrys_own_tree() {
-    let ours = SOURCES.replace("linux-socket7", "ms-reuseaddr");
-    let dir = tree(&ours, &expect("\"ms-reuseaddr\"", "D"));
+    let (_, source) = a_catalogue_test_citing_a_source();
+    let key = source.key.as_str();
+    let dir = tree(&sources_with_key(key), "os = \"linux\"\n");
+    // The same documented entry for every OS, so that whichever runs this
+    // test judges the step by it.
+    for os in OsFamily::ALL {
+        let entry = expect(&format!("\"{key}\""), "D").replace("\"linux\"", &format!("\"{os}\""));
+        std::fs::write(dir.path().join(format!("expected/{os}.toml")), entry).unwrap();
+    }
     let json = dir.path().join("results.json");
-    let html = dir.path().join("report.html");
     let name = format!(
         "{}/t::two",
         dir.path().file_name().unwrap().to_string_lossy()
@@ -225,27 +257,53 @@ fn results_and_reports_link_the_sources_of_the_entrys_own_tree() {
     // expectation cites.
     assert!(matches!(code, Some(0 | 1)), "{text}");
     let results = sockspec::results::Results::read(&json).unwrap();
-    let e = results.tests[0].steps[3].expectation.as_ref().unwrap();
-    let ours_link = "https://man7.org/linux/man-pages/man7/socket.7.html";
-    assert_eq!(e.cites.len(), 1, "{e:?}");
-    assert_eq!(
-        (
-            e.cites[0].key.as_str(),
-            e.cites[0].kind.as_str(),
-            e.cites[0].link.as_str()
-        ),
-        ("ms-reuseaddr", "man-page", ours_link)
+    let step = results.tests[0]
+        .steps
+        .iter()
+        .find(|s| s.label.as_deref() == Some("bind_b"))
+        .unwrap();
+    let id = format!(
+        "{}/{key}",
+        dir.path().file_name().unwrap().to_string_lossy()
     );
-    let (code, text) = sockspec(&[
-        "report".as_ref(),
-        json.as_os_str(),
-        "--html".as_ref(),
-        html.as_os_str(),
-    ]);
-    assert_eq!(code, Some(0), "{text}");
-    let page = std::fs::read_to_string(&html).unwrap();
-    assert!(page.contains(ours_link), "{page}");
-    assert!(!page.contains("learn.microsoft.com"), "{page}");
+    let e = step.expectation.as_ref().unwrap();
+    assert_eq!(e.cites, Some(vec![id.clone()]), "{e:?}");
+    let ours = "https://man7.org/linux/man-pages/man7/socket.7.html";
+    let cited = &results.sources[&id];
+    assert_eq!(
+        (cited.key.as_str(), cited.kind.as_str(), cited.link.as_str()),
+        (key, "man-page", ours)
+    );
+    assert_eq!(results.sources.len(), 1, "{:?}", results.sources);
+    let report = |json: &Path| {
+        let html = dir.path().join("report.html");
+        let (code, text) = sockspec(&[
+            "report".as_ref(),
+            json.as_os_str(),
+            "--html".as_ref(),
+            html.as_os_str(),
+        ]);
+        assert_eq!(code, Some(0), "{text}");
+        std::fs::read_to_string(&html).unwrap()
+    };
+    let page = report(&json);
+    assert!(page.contains(ours), "{page}");
+    assert!(!page.contains(&source.link()), "{page}");
+    // Written before runs recorded sources: no `cites`, no `sources`; the
+    // key is looked up in the catalogue's registry.
+    let mut old: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    old.as_object_mut().unwrap().remove("sources");
+    for s in old["tests"][0]["steps"].as_array_mut().unwrap() {
+        if let Some(e) = s["expectation"].as_object_mut() {
+            e.remove("cites");
+        }
+    }
+    let older = dir.path().join("older.json");
+    std::fs::write(&older, old.to_string()).unwrap();
+    let page = report(&older);
+    assert!(page.contains(&source.link()), "{page}");
+    assert!(!page.contains(ours), "{page}");
 }
 
 /// `check` counts every tree's expectation files: a suite of several trees

@@ -283,7 +283,7 @@ fn claim_verdicts_show_the_multicast_contradiction_on_linux() {
 fn verdicts_count_holds_contradictions_and_unknowns() {
     let dir = fixture();
     let suite = Suite::load(dir.path()).unwrap();
-    let tests: Vec<_> = suite.tests.iter().collect();
+    let tests: Vec<&sockspec::model::Test> = suite.tests.iter().map(|t| &**t).collect();
     let none = sockspec::claims::Observations::new();
     let v = |os| sockspec::claims::verdicts(&suite.expectations, &none, &tests, os, None);
     use sockspec::claims::Verdict;

@@ -300,7 +300,7 @@ fn entry_key(key: &str) -> Option<Value> {
             json!({ "type": "array", "items": { "type": "string" }, "description": "runtimes other than sockspec's own that showed it (sockspec run --agent), e.g. \"node 20.20.2\"" })
         }
         "cite" => {
-            json!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }], "description": "keys of cases/sources.toml" })
+            json!({ "anyOf": [{ "type": "string" }, { "type": "array", "items": { "type": "string" } }], "description": "keys of the tree's sources.toml" })
         }
         "confidence" => json!({ "enum": ["D", "S", "E", "T"] }),
         "why" => json!({ "type": "string" }),

@@ -135,7 +135,8 @@ pub fn page_with_claims(runs: &[Results], claims: &[crate::claims::RunVerdicts])
         let cells: Vec<Value> = row
             .cells
             .iter()
-            .map(|c| match c {
+            .zip(runs)
+            .map(|(c, run)| match c {
                 None => Value::from(0),
                 Some(t) => {
                     let text = cell_text(t);
@@ -153,7 +154,7 @@ pub fn page_with_claims(runs: &[Results], claims: &[crate::claims::RunVerdicts])
                     json!([
                         verdict_code(t.verdict),
                         strings.id(&text),
-                        strings.id(&expectation_text(t)),
+                        strings.id(&expectation_text(run, t)),
                         provenance_code(t),
                         marks,
                     ])

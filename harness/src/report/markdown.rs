@@ -262,7 +262,7 @@ pub fn regression(old: &Results, new: &Results) -> (String, usize) {
             "| test | step | old | new | expectation (new run) |\n|---|---|---|---|---|"
         );
         let lines = changed.iter().map(|(name, a, b)| {
-            let steps = changed_steps(a, b);
+            let steps = changed_steps(new, a, b);
             let cells = |f: &dyn Fn(&Change<'_>) -> String| {
                 steps.iter().map(f).collect::<Vec<_>>().join("<br>")
             };
@@ -291,8 +291,8 @@ struct Change<'a> {
 }
 
 /// The checked steps (matched by label) whose outcomes differ; a test with
-/// no checked steps compares its verdicts.
-fn changed_steps<'a>(old: &'a TestRecord, new: &'a TestRecord) -> Vec<Change<'a>> {
+/// no checked steps compares its verdicts. `run` holds `new`.
+fn changed_steps<'a>(run: &Results, old: &'a TestRecord, new: &'a TestRecord) -> Vec<Change<'a>> {
     let mut out = Vec::new();
     for s in &new.steps {
         let Some(label) = s.label.as_deref() else {
@@ -306,7 +306,7 @@ fn changed_steps<'a>(old: &'a TestRecord, new: &'a TestRecord) -> Vec<Change<'a>
         if before == s.outcome {
             continue;
         }
-        let expectation = super::matrix::expected_step(s).unwrap_or_else(|| "none".into());
+        let expectation = super::matrix::expected_step(run, s).unwrap_or_else(|| "none".into());
         out.push(Change {
             label,
             old: before,

@@ -1,5 +1,6 @@
 //! Tests x runs: the shape every cross-run report shares.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
@@ -105,12 +106,13 @@ pub fn cell_text(t: &TestRecord) -> String {
 /// A step's expected outcome and the entry it came from:
 /// `EADDRINUSE (observed on 6.18.44, linux.toml:12)`; a documented entry's
 /// cited keys become Markdown links to the sources
-/// (`documented: [ms-reuseaddr](https://...) vendor-doc [D]`).
-pub fn expected_step(s: &StepRecord) -> Option<String> {
+/// (`documented: [ms-reuseaddr](https://...) vendor-doc [D]`). `run` is the
+/// results the step is in, which hold the sources.
+pub fn expected_step(run: &Results, s: &StepRecord) -> Option<String> {
     let (exp, e) = (s.expected.as_ref()?, s.expectation.as_ref()?);
     Some(format!(
         "{exp} ({}{}, {}:{})",
-        linked_provenance(e),
+        linked_provenance(run, e),
         condition(e),
         e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
         e.line
@@ -125,12 +127,17 @@ fn condition(e: &crate::results::ExpectationRef) -> String {
         .unwrap_or_default()
 }
 
-/// The sources the entry `e` cites: as the results file records them, or,
-/// in a file written before runs recorded them, looked up by key in the
-/// registry of the cases tree this binary reads ([`Suite::default_root`]).
-pub fn cited_sources(e: &ExpectationRef) -> Vec<CitedSource> {
-    if !e.cites.is_empty() {
-        return e.cites.clone();
+/// The sources the entry `e` (of the results `run`) cites: as the run
+/// recorded them, or, in a file written before runs recorded them, looked
+/// up by key in the registry of the cases tree this binary reads
+/// ([`Suite::default_root`]).
+pub fn cited_sources<'a>(run: &'a Results, e: &ExpectationRef) -> Vec<Cow<'a, CitedSource>> {
+    if let Some(ids) = &e.cites {
+        return ids
+            .iter()
+            .filter_map(|id| run.sources.get(id))
+            .map(Cow::Borrowed)
+            .collect();
     }
     let Some(rest) = e.provenance.strip_prefix("documented: ") else {
         return Vec::new();
@@ -141,7 +148,7 @@ pub fn cited_sources(e: &ExpectationRef) -> Vec<CitedSource> {
     };
     keys.split(", ")
         .filter_map(|k| reg.get(k.trim()))
-        .map(|s| CitedSource::of(s))
+        .map(|s| Cow::Owned(CitedSource::of(s)))
         .collect()
 }
 
@@ -154,8 +161,8 @@ fn registry() -> Option<&'static Registry> {
 }
 
 /// `e`'s provenance with each cited key as a Markdown link and its kind.
-fn linked_provenance(e: &ExpectationRef) -> String {
-    let sources = cited_sources(e);
+fn linked_provenance(run: &Results, e: &ExpectationRef) -> String {
+    let sources = cited_sources(run, e);
     if sources.is_empty() {
         return e.provenance.clone();
     }
@@ -171,8 +178,9 @@ fn linked_provenance(e: &ExpectationRef) -> String {
     format!("documented: {}{confidence}", links.join(", "))
 }
 
-/// Each checked step's expectation, for a tooltip or a detail line.
-pub fn expectation_text(t: &TestRecord) -> String {
+/// Each checked step's expectation, for a tooltip or a detail line (`t` is
+/// a test of the results `run`).
+pub fn expectation_text(run: &Results, t: &TestRecord) -> String {
     let mut out = Vec::new();
     for s in &t.steps {
         let Some(label) = &s.label else { continue };
@@ -185,7 +193,7 @@ pub fn expectation_text(t: &TestRecord) -> String {
                     e.file.rsplit(['/', '\\']).next().unwrap_or(&e.file),
                     e.line
                 ));
-                for src in cited_sources(e) {
+                for src in cited_sources(run, e) {
                     out.push(format!("    {} [{}]: {}", src.key, src.kind, src.link));
                 }
             }

@@ -1,5 +1,5 @@
 //! Network-stack settings: which ones sockspec records, their default on each
-//! OS (one table, with sources), and stack profiles (`cases/profiles.toml`)
+//! OS (one table, with sources), and stack profiles (a tree's `profiles.toml`)
 //! applied inside the network namespaces sockspec creates, never on the host.
 //!
 //! Compiled on every OS: bless reads any OS's results and needs that OS's

@@ -17,10 +17,13 @@
 #   HOST=0                   leave out the native run
 #   BOOTS=N                  guests booted at once (default: 1)
 #   CPUS=N                   vCPUs per guest (default: 2)
+#   CASES=DIR                give the guests this case tree (default: cases)
+#   KERNELS_CACHE=DIR        write logs and results here (default:
+#                            ci/.cache/kernels)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s.%N)
-cache=ci/.cache/kernels
+cache=${KERNELS_CACHE:-ci/.cache/kernels}
 mkdir -p "$cache"
 bless=false
 [ "${1:-}" = "--bless" ] && bless=true
@@ -51,7 +54,7 @@ if [ ! -e "$cache/init" ] || [ "$bin" -nt "$cache/init" ]; then strip -o "$cache
 # entry (no firmware real mode, no decompression under emulation).
 for k in $KERNELS; do
   ko=$(dirname "$k")/veth.ko
-  python3 ci/initramfs.py "$cache/initrd-$(basename "$k").cpio" "$cache/init" cases cases $([ -e "$ko" ] && echo "$ko")
+  python3 ci/initramfs.py "$cache/initrd-$(basename "$k").cpio" "$cache/init" "${CASES:-cases}" cases $([ -e "$ko" ] && echo "$ko")
   elf=$(dirname "$k")/vmlinux
   if [ ! -e "$elf" ] || [ "$k" -nt "$elf" ]; then
     python3 ci/vmlinux.py "$k" "$elf.part" && mv "$elf.part" "$elf" || rm -f "$elf.part"

@@ -5,8 +5,9 @@
 # installed), each booted under QEMU with an initramfs in which sockspec
 # itself is PID 1. Each run is judged against cases/expected/linux.toml; the
 # guests print their results on the serial console. Results land in
-# ci/.cache/kernels/results-<release>.json; their report (the history of
-# outcomes across the kernels first, which it prints) in report.md/.html.
+# ci/.cache/kernels/results-<release>.json (or $KERNELS_CACHE's); their
+# report (the history of outcomes across the kernels first, which it
+# prints) in report.md/.html.
 #
 #   ci/kernels.sh            run everywhere, print a summary per kernel and
 #                            every failing step; exit 1 if any run has a
@@ -18,8 +19,9 @@
 #   BOOTS=N                  guests booted at once (default: 1)
 #   CPUS=N                   vCPUs per guest (default: 2)
 #   CASES=DIR                give the guests this case tree (default: cases)
-#   KERNELS_CACHE=DIR        write logs and results here (default:
-#                            ci/.cache/kernels)
+#   KERNELS_CACHE=DIR        keep the guests' init, initramfs, logs and
+#                            results here (default: ci/.cache/kernels)
+#   (relative paths are from the repository's root)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 t0=$(date +%s.%N)

@@ -148,8 +148,14 @@ fn a_source_needs_a_url_or_a_pinned_file() {
 }
 
 /// A test of the built-in catalogue whose expectation (on some OS) cites a
-/// source: its name and the first source it cites.
+/// source unlike `SOURCES`' (another key, title and link): its name and
+/// that source.
 fn a_catalogue_test_citing_a_source() -> (String, Arc<Source>) {
+    let unlike = |s: &Source| {
+        !SOURCES.contains(&format!("[source.{}]", s.key))
+            && !SOURCES.contains(&s.title)
+            && !SOURCES.contains(&s.link())
+    };
     let builtin = sockspec::trees::builtin().unwrap();
     let suite = Suite::load(&builtin.root).unwrap();
     for t in &suite.tests {
@@ -160,7 +166,7 @@ fn a_catalogue_test_citing_a_source() -> (String, Arc<Source>) {
             for label in t.steps.iter().filter_map(|s| s.check.as_deref()) {
                 if let Some(a) = file.resolve(t, label, None)
                     && let Provenance::Documented { sources, .. } = &a.entry.provenance
-                    && let Some(s) = sources.first()
+                    && let Some(s) = sources.iter().find(|s| unlike(s))
                 {
                     return (t.name.clone(), s.clone());
                 }
@@ -253,11 +259,12 @@ fn results_and_reports_link_the_sources_of_the_entrys_own_tree() {
         "--json".as_ref(),
         json.as_os_str(),
     ]);
-    // The kernel decides the verdict; what matters here is what the
-    // expectation cites.
+    // The kernel decides the verdicts; what matters here is what the
+    // expectations cite.
     assert!(matches!(code, Some(0 | 1)), "{text}");
     let results = sockspec::results::Results::read(&json).unwrap();
-    let step = results.tests[0]
+    let ours_test = results.tests.iter().find(|t| t.name == name).unwrap();
+    let step = ours_test
         .steps
         .iter()
         .find(|s| s.label.as_deref() == Some("bind_b"))
@@ -304,6 +311,53 @@ fn results_and_reports_link_the_sources_of_the_entrys_own_tree() {
     let page = report(&older);
     assert!(page.contains(&source.link()), "{page}");
     assert!(!page.contains(ours), "{page}");
+}
+
+/// Two trees of one run that cite one key for different sources: each
+/// test's step cites its own tree's, under its own id, in one results file.
+#[test]
+fn one_key_in_two_trees_of_a_run_names_two_sources() {
+    let entry =
+        |os: OsFamily| expect("\"linux-socket7\"", "D").replace("\"linux\"", &format!("\"{os}\""));
+    let other = "https://man.freebsd.org/cgi/man.cgi?query=socket";
+    let a = tree(SOURCES, "");
+    let b = tree(
+        &SOURCES.replace("https://man7.org/linux/man-pages/man7/socket.7.html", other),
+        "",
+    );
+    for dir in [&a, &b] {
+        for os in OsFamily::ALL {
+            std::fs::write(dir.path().join(format!("expected/{os}.toml")), entry(*os)).unwrap();
+        }
+    }
+    let name = |d: &tempfile::TempDir| d.path().file_name().unwrap().to_string_lossy().into_owned();
+    let json = a.path().join("results.json");
+    let (code, text) = sockspec(&[
+        "run".as_ref(),
+        "--only-cases".as_ref(),
+        "--cases".as_ref(),
+        a.path().as_os_str(),
+        "--cases".as_ref(),
+        b.path().as_os_str(),
+        "--json".as_ref(),
+        json.as_os_str(),
+    ]);
+    assert!(matches!(code, Some(0 | 1)), "{text}");
+    let results = sockspec::results::Results::read(&json).unwrap();
+    for (dir, link) in [
+        (&a, "https://man7.org/linux/man-pages/man7/socket.7.html"),
+        (&b, other),
+    ] {
+        let id = format!("{}/linux-socket7", name(dir));
+        let t = results
+            .tests
+            .iter()
+            .find(|t| t.name == format!("{}/t::two", name(dir)))
+            .unwrap();
+        let e = t.steps.iter().find_map(|s| s.expectation.as_ref()).unwrap();
+        assert_eq!(e.cites, Some(vec![id.clone()]), "{e:?}");
+        assert_eq!(results.sources[&id].link, link);
+    }
 }
 
 /// `check` counts every tree's expectation files: a suite of several trees

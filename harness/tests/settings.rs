@@ -7,6 +7,9 @@ use sockspec::Suite;
 use sockspec::bless::{Observation, bless_in};
 use sockspec::model::OsFamily;
 
+mod common;
+use common::sockspec;
+
 const CASE: &str = r#"title = "two binds"
 source = "semantics.md L1"
 steps = [
@@ -168,22 +171,6 @@ fn a_bad_profile_is_an_input_error_with_its_location() {
     Suite::load(dir.path()).unwrap();
     let p = sockspec::sys::settings::load_profiles(dir.path()).unwrap();
     assert_eq!(p["x"].sysctls["net.ipv4.tcp_tw_reuse"], "0");
-}
-
-/// Runs the binary with `args` beside the built-in catalogue: its exit code,
-/// and stdout then stderr.
-fn sockspec(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(args)
-        .env_remove("SOCKSPEC_CASES")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 /// `--stack-profile` finds a profile in any tree of the run, not only the

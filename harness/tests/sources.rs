@@ -3,13 +3,15 @@
 //! where a reader can open it.
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 
 use sockspec::Suite;
 use sockspec::expect::Provenance;
 use sockspec::model::OsFamily;
 use sockspec::sources::Source;
+
+mod common;
+use common::sockspec;
 
 const CASE: &str = r#"title = "two binds"
 source = "x"
@@ -56,21 +58,6 @@ fn tree(sources: &str, expect: &str) -> tempfile::TempDir {
 
 fn check(dir: &Path) -> (Option<i32>, String) {
     sockspec(&["check".as_ref(), "--cases".as_ref(), dir.as_os_str()])
-}
-
-/// Runs the binary with `args`: its exit code, and stdout then stderr.
-fn sockspec(args: &[&std::ffi::OsStr]) -> (Option<i32>, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_sockspec"))
-        .args(args)
-        .env_remove("SOCKSPEC_CASES")
-        .output()
-        .unwrap();
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    (out.status.code(), text)
 }
 
 #[test]

@@ -1018,7 +1018,6 @@ pub fn check_all(
             out.files.insert(os, f);
         }
     }
-
     out
 }
 

@@ -58,8 +58,9 @@ pub fn expectation_ref(a: &Applied<'_>) -> ExpectationRef {
 }
 
 /// The sources that `records`' expectations cite (of `file`'s entries),
-/// for the results' `sources`.
-pub fn cited_sources(
+/// for the results' `sources` (which reports read through
+/// [`crate::report::matrix::cited_sources`]).
+pub fn sources_of(
     records: &[TestRecord],
     file: Option<&ExpectFile>,
 ) -> std::collections::BTreeMap<String, CitedSource> {

@@ -352,7 +352,7 @@ pub fn run(
         schema: SCHEMA.to_string(),
         run,
         summary: Summary::of(&tests),
-        sources: crate::judge::cited_sources(&tests, suite.expectations.for_os(platform.os)),
+        sources: crate::judge::sources_of(&tests, suite.expectations.for_os(platform.os)),
         tests,
     }
 }
@@ -399,23 +399,19 @@ fn schedule(selected: &[&Arc<Test>]) -> Vec<Vec<usize>> {
 /// root): a profile never changes the host's stack.
 pub fn use_profile(trees: &[crate::trees::Tree], name: &str) -> Result<(), crate::error::Error> {
     use crate::error::{Error, InputErrors};
+    let file = |t: &crate::trees::Tree| t.root.join(sys::settings::PROFILES_FILE);
     let mut files = Vec::new();
     let mut names = Vec::new();
     let mut found: Vec<(&crate::trees::Tree, sys::settings::Profile)> = Vec::new();
-    for t in trees {
-        let file = t.root.join(sys::settings::PROFILES_FILE);
-        if !file.exists() {
-            continue;
-        }
+    for t in trees.iter().filter(|t| file(t).exists()) {
         let mut profiles =
             sys::settings::load_profiles(&t.root).map_err(|e| Error::Input(InputErrors(e)))?;
         names.extend(profiles.keys().cloned());
         if let Some(p) = profiles.remove(name) {
             found.push((t, p));
         }
-        files.push(file.display().to_string());
+        files.push(file(t).display().to_string());
     }
-    let file = |t: &crate::trees::Tree| t.root.join(sys::settings::PROFILES_FILE);
     names.sort();
     names.dedup();
     let p = match found.as_slice() {

@@ -155,7 +155,7 @@ impl Harness {
             let tests = std::mem::take(&mut *records.lock().unwrap_or_else(|e| e.into_inner()));
             let mut results = results(&platform, &args, started, tests);
             results.sources =
-                crate::judge::cited_sources(&results.tests, suite.expectations.for_os(platform.os));
+                crate::judge::sources_of(&results.tests, suite.expectations.for_os(platform.os));
             if let Err(e) = results.write(std::path::Path::new(&path)) {
                 crate::stdio::eline(&e.to_string());
             }

@@ -160,7 +160,7 @@ struct CaseOnOs {
 /// then summed once, not once for each claim the case checks.
 struct Worked<'t> {
     /// Case id → its index in `on`.
-    cases: std::collections::HashMap<&'t str, usize>,
+    cases: crate::Map<&'t str, usize>,
     /// Per case, per OS (as in `OsFamily::ALL`).
     on: Vec<Vec<CaseOnOs>>,
 }
@@ -173,7 +173,7 @@ impl<'t> Worked<'t> {
         observed: &Observations<'_>,
     ) -> Self {
         // The tests by case, each case's in suite order.
-        let mut group: std::collections::HashMap<&str, usize> = Default::default();
+        let mut group: crate::Map<&str, usize> = Default::default();
         let mut cases: Vec<Vec<usize>> = Vec::new();
         for &i in &which {
             let g = *group.entry(tests[i].case.id.as_str()).or_insert_with(|| {

@@ -22,6 +22,8 @@
 //! condition (it beats them whatever their `where`, within the same source).
 
 use std::collections::{BTreeMap, HashMap};
+
+use crate::Map;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -185,7 +187,7 @@ pub struct ExpectFile {
     pub path: Arc<PathBuf>,
     /// Its entries, in file order.
     pub entries: Vec<Entry>,
-    by_case: HashMap<String, Vec<usize>>,
+    by_case: Map<String, Vec<usize>>,
 }
 
 /// The expectation that applies to one step.
@@ -617,7 +619,7 @@ impl ExpectFile {
             os,
             path,
             entries: Vec::new(),
-            by_case: HashMap::new(),
+            by_case: Map::default(),
         }
     }
 }
@@ -961,7 +963,7 @@ pub fn check_all(
     errors.extend(dir_errors);
     let mut out = Expectations::default();
     let groups: Vec<(String, Vec<Arc<Test>>)> = group_tests(tests).into_iter().collect();
-    let by_case: HashMap<String, CaseTests> = groups
+    let by_case: Map<String, CaseTests> = groups
         .iter()
         .map(|(id, _)| id.clone())
         .zip(crate::par::map(&groups, 4, |(_, tests)| {
@@ -1044,7 +1046,7 @@ pub struct CaseTests {
     /// Checked step label → each test's class of equal actions (an index)
     /// and one test of each class: what a step may report is then asked once
     /// per distinct step, not once per test.
-    classes: HashMap<String, Classes>,
+    classes: Map<String, Classes>,
 }
 
 /// The tests of one checked label, by class of equal actions.
@@ -1066,7 +1068,7 @@ impl Classes {
     fn of(tests: &[Arc<Test>], at: &[Option<usize>]) -> Classes {
         let mut of = vec![u32::MAX; at.len()];
         let mut reps: Vec<(usize, usize)> = Vec::new();
-        let mut by_text: Option<HashMap<String, u32>> = None;
+        let mut by_text: Option<Map<String, u32>> = None;
         let text = |(t, si): (usize, usize)| format!("{:?}", tests[t].steps[si].action);
         for (i, si) in at.iter().enumerate() {
             let Some(si) = *si else { continue };
@@ -1120,7 +1122,7 @@ impl CaseTests {
     /// Indexes one case's tests (in suite order).
     pub fn new(tests: Vec<Arc<Test>>) -> CaseTests {
         let n = tests.len();
-        let mut checks: HashMap<&str, Vec<Option<usize>>> = HashMap::new();
+        let mut checks: Map<&str, Vec<Option<usize>>> = Map::default();
         for (i, t) in tests.iter().enumerate() {
             for (si, s) in t.steps.iter().enumerate() {
                 if let Some(label) = &s.check {
@@ -1193,7 +1195,7 @@ pub(crate) struct Axes {
     /// How many tests.
     n: usize,
     /// Grid parameter → its labels and tests.
-    by_name: HashMap<String, Axis>,
+    by_name: Map<String, Axis>,
 }
 
 /// One grid parameter's labels among some tests.
@@ -1211,7 +1213,7 @@ impl Axes {
     /// Indexes `tests` (of one case), in their order.
     pub(crate) fn new<'t>(tests: impl ExactSizeIterator<Item = &'t Test>) -> Axes {
         let n = tests.len();
-        let mut by_name: HashMap<String, Axis> = HashMap::new();
+        let mut by_name: Map<String, Axis> = Map::default();
         for (i, t) in tests.enumerate() {
             for (k, v) in &t.params {
                 let axis = by_name.entry(k.clone()).or_insert_with(|| Axis {
@@ -1407,7 +1409,7 @@ fn parse_text(
 /// combination's labels per case.
 struct Against<'a> {
     cases: &'a [Arc<Case>],
-    by_case: &'a HashMap<String, CaseTests>,
+    by_case: &'a Map<String, CaseTests>,
     sources: Option<&'a Registry>,
     grids: Option<&'a Grids>,
     /// [`crate::Scope::set_aside_stale`].
@@ -1473,7 +1475,7 @@ fn check_file(
     if errors.len() > before {
         return None;
     }
-    let mut file_by_case: HashMap<String, Vec<usize>> = HashMap::new();
+    let mut file_by_case: Map<String, Vec<usize>> = Map::default();
     for (i, e) in entries.iter().enumerate() {
         file_by_case.entry(e.case.clone()).or_default().push(i);
     }
@@ -1867,7 +1869,7 @@ fn parse_outcomes(
 /// memory grow with the tests entries select, never with pairs of entries.
 fn check_ambiguity(
     file: &ExpectFile,
-    by_case: &HashMap<String, CaseTests>,
+    by_case: &Map<String, CaseTests>,
     errors: &mut Vec<InputError>,
 ) {
     let mut found = Vec::new();

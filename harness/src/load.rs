@@ -2,7 +2,9 @@
 //! fields, known step kinds, required fields); values that may hold parameters
 //! are resolved and checked per test in [`crate::expand`].
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::BTreeSet;
+
+use crate::Set;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -425,7 +427,7 @@ pub fn toml_error(index: &LineIndex, e: &TomlError) -> InputError {
 pub fn load_case(
     root: &Path,
     file: &Path,
-    known_claims: Option<&HashSet<String>>,
+    known_claims: Option<&Set<String>>,
     errors: &mut Vec<InputError>,
 ) -> Option<LoadedCase> {
     let (topic, id) = match case_id(root, file) {
@@ -684,11 +686,11 @@ fn parse_recipe(
 fn check_claims(
     index: &LineIndex,
     raw: Option<Spanned<Vec<Spanned<String>>>>,
-    known: Option<&HashSet<String>>,
+    known: Option<&Set<String>>,
     errors: &mut Vec<InputError>,
 ) -> Vec<String> {
     let add_one = "or add one to <cases>/claims.toml: [[claim]] id = \"...\", from = \"where it is stated\", says = \"the claim in one line\"";
-    let ids = |known: &HashSet<String>| {
+    let ids = |known: &Set<String>| {
         let mut ids: Vec<&str> = known.iter().map(String::as_str).collect();
         ids.sort();
         ids.join(", ")

@@ -7,11 +7,12 @@ pub mod fields;
 mod scope;
 mod template;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use toml::Value;
 
+use crate::Map;
 use crate::error::InputError;
 use crate::load::{LoadedCase, StepTemplate, selector_labels};
 use crate::model::{Location, Need, ParamValue, Step, Test};
@@ -30,7 +31,7 @@ pub fn expand_all(
     errors: &mut Vec<InputError>,
 ) -> Vec<Test> {
     let tests = expand_in(cases, scope, errors);
-    let mut seen: HashMap<&str, &Test> = HashMap::new();
+    let mut seen: Map<&str, &Test> = Map::default();
     let mut dups = Vec::new();
     for t in &tests {
         if let Some(first) = seen.insert(&t.name, t) {
@@ -89,14 +90,14 @@ fn expand_in(
                 .chunk_by(|a, b| a.0 == b.0)
                 .flat_map(|case| case.chunks(CHUNK))
                 .collect();
-            let plans: HashMap<usize, Vec<Plan>> = work
+            let plans: Map<usize, Vec<Plan>> = work
                 .chunk_by(|a, b| a.0 == b.0)
                 .map(|case| (case[0].0, plans(&cases[case[0].0])))
                 .collect();
             let results = crate::par::map(&chunks, 1, |chunk| {
                 let lc = &cases[chunk[0].0];
                 let plans = &plans[&chunk[0].0];
-                let mut memo = Memo::new();
+                let mut memo = Memo::default();
                 chunk
                     .iter()
                     .map(|(_, combo)| resolve_combo(lc, combo, plans, &mut memo))
@@ -249,7 +250,7 @@ const CHUNK: usize = 16;
 /// stands for one value: a label repeated within a parameter is a load
 /// error). Only steps read without error are kept, so each combination
 /// reports its own.
-type Memo<'a> = HashMap<(usize, Vec<&'a str>), (Arc<Step>, bool)>;
+type Memo<'a> = Map<(usize, Vec<&'a str>), (Arc<Step>, bool)>;
 
 /// What is worked out once per step template of a case.
 struct Plan {

@@ -294,10 +294,21 @@ impl CaseIndex {
             return Vec::new();
         };
         let entries = file.map(|f| f.case_entries(&case.id, &self.axes));
+        // The labels the case's `[[holds]]` name, each once: found per case,
+        // not per test (a case has up to ~30 `[[holds]]`).
+        let mut named: Vec<&str> = Vec::new();
+        for (label, _) in case.holds.iter().flat_map(|h| &h.outcomes) {
+            if !named.contains(&label.as_str()) {
+                named.push(label);
+            }
+        }
         tests
             .iter()
             .enumerate()
             .map(|(k, test)| {
+                if !test.runs_on(os) {
+                    return None;
+                }
                 let mine = entries.as_ref().map(|e| e.of_test(k));
                 let expected = |label: &str| mine.as_ref()?.resolve(label);
                 // Per claim, the `[[holds]]` for it that pick the test.
@@ -308,25 +319,24 @@ impl CaseIndex {
                         .filter(picks)
                         .map(|&h| &case.holds[h])
                 };
-                test_on_os(expected, holds, run(test), test, os)
+                Some(test_on_os(expected, holds, &named, run(test), test, os))
             })
             .collect()
     }
 }
 
-/// Test `test` on `os`; `None` when it cannot run there. `expected`: the
-/// expectation of one of its labels; `holds`: the `[[holds]]` for the
-/// case's claim at that index whose `where` picks the test.
+/// Test `test` on `os`, where it can run. `expected`: the expectation of
+/// one of its labels; `holds`: the `[[holds]]` for the case's claim at that
+/// index whose `where` picks the test; `named`: the labels the case's
+/// `[[holds]]` name.
 fn test_on_os<'t, 'a, 'h, H: Iterator<Item = &'h Holds>>(
     expected: impl Fn(&str) -> Option<Applied<'a>>,
     holds: impl Fn(usize) -> H,
+    named: &[&'t str],
     run: Option<&TestRecord>,
     test: &'t Test,
     os: OsFamily,
-) -> Option<OnOs<'t>> {
-    if !test.runs_on(os) {
-        return None;
-    }
+) -> OnOs<'t> {
     // The labels the tally counts (this OS's checked steps) come first;
     // then any other label a `[[holds]]` names.
     let mut labels: Vec<&str> = test
@@ -336,11 +346,9 @@ fn test_on_os<'t, 'a, 'h, H: Iterator<Item = &'h Holds>>(
         .filter_map(|s| s.check.as_deref())
         .collect();
     let counted = labels.len();
-    for h in &test.case.holds {
-        for (label, _) in &h.outcomes {
-            if !labels.contains(&label.as_str()) {
-                labels.push(label);
-            }
+    for label in named {
+        if !labels[..counted].contains(label) {
+            labels.push(label);
         }
     }
     let resolved: Vec<Option<Applied>> = labels.iter().map(|l| expected(l)).collect();
@@ -383,7 +391,7 @@ fn test_on_os<'t, 'a, 'h, H: Iterator<Item = &'h Holds>>(
             (c.as_str(), verdict_over(applying, outcome))
         })
         .collect();
-    Some(OnOs { tally: t, verdicts })
+    OnOs { tally: t, verdicts }
 }
 
 /// Whether a claim holds on one OS.

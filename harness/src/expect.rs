@@ -1335,10 +1335,16 @@ impl Bits {
         self.0.iter().all(|w| *w == 0)
     }
     pub(crate) fn iter(&self) -> impl Iterator<Item = usize> + '_ {
+        // Set bits only, lowest first: a sparse word costs its bits, not 64 tests.
         self.0.iter().enumerate().flat_map(|(w, &bits)| {
-            (0..64)
-                .filter(move |b| bits & (1 << b) != 0)
-                .map(move |b| w * 64 + b)
+            let mut rest = bits;
+            std::iter::from_fn(move || {
+                (rest != 0).then(|| {
+                    let b = rest.trailing_zeros() as usize;
+                    rest &= rest - 1;
+                    w * 64 + b
+                })
+            })
         })
     }
 }
@@ -1965,8 +1971,22 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
 
 #[cfg(test)]
 mod tests {
-    use super::{Axes, SET_CLASSES};
+    use super::{Axes, Bits, SET_CLASSES};
     use crate::model::Test;
+
+    /// A set lists its tests in order, each once, across words and up to a
+    /// partial last word.
+    #[test]
+    fn a_set_of_tests_lists_exactly_its_members() {
+        for n in [0, 1, 63, 64, 65, 130] {
+            assert_eq!(Bits::full(n).iter().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+            let mut b = Bits::new(n);
+            let members: Vec<usize> = (0..n).filter(|i| i % 7 == 0 || i % 64 == 63).collect();
+            members.iter().for_each(|&i| b.set(i));
+            assert_eq!(b.iter().collect::<Vec<_>>(), members, "n = {n}");
+            assert_eq!(b.count(), members.len());
+        }
+    }
 
     /// A `where` picks the tests that have one of its labels for every
     /// parameter it names, whether the parameter's labels are few (matched

@@ -207,7 +207,8 @@ impl LineIndex {
     /// An index of `text`, the contents of `file`.
     pub fn new(file: Arc<PathBuf>, text: &str) -> Self {
         let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        // memchr's vector search: `match_indices` cost ~200 instructions a line.
+        starts.extend(memchr::memchr_iter(b'\n', text.as_bytes()).map(|i| i + 1));
         LineIndex {
             file,
             starts,

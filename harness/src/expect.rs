@@ -1920,12 +1920,16 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
         .iter()
         .map(|&i| ct.axes.select(&file.entries[i].select))
         .collect();
+    // Test → the first entry of the group that gives the label for it
+    // (`u32::MAX`: none yet), one buffer for every label: a fresh vector of
+    // `Option<usize>` per label was zeroed at 16 bytes a test.
+    let mut first: Vec<u32> = Vec::new();
     for label in labels {
         let Some(checked) = ct.classes.get(label).map(|c| &c.of) else {
             continue;
         };
-        // Test → the first entry of the group that gives `label` for it.
-        let mut first: Vec<Option<usize>> = vec![None; ct.tests.len()];
+        first.clear();
+        first.resize(ct.tests.len(), u32::MAX);
         for (&i, picked) in group.iter().zip(&picks) {
             let b = &file.entries[i];
             let Some(ob) = b.outcome(label) else { continue };
@@ -1941,10 +1945,13 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
                 if checked[t] == u32::MAX {
                     continue;
                 }
-                let Some(j) = first[t] else {
-                    first[t] = Some(i);
+                let j = first[t];
+                if j == u32::MAX {
+                    // Entry indices fit: a file has at most MAX_ENTRIES.
+                    first[t] = i as u32;
                     continue;
-                };
+                }
+                let j = j as usize;
                 if agrees == Some(j) {
                     continue;
                 }

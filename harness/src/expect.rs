@@ -22,8 +22,6 @@
 //! condition (it beats them whatever their `where`, within the same source).
 
 use std::collections::{BTreeMap, HashMap};
-
-use crate::Map;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -31,6 +29,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
+use crate::Map;
 use crate::error::{InputError, LineIndex};
 use crate::load::{EXPECTED_DIR, selector_labels, toml_error};
 use crate::model::{Case, Location, OsFamily, Step, Test};
@@ -783,6 +782,8 @@ fn check_cite(
 /// checked, so that `check` stays under 256 MiB on any input (each entry is
 /// checked against every test it selects). `expected/linux.toml` has ~270.
 pub const MAX_ENTRIES: usize = 5_000;
+// The clash check keeps entry indices as u32.
+const _: () = assert!(MAX_ENTRIES < u32::MAX as usize);
 
 /// Confidence tags, as in semantics.md.
 pub const CONFIDENCE: &[(&str, &str)] = &[
@@ -1947,7 +1948,6 @@ fn clashes_in(file: &ExpectFile, ct: &CaseTests, group: &[usize], found: &mut Ve
                 }
                 let j = first[t];
                 if j == u32::MAX {
-                    // Entry indices fit: a file has at most MAX_ENTRIES.
                     first[t] = i as u32;
                     continue;
                 }
@@ -1986,7 +1986,10 @@ mod tests {
     #[test]
     fn a_set_of_tests_lists_exactly_its_members() {
         for n in [0, 1, 63, 64, 65, 130] {
-            assert_eq!(Bits::full(n).iter().collect::<Vec<_>>(), (0..n).collect::<Vec<_>>());
+            assert_eq!(
+                Bits::full(n).iter().collect::<Vec<_>>(),
+                (0..n).collect::<Vec<_>>()
+            );
             let mut b = Bits::new(n);
             let members: Vec<usize> = (0..n).filter(|i| i % 7 == 0 || i % 64 == 63).collect();
             members.iter().for_each(|&i| b.set(i));

@@ -7,7 +7,6 @@
 //! [`results`].
 
 pub mod atomic;
-
 pub mod bless;
 pub mod catalogue;
 pub mod claims;
@@ -36,8 +35,8 @@ pub mod trees;
 pub mod version;
 
 /// The hash map of sockspec's own indexes (tests by case, labels, steps):
-/// std's, hashed with foldhash (seeded per process) instead of SipHash,
-/// which alone was 2% of `check`'s CPU. Public types keep std's default.
+/// std's, hashed with foldhash (randomly seeded) instead of SipHash, which
+/// took `check` 4.9% fewer instructions. Public types keep std's default.
 pub(crate) type Map<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 /// The hash set beside [`Map`].
 pub(crate) type Set<T> = std::collections::HashSet<T, foldhash::fast::RandomState>;

@@ -3,8 +3,6 @@
 //! are resolved and checked per test in [`crate::expand`].
 
 use std::collections::BTreeSet;
-
-use crate::Set;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,6 +11,7 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
+use crate::Set;
 use crate::error::{InputError, LineIndex};
 use crate::model::{Case, Holds, Location, OsFamily, ParamValue, Recipe};
 use crate::outcome::{Outcome, is_ident};
@@ -270,7 +269,8 @@ pub fn read_input(path: &Path) -> Result<String, InputError> {
             ),
         ));
     }
-    // Sized once (the length is bounded above): grown by doubling, the
+    // Sized once (the length is bounded above; one byte more lets the read
+    // that finds the end land without growing it): grown by doubling, the
     // buffers were reallocated and copied ~7 times a file.
     let mut bytes = Vec::with_capacity(meta.len() as usize + 1);
     std::io::Read::read_to_end(

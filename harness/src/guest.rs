@@ -46,9 +46,6 @@ pub fn run_as_init() -> ! {
 #[cfg(all(target_os = "linux", feature = "guest"))]
 fn run() -> Result<(), String> {
     use base64::Engine as _;
-    // As `sockspec run` (cli::main): Debian's cloud kernels set THP to
-    // `always`, and every worker thread would zero 2 MiB pages.
-    crate::sys::transparent_huge_pages(false);
     use nix::mount::{MsFlags, mount};
     let _ = std::fs::create_dir_all("/proc");
     mount(

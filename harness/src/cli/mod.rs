@@ -323,12 +323,11 @@ fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     use clap::FromArgMatches;
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
-    // A run of tests goes without transparent huge pages, and so do the
-    // helpers it starts (they inherit it): its many threads and helpers
-    // each have a little memory, and a huge page is zeroed whole. The
-    // commands that only load a suite keep them (harness/Cargo.toml).
-    if matches!(cli.command, Command::Run(_) | Command::Bless(_)) {
-        sockspec::sys::transparent_huge_pages(false);
+    // Loading a suite is many small allocations on one or two threads, and
+    // huge pages spare most of its page faults. Running tests is many
+    // threads and helper processes, each with a little memory of its own.
+    if !matches!(cli.command, Command::Run(_) | Command::Bless(_)) {
+        sockspec::sys::transparent_huge_pages(true);
     }
     let result = match cli.command {
         Command::Run(a) => run::exec(a),

@@ -28,13 +28,6 @@ use crate::sys;
 
 /// The environment variable that makes a sockspec binary an agent.
 pub const AGENT_ENV: &str = "SOCKSPEC_AGENT";
-
-/// mimalloc's option, read before the process's first allocation, that
-/// turns transparent huge pages off for it (`PR_SET_THP_DISABLE`; see
-/// `MIMALLOC_ALLOW_THP` in <https://github.com/microsoft/mimalloc#environment-options>).
-/// Given to sockspec's own helpers, whatever started the run: a helper makes
-/// a few allocations, and a huge page is zeroed whole.
-const THP_ENV: (&str, &str) = ("MIMALLOC_ALLOW_THP", "0");
 const USER_ENV: &str = "SOCKSPEC_AGENT_USER";
 
 static PROGRAM: OnceLock<PathBuf> = OnceLock::new();
@@ -397,9 +390,6 @@ impl Actor {
         let mut env = vec![(AGENT_ENV.to_string(), std::process::id().to_string())];
         if let Some(u) = user {
             env.push((USER_ENV.to_string(), u.to_string()));
-        }
-        if !external {
-            env.push((THP_ENV.0.to_string(), THP_ENV.1.to_string()));
         }
         // Helpers in other runtimes find the channel where the protocol says
         // (descriptor 3, which costs a fork); sockspec's own agent is told.

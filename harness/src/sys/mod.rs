@@ -107,9 +107,9 @@ pub fn nobody_uid() -> Option<u32> {
 /// <https://man7.org/linux/man-pages/man2/PR_SET_THP_DISABLE.2const.html>).
 /// A page already faulted in keeps its size. Elsewhere it does nothing.
 pub fn transparent_huge_pages(on: bool) {
-    #[cfg(target_os = "linux")]
+    #[cfg(any(target_os = "linux", target_os = "android"))]
     let _ = nix::sys::prctl::set_thp_disable(!on);
-    #[cfg(not(target_os = "linux"))]
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
     let _ = on;
 }
 

@@ -13,10 +13,6 @@ use std::process::ExitCode;
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    // Off first: a helper makes a few allocations, and each huge page is
-    // zeroed whole (harness/Cargo.toml). The commands that only load a
-    // suite turn them back on (cli::main).
-    sockspec::sys::transparent_huge_pages(false);
     // A helper process (an actor) of a running suite.
     if let Some(code) = sockspec::exec::actors::serve_if_agent() {
         return code;

@@ -323,12 +323,6 @@ fn command() -> clap::Command {
 pub fn main() -> ExitCode {
     use clap::FromArgMatches;
     let cli = Cli::from_arg_matches(&command().get_matches()).unwrap_or_else(|e| e.exit());
-    // Loading a suite is many small allocations on one or two threads, and
-    // huge pages spare most of its page faults. Running tests is many
-    // threads and helper processes, each with a little memory of its own.
-    if !matches!(cli.command, Command::Run(_) | Command::Bless(_)) {
-        sockspec::sys::transparent_huge_pages(true);
-    }
     let result = match cli.command {
         Command::Run(a) => run::exec(a),
         Command::List(a) => list::exec(a),

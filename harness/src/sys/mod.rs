@@ -102,17 +102,6 @@ pub fn nobody_uid() -> Option<u32> {
     None
 }
 
-/// Lets this process's memory come in transparent huge pages, or not
-/// (Linux's `PR_SET_THP_DISABLE`, which children inherit across exec:
-/// <https://man7.org/linux/man-pages/man2/PR_SET_THP_DISABLE.2const.html>).
-/// A page already faulted in keeps its size. Elsewhere it does nothing.
-pub fn transparent_huge_pages(on: bool) {
-    #[cfg(any(target_os = "linux", target_os = "android"))]
-    let _ = nix::sys::prctl::set_thp_disable(!on);
-    #[cfg(not(any(target_os = "linux", target_os = "android")))]
-    let _ = on;
-}
-
 /// Whether workers should get network namespaces of their own.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum IsolationMode {

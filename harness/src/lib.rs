@@ -349,7 +349,7 @@ impl Suite {
         expected: impl FnOnce() -> expect::Unchecked,
     ) -> Result<Suite, InputErrors> {
         let claims = claims::load(root, &mut errors);
-        let known: Option<Set<String>> = claims
+        let known: Option<std::collections::HashSet<String>> = claims
             .as_ref()
             .map(|c| c.iter().map(|c| c.id.clone()).collect());
         // Parsed on this thread, one after another: parses on several

@@ -2,7 +2,7 @@
 //! fields, known step kinds, required fields); values that may hold parameters
 //! are resolved and checked per test in [`crate::expand`].
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,7 +11,6 @@ use indexmap::IndexMap;
 use serde::Deserialize;
 use toml::{Spanned, Value};
 
-use crate::Set;
 use crate::error::{InputError, LineIndex};
 use crate::model::{Case, Holds, Location, OsFamily, ParamValue, Recipe};
 use crate::outcome::{Outcome, is_ident};
@@ -429,7 +428,7 @@ pub fn toml_error(index: &LineIndex, e: &TomlError) -> InputError {
 pub fn load_case(
     root: &Path,
     file: &Path,
-    known_claims: Option<&Set<String>>,
+    known_claims: Option<&HashSet<String>>,
     errors: &mut Vec<InputError>,
 ) -> Option<LoadedCase> {
     let (topic, id) = match case_id(root, file) {
@@ -688,11 +687,11 @@ fn parse_recipe(
 fn check_claims(
     index: &LineIndex,
     raw: Option<Spanned<Vec<Spanned<String>>>>,
-    known: Option<&Set<String>>,
+    known: Option<&HashSet<String>>,
     errors: &mut Vec<InputError>,
 ) -> Vec<String> {
     let add_one = "or add one to <cases>/claims.toml: [[claim]] id = \"...\", from = \"where it is stated\", says = \"the claim in one line\"";
-    let ids = |known: &Set<String>| {
+    let ids = |known: &HashSet<String>| {
         let mut ids: Vec<&str> = known.iter().map(String::as_str).collect();
         ids.sort();
         ids.join(", ")

@@ -310,7 +310,7 @@ impl Suite {
             // from the start, while this one parses the cases and builds
             // the tests: they need no test until they are checked.
             std::thread::scope(|s| {
-                let parsing = s.spawn(move || {
+                let parsing = crate::par::spawn(s, move || {
                     // The tests are built beside it on the cores left.
                     let _busy = crate::par::busy();
                     unchecked.parse_ahead();

@@ -15,6 +15,32 @@ pub fn cores() -> usize {
     *CORES.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
 }
 
+/// Starts `f` on a new thread of the scope `s`, on another core than the
+/// calling thread's where more are allowed. Linux may queue a new thread
+/// on its starter's core and leave it to the load balancer's next pass:
+/// on this project's 2-vCPU machine (kernel 6.18, a VM packing threads
+/// onto few vCPUs) it ran 0.15-3 ms after the spawn, while the parallel
+/// phases of `check` last 1-4 ms each. The new thread moves itself off
+/// that core first thing (`sys::leave_cpu`); yielding gives it the core
+/// to do so. Spawn to run: ~50 us. Where the kernel placed it elsewhere
+/// already, both are a syscall or two.
+pub fn spawn<'scope, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, '_>,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    let here = crate::sys::current_cpu();
+    let thread = s.spawn(move || {
+        if let Some(cpu) = here {
+            crate::sys::leave_cpu(cpu);
+        }
+        f()
+    });
+    if here.is_some() {
+        std::thread::yield_now();
+    }
+    thread
+}
+
 /// Threads at long work of their own (the expectation files parsed ahead,
 /// beside the building of the tests), and a signal when one is done.
 static BUSY: (Mutex<usize>, Condvar) = (Mutex::new(0), Condvar::new());
@@ -113,7 +139,7 @@ pub fn map<T: Sync, R: Send>(
         let finish = Finish(&finished);
         let helpers: Vec<_> = (1..threads)
             .map(|h| {
-                s.spawn(move || {
+                spawn(s, move || {
                     wait_for_core(h);
                     work()
                 })
@@ -169,7 +195,7 @@ pub fn pipeline<T, P: Send, R: Send>(
     let (tx, rx) = std::sync::mpsc::sync_channel::<(usize, P)>(0);
     let consume = &consume;
     let mut out: Vec<(usize, R)> = std::thread::scope(|s| {
-        let other = s.spawn(move || {
+        let other = spawn(s, move || {
             let mut done = Vec::new();
             while let Ok((i, p)) = rx.recv() {
                 done.push((i, consume(p)));

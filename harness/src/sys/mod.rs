@@ -21,6 +21,9 @@
 //!   `acked` step waits on both.
 //! - `isolate_thread()`: put the calling thread in a network namespace of its
 //!   own where the OS and privileges allow (Linux), else share the host's.
+//! - `current_cpu()` / `leave_cpu(cpu)`: start a new thread on another core
+//!   than its starter's where the kernel would queue it behind it (Linux; see
+//!   `par::spawn`).
 //! - `is_privileged()`: root / Administrator.
 //! - `stack_settings()`: the settings of the calling thread's network stack
 //!   that change outcomes (`settings::KNOWN` lists them with their defaults).

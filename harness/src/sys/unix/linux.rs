@@ -91,6 +91,30 @@ thread_local! {
     static ISOLATION: Cell<Option<Isolation>> = const { Cell::new(None) };
 }
 
+/// The core the calling thread runs on, for [`leave_cpu`].
+pub fn current_cpu() -> Option<usize> {
+    nix::sched::sched_getcpu().ok()
+}
+
+/// Moves the calling thread off the core `cpu`, if another is allowed,
+/// then allows every core it was allowed before: only the start is
+/// forced. setaffinity moves a running thread before it returns.
+/// <https://man7.org/linux/man-pages/man2/sched_setaffinity.2.html>
+/// Gives the core it moved to, or `None` if it stayed.
+pub fn leave_cpu(cpu: usize) -> Option<usize> {
+    use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
+    let me = nix::unistd::Pid::from_raw(0);
+    let allowed = sched_getaffinity(me).ok()?;
+    let mut away = allowed;
+    if away.unset(cpu).is_err() || away == CpuSet::new() {
+        return None;
+    }
+    sched_setaffinity(me, &away).ok()?;
+    let now = sched_getcpu().ok();
+    let _ = sched_setaffinity(me, &allowed);
+    now
+}
+
 /// Moves the calling thread into a network namespace of its own (once), with
 /// `lo` up, when the mode asks for it and the privilege allows. Threads and
 /// processes started from this thread inherit the namespace.
@@ -323,6 +347,28 @@ fn asleep_in_close(tid: i32) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_thread_leaves_the_core_it_is_told_to_and_keeps_its_allowed_cores() {
+        use nix::sched::{sched_getaffinity, sched_getcpu};
+        let me = nix::unistd::Pid::from_raw(0);
+        let before = sched_getaffinity(me).unwrap();
+        let here = sched_getcpu().unwrap();
+        let others = (0..nix::sched::CpuSet::count())
+            .filter(|&c| c != here && before.is_set(c).unwrap())
+            .count();
+        match leave_cpu(here) {
+            Some(now) => {
+                assert_ne!(now, here);
+                assert!(before.is_set(now).unwrap(), "moved to a core not allowed");
+            }
+            None => assert_eq!(
+                others, 0,
+                "stayed on {here} with {others} other cores allowed"
+            ),
+        }
+        assert_eq!(sched_getaffinity(me).unwrap(), before);
+    }
 
     #[test]
     fn parses_proc_rows() {

@@ -27,7 +27,10 @@ pub use agent::{
 };
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use os::bring_up_loopback;
-pub use os::{BIND_IGNORES_TIME_WAIT, CHEAP_TCP_TABLE, isolate_thread, stack_settings, tcp_table};
+pub use os::{
+    BIND_IGNORES_TIME_WAIT, CHEAP_TCP_TABLE, current_cpu, isolate_thread, leave_cpu,
+    stack_settings, tcp_table,
+};
 
 /// Whether this backend can run steps in helper processes.
 pub const ACTORS: bool = true;

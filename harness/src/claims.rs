@@ -713,13 +713,16 @@ pub fn table_with(
     for (i, t) in tests.iter().enumerate() {
         by_case.entry(t.case.id.as_str()).or_default().push(i);
     }
-    let mut in_claims: Vec<usize> = claims
+    // Each case once, though several claims name it (`bind::options`
+    // checks 12): its tests, in suite order.
+    let claimed: crate::Set<&str> = claims
         .iter()
         .flat_map(|c| by_claim.get(c.id.as_str()).into_iter().flatten())
-        .flat_map(|c| by_case.get(c.id.as_str()).into_iter().flatten().copied())
+        .map(|c| c.id.as_str())
         .collect();
-    in_claims.sort_unstable();
-    in_claims.dedup();
+    let in_claims: Vec<usize> = (0..tests.len())
+        .filter(|&i| claimed.contains(tests[i].case.id.as_str()))
+        .collect();
     let worked = Worked::new(tests, in_claims, expectations, observed);
     for claim in claims {
         let cs = by_claim.get(claim.id.as_str()).cloned().unwrap_or_default();

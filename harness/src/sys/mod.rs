@@ -25,6 +25,7 @@
 //!   than its starter's where the kernel would queue it behind it (Linux; see
 //!   `par::spawn`).
 //! - `is_privileged()`: root / Administrator.
+//! - `exit_now(code)`: end the process without the C runtime's exit handlers.
 //! - `stack_settings()`: the settings of the calling thread's network stack
 //!   that change outcomes (`settings::KNOWN` lists them with their defaults).
 //! - actor support: `spawn_agent` (a helper process with piped stdin/stdout

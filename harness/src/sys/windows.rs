@@ -92,6 +92,12 @@ pub fn os_detail() -> String {
     }
 }
 
+/// Ends the process with `code` (sockspec's allocator is the system's
+/// here: nothing to skip).
+pub fn exit_now(code: i32) -> ! {
+    std::process::exit(code)
+}
+
 /// Whether the process runs elevated (Administrator).
 pub fn is_privileged() -> bool {
     // SAFETY: a token handle we open and close, and a TOKEN_ELEVATION buffer.

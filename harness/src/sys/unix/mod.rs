@@ -107,6 +107,16 @@ pub fn os_detail() -> String {
         .unwrap_or_default()
 }
 
+/// Ends the process with `code` at once: no atexit handlers, among them
+/// mimalloc's, which gives its free pages back to the OS one range at a
+/// time (~40 madvise calls after `check`, ~0.3 ms) just before the OS
+/// takes them all. Everything written must be flushed already.
+/// <https://man7.org/linux/man-pages/man2/_exit.2.html>
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit only ends the process; nothing of it is used after.
+    unsafe { libc::_exit(code) }
+}
+
 /// Whether the process runs as root (effective uid 0).
 pub fn is_privileged() -> bool {
     nix::unistd::geteuid().is_root()

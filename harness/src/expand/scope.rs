@@ -82,13 +82,14 @@ pub fn check_semantics(
 /// endpoint is read), and live in one actor.
 fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
     let mut err = |msg: String, help: Option<&str>| e.err(msg, help);
+    let socks = action.socks();
     // Sockets the step needs open, and those it may use after close (for their
     // remembered endpoint).
-    let (open_needed, remembered): (Vec<&str>, Vec<&str>) = match action {
-        Action::Socket(_) | Action::Server(_) => (vec![], vec![]),
-        Action::TcpState(steps::TcpState { sock, .. }) => (vec![], vec![sock]),
-        Action::SamePort(steps::SamePort { a, b }) => (vec![], vec![a, b]),
-        other => (other.socks(), vec![]),
+    let (open_needed, remembered): (&[&str], Vec<&str>) = match action {
+        Action::Socket(_) | Action::Server(_) => (&[], vec![]),
+        Action::TcpState(steps::TcpState { sock, .. }) => (&[], vec![sock]),
+        Action::SamePort(steps::SamePort { a, b }) => (&[], vec![a, b]),
+        _ => (&socks, vec![]),
     };
     for s in open_needed.iter().chain(&remembered) {
         match scope.socks.get(*s) {
@@ -105,7 +106,6 @@ fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
         }
     }
     // Multi-socket steps run inside one actor.
-    let socks = action.socks();
     if socks.len() > 1 && !matches!(action, Action::SamePort(_)) {
         let actors: BTreeSet<Option<&str>> = socks
             .iter()

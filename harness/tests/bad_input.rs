@@ -1159,3 +1159,38 @@ fn checked_labels_that_change_with_the_grid_are_bounded() {
         ],
     );
 }
+
+/// The scope check follows each socket and actor through the steps: what
+/// is created twice, used after it is closed or has ended, or passed to an
+/// actor that is not running is reported at its step.
+#[test]
+fn sockets_and_actors_are_checked_step_by_step() {
+    let case = r#"title = "scope"
+source = "semantics.md L1"
+steps = [
+  { do = "socket", name = "a", type = "tcp", family = "v4" },
+  { do = "socket", name = "a", type = "tcp", family = "v4" },
+  { do = "close", sock = "a" },
+  { do = "listen", sock = "a" },
+  { do = "spawn", actor = "x" },
+  { do = "spawn", actor = "x" },
+  { do = "socket", name = "c", type = "tcp", family = "v4", actor = "x" },
+  { do = "socket", name = "d", type = "tcp", family = "v4" },
+  { do = "connect", sock = "c", addr = "lo4", port = "d" },
+  { do = "exit", actor = "x" },
+  { do = "socket", name = "e", type = "tcp", family = "v4", actor = "x" },
+  { do = "pass", sock = "d", to = "y" },
+]
+"#;
+    assert_has(
+        &error(tree(case, None).path()),
+        &[
+            "t/two.toml:5:3: socket `a` is created twice",
+            "t/two.toml:7:3: socket `a` is used after it was closed",
+            "t/two.toml:9:3: actor `x` is spawned twice",
+            "t/two.toml:12:3: port of `d`: `d` has no port yet",
+            "t/two.toml:14:3: actor `x` is used after it ended",
+            "t/two.toml:15:3: `pass` to `y`: no running actor has that name",
+        ],
+    );
+}

@@ -7,7 +7,6 @@ pub mod fields;
 mod scope;
 mod template;
 
-use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use toml::Value;
@@ -324,12 +323,14 @@ fn resolve_test<'a>(
     let mut errors = Vec::new();
     let mut scope = Scope::default();
     let mut steps = Vec::with_capacity(lc.steps.len());
-    let mut needs = BTreeSet::new();
+    // Pushed as found (each setopt's again), then sorted and deduplicated
+    // once: what a set gave, for fewer instructions.
+    let mut needs = Vec::new();
     if let Some(only) = &lc.case.only {
-        needs.insert(Need::Os(only.clone()));
+        needs.push(Need::Os(only.clone()));
     }
     if lc.case.requires_root {
-        needs.insert(Need::Root);
+        needs.push(Need::Root);
     }
     for (t, plan) in lc.steps.iter().zip(plans) {
         let applies = match &plan.when {
@@ -386,7 +387,9 @@ fn resolve_test<'a>(
         steps.push(step);
     }
     if errors.is_empty() {
-        Ok((steps, needs.into_iter().collect()))
+        needs.sort_unstable();
+        needs.dedup();
+        Ok((steps, needs))
     } else {
         Err(errors)
     }

@@ -2,7 +2,7 @@
 //! are used, ports come from bound sockets, options suit the socket; and
 //! what the test needs from the machine it runs on.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::net::IpAddr;
 
 use crate::error::InputError;
@@ -22,10 +22,50 @@ pub struct SockInfo {
 /// Sockets, actors, labels and leases of one test, as its steps go by.
 #[derive(Default)]
 pub struct Scope {
-    socks: BTreeMap<String, SockInfo>,
-    actors: BTreeMap<String, bool>,
+    socks: Named<SockInfo>,
+    actors: Named<bool>,
     pub labels: BTreeSet<String>,
     leases: BTreeSet<String>,
+}
+
+/// A test's sockets or actors by name: a handful, so a list searched in
+/// order, without a tree's allocations (this runs for every step of every
+/// test).
+struct Named<V>(Vec<(String, V)>);
+
+impl<V> Default for Named<V> {
+    fn default() -> Self {
+        Named(Vec::new())
+    }
+}
+
+impl<V> Named<V> {
+    fn get(&self, name: &str) -> Option<&V> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    fn get_mut(&mut self, name: &str) -> Option<&mut V> {
+        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, v)| v)
+    }
+
+    fn contains_key(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Sets `name`'s value; gives the one it replaces.
+    fn insert(&mut self, name: String, v: V) -> Option<V> {
+        match self.get_mut(&name) {
+            Some(old) => Some(std::mem::replace(old, v)),
+            None => {
+                self.0.push((name, v));
+                None
+            }
+        }
+    }
+
+    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.0.iter_mut().map(|(_, v)| v)
+    }
 }
 
 /// How a step's options count as needs: only on the families it runs on, and
@@ -65,7 +105,7 @@ pub fn check_semantics(
     at: &Location,
     opt_scope: &OptScope,
     scope: &mut Scope,
-    needs: &mut BTreeSet<Need>,
+    needs: &mut Vec<Need>,
     errors: &mut Vec<InputError>,
 ) {
     let mut e = Errs { at, errors };
@@ -92,7 +132,7 @@ fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
         _ => (&socks, vec![]),
     };
     for s in open_needed.iter().chain(&remembered) {
-        match scope.socks.get(*s) {
+        match scope.socks.get(s) {
             None => err(
                 format!("socket `{s}` is used before a `socket` step creates it"),
                 Some(
@@ -109,7 +149,7 @@ fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
     if socks.len() > 1 && !matches!(action, Action::SamePort(_)) {
         let actors: BTreeSet<Option<&str>> = socks
             .iter()
-            .filter_map(|s| scope.socks.get(*s).map(|i| i.actor.as_deref()))
+            .filter_map(|s| scope.socks.get(s).map(|i| i.actor.as_deref()))
             .collect();
         if actors.len() > 1 {
             err(
@@ -131,7 +171,7 @@ fn check_port(p: &PortRef, scope: &mut Scope, e: &mut Errs<'_>) {
             format!("port of `{s}`: no socket `{s}` exists at this point"),
             Some("a port is \"@lease\", 0, or the name of an earlier socket"),
         ),
-        PortRef::Of(s) if !scope.socks[s].bound => err(
+        PortRef::Of(s) if scope.socks.get(s).is_some_and(|i| !i.bound) => err(
             format!("port of `{s}`: `{s}` has no port yet at this point (it is not bound)"),
             Some("bind it first, or use a leased port (\"@p\") for both"),
         ),
@@ -171,7 +211,7 @@ fn check_sockets(
     actor: Option<&str>,
     opt_scope: &OptScope,
     scope: &mut Scope,
-    needs: &mut BTreeSet<Need>,
+    needs: &mut Vec<Need>,
     e: &mut Errs<'_>,
 ) {
     let mut err = |msg: String, help: Option<&str>| e.err(msg, help);
@@ -274,17 +314,17 @@ fn check_setopt(
     fp: Option<(Family, Proto)>,
     opt: Opt,
     value: &OptValue,
-    needs: &mut BTreeSet<Need>,
+    needs: &mut Vec<Need>,
     err: &mut impl FnMut(String, Option<&str>),
 ) {
     match (opt, value) {
         (Opt::V6Only, OptValue::Bool(false)) => {
-            needs.insert(Need::DualStack);
+            needs.push(Need::DualStack);
         }
         (Opt::Join | Opt::Leave, OptValue::Group { group, .. }) => {
             if group.is_ipv6() {
-                needs.insert(Need::Ipv6Multicast);
-                needs.insert(Need::Root);
+                needs.push(Need::Ipv6Multicast);
+                needs.push(Need::Root);
             }
             if let Some((fam, proto)) = fp
                 && (fam != Family::of(group) || proto != Proto::Udp)
@@ -325,12 +365,7 @@ fn check_family(
 
 /// Closing, actors starting and ending, sockets moving between actors and
 /// accepted into being.
-fn check_lifecycle(
-    action: &Action,
-    scope: &mut Scope,
-    needs: &mut BTreeSet<Need>,
-    e: &mut Errs<'_>,
-) {
+fn check_lifecycle(action: &Action, scope: &mut Scope, needs: &mut Vec<Need>, e: &mut Errs<'_>) {
     let mut err = |msg: String, help: Option<&str>| e.err(msg, help);
     match action {
         Action::Close(steps::Close { sock, .. }) => {
@@ -342,10 +377,10 @@ fn check_lifecycle(
             if scope.actors.insert(actor.clone(), true).is_some() {
                 err(format!("actor `{actor}` is spawned twice"), None);
             }
-            needs.insert(Need::Actors);
+            needs.push(Need::Actors);
             if user.is_some() {
-                needs.insert(Need::Root);
-                needs.insert(Need::OtherUser);
+                needs.push(Need::Root);
+                needs.push(Need::OtherUser);
             }
         }
         Action::Kill(steps::Kill { actor: a }) | Action::Exit(steps::Exit { actor: a }) => {
@@ -393,7 +428,7 @@ fn check_lifecycle(
 }
 
 /// Which sockets now have a port, and what the step's addresses need.
-fn address_needs(action: &Action, scope: &mut Scope, needs: &mut BTreeSet<Need>) {
+fn address_needs(action: &Action, scope: &mut Scope, needs: &mut Vec<Need>) {
     // Steps that give a socket a local port.
     if let Action::Bind(steps::Bind { sock, .. })
     | Action::Connect(steps::Connect { sock, .. })
@@ -418,13 +453,13 @@ fn address_needs(action: &Action, scope: &mut Scope, needs: &mut BTreeSet<Need>)
         _ => None,
     };
     if addr.is_some_and(|a| is_extra_loopback(*a)) {
-        needs.insert(Need::SecondLoopback);
+        needs.push(Need::SecondLoopback);
     }
     // A privileged lease ("@p!low") is proven free by binding it: root.
     if let Some(crate::model::PortRef::Lease(l)) = action.port()
         && l.ends_with(crate::exec::ports::LOW_SUFFIX)
     {
-        needs.insert(Need::Root);
+        needs.push(Need::Root);
     }
     // Addresses of IPv6 groups need the namespace interface.
     if let Action::Fanout(steps::Fanout {
@@ -433,8 +468,8 @@ fn address_needs(action: &Action, scope: &mut Scope, needs: &mut BTreeSet<Need>)
     }) = action
         && a.is_multicast()
     {
-        needs.insert(Need::Ipv6Multicast);
-        needs.insert(Need::Root);
+        needs.push(Need::Ipv6Multicast);
+        needs.push(Need::Root);
     }
 }
 

@@ -18,17 +18,19 @@ pub fn cores() -> usize {
 /// Starts `f` on a new thread of the scope `s`, on another core than the
 /// calling thread's where more are allowed. Linux may queue a new thread
 /// on its starter's core and leave it to the load balancer's next pass:
-/// on this project's 2-vCPU machine (kernel 6.18, a VM packing threads
-/// onto few vCPUs) it ran 0.15-3 ms after the spawn, while the parallel
-/// phases of `check` last 1-4 ms each. The new thread moves itself off
-/// that core first thing (`sys::leave_cpu`); yielding gives it the core
-/// to do so. Spawn to run: ~50 us. Where the kernel placed it elsewhere
-/// already, both are a syscall or two.
+/// measured on this project's 2-vCPU machine (kernel 6.18, a VM packing
+/// threads onto few vCPUs), it ran 0.15-3 ms after the spawn, while the
+/// parallel phases of `check` last 1-4 ms each. The new thread moves
+/// itself off that core first thing (`sys::leave_cpu`); yielding gives it
+/// the core to do so. Measured there, spawn to run took ~50 us. Where the
+/// kernel placed it elsewhere already, the yield finds nothing to run and
+/// the new thread only reads its core.
 pub fn spawn<'scope, T: Send + 'scope>(
     s: &'scope std::thread::Scope<'scope, '_>,
     f: impl FnOnce() -> T + Send + 'scope,
 ) -> std::thread::ScopedJoinHandle<'scope, T> {
-    let here = crate::sys::current_cpu();
+    // With one core there is nowhere else to go, and nothing to yield for.
+    let here = (cores() > 1).then(crate::sys::current_cpu).flatten();
     let thread = s.spawn(move || {
         if let Some(cpu) = here {
             crate::sys::leave_cpu(cpu);

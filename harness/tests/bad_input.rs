@@ -1161,14 +1161,15 @@ fn checked_labels_that_change_with_the_grid_are_bounded() {
 }
 
 /// The scope check follows each socket and actor through the steps: what
-/// is created twice, used after it is closed or has ended, or passed to an
-/// actor that is not running is reported at its step.
+/// is created twice, used after it is closed or its actor has ended, or
+/// passed to an actor that is not running is reported at its step; a
+/// socket created again is the new one from then on.
 #[test]
 fn sockets_and_actors_are_checked_step_by_step() {
     let case = r#"title = "scope"
 source = "semantics.md L1"
 steps = [
-  { do = "socket", name = "a", type = "tcp", family = "v4" },
+  { do = "socket", name = "a", type = "udp", family = "v4" },
   { do = "socket", name = "a", type = "tcp", family = "v4" },
   { do = "close", sock = "a" },
   { do = "listen", sock = "a" },
@@ -1180,10 +1181,12 @@ steps = [
   { do = "exit", actor = "x" },
   { do = "socket", name = "e", type = "tcp", family = "v4", actor = "x" },
   { do = "pass", sock = "d", to = "y" },
+  { do = "close", sock = "c" },
 ]
 "#;
+    let err = error(tree(case, None).path());
     assert_has(
-        &error(tree(case, None).path()),
+        &err,
         &[
             "t/two.toml:5:3: socket `a` is created twice",
             "t/two.toml:7:3: socket `a` is used after it was closed",
@@ -1191,6 +1194,10 @@ steps = [
             "t/two.toml:12:3: port of `d`: `d` has no port yet",
             "t/two.toml:14:3: actor `x` is used after it ended",
             "t/two.toml:15:3: `pass` to `y`: no running actor has that name",
+            // An actor's sockets end with it.
+            "t/two.toml:16:3: socket `c` is used after it was closed",
         ],
     );
+    // The second `a` (TCP) replaced the first (UDP): `listen` takes it.
+    assert!(!err.contains("needs a TCP socket"), "{err}");
 }

@@ -22,50 +22,10 @@ pub struct SockInfo {
 /// Sockets, actors, labels and leases of one test, as its steps go by.
 #[derive(Default)]
 pub struct Scope {
-    socks: Named<SockInfo>,
-    actors: Named<bool>,
+    socks: crate::Map<String, SockInfo>,
+    actors: crate::Map<String, bool>,
     pub labels: BTreeSet<String>,
     leases: BTreeSet<String>,
-}
-
-/// A test's sockets or actors by name: a handful, so a list searched in
-/// order, without a tree's allocations (this runs for every step of every
-/// test).
-struct Named<V>(Vec<(String, V)>);
-
-impl<V> Default for Named<V> {
-    fn default() -> Self {
-        Named(Vec::new())
-    }
-}
-
-impl<V> Named<V> {
-    fn get(&self, name: &str) -> Option<&V> {
-        self.0.iter().find(|(n, _)| n == name).map(|(_, v)| v)
-    }
-
-    fn get_mut(&mut self, name: &str) -> Option<&mut V> {
-        self.0.iter_mut().find(|(n, _)| n == name).map(|(_, v)| v)
-    }
-
-    fn contains_key(&self, name: &str) -> bool {
-        self.get(name).is_some()
-    }
-
-    /// Sets `name`'s value; gives the one it replaces.
-    fn insert(&mut self, name: String, v: V) -> Option<V> {
-        match self.get_mut(&name) {
-            Some(old) => Some(std::mem::replace(old, v)),
-            None => {
-                self.0.push((name, v));
-                None
-            }
-        }
-    }
-
-    fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
-        self.0.iter_mut().map(|(_, v)| v)
-    }
 }
 
 /// How a step's options count as needs: only on the families it runs on, and
@@ -132,7 +92,7 @@ fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
         _ => (&socks, vec![]),
     };
     for s in open_needed.iter().chain(&remembered) {
-        match scope.socks.get(s) {
+        match scope.socks.get(*s) {
             None => err(
                 format!("socket `{s}` is used before a `socket` step creates it"),
                 Some(
@@ -149,7 +109,7 @@ fn check_uses(action: &Action, scope: &Scope, e: &mut Errs<'_>) {
     if socks.len() > 1 && !matches!(action, Action::SamePort(_)) {
         let actors: BTreeSet<Option<&str>> = socks
             .iter()
-            .filter_map(|s| scope.socks.get(s).map(|i| i.actor.as_deref()))
+            .filter_map(|s| scope.socks.get(*s).map(|i| i.actor.as_deref()))
             .collect();
         if actors.len() > 1 {
             err(

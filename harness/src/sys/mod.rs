@@ -21,11 +21,12 @@
 //!   `acked` step waits on both.
 //! - `isolate_thread()`: put the calling thread in a network namespace of its
 //!   own where the OS and privileges allow (Linux), else share the host's.
-//! - `current_cpu()` / `leave_cpu(cpu)`: start a new thread on another core
-//!   than its starter's where the kernel would queue it behind it (Linux; see
-//!   `par::spawn`).
+//! - `current_cpu()` / `leave_cpu(cpu)`: the calling thread's core, and
+//!   moving the calling thread off a core once (Linux and Android; `None`
+//!   elsewhere): how `par::spawn` starts a thread beside its starter.
 //! - `is_privileged()`: root / Administrator.
-//! - `exit_now(code)`: end the process without the C runtime's exit handlers.
+//! - `exit_now(code)`: end the process at once, output already flushed
+//!   (Unix: `_exit`, skipping exit handlers; Windows: `process::exit`).
 //! - `stack_settings()`: the settings of the calling thread's network stack
 //!   that change outcomes (`settings::KNOWN` lists them with their defaults).
 //! - actor support: `spawn_agent` (a helper process with piped stdin/stdout
@@ -54,6 +55,19 @@ mod imp;
 compile_error!("sockspec runs on Unix and Windows");
 
 pub use imp::*;
+
+/// Not asked here: only Linux was seen to queue a new thread behind its
+/// starter (see `par::spawn`).
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn current_cpu() -> Option<usize> {
+    None
+}
+
+/// Never called here: [`current_cpu`] knows no core.
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+pub fn leave_cpu(_cpu: usize) -> Option<usize> {
+    None
+}
 
 mod netstat_text;
 pub mod settings;

@@ -406,17 +406,6 @@ pub fn prepare_v6_multicast() -> Result<(), String> {
     )
 }
 
-/// Not asked here: only Linux was seen to queue a new thread behind its
-/// starter (see the Linux backend's `leave_cpu`).
-pub fn current_cpu() -> Option<usize> {
-    None
-}
-
-/// Never called: [`current_cpu`] knows no core.
-pub fn leave_cpu(_cpu: usize) -> Option<usize> {
-    None
-}
-
 /// Windows has no network namespaces: every worker shares the host's stack.
 pub fn isolate_thread() -> Result<Isolation, String> {
     match isolation_mode() {

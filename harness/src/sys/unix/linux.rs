@@ -96,13 +96,19 @@ pub fn current_cpu() -> Option<usize> {
     nix::sched::sched_getcpu().ok()
 }
 
-/// Moves the calling thread off the core `cpu`, if another is allowed,
-/// then allows every core it was allowed before: only the start is
-/// forced. setaffinity moves a running thread before it returns.
-/// <https://man7.org/linux/man-pages/man2/sched_setaffinity.2.html>
-/// Gives the core it moved to, or `None` if it stayed.
+/// Moves the calling thread off the core `cpu` if it runs there and
+/// another is allowed, then allows again the cores it was allowed (as
+/// sched_getaffinity gives them: those online): only the start is forced.
+/// The kernel migrates a running thread whose mask no longer holds its
+/// core before the call returns (`__set_cpus_allowed_ptr`, kernel/sched/
+/// core.c). <https://man7.org/linux/man-pages/man2/sched_setaffinity.2.html>
+/// Gives the core it moved to; `None` if it did not move (it ran
+/// elsewhere already, no other core is allowed, or a call failed).
 pub fn leave_cpu(cpu: usize) -> Option<usize> {
     use nix::sched::{CpuSet, sched_getaffinity, sched_getcpu, sched_setaffinity};
+    if sched_getcpu().ok()? != cpu {
+        return None;
+    }
     let me = nix::unistd::Pid::from_raw(0);
     let allowed = sched_getaffinity(me).ok()?;
     let mut away = allowed;
@@ -111,6 +117,8 @@ pub fn leave_cpu(cpu: usize) -> Option<usize> {
     }
     sched_setaffinity(me, &away).ok()?;
     let now = sched_getcpu().ok();
+    // A refusal here (the cpuset changed meanwhile) leaves the thread on
+    // the cores it was moved to: still allowed ones.
     let _ = sched_setaffinity(me, &allowed);
     now
 }
@@ -350,9 +358,14 @@ mod tests {
 
     #[test]
     fn a_thread_leaves_the_core_it_is_told_to_and_keeps_its_allowed_cores() {
-        use nix::sched::{sched_getaffinity, sched_getcpu};
+        use nix::sched::{sched_getaffinity, sched_getcpu, sched_setaffinity};
         let me = nix::unistd::Pid::from_raw(0);
         let before = sched_getaffinity(me).unwrap();
+        // A sandbox that refuses setaffinity leaves threads where they are.
+        if sched_setaffinity(me, &before).is_err() {
+            eprintln!("skipped: sched_setaffinity is refused here");
+            return;
+        }
         let here = sched_getcpu().unwrap();
         let others = (0..nix::sched::CpuSet::count())
             .filter(|&c| c != here && before.is_set(c).unwrap())
@@ -362,8 +375,9 @@ mod tests {
                 assert_ne!(now, here);
                 assert!(before.is_set(now).unwrap(), "moved to a core not allowed");
             }
-            None => assert_eq!(
-                others, 0,
+            // Or the thread had moved on its own between the two calls.
+            None => assert!(
+                others == 0 || sched_getcpu().unwrap() != here,
                 "stayed on {here} with {others} other cores allowed"
             ),
         }

@@ -27,10 +27,9 @@ pub use agent::{
 };
 #[cfg(any(target_os = "linux", target_os = "android"))]
 pub use os::bring_up_loopback;
-pub use os::{
-    BIND_IGNORES_TIME_WAIT, CHEAP_TCP_TABLE, current_cpu, isolate_thread, leave_cpu,
-    stack_settings, tcp_table,
-};
+pub use os::{BIND_IGNORES_TIME_WAIT, CHEAP_TCP_TABLE, isolate_thread, stack_settings, tcp_table};
+#[cfg(any(target_os = "linux", target_os = "android"))]
+pub use os::{current_cpu, leave_cpu};
 
 /// Whether this backend can run steps in helper processes.
 pub const ACTORS: bool = true;
@@ -107,10 +106,12 @@ pub fn os_detail() -> String {
         .unwrap_or_default()
 }
 
-/// Ends the process with `code` at once: no atexit handlers, among them
-/// mimalloc's, which gives its free pages back to the OS one range at a
-/// time (~40 madvise calls after `check`, ~0.3 ms) just before the OS
-/// takes them all. Everything written must be flushed already.
+/// Ends the process with `code` at once: no atexit handlers, among them,
+/// on Linux, mimalloc's, which gives its free pages back to the OS one
+/// range at a time (~40 madvise calls after `check`, ~0.3 ms) just before
+/// the OS takes them all. Everything written must be flushed already; what
+/// an exit handler would write (mimalloc's `MIMALLOC_SHOW_STATS`, coverage
+/// profiles) is not.
 /// <https://man7.org/linux/man-pages/man2/_exit.2.html>
 pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit only ends the process; nothing of it is used after.

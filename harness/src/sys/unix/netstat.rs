@@ -51,17 +51,6 @@ fn read_tcp_table() -> io::Result<Vec<TcpEntry>> {
     ))
 }
 
-/// Not asked here: only Linux was seen to queue a new thread behind its
-/// starter (see the Linux backend's `leave_cpu`).
-pub fn current_cpu() -> Option<usize> {
-    None
-}
-
-/// Never called: [`current_cpu`] knows no core.
-pub fn leave_cpu(_cpu: usize) -> Option<usize> {
-    None
-}
-
 /// No network namespaces here: every worker shares the host's stack.
 pub fn isolate_thread() -> Result<Isolation, String> {
     match isolation_mode() {

@@ -1554,8 +1554,15 @@ fn parse_entry(
         ));
     }
 
-    let empty = CaseTests::new(Vec::new());
-    let ct = against.by_case.get(&case_id).unwrap_or(&empty);
+    // Built only for a case without tests: it was built for every entry.
+    let empty;
+    let ct = match against.by_case.get(&case_id) {
+        Some(ct) => ct,
+        None => {
+            empty = CaseTests::new(Vec::new());
+            &empty
+        }
+    };
     let picked = ct.axes.select(&select);
     let selected = match grids.and_then(|g| g.get(&case_id)) {
         Some(rows) => count_selected(case, rows, &select),

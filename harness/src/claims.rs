@@ -747,8 +747,8 @@ pub fn table_with(
     for (i, t) in tests.iter().enumerate() {
         by_case.entry(t.case.id.as_str()).or_default().push(i);
     }
-    // Each case once, though several claims name it (`bind::options`
-    // checks 12): its tests, in suite order.
+    // Each case once, though several claims may name it: its tests, in
+    // suite order.
     let claimed: crate::Set<&str> = claims
         .iter()
         .flat_map(|c| by_claim.get(c.id.as_str()).into_iter().flatten())
